@@ -1,0 +1,723 @@
+//! The ticket aggregate: one accountable owner, a state machine
+//! `open → contacted → closed` (with `reopen` back to `open`), and the
+//! idempotency record of every request it has applied.
+//!
+//! | command          | open | contacted | closed | effect                                 |
+//! |------------------|------|-----------|--------|----------------------------------------|
+//! | open             | –    | –         | –      | creates the ticket (status `open`)     |
+//! | log contact      | ✓    | ✓         | ✗      | status `contacted`                     |
+//! | add note         | ✓    | ✓         | ✓      | –                                      |
+//! | reassign         | ✓    | ✓         | ✗      | new owner (must differ)                |
+//! | customer reply   | ✓    | ✓         | ✓      | – (not an owner action)                |
+//! | close            | ✗    | ✓         | ✗      | status `closed`, closure documentation |
+//! | reopen           | ✗    | ✗         | ✓      | status `open`                          |
+//!
+//! Every owner action (all but customer reply) sets `last_touched_at`.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::time::Timestamp;
+use crate::values::{
+    AccountId, Channel, Email, FieldViolation, OpportunityKind, ProgramId, RequestId,
+    RootCauseCategory, TEXT_MAX, Text, TicketId, Violations,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Open,
+    Contacted,
+    Closed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Contacted => "contacted",
+            Status::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "open" => Some(Status::Open),
+            "contacted" => Some(Status::Contacted),
+            "closed" => Some(Status::Closed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a ticket came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Manual,
+    Workflow {
+        feedback_id: String,
+        workflow_id: String,
+    },
+}
+
+/// The documentation a ticket must carry to be closed. Parsing it is the only
+/// way to build one, so a close command without root cause or actions cannot exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closure {
+    pub root_cause_category: RootCauseCategory,
+    pub root_cause: Text,
+    pub actions_taken: Text,
+    pub opportunity: Option<Opportunity>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opportunity {
+    pub kind: OpportunityKind,
+    pub amount: Option<f64>,
+}
+
+impl Closure {
+    /// Parses all closure fields at once and reports every missing or bad one.
+    pub fn parse(
+        root_cause_category: &str,
+        root_cause: &str,
+        actions_taken: &str,
+        opportunity: Option<(&str, Option<f64>)>,
+    ) -> Result<Closure, Vec<FieldViolation>> {
+        let mut v = Violations::new();
+        let cat = v.check(RootCauseCategory::parse(
+            "root_cause_category",
+            root_cause_category,
+        ));
+        let rc = v.check(Text::parse("root_cause", root_cause, TEXT_MAX));
+        let act = v.check(Text::parse("actions_taken", actions_taken, TEXT_MAX));
+        let opp = match opportunity {
+            None => None,
+            Some((kind, amount)) => {
+                let kind = v.check(OpportunityKind::parse("opportunity.kind", kind));
+                if let Some(a) = amount
+                    && (!a.is_finite() || a < 0.0)
+                {
+                    v.push(FieldViolation::new(
+                        "opportunity.amount",
+                        "must be a finite number >= 0",
+                    ));
+                }
+                kind.map(|kind| Opportunity { kind, amount })
+            }
+        };
+        match (cat, rc, act) {
+            (Some(root_cause_category), Some(root_cause), Some(actions_taken)) if v.is_empty() => {
+                Ok(Closure {
+                    root_cause_category,
+                    root_cause,
+                    actions_taken,
+                    opportunity: opp,
+                })
+            }
+            _ => Err(v.0),
+        }
+    }
+}
+
+/// A parsed, well-formed command. Whether it is *allowed* is for [`decide`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TicketCommand {
+    Open {
+        account_id: AccountId,
+        owner: Email,
+        program_id: Option<ProgramId>,
+        title: Option<Text>,
+        origin: Origin,
+    },
+    LogContact {
+        channel: Channel,
+        summary: Text,
+    },
+    AddNote {
+        text: Text,
+    },
+    Reassign {
+        new_owner: Email,
+        reason: Text,
+    },
+    RecordReply {
+        text: Text,
+    },
+    Close(Closure),
+    Reopen {
+        reason: Text,
+    },
+}
+
+impl TicketCommand {
+    /// The kind of event this command writes.
+    pub fn event_kind(&self) -> &'static str {
+        match self {
+            TicketCommand::Open { .. } => "opened",
+            TicketCommand::LogContact { .. } => "contact_logged",
+            TicketCommand::AddNote { .. } => "note_added",
+            TicketCommand::Reassign { .. } => "owner_reassigned",
+            TicketCommand::RecordReply { .. } => "customer_replied",
+            TicketCommand::Close(_) => "closed",
+            TicketCommand::Reopen { .. } => "reopened",
+        }
+    }
+}
+
+/// A fact about a ticket. Events hold plain values, not parsed newtypes: a
+/// stored event is history and must decode even if validation rules tighten.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TicketEvent {
+    Opened {
+        account_id: String,
+        owner_email: String,
+        program_id: String,
+        title: String,
+        origin: Origin,
+    },
+    ContactLogged {
+        channel: Channel,
+        summary: String,
+    },
+    NoteAdded {
+        text: String,
+    },
+    OwnerReassigned {
+        previous_owner_email: String,
+        new_owner_email: String,
+        reason: String,
+    },
+    CustomerReplied {
+        text: String,
+    },
+    Closed {
+        root_cause_category: String,
+        root_cause: String,
+        actions_taken: String,
+        opportunity: Option<(String, Option<f64>)>,
+    },
+    Reopened {
+        reason: String,
+    },
+}
+
+impl TicketEvent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TicketEvent::Opened { .. } => "opened",
+            TicketEvent::ContactLogged { .. } => "contact_logged",
+            TicketEvent::NoteAdded { .. } => "note_added",
+            TicketEvent::OwnerReassigned { .. } => "owner_reassigned",
+            TicketEvent::CustomerReplied { .. } => "customer_replied",
+            TicketEvent::Closed { .. } => "closed",
+            TicketEvent::Reopened { .. } => "reopened",
+        }
+    }
+
+    /// Whether this event is an action by the ticket's owner (touches the ticket).
+    pub fn is_owner_action(&self) -> bool {
+        !matches!(self, TicketEvent::CustomerReplied { .. })
+    }
+}
+
+/// An event as stored: with its position in the stream and its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub ticket_id: TicketId,
+    pub sequence: u64,
+    pub occurred_at: Timestamp,
+    pub request_id: String,
+    pub actor: String,
+    pub event: TicketEvent,
+}
+
+/// What the ticket remembers of one applied request, to answer its retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRequest {
+    pub event_kind: &'static str,
+    pub sequence: u64,
+}
+
+/// The state of one ticket, rebuilt by folding its events with [`evolve`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub id: TicketId,
+    pub status: Status,
+    pub account_id: String,
+    pub owner_email: String,
+    pub program_id: String,
+    pub title: String,
+    pub origin: Origin,
+    pub opened_at: Timestamp,
+    pub last_touched_at: Timestamp,
+    pub first_contact_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub closure: Option<ClosureRecord>,
+    pub contact_count: u32,
+    pub note_count: u32,
+    pub reply_count: u32,
+    pub reopen_count: u32,
+    /// Stream sequence of the last applied event (the optimistic-concurrency token).
+    pub sequence: u64,
+    pub applied: HashMap<String, AppliedRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosureRecord {
+    pub root_cause_category: String,
+    pub root_cause: String,
+    pub actions_taken: String,
+    pub opportunity: Option<(String, Option<f64>)>,
+}
+
+/// Why a well-formed command is not allowed in the ticket's current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleViolation {
+    #[error("ticket {0} does not exist")]
+    NotFound(TicketId),
+    #[error("ticket {0} already exists")]
+    AlreadyExists(TicketId),
+    #[error("ticket is closed; reopen it before you {0}")]
+    Closed(&'static str),
+    #[error("log a contact with the customer before closing the ticket (status is open)")]
+    CloseBeforeContact,
+    #[error("ticket is {0}, not closed; only a closed ticket can be reopened")]
+    NotClosed(Status),
+    #[error("ticket is already owned by {0}")]
+    SameOwner(String),
+    #[error(
+        "request_id {request_id:?} was already used for a {previous} command on this ticket; use a new request_id"
+    )]
+    RequestIdReused {
+        request_id: String,
+        previous: &'static str,
+    },
+}
+
+/// The outcome of a decision: a new event to append, or the answer already
+/// given to this request id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Append(TicketEvent),
+    AlreadyApplied { sequence: u64 },
+}
+
+/// Decides what `command` on ticket `id` (in state `state`, `None` if it has no
+/// events yet) means. Pure: no clock reads, no I/O.
+pub fn decide(
+    id: TicketId,
+    state: Option<&Ticket>,
+    request_id: &RequestId,
+    command: &TicketCommand,
+) -> Result<Decision, RuleViolation> {
+    if let Some(t) = state
+        && let Some(prev) = t.applied.get(request_id.as_str())
+    {
+        return if prev.event_kind == command.event_kind() {
+            Ok(Decision::AlreadyApplied {
+                sequence: prev.sequence,
+            })
+        } else {
+            Err(RuleViolation::RequestIdReused {
+                request_id: request_id.as_str().to_string(),
+                previous: prev.event_kind,
+            })
+        };
+    }
+    let t = match (state, command) {
+        (
+            None,
+            TicketCommand::Open {
+                account_id,
+                owner,
+                program_id,
+                title,
+                origin,
+            },
+        ) => {
+            return Ok(Decision::Append(TicketEvent::Opened {
+                account_id: account_id.to_string(),
+                owner_email: owner.to_string(),
+                program_id: program_id.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                title: title.as_ref().map(|t| t.to_string()).unwrap_or_default(),
+                origin: origin.clone(),
+            }));
+        }
+        (Some(_), TicketCommand::Open { .. }) => return Err(RuleViolation::AlreadyExists(id)),
+        (None, _) => return Err(RuleViolation::NotFound(id)),
+        (Some(t), _) => t,
+    };
+    let event = match command {
+        TicketCommand::Open { .. } => unreachable!("handled above"),
+        TicketCommand::LogContact { channel, summary } => {
+            if t.status == Status::Closed {
+                return Err(RuleViolation::Closed("log a contact"));
+            }
+            TicketEvent::ContactLogged {
+                channel: *channel,
+                summary: summary.to_string(),
+            }
+        }
+        TicketCommand::AddNote { text } => TicketEvent::NoteAdded {
+            text: text.to_string(),
+        },
+        TicketCommand::Reassign { new_owner, reason } => {
+            if t.status == Status::Closed {
+                return Err(RuleViolation::Closed("reassign it"));
+            }
+            if new_owner.as_str() == t.owner_email {
+                return Err(RuleViolation::SameOwner(t.owner_email.clone()));
+            }
+            TicketEvent::OwnerReassigned {
+                previous_owner_email: t.owner_email.clone(),
+                new_owner_email: new_owner.to_string(),
+                reason: reason.to_string(),
+            }
+        }
+        TicketCommand::RecordReply { text } => TicketEvent::CustomerReplied {
+            text: text.to_string(),
+        },
+        TicketCommand::Close(c) => match t.status {
+            Status::Open => return Err(RuleViolation::CloseBeforeContact),
+            Status::Closed => return Err(RuleViolation::Closed("close it again")),
+            Status::Contacted => TicketEvent::Closed {
+                root_cause_category: c.root_cause_category.as_str().to_string(),
+                root_cause: c.root_cause.to_string(),
+                actions_taken: c.actions_taken.to_string(),
+                opportunity: c
+                    .opportunity
+                    .as_ref()
+                    .map(|o| (o.kind.to_string(), o.amount)),
+            },
+        },
+        TicketCommand::Reopen { reason } => {
+            if t.status != Status::Closed {
+                return Err(RuleViolation::NotClosed(t.status));
+            }
+            TicketEvent::Reopened {
+                reason: reason.to_string(),
+            }
+        }
+    };
+    Ok(Decision::Append(event))
+}
+
+/// Applies one stored event. Total: any event sequence produces a state, so
+/// replay never fails on history (an event before `Opened` is ignored).
+pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
+    let at = e.occurred_at;
+    let mut t = match (state, &e.event) {
+        (
+            None,
+            TicketEvent::Opened {
+                account_id,
+                owner_email,
+                program_id,
+                title,
+                origin,
+            },
+        ) => Ticket {
+            id: e.ticket_id,
+            status: Status::Open,
+            account_id: account_id.clone(),
+            owner_email: owner_email.clone(),
+            program_id: program_id.clone(),
+            title: title.clone(),
+            origin: origin.clone(),
+            opened_at: at,
+            last_touched_at: at,
+            first_contact_at: None,
+            closed_at: None,
+            closure: None,
+            contact_count: 0,
+            note_count: 0,
+            reply_count: 0,
+            reopen_count: 0,
+            sequence: 0,
+            applied: HashMap::new(),
+        },
+        (None, _) => return None,
+        (Some(t), TicketEvent::Opened { .. }) => t,
+        (Some(mut t), ev) => {
+            match ev {
+                TicketEvent::Opened { .. } => {}
+                TicketEvent::ContactLogged { .. } => {
+                    t.status = Status::Contacted;
+                    t.contact_count += 1;
+                    t.first_contact_at.get_or_insert(at);
+                }
+                TicketEvent::NoteAdded { .. } => t.note_count += 1,
+                TicketEvent::OwnerReassigned {
+                    new_owner_email, ..
+                } => t.owner_email = new_owner_email.clone(),
+                TicketEvent::CustomerReplied { .. } => t.reply_count += 1,
+                TicketEvent::Closed {
+                    root_cause_category,
+                    root_cause,
+                    actions_taken,
+                    opportunity,
+                } => {
+                    t.status = Status::Closed;
+                    t.closed_at = Some(at);
+                    t.closure = Some(ClosureRecord {
+                        root_cause_category: root_cause_category.clone(),
+                        root_cause: root_cause.clone(),
+                        actions_taken: actions_taken.clone(),
+                        opportunity: opportunity.clone(),
+                    });
+                }
+                TicketEvent::Reopened { .. } => {
+                    t.status = Status::Open;
+                    t.reopen_count += 1;
+                    t.closed_at = None;
+                    t.closure = None;
+                }
+            }
+            if ev.is_owner_action() {
+                t.last_touched_at = t.last_touched_at.max(at);
+            }
+            t
+        }
+    };
+    t.sequence = e.sequence;
+    if !e.request_id.is_empty() {
+        t.applied.insert(
+            e.request_id.clone(),
+            AppliedRequest {
+                event_kind: e.event.kind(),
+                sequence: e.sequence,
+            },
+        );
+    }
+    Some(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rid(s: &str) -> RequestId {
+        RequestId::parse("request_id", s).unwrap()
+    }
+
+    fn open_cmd(owner: &str) -> TicketCommand {
+        TicketCommand::Open {
+            account_id: AccountId::parse("a", "ACME-001").unwrap(),
+            owner: Email::parse("o", owner).unwrap(),
+            program_id: None,
+            title: None,
+            origin: Origin::Manual,
+        }
+    }
+
+    fn text(s: &str) -> Text {
+        Text::parse("t", s, TEXT_MAX).unwrap()
+    }
+
+    /// Runs a command against the state the way the ticketing service does.
+    fn run(
+        id: TicketId,
+        state: Option<Ticket>,
+        seq: &mut u64,
+        req: &str,
+        cmd: &TicketCommand,
+    ) -> (Option<Ticket>, Result<Decision, RuleViolation>) {
+        let d = decide(id, state.as_ref(), &rid(req), cmd);
+        match &d {
+            Ok(Decision::Append(ev)) => {
+                *seq += 1;
+                let rec = RecordedEvent {
+                    ticket_id: id,
+                    sequence: *seq,
+                    occurred_at: Timestamp(*seq as i64 * 1_000_000),
+                    request_id: req.to_string(),
+                    actor: String::new(),
+                    event: ev.clone(),
+                };
+                (evolve(state, &rec), d)
+            }
+            _ => (state, d),
+        }
+    }
+
+    #[test]
+    fn happy_path_open_contact_close_reopen() {
+        let id = TicketId::for_manual_request(&rid("r0"));
+        let mut seq = 0;
+        let (s, _) = run(id, None, &mut seq, "r0", &open_cmd("a@x.io"));
+        assert_eq!(s.as_ref().unwrap().status, Status::Open);
+        let close = TicketCommand::Close(Closure::parse("product", "bug", "fixed", None).unwrap());
+        let (s, d) = run(id, s, &mut seq, "r1", &close);
+        assert_eq!(d, Err(RuleViolation::CloseBeforeContact));
+        let contact = TicketCommand::LogContact {
+            channel: Channel::Phone,
+            summary: text("called"),
+        };
+        let (s, _) = run(id, s, &mut seq, "r2", &contact);
+        let (s, _) = run(id, s, &mut seq, "r3", &close);
+        let t = s.clone().unwrap();
+        assert_eq!(t.status, Status::Closed);
+        assert_eq!(t.closure.as_ref().unwrap().root_cause, "bug");
+        assert_eq!(t.first_contact_at, Some(Timestamp(2_000_000)));
+        // Retrying r3 replays; reusing r3 for another command is an error.
+        let (s, d) = run(id, s, &mut seq, "r3", &close);
+        assert_eq!(d, Ok(Decision::AlreadyApplied { sequence: 3 }));
+        let reopen = TicketCommand::Reopen {
+            reason: text("customer still unhappy"),
+        };
+        let (_, d) = run(id, s.clone(), &mut seq, "r3", &reopen);
+        assert!(matches!(d, Err(RuleViolation::RequestIdReused { .. })));
+        let (s, _) = run(id, s, &mut seq, "r4", &reopen);
+        let t = s.unwrap();
+        assert_eq!((t.status, t.reopen_count, t.closure), (Status::Open, 1, None));
+    }
+
+    #[test]
+    fn reassign_to_same_owner_is_refused() {
+        let id = TicketId::for_manual_request(&rid("r0"));
+        let mut seq = 0;
+        let (s, _) = run(id, None, &mut seq, "r0", &open_cmd("a@x.io"));
+        let cmd = TicketCommand::Reassign {
+            new_owner: Email::parse("o", "A@X.io").unwrap(),
+            reason: text("r"),
+        };
+        let (_, d) = run(id, s, &mut seq, "r1", &cmd);
+        assert_eq!(d, Err(RuleViolation::SameOwner("a@x.io".into())));
+    }
+
+    #[test]
+    fn closure_reports_every_missing_field() {
+        let err = Closure::parse("", " ", "", Some(("Up Sell", Some(-1.0)))).unwrap_err();
+        let fields: Vec<_> = err.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "root_cause_category",
+                "root_cause",
+                "actions_taken",
+                "opportunity.kind",
+                "opportunity.amount"
+            ]
+        );
+    }
+
+    fn arb_command() -> impl Strategy<Value = TicketCommand> {
+        let owners = prop::sample::select(vec!["a@x.io", "b@x.io", "c@x.io"]);
+        prop_oneof![
+            owners.clone().prop_map(open_cmd),
+            prop::sample::select(Channel::ALL.to_vec()).prop_map(|channel| {
+                TicketCommand::LogContact {
+                    channel,
+                    summary: text("s"),
+                }
+            }),
+            Just(TicketCommand::AddNote { text: text("n") }),
+            owners.prop_map(|o| TicketCommand::Reassign {
+                new_owner: Email::parse("o", o).unwrap(),
+                reason: text("r"),
+            }),
+            Just(TicketCommand::RecordReply { text: text("y") }),
+            Just(TicketCommand::Close(
+                Closure::parse("support", "slow", "escalated", Some(("upsell", Some(5.0))))
+                    .unwrap()
+            )),
+            Just(TicketCommand::Reopen { reason: text("r") }),
+        ]
+    }
+
+    fn allowed(from: Option<Status>, cmd: &TicketCommand, owner: Option<&str>) -> bool {
+        use Status::*;
+        match (from, cmd) {
+            (None, TicketCommand::Open { .. }) => true,
+            (None, _) | (Some(_), TicketCommand::Open { .. }) => false,
+            (Some(s), TicketCommand::LogContact { .. }) => s != Closed,
+            (Some(_), TicketCommand::AddNote { .. } | TicketCommand::RecordReply { .. }) => true,
+            (Some(s), TicketCommand::Reassign { new_owner, .. }) => {
+                s != Closed && Some(new_owner.as_str()) != owner
+            }
+            (Some(s), TicketCommand::Close(_)) => s == Contacted,
+            (Some(s), TicketCommand::Reopen { .. }) => s == Closed,
+        }
+    }
+
+    proptest! {
+        /// Exactly one owner at all times, no transition a state forbids, and
+        /// status changes only by the commands that may change it.
+        #[test]
+        fn state_machine_invariants(cmds in prop::collection::vec(arb_command(), 1..40)) {
+            let id = TicketId::for_manual_request(&rid("p"));
+            let mut state: Option<Ticket> = None;
+            let mut seq = 0u64;
+            for (i, cmd) in cmds.iter().enumerate() {
+                let before = state.clone();
+                let from = before.as_ref().map(|t| t.status);
+                let owner = before.as_ref().map(|t| t.owner_email.clone());
+                let (next, d) = run(id, state, &mut seq, &format!("r{i}"), cmd);
+                let ok = matches!(d, Ok(Decision::Append(_)));
+                prop_assert_eq!(ok, allowed(from, cmd, owner.as_deref()), "{:?} from {:?}", cmd, from);
+                if let Some(t) = &next {
+                    // exactly one owner, always a valid address
+                    prop_assert!(Email::parse("o", &t.owner_email).is_ok());
+                    prop_assert_eq!(t.closure.is_some(), t.status == Status::Closed);
+                    prop_assert!(t.last_touched_at >= t.opened_at);
+                    if t.status != Status::Open || t.contact_count > 0 {
+                        prop_assert!(t.first_contact_at.is_some());
+                    }
+                }
+                if !ok {
+                    prop_assert_eq!(&next, &before, "a refused command must not change state");
+                } else if let (Some(b), Some(a)) = (&before, &next) {
+                    let status_may_change = matches!(cmd,
+                        TicketCommand::LogContact{..} | TicketCommand::Close(_) | TicketCommand::Reopen{..});
+                    if !status_may_change { prop_assert_eq!(a.status, b.status); }
+                    if b.status == Status::Closed && a.status != Status::Closed {
+                        let is_reopen = matches!(cmd, TicketCommand::Reopen { .. });
+                        prop_assert!(is_reopen);
+                    }
+                    let owner_may_change = matches!(cmd, TicketCommand::Reassign{..});
+                    if !owner_may_change { prop_assert_eq!(&a.owner_email, &b.owner_email); }
+                }
+                state = next;
+            }
+        }
+
+        /// A close without every piece of documentation never parses, so it can never be decided.
+        #[test]
+        fn closing_without_documentation_is_rejected(
+            cat in prop::sample::select(vec!["", " ", "product", "nonsense"]),
+            rc in prop::sample::select(vec!["", "  \t", "the upgrade broke sso"]),
+            act in prop::sample::select(vec!["", "\n", "hotfix shipped, call held"]),
+        ) {
+            let complete = RootCauseCategory::parse("c", cat).is_ok()
+                && !rc.trim().is_empty() && !act.trim().is_empty();
+            prop_assert_eq!(Closure::parse(cat, rc, act, None).is_ok(), complete);
+        }
+
+        /// Replaying any request id gives back the original sequence and writes nothing.
+        #[test]
+        fn retries_are_idempotent(cmds in prop::collection::vec(arb_command(), 1..20), pick in 0usize..20) {
+            let id = TicketId::for_manual_request(&rid("p"));
+            let mut state = None;
+            let mut seq = 0;
+            let mut written = Vec::new();
+            for (i, cmd) in cmds.iter().enumerate() {
+                let (next, d) = run(id, state, &mut seq, &format!("r{i}"), cmd);
+                if let Ok(Decision::Append(_)) = d { written.push((i, seq)); }
+                state = next;
+            }
+            if let Some(&(i, s)) = written.get(pick % written.len().max(1)) {
+                let before = seq;
+                let (_, d) = run(id, state, &mut seq, &format!("r{i}"), &cmds[i]);
+                prop_assert_eq!(d, Ok(Decision::AlreadyApplied { sequence: s }));
+                prop_assert_eq!(seq, before);
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! JetStream-backed append and replay.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{DeliverPolicy, pull::OrderedConfig},
+    context::PublishErrorKind,
+    stream::{self, LastRawMessageErrorKind, RetentionPolicy, StorageType},
+};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use crate::envelope::{Envelope, headers};
+use crate::prefix::Prefix;
+
+/// How the event stream is provisioned.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub prefix: Prefix,
+    /// Stream replicas: 1 for a single server, 3 for a production cluster.
+    pub replicas: usize,
+    /// Window in which the server drops a repeated `Nats-Msg-Id`.
+    pub duplicate_window: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            prefix: Prefix::default(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot provision stream {stream}: {reason}")]
+    Provision { stream: String, reason: String },
+    #[error(
+        "stream {stream} exists with an incompatible configuration: {problems}. \
+         Fix or remove the stream (events are immutable: back it up first), or use another --prefix"
+    )]
+    Incompatible { stream: String, problems: String },
+    #[error("NATS JetStream unavailable: {0}")]
+    Unavailable(String),
+    #[error("reading {subject} timed out after {secs}s")]
+    Timeout { subject: String, secs: u64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Someone else appended to the subject first: reload and decide again.
+    #[error("another writer appended to {subject} first (expected last sequence {expected})")]
+    Conflict { subject: String, expected: u64 },
+    #[error("NATS JetStream did not accept the event: {0}")]
+    Unavailable(String),
+}
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Stream sequence of the stored event.
+    pub sequence: u64,
+    /// True when the server recognised the `Nats-Msg-Id` and kept the earlier copy.
+    pub duplicate: bool,
+}
+
+/// One stored event as read back from the stream.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub subject: String,
+    pub sequence: u64,
+    /// `None` when the message lacks closeloop headers (not written by closeloop).
+    pub envelope: Option<Envelope>,
+    pub payload: Bytes,
+}
+
+/// Handle on the install's event stream. Cheap to clone.
+#[derive(Clone)]
+pub struct EventStore {
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    prefix: Prefix,
+}
+
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl EventStore {
+    /// Creates the event stream if it is missing and verifies it otherwise.
+    /// Safe to call from every replica at every start.
+    pub async fn open(client: async_nats::Client, cfg: StoreConfig) -> Result<Self, StoreError> {
+        let js = jetstream::new(client);
+        let name = cfg.prefix.events_stream();
+        let wanted = stream::Config {
+            name: name.clone(),
+            description: Some(format!(
+                "closeloop events for prefix '{}' (immutable)",
+                cfg.prefix
+            )),
+            subjects: vec![cfg.prefix.events_filter()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            num_replicas: cfg.replicas,
+            duplicate_window: cfg.duplicate_window,
+            allow_direct: true,
+            deny_delete: true,
+            deny_purge: true,
+            ..Default::default()
+        };
+        let mut stream = js
+            .get_or_create_stream(wanted.clone())
+            .await
+            .map_err(|e| StoreError::Provision {
+                stream: name.clone(),
+                reason: e.to_string(),
+            })?;
+        let info = stream.info().await.map_err(|e| StoreError::Provision {
+            stream: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let problems = incompatibilities(&wanted, &info.config);
+        if !problems.is_empty() {
+            return Err(StoreError::Incompatible {
+                stream: name,
+                problems: problems.join("; "),
+            });
+        }
+        if info.config.duplicate_window != wanted.duplicate_window {
+            tracing::warn!(
+                stream = %name,
+                have = ?info.config.duplicate_window,
+                want = ?wanted.duplicate_window,
+                "event stream duplicate window differs from configuration; keeping the stream's"
+            );
+        }
+        Ok(EventStore {
+            js,
+            stream,
+            prefix: cfg.prefix,
+        })
+    }
+
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    /// Appends one event to `subject` if the subject's last sequence is still
+    /// `expected_last` (0: the subject must be empty). A repeated event id
+    /// within the duplicate window returns the original sequence.
+    pub async fn append(
+        &self,
+        subject: &str,
+        expected_last: u64,
+        envelope: &Envelope,
+        payload: Bytes,
+    ) -> Result<AppendOutcome, AppendError> {
+        let mut h = envelope.to_headers();
+        h.insert(
+            headers::EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected_last.to_string().as_str(),
+        );
+        let conflict = || AppendError::Conflict {
+            subject: subject.to_string(),
+            expected: expected_last,
+        };
+        let ack = self
+            .js
+            .publish_with_headers(subject.to_string(), h, payload)
+            .await
+            .map_err(|e| match e.kind() {
+                PublishErrorKind::WrongLastSequence => conflict(),
+                _ => AppendError::Unavailable(e.to_string()),
+            })?
+            .await
+            .map_err(|e| match e.kind() {
+                PublishErrorKind::WrongLastSequence => conflict(),
+                _ => AppendError::Unavailable(e.to_string()),
+            })?;
+        Ok(AppendOutcome {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// Every event on one aggregate subject, oldest first.
+    pub async fn read_aggregate(&self, subject: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let last = match self.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => m.sequence,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+        };
+        let read = async {
+            let mut messages = self.follow(subject, 0).await?;
+            let mut out = Vec::new();
+            while let Some(ev) = messages.next().await {
+                let ev = ev?;
+                let seq = ev.sequence;
+                out.push(ev);
+                if seq >= last {
+                    break;
+                }
+            }
+            Ok(out)
+        };
+        tokio::time::timeout(READ_TIMEOUT, read)
+            .await
+            .map_err(|_| StoreError::Timeout {
+                subject: subject.to_string(),
+                secs: READ_TIMEOUT.as_secs(),
+            })?
+    }
+
+    /// Follows every event matching `filter` with stream sequence greater than
+    /// `after`, in order, forever. Backed by an ordered consumer, which
+    /// recreates itself on gaps or reconnects and leaves no state on the server.
+    pub async fn follow(
+        &self,
+        filter: &str,
+        after: u64,
+    ) -> Result<impl Stream<Item = Result<StoredEvent, StoreError>> + Send + use<>, StoreError>
+    {
+        let deliver_policy = if after == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            }
+        };
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                filter_subject: filter.to_string(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(messages.map(|m| {
+            let m = m.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let info = m
+                .info()
+                .map_err(|e| StoreError::Unavailable(format!("bad message metadata: {e}")))?;
+            Ok(StoredEvent {
+                subject: m.subject.to_string(),
+                sequence: info.stream_sequence,
+                envelope: Envelope::from_headers(m.headers.as_ref()),
+                payload: m.payload.clone(),
+            })
+        }))
+    }
+
+    /// The stream's last sequence (0 when empty).
+    pub async fn last_sequence(&self) -> Result<u64, StoreError> {
+        let mut s = self.stream.clone();
+        s.info()
+            .await
+            .map(|i| i.state.last_sequence)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// The JetStream context, for services that need more than events.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+}
+
+fn incompatibilities(want: &stream::Config, have: &stream::Config) -> Vec<String> {
+    let mut p = Vec::new();
+    for s in &want.subjects {
+        if !have.subjects.contains(s) {
+            p.push(format!(
+                "subjects are {:?}, must include {s:?}",
+                have.subjects
+            ));
+        }
+    }
+    if have.retention != RetentionPolicy::Limits {
+        p.push(format!("retention is {:?}, must be limits", have.retention));
+    }
+    if have.storage != want.storage {
+        p.push(format!("storage is {:?}, must be file", have.storage));
+    }
+    if !have.max_age.is_zero() {
+        p.push(format!(
+            "max_age is {:?}, must be unlimited (events are never expired)",
+            have.max_age
+        ));
+    }
+    if have.max_messages > 0 || have.max_messages_per_subject > 0 || have.max_bytes > 0 {
+        p.push("message/byte limits are set; events must never be discarded".into());
+    }
+    p
+}

@@ -1,0 +1,296 @@
+//! Mapping between domain values and their protobuf form.
+
+use closeloop_domain::ticket::{ClosureRecord, Origin};
+use closeloop_domain::{Channel, Status, Ticket, TicketEvent, Timestamp};
+
+use crate::v1;
+
+pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
+    let (seconds, nanos) = t.to_parts();
+    prost_types::Timestamp { seconds, nanos }
+}
+
+pub fn from_timestamp(t: &prost_types::Timestamp) -> Timestamp {
+    Timestamp::from_parts(t.seconds, t.nanos)
+}
+
+pub fn channel(c: Channel) -> v1::ContactChannel {
+    match c {
+        Channel::Phone => v1::ContactChannel::Phone,
+        Channel::Email => v1::ContactChannel::Email,
+        Channel::Meeting => v1::ContactChannel::Meeting,
+        Channel::Other => v1::ContactChannel::Other,
+    }
+}
+
+/// `None` for `UNSPECIFIED` or an unknown number.
+pub fn from_channel(c: i32) -> Option<Channel> {
+    match v1::ContactChannel::try_from(c).ok()? {
+        v1::ContactChannel::Phone => Some(Channel::Phone),
+        v1::ContactChannel::Email => Some(Channel::Email),
+        v1::ContactChannel::Meeting => Some(Channel::Meeting),
+        v1::ContactChannel::Other => Some(Channel::Other),
+        v1::ContactChannel::Unspecified => None,
+    }
+}
+
+pub fn status(s: Status) -> v1::TicketStatus {
+    match s {
+        Status::Open => v1::TicketStatus::Open,
+        Status::Contacted => v1::TicketStatus::Contacted,
+        Status::Closed => v1::TicketStatus::Closed,
+    }
+}
+
+pub fn from_status(s: v1::TicketStatus) -> Option<Status> {
+    match s {
+        v1::TicketStatus::Open => Some(Status::Open),
+        v1::TicketStatus::Contacted => Some(Status::Contacted),
+        v1::TicketStatus::Closed => Some(Status::Closed),
+        v1::TicketStatus::Unspecified => None,
+    }
+}
+
+/// Lower-case word for a status number, as the CLI and docs show it.
+pub fn status_word(s: i32) -> &'static str {
+    match v1::TicketStatus::try_from(s).ok().and_then(from_status) {
+        Some(s) => s.as_str(),
+        None => "unspecified",
+    }
+}
+
+pub fn channel_word(c: i32) -> &'static str {
+    from_channel(c).map(Channel::as_str).unwrap_or("unspecified")
+}
+
+fn opportunity(o: &Option<(String, Option<f64>)>) -> Option<v1::Opportunity> {
+    o.as_ref().map(|(kind, amount)| v1::Opportunity {
+        kind: kind.clone(),
+        amount: *amount,
+    })
+}
+
+fn from_opportunity(o: &Option<v1::Opportunity>) -> Option<(String, Option<f64>)> {
+    o.as_ref().map(|o| (o.kind.clone(), o.amount))
+}
+
+/// The `oneof` body of a ticket event.
+pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
+    use v1::ticket_event::Event as E;
+    match e {
+        TicketEvent::Opened {
+            account_id,
+            owner_email,
+            program_id,
+            title,
+            origin,
+        } => {
+            let (source, feedback_id, workflow_id) = match origin {
+                Origin::Manual => (v1::TicketSource::Manual, String::new(), String::new()),
+                Origin::Workflow {
+                    feedback_id,
+                    workflow_id,
+                } => (
+                    v1::TicketSource::Workflow,
+                    feedback_id.clone(),
+                    workflow_id.clone(),
+                ),
+            };
+            E::Opened(v1::TicketOpened {
+                account_id: account_id.clone(),
+                owner_email: owner_email.clone(),
+                program_id: program_id.clone(),
+                title: title.clone(),
+                source: source as i32,
+                feedback_id,
+                workflow_id,
+            })
+        }
+        TicketEvent::ContactLogged { channel: c, summary } => {
+            E::ContactLogged(v1::ContactLogged {
+                channel: channel(*c) as i32,
+                summary: summary.clone(),
+            })
+        }
+        TicketEvent::NoteAdded { text } => E::NoteAdded(v1::NoteAdded { text: text.clone() }),
+        TicketEvent::OwnerReassigned {
+            previous_owner_email,
+            new_owner_email,
+            reason,
+        } => E::OwnerReassigned(v1::OwnerReassigned {
+            previous_owner_email: previous_owner_email.clone(),
+            new_owner_email: new_owner_email.clone(),
+            reason: reason.clone(),
+        }),
+        TicketEvent::CustomerReplied { text } => {
+            E::CustomerReplied(v1::CustomerReplied { text: text.clone() })
+        }
+        TicketEvent::Closed {
+            root_cause_category,
+            root_cause,
+            actions_taken,
+            opportunity: o,
+        } => E::Closed(v1::TicketClosed {
+            root_cause_category: root_cause_category.clone(),
+            root_cause: root_cause.clone(),
+            actions_taken: actions_taken.clone(),
+            opportunity: opportunity(o),
+        }),
+        TicketEvent::Reopened { reason } => {
+            E::Reopened(v1::TicketReopened { reason: reason.clone() })
+        }
+    }
+}
+
+/// The protobuf message name of an event body, as sent in the
+/// `Closeloop-Event-Type` header (e.g. `closeloop.v1.TicketClosed`).
+pub fn event_type_name(e: &TicketEvent) -> &'static str {
+    match e {
+        TicketEvent::Opened { .. } => "closeloop.v1.TicketOpened",
+        TicketEvent::ContactLogged { .. } => "closeloop.v1.ContactLogged",
+        TicketEvent::NoteAdded { .. } => "closeloop.v1.NoteAdded",
+        TicketEvent::OwnerReassigned { .. } => "closeloop.v1.OwnerReassigned",
+        TicketEvent::CustomerReplied { .. } => "closeloop.v1.CustomerReplied",
+        TicketEvent::Closed { .. } => "closeloop.v1.TicketClosed",
+        TicketEvent::Reopened { .. } => "closeloop.v1.TicketReopened",
+    }
+}
+
+/// Decodes an event body. `None` when the `oneof` is empty (an event type
+/// from a newer version this build does not know).
+pub fn from_event_body(e: &v1::ticket_event::Event) -> Option<TicketEvent> {
+    use v1::ticket_event::Event as E;
+    Some(match e {
+        E::Opened(o) => TicketEvent::Opened {
+            account_id: o.account_id.clone(),
+            owner_email: o.owner_email.clone(),
+            program_id: o.program_id.clone(),
+            title: o.title.clone(),
+            origin: if o.source == v1::TicketSource::Workflow as i32 {
+                Origin::Workflow {
+                    feedback_id: o.feedback_id.clone(),
+                    workflow_id: o.workflow_id.clone(),
+                }
+            } else {
+                Origin::Manual
+            },
+        },
+        E::ContactLogged(c) => TicketEvent::ContactLogged {
+            channel: from_channel(c.channel).unwrap_or(Channel::Other),
+            summary: c.summary.clone(),
+        },
+        E::NoteAdded(n) => TicketEvent::NoteAdded {
+            text: n.text.clone(),
+        },
+        E::OwnerReassigned(r) => TicketEvent::OwnerReassigned {
+            previous_owner_email: r.previous_owner_email.clone(),
+            new_owner_email: r.new_owner_email.clone(),
+            reason: r.reason.clone(),
+        },
+        E::CustomerReplied(r) => TicketEvent::CustomerReplied {
+            text: r.text.clone(),
+        },
+        E::Closed(c) => TicketEvent::Closed {
+            root_cause_category: c.root_cause_category.clone(),
+            root_cause: c.root_cause.clone(),
+            actions_taken: c.actions_taken.clone(),
+            opportunity: from_opportunity(&c.opportunity),
+        },
+        E::Reopened(r) => TicketEvent::Reopened {
+            reason: r.reason.clone(),
+        },
+    })
+}
+
+pub fn closure(c: &ClosureRecord) -> v1::Closure {
+    v1::Closure {
+        root_cause_category: c.root_cause_category.clone(),
+        root_cause: c.root_cause.clone(),
+        actions_taken: c.actions_taken.clone(),
+        opportunity: opportunity(&c.opportunity),
+    }
+}
+
+/// The wire form of an aggregate's state (what a command returns).
+pub fn ticket(t: &Ticket) -> v1::Ticket {
+    let (source, feedback_id, workflow_id) = match &t.origin {
+        Origin::Manual => (v1::TicketSource::Manual, String::new(), String::new()),
+        Origin::Workflow {
+            feedback_id,
+            workflow_id,
+        } => (
+            v1::TicketSource::Workflow,
+            feedback_id.clone(),
+            workflow_id.clone(),
+        ),
+    };
+    v1::Ticket {
+        id: t.id.to_string(),
+        status: status(t.status) as i32,
+        account_id: t.account_id.clone(),
+        owner_email: t.owner_email.clone(),
+        program_id: t.program_id.clone(),
+        title: t.title.clone(),
+        source: source as i32,
+        feedback_id,
+        workflow_id,
+        opened_at: Some(timestamp(t.opened_at)),
+        last_touched_at: Some(timestamp(t.last_touched_at)),
+        first_contact_at: t.first_contact_at.map(timestamp),
+        closed_at: t.closed_at.map(timestamp),
+        closure: t.closure.as_ref().map(closure),
+        contact_count: t.contact_count,
+        note_count: t.note_count,
+        reply_count: t.reply_count,
+        reopen_count: t.reopen_count,
+        sequence: t.sequence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn every_event_round_trips_through_protobuf() {
+        let events = vec![
+            TicketEvent::Opened {
+                account_id: "A".into(),
+                owner_email: "o@x.io".into(),
+                program_id: "p".into(),
+                title: "t".into(),
+                origin: Origin::Workflow {
+                    feedback_id: "f".into(),
+                    workflow_id: "w".into(),
+                },
+            },
+            TicketEvent::ContactLogged {
+                channel: Channel::Meeting,
+                summary: "s".into(),
+            },
+            TicketEvent::NoteAdded { text: "n".into() },
+            TicketEvent::OwnerReassigned {
+                previous_owner_email: "a@x.io".into(),
+                new_owner_email: "b@x.io".into(),
+                reason: "r".into(),
+            },
+            TicketEvent::CustomerReplied { text: "y".into() },
+            TicketEvent::Closed {
+                root_cause_category: "product".into(),
+                root_cause: "rc".into(),
+                actions_taken: "a".into(),
+                opportunity: Some(("upsell".into(), Some(12.5))),
+            },
+            TicketEvent::Reopened { reason: "r".into() },
+        ];
+        for e in events {
+            let msg = v1::TicketEvent {
+                event: Some(event_body(&e)),
+                ..Default::default()
+            };
+            let decoded = v1::TicketEvent::decode(msg.encode_to_vec().as_slice()).unwrap();
+            assert_eq!(from_event_body(decoded.event.as_ref().unwrap()), Some(e));
+        }
+    }
+}

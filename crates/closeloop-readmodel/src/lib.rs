@@ -1,0 +1,16 @@
+//! SQL read models.
+//!
+//! * [`Db`]: one connection pool over SQLite (the embedded default) or
+//!   PostgreSQL (production, several replicas), chosen by URL; the schema's
+//!   migrations are embedded and run at connect.
+//! * [`Projection`] and [`run_projector`]: a projector follows one aggregate
+//!   type on the event stream and applies events in batches; the checkpoint
+//!   is written in the same transaction as the view rows, so a view never
+//!   misses or double-applies an event, and an empty database rebuilds every
+//!   view from the stream.
+
+mod db;
+mod projector;
+
+pub use db::{Backend, Db, DbError};
+pub use projector::{Progress, Projection, ProjectionError, run_projector, wait_for};

@@ -1,0 +1,224 @@
+//! The projector loop: follow events, apply them in batched transactions,
+//! checkpoint in the same transaction.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use closeloop_eventstore::{EventStore, Prefix, StoredEvent};
+use futures::{FutureExt, StreamExt};
+use sqlx::{AnyConnection, Row};
+use tokio::sync::watch;
+
+use crate::db::{Backend, Db, DbError};
+
+/// Most events applied in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Receives the last sequence a projector has committed.
+pub type Progress = watch::Receiver<u64>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// A database failure: the batch is rolled back and retried.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// The event cannot be applied (undecodable, unknown type): it is recorded
+    /// in `projection_errors` with this reason and skipped.
+    #[error("{0}")]
+    Poison(String),
+}
+
+/// A view built from one aggregate type's events.
+pub trait Projection: Send + Sync + 'static {
+    /// Checkpoint name; unique per projection.
+    fn name(&self) -> &'static str;
+
+    /// The subjects to follow, e.g. `<prefix>.events.ticket.*`.
+    fn filter(&self, prefix: &Prefix) -> String;
+
+    /// Applies one event inside the batch's transaction. Must tolerate being
+    /// called again for an event already applied (after a crash between the
+    /// broker delivering and the commit, nothing was committed, so this only
+    /// matters for concurrent replicas; the checkpoint lock prevents it too).
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        event: &'a StoredEvent,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a;
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+/// Runs `projection` until `shutdown` resolves. Failures (broker or database
+/// down) are logged and retried from the committed checkpoint with backoff.
+pub async fn run_projector<P: Projection>(
+    db: Db,
+    store: EventStore,
+    projection: P,
+    progress: watch::Sender<u64>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let name = projection.name();
+    let filter = projection.filter(store.prefix());
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = tokio::select! {
+            _ = &mut shutdown => return,
+            r = follow_once(&db, &store, &projection, &filter, &progress) => r,
+        };
+        match result {
+            Ok(()) => tracing::warn!(projector = name, "event stream ended; resubscribing"),
+            Err(e) => tracing::error!(projector = name, error = %e, "projector failed; retrying"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FollowError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] closeloop_eventstore::StoreError),
+}
+
+async fn follow_once<P: Projection>(
+    db: &Db,
+    store: &EventStore,
+    projection: &P,
+    filter: &str,
+    progress: &watch::Sender<u64>,
+) -> Result<(), FollowError> {
+    let name = projection.name();
+    let start = db.checkpoint(name).await?;
+    progress.send_if_modified(|p| {
+        let changed = *p < start;
+        *p = (*p).max(start);
+        changed
+    });
+    tracing::info!(projector = name, from = start, "projector following {filter}");
+    let mut events = std::pin::pin!(store.follow(filter, start).await?);
+    while let Some(first) = events.next().await {
+        let mut batch = vec![first?];
+        while batch.len() < MAX_BATCH {
+            match events.next().now_or_never() {
+                Some(Some(ev)) => batch.push(ev?),
+                _ => break,
+            }
+        }
+        let last = apply_batch(db, projection, &batch).await?;
+        progress.send_if_modified(|p| {
+            let changed = *p < last;
+            *p = (*p).max(last);
+            changed
+        });
+    }
+    Ok(())
+}
+
+/// Applies a batch in one transaction and returns the committed checkpoint.
+async fn apply_batch<P: Projection>(
+    db: &Db,
+    projection: &P,
+    batch: &[StoredEvent],
+) -> Result<u64, sqlx::Error> {
+    let name = projection.name();
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO projector_checkpoints (name, sequence, updated_at) VALUES ($1, 0, $2) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(now_micros())
+    .execute(&mut *tx)
+    .await?;
+    // Lock the checkpoint row so concurrent replicas (PostgreSQL) apply each
+    // event once: whoever holds the lock skips what the other committed.
+    let lock = match db.backend() {
+        Backend::Postgres => {
+            "SELECT sequence FROM projector_checkpoints WHERE name = $1 FOR UPDATE"
+        }
+        Backend::Sqlite => "SELECT sequence FROM projector_checkpoints WHERE name = $1",
+    };
+    let committed: i64 = sqlx::query(lock)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+    let committed = committed as u64;
+    let mut last = committed;
+    for ev in batch.iter().filter(|e| e.sequence > committed) {
+        match projection.apply(&mut tx, ev).await {
+            Ok(()) => {}
+            Err(ProjectionError::Sql(e)) => return Err(e),
+            Err(ProjectionError::Poison(reason)) => {
+                tracing::error!(projector = name, sequence = ev.sequence, subject = %ev.subject, %reason, "skipping event the projection cannot apply");
+                sqlx::query(
+                    "INSERT INTO projection_errors (projector, sequence, subject, reason, recorded_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (projector, sequence) DO NOTHING",
+                )
+                .bind(name)
+                .bind(ev.sequence as i64)
+                .bind(ev.subject.as_str())
+                .bind(reason.as_str())
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        last = ev.sequence;
+    }
+    if last > committed {
+        sqlx::query(
+            "UPDATE projector_checkpoints SET sequence = $1, updated_at = $2 WHERE name = $3",
+        )
+        .bind(last as i64)
+        .bind(now_micros())
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(last)
+}
+
+/// Waits until projection `name` has applied stream sequence `seq`, for read-
+/// your-writes queries. Returns the checkpoint reached, `Err` with it on timeout.
+pub async fn wait_for(
+    db: &Db,
+    name: &str,
+    progress: &mut Progress,
+    seq: u64,
+    timeout: Duration,
+) -> Result<u64, u64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let local = *progress.borrow_and_update();
+        if local >= seq {
+            return Ok(local);
+        }
+        // Another replica may be the one projecting (PostgreSQL).
+        let shared = db.checkpoint(name).await.unwrap_or(0);
+        if shared >= seq {
+            return Ok(shared);
+        }
+        let at = local.max(shared);
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Err(at),
+            _ = progress.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
