@@ -1,1 +1,169 @@
-//! placeholder
+//! Runs a chosen set of closeloop roles in one process.
+//!
+//! [`run`] takes bound listeners and a shutdown future (mini-redis style), so
+//! the same entry point serves `closeloop serve`, Kubernetes Deployments of
+//! one role each, and in-process integration tests on random ports.
+
+mod http;
+mod roles;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use closeloop_eventstore::{EventStore, Prefix, StoreConfig};
+use closeloop_proto::v1::ticket_service_server::TicketServiceServer;
+use closeloop_readmodel::{Db, run_projector};
+use closeloop_ticketing::{commands::TicketCommands, grpc::TicketGrpc, projection};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use roles::{Role, Roles, RolesError};
+
+/// Everything `closeloop serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub database_url: String,
+    pub prefix: Prefix,
+    pub roles: Roles,
+    /// JetStream replicas of the event stream (1 single server, 3 in a cluster).
+    pub stream_replicas: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Nats { url: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] closeloop_eventstore::StoreError),
+    #[error(transparent)]
+    Db(#[from] closeloop_readmodel::DbError),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("gRPC reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Listeners the server accepts on; bind port 0 in tests.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(grpc: SocketAddr, http: SocketAddr) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            grpc: TcpListener::bind(grpc).await?,
+            http: TcpListener::bind(http).await?,
+        })
+    }
+}
+
+/// Connects to NATS, provisions the event stream, opens the read-model
+/// database, starts the configured roles and serves gRPC and HTTP until
+/// `shutdown` resolves; then drains in-flight requests and returns.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let nats = async_nats::ConnectOptions::new()
+        .name("closeloop")
+        .connection_timeout(Duration::from_secs(5))
+        .connect(config.nats_url.as_str())
+        .await
+        .map_err(|e| ServerError::Nats {
+            url: config.nats_url.clone(),
+            reason: e.to_string(),
+        })?;
+    let store = EventStore::open(
+        nats.clone(),
+        StoreConfig {
+            prefix: config.prefix.clone(),
+            replicas: config.stream_replicas,
+            ..StoreConfig::default()
+        },
+    )
+    .await?;
+    let db = Db::connect(&config.database_url).await?;
+    tracing::info!(
+        roles = %config.roles,
+        prefix = %config.prefix,
+        stream = %config.prefix.events_stream(),
+        database = ?db.backend(),
+        "closeloop starting"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(closeloop_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let mut grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut projector_progress = Vec::new();
+    if config.roles.contains(Role::Ticketing) {
+        let (progress_tx, progress_rx) = watch::channel(0u64);
+        projector_progress.push((projection::NAME, progress_rx.clone()));
+        tasks.spawn(run_projector(
+            db.clone(),
+            store.clone(),
+            projection::TicketStateProjection,
+            progress_tx,
+            stopped(),
+        ));
+        let svc = TicketGrpc::new(TicketCommands::new(store.clone()), db.clone(), progress_rx);
+        health
+            .set_serving::<TicketServiceServer<TicketGrpc>>()
+            .await;
+        grpc = grpc.add_service(TicketServiceServer::new(svc));
+    }
+
+    let http_state = http::State {
+        nats: nats.clone(),
+        db: db.clone(),
+        roles: config.roles.clone(),
+    };
+    let http_listener = listeners.http;
+    let http_stop = stopped();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, http::router(http_state))
+            .with_graceful_shutdown(http_stop)
+            .await
+    });
+
+    let grpc_incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc);
+    let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(grpc_incoming, stopped()));
+
+    shutdown.await;
+    tracing::info!("shutting down: draining requests");
+    let _ = stop_tx.send(true);
+    let grpc_result = grpc_task.await.expect("grpc task panicked");
+    let http_result = http_task.await.expect("http task panicked");
+    while tasks.join_next().await.is_some() {}
+    // Flush anything buffered to the broker before exiting.
+    let _ = nats.flush().await;
+    grpc_result?;
+    http_result.map_err(ServerError::Http)?;
+    tracing::info!("closeloop stopped");
+    Ok(())
+}
+
+/// Parses a `--prefix` value.
+pub fn prefix(s: &str) -> Result<Prefix, closeloop_eventstore::PrefixError> {
+    Prefix::parse(s)
+}

@@ -1,1 +1,19 @@
-//! placeholder
+//! The ticketing service.
+//!
+//! * [`commands::TicketCommands`]: the single writer of the ticket aggregate.
+//!   Loads a ticket's events, runs the pure `decide`, appends with optimistic
+//!   concurrency and retries on conflicts; request ids make retries idempotent.
+//! * [`projection::TicketStateProjection`]: builds the `tickets` and
+//!   `ticket_activity` views.
+//! * [`queries`]: reads over those views.
+//! * [`grpc::TicketGrpc`]: `closeloop.v1.TicketService`.
+
+pub mod codec;
+pub mod commands;
+pub mod errors;
+pub mod grpc;
+pub mod projection;
+pub mod queries;
+
+/// Aggregate type name: subjects are `<prefix>.events.ticket.<ticket_id>`.
+pub const AGGREGATE: &str = "ticket";

@@ -1,1 +1,153 @@
-fn main() {}
+//! `closeloop`: runs the services (`closeloop serve --roles ...`) and is the
+//! admin/client CLI (`closeloop tickets ...`) talking gRPC to a server.
+
+mod output;
+mod tickets;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "closeloop", version, about = "Close the loop on customer feedback", long_about = None)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "CLOSELOOP_LOG_FORMAT")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run closeloop services (all roles locally, one role per Deployment on Kubernetes).
+    Serve(ServeArgs),
+    /// Work with tickets on a running server.
+    Tickets(tickets::TicketsArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Roles to run: `all` or a comma-separated subset of
+    /// ingestion,routing,ticketing,escalation,notification,analytics.
+    #[arg(long, env = "CLOSELOOP_ROLES", default_value = "all")]
+    roles: String,
+    /// NATS server with JetStream.
+    #[arg(long, env = "CLOSELOOP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Read-model database: sqlite://PATH or postgres://USER@HOST/DB.
+    /// Default: a SQLite file under --data-dir.
+    #[arg(long, env = "CLOSELOOP_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Directory for local state (the default SQLite database).
+    #[arg(long, env = "CLOSELOOP_DATA_DIR", default_value = "./.closeloop")]
+    data_dir: PathBuf,
+    /// gRPC listen address.
+    #[arg(long, env = "CLOSELOOP_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: SocketAddr,
+    /// HTTP listen address (/healthz, /readyz).
+    #[arg(long, env = "CLOSELOOP_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Subject and stream prefix, so several installs can share one NATS.
+    #[arg(long, env = "CLOSELOOP_PREFIX", default_value = "closeloop")]
+    prefix: String,
+    /// JetStream replicas for the event stream (3 on a NATS cluster).
+    #[arg(long, env = "CLOSELOOP_STREAM_REPLICAS", default_value_t = 1)]
+    stream_replicas: usize,
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let roles = closeloop_server::Roles::parse(&args.roles)?;
+    let prefix = closeloop_server::prefix(&args.prefix)?;
+    let database_url = match args.database_url {
+        Some(u) => u,
+        None => format!("sqlite://{}", args.data_dir.join("closeloop.db").display()),
+    };
+    let listeners = closeloop_server::Listeners::bind(args.grpc_addr, args.http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on gRPC {} / HTTP {} (already in use? set --grpc-addr/--http-addr)",
+                args.grpc_addr, args.http_addr
+            )
+        })?;
+    tracing::info!(grpc = %args.grpc_addr, http = %args.http_addr, "listening");
+    closeloop_server::run(
+        closeloop_server::Config {
+            nats_url: args.nats_url,
+            database_url,
+            prefix,
+            roles,
+            stream_replicas: args.stream_replicas,
+        },
+        listeners,
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(cli.log_format, "info");
+            match serve(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Tickets(args) => {
+            init_logging(cli.log_format, "warn");
+            tickets::run(args).await
+        }
+    }
+}

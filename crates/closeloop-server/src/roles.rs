@@ -1,0 +1,120 @@
+//! The roles one `closeloop serve` process can run.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Ingestion,
+    Routing,
+    Ticketing,
+    Escalation,
+    Notification,
+    Analytics,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Ingestion,
+        Role::Routing,
+        Role::Ticketing,
+        Role::Escalation,
+        Role::Notification,
+        Role::Analytics,
+    ];
+
+    /// Roles this build implements; `--roles all` means these.
+    pub const AVAILABLE: [Role; 1] = [Role::Ticketing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingestion => "ingestion",
+            Role::Routing => "routing",
+            Role::Ticketing => "ticketing",
+            Role::Escalation => "escalation",
+            Role::Notification => "notification",
+            Role::Analytics => "analytics",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RolesError {
+    #[error("no roles given: use 'all' or a comma-separated list of {}", names(&Role::ALL))]
+    Empty,
+    #[error("unknown role {0:?}: use 'all' or a comma-separated list of {all}", all = names(&Role::ALL))]
+    Unknown(String),
+    #[error(
+        "role {0:?} is not implemented in this version of closeloop yet (available: {avail})",
+        avail = names(&Role::AVAILABLE)
+    )]
+    NotAvailable(&'static str),
+}
+
+fn names(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// A non-empty, de-duplicated set of roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles(Vec<Role>);
+
+impl Roles {
+    /// Parses `all` or a comma-separated list such as `ticketing,routing`.
+    pub fn parse(s: &str) -> Result<Roles, RolesError> {
+        let mut roles = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.eq_ignore_ascii_case("all") {
+                roles.extend(Role::AVAILABLE);
+                continue;
+            }
+            let role = Role::ALL
+                .into_iter()
+                .find(|r| r.as_str().eq_ignore_ascii_case(part))
+                .ok_or_else(|| RolesError::Unknown(part.to_string()))?;
+            if !Role::AVAILABLE.contains(&role) {
+                return Err(RolesError::NotAvailable(role.as_str()));
+            }
+            roles.push(role);
+        }
+        roles.sort();
+        roles.dedup();
+        if roles.is_empty() {
+            return Err(RolesError::Empty);
+        }
+        Ok(Roles(roles))
+    }
+
+    pub fn all() -> Roles {
+        Roles(Role::AVAILABLE.to_vec())
+    }
+
+    pub fn contains(&self, r: Role) -> bool {
+        self.0.contains(&r)
+    }
+}
+
+impl fmt::Display for Roles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&names(&self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_lists_and_rejects_unknown() {
+        assert_eq!(Roles::parse("all").unwrap(), Roles::all());
+        assert_eq!(Roles::parse(" ticketing , ticketing").unwrap(), Roles::all());
+        assert_eq!(Roles::parse(""), Err(RolesError::Empty));
+        assert_eq!(
+            Roles::parse("ticketing,billing"),
+            Err(RolesError::Unknown("billing".into()))
+        );
+        assert_eq!(
+            Roles::parse("routing"),
+            Err(RolesError::NotAvailable("routing"))
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! Errors of the ticketing service and their gRPC form.
+
+use closeloop_domain::{FieldViolation, RuleViolation};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Domain of the `google.rpc.ErrorInfo` reasons closeloop returns.
+pub const ERROR_DOMAIN: &str = "closeloop.dev";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TicketError {
+    #[error("invalid request: {}", .0.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldViolation>),
+    #[error(transparent)]
+    Rule(#[from] RuleViolation),
+    #[error("gave up after {0} attempts: the ticket kept changing under concurrent writers; retry")]
+    Contention(u32),
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored event {sequence} cannot be decoded: {reason}")]
+    Corrupt { sequence: u64, reason: String },
+    #[error("read model unavailable: {0}")]
+    ReadModel(String),
+    #[error("read model has applied sequence {at}, not yet {wanted}; retry shortly")]
+    NotCaughtUp { at: u64, wanted: u64 },
+}
+
+impl From<Vec<FieldViolation>> for TicketError {
+    fn from(v: Vec<FieldViolation>) -> Self {
+        TicketError::Invalid(v)
+    }
+}
+
+impl From<FieldViolation> for TicketError {
+    fn from(v: FieldViolation) -> Self {
+        TicketError::Invalid(vec![v])
+    }
+}
+
+fn reason(r: &RuleViolation) -> &'static str {
+    match r {
+        RuleViolation::NotFound(_) => "TICKET_NOT_FOUND",
+        RuleViolation::AlreadyExists(_) => "TICKET_EXISTS",
+        RuleViolation::Closed(_) => "TICKET_CLOSED",
+        RuleViolation::CloseBeforeContact => "CONTACT_REQUIRED",
+        RuleViolation::NotClosed(_) => "TICKET_NOT_CLOSED",
+        RuleViolation::SameOwner(_) => "SAME_OWNER",
+        RuleViolation::RequestIdReused { .. } => "REQUEST_ID_REUSED",
+    }
+}
+
+impl From<TicketError> for Status {
+    fn from(e: TicketError) -> Status {
+        let msg = e.to_string();
+        match e {
+            TicketError::Invalid(v) => Status::with_error_details(
+                Code::InvalidArgument,
+                msg,
+                ErrorDetails::with_bad_request(
+                    v.into_iter()
+                        .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            TicketError::Rule(r) => {
+                let code = match r {
+                    RuleViolation::NotFound(_) => Code::NotFound,
+                    RuleViolation::AlreadyExists(_) => Code::AlreadyExists,
+                    _ => Code::FailedPrecondition,
+                };
+                Status::with_error_details(
+                    code,
+                    msg,
+                    ErrorDetails::with_error_info(
+                        reason(&r),
+                        ERROR_DOMAIN,
+                        std::collections::HashMap::new(),
+                    ),
+                )
+            }
+            TicketError::Contention(_) => Status::aborted(msg),
+            TicketError::Unavailable(_)
+            | TicketError::ReadModel(_)
+            | TicketError::NotCaughtUp { .. } => Status::unavailable(msg),
+            TicketError::Corrupt { .. } => Status::internal(msg),
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! `closeloop.v1.TicketService` over gRPC.
+
+use std::time::Duration;
+
+use closeloop_domain::ticket::{Closure, Origin};
+use closeloop_domain::values::{REASON_MAX, TEXT_MAX, TITLE_MAX, Violations};
+use closeloop_domain::{
+    AccountId, Email, FieldViolation, ProgramId, RequestId, Text, TicketCommand, TicketId,
+};
+use closeloop_eventstore::traceparent;
+use closeloop_proto::v1::ticket_service_server::TicketService;
+use closeloop_proto::{convert, v1};
+use closeloop_readmodel::{Db, Progress, wait_for};
+use tonic::{Request, Response, Status};
+
+use crate::codec::EventContext;
+use crate::commands::{CommandResult, TicketCommands};
+use crate::errors::TicketError;
+use crate::projection;
+use crate::queries::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken, TicketFilter};
+
+/// Longest a query waits for the read model to reach its `min_sequence`.
+pub const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The gRPC service. Commands go to the event store; queries to the read model.
+#[derive(Clone)]
+pub struct TicketGrpc {
+    commands: TicketCommands,
+    db: Db,
+    progress: Progress,
+}
+
+impl TicketGrpc {
+    pub fn new(commands: TicketCommands, db: Db, progress: Progress) -> Self {
+        TicketGrpc {
+            commands,
+            db,
+            progress,
+        }
+    }
+
+    async fn run<T>(
+        &self,
+        req: &Request<T>,
+        request_id: &str,
+        ticket_id: Option<&str>,
+        actor: &str,
+        parse: impl FnOnce(&mut Violations) -> Option<TicketCommand>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let mut v = Violations::new();
+        let rid = v.check(RequestId::parse("request_id", request_id));
+        let id = match ticket_id {
+            Some(t) => v.check(TicketId::parse("ticket_id", t)),
+            None => rid.as_ref().map(TicketId::for_manual_request),
+        };
+        let actor = if actor.trim().is_empty() {
+            Some(String::new())
+        } else {
+            v.check(Email::parse("actor", actor)).map(|e| e.to_string())
+        };
+        let cmd = parse(&mut v);
+        let (Some(rid), Some(id), Some(actor), Some(cmd), true) = (rid, id, actor, cmd, v.is_empty())
+        else {
+            return Err(TicketError::Invalid(v.0).into());
+        };
+        let ctx = event_context(req, &rid, actor);
+        let CommandResult {
+            ticket,
+            sequence,
+            replayed,
+        } = self.commands.execute(id, &rid, &ctx, &cmd).await?;
+        Ok(Response::new(v1::TicketCommandResponse {
+            ticket: Some(convert::ticket(&ticket)),
+            sequence,
+            replayed,
+        }))
+    }
+
+    async fn catch_up(&self, min_sequence: u64) -> Result<(), TicketError> {
+        if min_sequence == 0 {
+            return Ok(());
+        }
+        let mut progress = self.progress.clone();
+        wait_for(
+            &self.db,
+            projection::NAME,
+            &mut progress,
+            min_sequence,
+            READ_YOUR_WRITES_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|at| TicketError::NotCaughtUp {
+            at,
+            wanted: min_sequence,
+        })
+    }
+}
+
+/// Correlation id from `x-correlation-id` (else the request id); causation is
+/// the request; `traceparent` continues the caller's trace or starts one.
+fn event_context<T>(req: &Request<T>, rid: &RequestId, actor: String) -> EventContext {
+    let md = req.metadata();
+    let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    EventContext {
+        actor,
+        correlation_id: get("x-correlation-id")
+            .filter(|c| !c.is_empty() && c.len() <= 128)
+            .unwrap_or_else(|| rid.to_string()),
+        causation_id: rid.to_string(),
+        traceparent: Some(match get("traceparent") {
+            Some(tp) => traceparent::child_of(&tp),
+            None => traceparent::new_root(),
+        }),
+    }
+}
+
+fn text(v: &mut Violations, field: &str, value: &str, max: usize) -> Option<Text> {
+    v.check(Text::parse(field, value, max))
+}
+
+#[tonic::async_trait]
+impl TicketService for TicketGrpc {
+    async fn open_ticket(
+        &self,
+        req: Request<v1::OpenTicketRequest>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let r = req.get_ref();
+        self.run(&req, &r.request_id, None, &r.actor, |v| {
+            let account_id = v.check(AccountId::parse("account_id", &r.account_id));
+            let owner = v.check(Email::parse("owner_email", &r.owner_email));
+            let program_id = if r.program_id.trim().is_empty() {
+                Some(None)
+            } else {
+                v.check(ProgramId::parse("program_id", &r.program_id)).map(Some)
+            };
+            let title = v.check(Text::parse_optional("title", &r.title, TITLE_MAX));
+            Some(TicketCommand::Open {
+                account_id: account_id?,
+                owner: owner?,
+                program_id: program_id?,
+                title: title?,
+                origin: Origin::Manual,
+            })
+        })
+        .await
+    }
+
+    async fn log_contact(
+        &self,
+        req: Request<v1::LogContactRequest>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let r = req.get_ref();
+        self.run(&req, &r.request_id, Some(&r.ticket_id), &r.actor, |v| {
+            let channel = convert::from_channel(r.channel);
+            if channel.is_none() {
+                v.push(FieldViolation::new(
+                    "channel",
+                    "is required: PHONE, EMAIL, MEETING or OTHER",
+                ));
+            }
+            let summary = text(v, "summary", &r.summary, TEXT_MAX);
+            Some(TicketCommand::LogContact {
+                channel: channel?,
+                summary: summary?,
+            })
+        })
+        .await
+    }
+
+    async fn add_note(
+        &self,
+        req: Request<v1::AddNoteRequest>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let r = req.get_ref();
+        self.run(&req, &r.request_id, Some(&r.ticket_id), &r.actor, |v| {
+            Some(TicketCommand::AddNote {
+                text: text(v, "text", &r.text, TEXT_MAX)?,
+            })
+        })
+        .await
+    }
+
+    async fn reassign_ticket(
+        &self,
+        req: Request<v1::ReassignTicketRequest>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let r = req.get_ref();
+        self.run(&req, &r.request_id, Some(&r.ticket_id), &r.actor, |v| {
+            let new_owner = v.check(Email::parse("new_owner_email", &r.new_owner_email));
+            let reason = text(v, "reason", &r.reason, REASON_MAX);
+            Some(TicketCommand::Reassign {
+                new_owner: new_owner?,
+                reason: reason?,
+            })
+        })
+        .await
+    }
+
+    async fn record_customer_reply(
+        &self,
+        req: Request<v1::RecordCustomerReplyRequest>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let r = req.get_ref();
+        self.run(&req, &r.request_id, Some(&r.ticket_id), &r.actor, |v| {
+            Some(TicketCommand::RecordReply {
+                text: text(v, "text", &r.text, TEXT_MAX)?,
+            })
+        })
+        .await
+    }
+
+    async fn close_ticket(
+        &self,
+        req: Request<v1::CloseTicketRequest>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let r = req.get_ref();
+        self.run(&req, &r.request_id, Some(&r.ticket_id), &r.actor, |v| {
+            let opp = r.opportunity.as_ref().map(|o| (o.kind.as_str(), o.amount));
+            match Closure::parse(&r.root_cause_category, &r.root_cause, &r.actions_taken, opp) {
+                Ok(c) => Some(TicketCommand::Close(c)),
+                Err(errs) => {
+                    errs.into_iter().for_each(|e| v.push(e));
+                    None
+                }
+            }
+        })
+        .await
+    }
+
+    async fn reopen_ticket(
+        &self,
+        req: Request<v1::ReopenTicketRequest>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let r = req.get_ref();
+        self.run(&req, &r.request_id, Some(&r.ticket_id), &r.actor, |v| {
+            Some(TicketCommand::Reopen {
+                reason: text(v, "reason", &r.reason, REASON_MAX)?,
+            })
+        })
+        .await
+    }
+
+    async fn get_ticket(
+        &self,
+        req: Request<v1::GetTicketRequest>,
+    ) -> Result<Response<v1::GetTicketResponse>, Status> {
+        let r = req.into_inner();
+        let id = TicketId::parse("ticket_id", &r.ticket_id).map_err(TicketError::from)?;
+        self.catch_up(r.min_sequence).await?;
+        match queries::get_ticket(&self.db, &id.to_string()).await? {
+            Some((ticket, activity)) => Ok(Response::new(v1::GetTicketResponse {
+                ticket: Some(ticket),
+                activity,
+            })),
+            None => Err(TicketError::Rule(closeloop_domain::RuleViolation::NotFound(id)).into()),
+        }
+    }
+
+    async fn list_tickets(
+        &self,
+        req: Request<v1::ListTicketsRequest>,
+    ) -> Result<Response<v1::ListTicketsResponse>, Status> {
+        let r = req.into_inner();
+        let mut v = Violations::new();
+        let status = match v1::TicketStatus::try_from(r.status) {
+            Ok(v1::TicketStatus::Unspecified) => None,
+            Ok(s) => convert::from_status(s),
+            Err(_) => {
+                v.push(FieldViolation::new(
+                    "status",
+                    format!("{} is not a ticket status", r.status),
+                ));
+                None
+            }
+        };
+        let opt = |v: &mut Violations, s: &str, f: &dyn Fn(&str) -> Result<String, FieldViolation>| {
+            if s.trim().is_empty() {
+                None
+            } else {
+                v.check(f(s))
+            }
+        };
+        let owner_email = opt(&mut v, &r.owner_email, &|s| {
+            Email::parse("owner_email", s).map(|e| e.to_string())
+        });
+        let program_id = opt(&mut v, &r.program_id, &|s| {
+            ProgramId::parse("program_id", s).map(|e| e.to_string())
+        });
+        let account_id = opt(&mut v, &r.account_id, &|s| {
+            AccountId::parse("account_id", s).map(|e| e.to_string())
+        });
+        let opened_after = r.opened_after.as_ref().map(convert::from_timestamp);
+        let opened_before = r.opened_before.as_ref().map(convert::from_timestamp);
+        if let (Some(a), Some(b)) = (opened_after, opened_before)
+            && a >= b
+        {
+            v.push(FieldViolation::new(
+                "opened_before",
+                "must be later than opened_after",
+            ));
+        }
+        let page_size = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                v.push(FieldViolation::new(
+                    "page_size",
+                    format!("is {n}; the maximum is {MAX_PAGE_SIZE}"),
+                ));
+                DEFAULT_PAGE_SIZE
+            }
+            n => n,
+        };
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            let t = PageToken::decode(&r.page_token);
+            if t.is_none() {
+                v.push(FieldViolation::new(
+                    "page_token",
+                    "is not a token returned by ListTickets",
+                ));
+            }
+            t
+        };
+        v.into_result().map_err(TicketError::Invalid)?;
+        self.catch_up(r.min_sequence).await?;
+        let filter = TicketFilter {
+            status,
+            owner_email,
+            program_id,
+            account_id,
+            opened_after,
+            opened_before,
+        };
+        let (tickets, next) =
+            queries::list_tickets(&self.db, &filter, page_size, after.as_ref()).await?;
+        Ok(Response::new(v1::ListTicketsResponse {
+            tickets,
+            next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,223 @@
+//! The ticket-state projection: `tickets` (one row per ticket) and
+//! `ticket_activity` (one row per event).
+
+use closeloop_domain::ticket::Origin;
+use closeloop_domain::{RecordedEvent, TicketEvent};
+use closeloop_eventstore::{Prefix, StoredEvent};
+use closeloop_readmodel::{Projection, ProjectionError};
+use sqlx::AnyConnection;
+
+use crate::codec;
+
+/// Checkpoint name of the ticket-state projection.
+pub const NAME: &str = "ticket_state";
+
+pub struct TicketStateProjection;
+
+impl Projection for TicketStateProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn filter(&self, prefix: &Prefix) -> String {
+        prefix.aggregate_filter(crate::AGGREGATE)
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let rec = codec::decode(event).map_err(|e| ProjectionError::Poison(e.to_string()))?;
+        apply(conn, &rec).await?;
+        Ok(())
+    }
+}
+
+/// One line describing an event, for the activity timeline.
+pub fn describe(e: &TicketEvent) -> String {
+    match e {
+        TicketEvent::Opened {
+            account_id,
+            owner_email,
+            title,
+            origin,
+            ..
+        } => {
+            let how = match origin {
+                Origin::Manual => "manually".to_string(),
+                Origin::Workflow { workflow_id, .. } => format!("by workflow {workflow_id}"),
+            };
+            let title = if title.is_empty() {
+                String::new()
+            } else {
+                format!(" \"{title}\"")
+            };
+            format!("opened{title} {how} for {account_id}, owner {owner_email}")
+        }
+        TicketEvent::ContactLogged { channel, summary } => {
+            format!("{}: {summary}", channel.as_str())
+        }
+        TicketEvent::NoteAdded { text } => text.clone(),
+        TicketEvent::OwnerReassigned {
+            previous_owner_email,
+            new_owner_email,
+            reason,
+        } => format!("{previous_owner_email} -> {new_owner_email}: {reason}"),
+        TicketEvent::CustomerReplied { text } => text.clone(),
+        TicketEvent::Closed {
+            root_cause_category,
+            root_cause,
+            actions_taken,
+            opportunity,
+        } => {
+            let opp = match opportunity {
+                Some((k, Some(a))) => format!(" (opportunity: {k} {a})"),
+                Some((k, None)) => format!(" (opportunity: {k})"),
+                None => String::new(),
+            };
+            format!("[{root_cause_category}] {root_cause}; actions: {actions_taken}{opp}")
+        }
+        TicketEvent::Reopened { reason } => reason.clone(),
+    }
+}
+
+/// `last_touched_at = max(last_touched_at, at)`, portable to SQLite and PostgreSQL.
+const TOUCH: &str =
+    "last_touched_at = CASE WHEN last_touched_at < $3 THEN $3 ELSE last_touched_at END";
+
+async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::Error> {
+    let id = r.ticket_id.to_string();
+    let seq = r.sequence as i64;
+    let at = r.occurred_at.as_micros();
+    // $1 id, $2 sequence, $3 occurred_at; each update applies once (sequence guard).
+    // Only constant SQL fragments are formatted in; values are bound.
+    let update = |set: &str| {
+        sqlx::AssertSqlSafe(format!(
+            "UPDATE tickets SET {set}, sequence = $2 WHERE id = $1 AND sequence < $2"
+        ))
+    };
+    match &r.event {
+        TicketEvent::Opened {
+            account_id,
+            owner_email,
+            program_id,
+            title,
+            origin,
+        } => {
+            let (source, feedback_id, workflow_id) = match origin {
+                Origin::Manual => ("manual", "", ""),
+                Origin::Workflow {
+                    feedback_id,
+                    workflow_id,
+                } => ("workflow", feedback_id.as_str(), workflow_id.as_str()),
+            };
+            sqlx::query(
+                "INSERT INTO tickets (id, sequence, opened_at, last_touched_at, status, account_id, \
+                 owner_email, program_id, title, source, feedback_id, workflow_id) \
+                 VALUES ($1, $2, $3, $3, 'open', $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(seq)
+            .bind(at)
+            .bind(account_id.as_str())
+            .bind(owner_email.as_str())
+            .bind(program_id.as_str())
+            .bind(title.as_str())
+            .bind(source)
+            .bind(feedback_id)
+            .bind(workflow_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        TicketEvent::ContactLogged { .. } => {
+            sqlx::query(update(&format!(
+                "status = 'contacted', contact_count = contact_count + 1, \
+                 first_contact_at = COALESCE(first_contact_at, $3), {TOUCH}"
+            )))
+            .bind(&id)
+            .bind(seq)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        TicketEvent::NoteAdded { .. } => {
+            sqlx::query(update(&format!("note_count = note_count + 1, {TOUCH}")))
+                .bind(&id)
+                .bind(seq)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+        }
+        TicketEvent::OwnerReassigned {
+            new_owner_email, ..
+        } => {
+            sqlx::query(update(&format!("owner_email = $4, {TOUCH}")))
+                .bind(&id)
+                .bind(seq)
+                .bind(at)
+                .bind(new_owner_email.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+        TicketEvent::CustomerReplied { .. } => {
+            // Not an owner action: last_touched_at stays.
+            sqlx::query(update("reply_count = reply_count + 1"))
+                .bind(&id)
+                .bind(seq)
+                .execute(&mut *conn)
+                .await?;
+        }
+        TicketEvent::Closed {
+            root_cause_category,
+            root_cause,
+            actions_taken,
+            opportunity,
+        } => {
+            let (kind, amount) = match opportunity {
+                Some((k, a)) => (Some(k.as_str()), *a),
+                None => (None, None),
+            };
+            sqlx::query(update(&format!(
+                "status = 'closed', closed_at = $3, root_cause_category = $4, root_cause = $5, \
+                 actions_taken = $6, opportunity_kind = $7, opportunity_amount = $8, {TOUCH}"
+            )))
+            .bind(&id)
+            .bind(seq)
+            .bind(at)
+            .bind(root_cause_category.as_str())
+            .bind(root_cause.as_str())
+            .bind(actions_taken.as_str())
+            .bind(kind)
+            .bind(amount)
+            .execute(&mut *conn)
+            .await?;
+        }
+        TicketEvent::Reopened { .. } => {
+            sqlx::query(update(&format!(
+                "status = 'open', reopen_count = reopen_count + 1, closed_at = NULL, \
+                 root_cause_category = NULL, root_cause = NULL, actions_taken = NULL, \
+                 opportunity_kind = NULL, opportunity_amount = NULL, {TOUCH}"
+            )))
+            .bind(&id)
+            .bind(seq)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO ticket_activity (ticket_id, sequence, occurred_at, kind, actor, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ticket_id, sequence) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(seq)
+    .bind(at)
+    .bind(r.event.kind())
+    .bind(r.actor.as_str())
+    .bind(describe(&r.event))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

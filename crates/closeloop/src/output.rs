@@ -1,0 +1,153 @@
+//! How the CLI prints tickets: JSON with the protobuf field names for
+//! scripts, aligned text for people.
+
+use closeloop_proto::convert::{from_timestamp, status_word};
+use closeloop_proto::v1;
+use serde_json::{Value, json};
+
+fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Value {
+    match ts {
+        Some(t) => Value::String(
+            humantime::format_rfc3339_millis(from_timestamp(t).to_system_time()).to_string(),
+        ),
+        None => Value::Null,
+    }
+}
+
+fn source_word(s: i32) -> &'static str {
+    match v1::TicketSource::try_from(s) {
+        Ok(v1::TicketSource::Manual) => "manual",
+        Ok(v1::TicketSource::Workflow) => "workflow",
+        _ => "unspecified",
+    }
+}
+
+pub fn ticket_json(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) -> Value {
+    let closure = t.closure.as_ref().map(|c| {
+        json!({
+            "root_cause_category": c.root_cause_category,
+            "root_cause": c.root_cause,
+            "actions_taken": c.actions_taken,
+            "opportunity": c.opportunity.as_ref().map(|o| json!({"kind": o.kind, "amount": o.amount})),
+        })
+    });
+    let mut v = json!({
+        "id": t.id,
+        "status": status_word(t.status),
+        "account_id": t.account_id,
+        "owner_email": t.owner_email,
+        "program_id": t.program_id,
+        "title": t.title,
+        "source": source_word(t.source),
+        "feedback_id": t.feedback_id,
+        "workflow_id": t.workflow_id,
+        "opened_at": rfc3339(&t.opened_at),
+        "last_touched_at": rfc3339(&t.last_touched_at),
+        "first_contact_at": rfc3339(&t.first_contact_at),
+        "closed_at": rfc3339(&t.closed_at),
+        "closure": closure,
+        "contact_count": t.contact_count,
+        "note_count": t.note_count,
+        "reply_count": t.reply_count,
+        "reopen_count": t.reopen_count,
+        "sequence": t.sequence,
+    });
+    if let Some(acts) = activity {
+        v["activity"] = acts
+            .iter()
+            .map(|a| {
+                json!({
+                    "sequence": a.sequence,
+                    "occurred_at": rfc3339(&a.occurred_at),
+                    "kind": a.kind,
+                    "actor": a.actor,
+                    "detail": a.detail,
+                })
+            })
+            .collect();
+    }
+    v
+}
+
+pub fn list_json(r: &v1::ListTicketsResponse) -> Value {
+    json!({
+        "tickets": r.tickets.iter().map(|t| ticket_json(t, None)).collect::<Vec<_>>(),
+        "next_page_token": if r.next_page_token.is_empty() { Value::Null } else { Value::String(r.next_page_token.clone()) },
+    })
+}
+
+pub fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) if s.is_empty() => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
+    let v = ticket_json(t, None);
+    let rows = [
+        ("id", "id"),
+        ("status", "status"),
+        ("account", "account_id"),
+        ("owner", "owner_email"),
+        ("program", "program_id"),
+        ("title", "title"),
+        ("source", "source"),
+        ("opened", "opened_at"),
+        ("last touched", "last_touched_at"),
+        ("first contact", "first_contact_at"),
+        ("closed", "closed_at"),
+    ];
+    for (label, key) in rows {
+        println!("{label:<14} {}", text(&v[key]));
+    }
+    if let Some(c) = &t.closure {
+        println!("{:<14} {}", "root cause", format_args!("[{}] {}", c.root_cause_category, c.root_cause));
+        println!("{:<14} {}", "actions", c.actions_taken);
+        if let Some(o) = &c.opportunity {
+            match o.amount {
+                Some(a) => println!("{:<14} {} {a}", "opportunity", o.kind),
+                None => println!("{:<14} {}", "opportunity", o.kind),
+            }
+        }
+    }
+    println!(
+        "{:<14} {} contacts, {} notes, {} replies, {} reopens",
+        "activity", t.contact_count, t.note_count, t.reply_count, t.reopen_count
+    );
+    if let Some(acts) = activity {
+        println!();
+        for a in acts {
+            let at = text(&rfc3339(&a.occurred_at));
+            println!("  {at}  {:<16} {}", a.kind, a.detail);
+        }
+    }
+}
+
+pub fn print_list(r: &v1::ListTicketsResponse) {
+    println!(
+        "{:<36}  {:<9}  {:<28}  {:<14}  {:<18}  {:<20}  TITLE",
+        "ID", "STATUS", "OWNER", "ACCOUNT", "PROGRAM", "OPENED"
+    );
+    for t in &r.tickets {
+        println!(
+            "{:<36}  {:<9}  {:<28}  {:<14}  {:<18}  {:<20}  {}",
+            t.id,
+            status_word(t.status),
+            t.owner_email,
+            t.account_id,
+            if t.program_id.is_empty() { "-" } else { &t.program_id },
+            text(&rfc3339(&t.opened_at)).chars().take(19).collect::<String>(),
+            t.title
+        );
+    }
+    if !r.next_page_token.is_empty() {
+        println!("\nmore: --page-token {}", r.next_page_token);
+    }
+}
