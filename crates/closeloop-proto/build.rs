@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["closeloop/v1/ticket_events.proto", "closeloop/v1/tickets.proto"];
+    let files = [
+        "closeloop/v1/ticket_events.proto",
+        "closeloop/v1/tickets.proto",
+    ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
     for p in &paths {
         println!("cargo:rerun-if-changed={}", p.display());

@@ -1,1 +1,299 @@
-//! placeholder
+//! Test harness: real `nats-server -js` per test (own port, own store dir),
+//! a fresh SQLite file or PostgreSQL database per test, and the real
+//! closeloop server in-process on random ports (`spawn_app`).
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use closeloop_proto::v1::ticket_service_client::TicketServiceClient;
+use closeloop_server::{Config, Listeners, Roles};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A private nats-server with JetStream, killed on drop.
+pub struct Nats {
+    child: Option<Child>,
+    pub port: u16,
+    store: TempDir,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nats_binary() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into())
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let store = tempfile::tempdir().unwrap();
+        let mut n = Nats {
+            child: None,
+            port: free_port(),
+            store,
+        };
+        n.launch();
+        n
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(nats_binary())
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start nats-server (apt-get install nats-server, or set NATS_SERVER_BIN): {e}")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops and starts the server on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.unwrap()
+    }
+
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Which read-model backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database: a SQLite file in a temp dir, or a new PostgreSQL
+/// database on `CLOSELOOP_TEST_POSTGRES_URL` (default
+/// `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    dir: TempDir,
+    pg_name: Option<String>,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("CLOSELOOP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => TestDb {
+                url: format!("sqlite://{}", dir.path().join("closeloop.db").display()),
+                dir,
+                pg_name: None,
+            },
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let admin = pg_admin_url();
+                let name = format!("closeloop_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL tests need a server at {admin} (set CLOSELOOP_TEST_POSTGRES_URL): {e}")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// The SQLite file, for tests that delete it.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.dir.path().join("closeloop.db")
+    }
+
+    /// Empties the database: deletes the SQLite files or recreates the PG database.
+    pub async fn wipe(&self) {
+        match &self.pg_name {
+            None => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let p = format!("{}{suffix}", self.sqlite_path().display());
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Some(name) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+                for sql in [
+                    format!("DROP DATABASE {name} WITH (FORCE)"),
+                    format!("CREATE DATABASE {name}"),
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Best effort, on a thread of its own: Drop cannot be async.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut c)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A running closeloop server.
+pub struct App {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), closeloop_server::ServerError>>>,
+}
+
+/// Starts closeloop (all roles) on random ports against `nats` and `db_url`.
+pub async fn spawn_app(nats_url: &str, db_url: &str, prefix: &str) -> App {
+    let listeners = Listeners::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let grpc_addr = listeners.grpc.local_addr().unwrap();
+    let http_addr = listeners.http.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let config = Config {
+        nats_url: nats_url.to_string(),
+        database_url: db_url.to_string(),
+        prefix: closeloop_server::prefix(prefix).unwrap(),
+        roles: Roles::all(),
+        stream_replicas: 1,
+    };
+    let task = tokio::spawn(closeloop_server::run(config, listeners, async {
+        let _ = rx.await;
+    }));
+    // Ready when /readyz answers 200.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if task.is_finished() {
+            panic!("server exited at start: {:?}", task.await.unwrap());
+        }
+        if http_get(http_addr, "/readyz").await.map(|(s, _)| s) == Some(200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    App {
+        grpc_addr,
+        http_addr,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl App {
+    pub async fn tickets(&self) -> TicketServiceClient<Channel> {
+        TicketServiceClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .unwrap()
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Graceful shutdown; returns the server's result.
+    pub async fn stop(mut self) -> Result<(), closeloop_server::ServerError> {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Minimal HTTP/1.1 GET: (status, body). `None` if the connection fails.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// A unique prefix per test, so tests sharing a broker never meet.
+pub fn unique_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}

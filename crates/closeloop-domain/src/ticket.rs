@@ -344,7 +344,10 @@ pub fn decide(
             return Ok(Decision::Append(TicketEvent::Opened {
                 account_id: account_id.to_string(),
                 owner_email: owner.to_string(),
-                program_id: program_id.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                program_id: program_id
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
                 title: title.as_ref().map(|t| t.to_string()).unwrap_or_default(),
                 origin: origin.clone(),
             }));
@@ -576,7 +579,10 @@ mod tests {
         assert!(matches!(d, Err(RuleViolation::RequestIdReused { .. })));
         let (s, _) = run(id, s, &mut seq, "r4", &reopen);
         let t = s.unwrap();
-        assert_eq!((t.status, t.reopen_count, t.closure), (Status::Open, 1, None));
+        assert_eq!(
+            (t.status, t.reopen_count, t.closure),
+            (Status::Open, 1, None)
+        );
     }
 
     #[test]

@@ -51,7 +51,15 @@ mod tests {
 
     #[test]
     fn parts_round_trip_including_negative() {
-        for m in [0, 1, 999_999, 1_000_000, -1, -1_000_001, 1_763_800_000_123_456] {
+        for m in [
+            0,
+            1,
+            999_999,
+            1_000_000,
+            -1,
+            -1_000_001,
+            1_763_800_000_123_456,
+        ] {
             let (s, n) = Timestamp(m).to_parts();
             assert!((0..1_000_000_000).contains(&n));
             assert_eq!(Timestamp::from_parts(s, n), Timestamp(m));

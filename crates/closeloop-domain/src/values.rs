@@ -70,7 +70,11 @@ impl Violations {
     }
 
     pub fn into_result(self) -> Result<(), Vec<FieldViolation>> {
-        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
     }
 }
 
@@ -218,7 +222,10 @@ impl Text {
     pub fn parse(field: &str, value: &str, max: usize) -> Result<Self, FieldViolation> {
         let v = value.trim();
         if v.is_empty() {
-            return Err(FieldViolation::new(field, "is required and must not be blank"));
+            return Err(FieldViolation::new(
+                field,
+                "is required and must not be blank",
+            ));
         }
         let n = v.chars().count();
         if n > max {
@@ -335,7 +342,12 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Phone, Channel::Email, Channel::Meeting, Channel::Other];
+    pub const ALL: [Channel; 4] = [
+        Channel::Phone,
+        Channel::Email,
+        Channel::Meeting,
+        Channel::Other,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -453,7 +465,15 @@ mod tests {
             Email::parse("e", " Dana@ACME.example ").unwrap().as_str(),
             "dana@acme.example"
         );
-        for bad in ["", "dana", "dana@", "@acme.example", "dana@acme", "da na@acme.io", "a@b@c.io"] {
+        for bad in [
+            "",
+            "dana",
+            "dana@",
+            "@acme.example",
+            "dana@acme",
+            "da na@acme.io",
+            "a@b@c.io",
+        ] {
             let err = Email::parse("owner_email", bad).unwrap_err();
             assert_eq!(err.field, "owner_email", "{bad}");
         }
@@ -473,7 +493,10 @@ mod tests {
         let a = TicketId::for_manual_request(&r);
         assert_eq!(a, TicketId::for_manual_request(&r));
         assert_eq!(TicketId::parse("id", &a.to_string()).unwrap(), a);
-        assert_ne!(a.event_id(&r), a.event_id(&RequestId::parse("r", "req-2").unwrap()));
+        assert_ne!(
+            a.event_id(&r),
+            a.event_id(&RequestId::parse("r", "req-2").unwrap())
+        );
         assert!(TicketId::parse("ticket_id", "not-a-uuid").is_err());
         assert_ne!(
             TicketId::for_feedback("f1", "w1"),
@@ -492,7 +515,12 @@ mod tests {
     #[test]
     fn enums_parse_case_insensitively_and_list_choices() {
         assert_eq!(Channel::parse("c", "Phone").unwrap(), Channel::Phone);
-        assert!(Channel::parse("c", "fax").unwrap_err().description.contains("phone"));
+        assert!(
+            Channel::parse("c", "fax")
+                .unwrap_err()
+                .description
+                .contains("phone")
+        );
         assert_eq!(
             RootCauseCategory::parse("c", "product").unwrap(),
             RootCauseCategory::Product

@@ -20,6 +20,4 @@ pub mod traceparent;
 
 pub use envelope::{Envelope, headers};
 pub use prefix::{Prefix, PrefixError};
-pub use store::{
-    AppendError, AppendOutcome, EventStore, StoreConfig, StoreError, StoredEvent,
-};
+pub use store::{AppendError, AppendOutcome, EventStore, StoreConfig, StoreError, StoredEvent};

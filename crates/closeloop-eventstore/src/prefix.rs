@@ -73,7 +73,10 @@ mod tests {
     fn subjects_and_stream_names() {
         let p = Prefix::parse("t-1").unwrap();
         assert_eq!(p.events_stream(), "T_1_EVENTS");
-        assert_eq!(p.aggregate_subject("ticket", "abc"), "t-1.events.ticket.abc");
+        assert_eq!(
+            p.aggregate_subject("ticket", "abc"),
+            "t-1.events.ticket.abc"
+        );
         assert_eq!(p.aggregate_filter("ticket"), "t-1.events.ticket.*");
         for bad in ["", "A", "a.b", "a b", "-a", &"a".repeat(33)] {
             assert!(Prefix::parse(bad).is_err(), "{bad}");

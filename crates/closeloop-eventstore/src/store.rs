@@ -109,13 +109,13 @@ impl EventStore {
             deny_purge: true,
             ..Default::default()
         };
-        let mut stream = js
-            .get_or_create_stream(wanted.clone())
-            .await
-            .map_err(|e| StoreError::Provision {
-                stream: name.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut stream =
+            js.get_or_create_stream(wanted.clone())
+                .await
+                .map_err(|e| StoreError::Provision {
+                    stream: name.clone(),
+                    reason: e.to_string(),
+                })?;
         let info = stream.info().await.map_err(|e| StoreError::Provision {
             stream: name.clone(),
             reason: e.to_string(),

@@ -4,7 +4,9 @@
 pub fn parse(value: &str) -> Option<&str> {
     let parts: Vec<&str> = value.trim().split('-').collect();
     let hex = |s: &str, n: usize| {
-        s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
     let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
     match parts.as_slice() {

@@ -60,7 +60,9 @@ pub fn status_word(s: i32) -> &'static str {
 }
 
 pub fn channel_word(c: i32) -> &'static str {
-    from_channel(c).map(Channel::as_str).unwrap_or("unspecified")
+    from_channel(c)
+        .map(Channel::as_str)
+        .unwrap_or("unspecified")
 }
 
 fn opportunity(o: &Option<(String, Option<f64>)>) -> Option<v1::Opportunity> {
@@ -106,12 +108,13 @@ pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
                 workflow_id,
             })
         }
-        TicketEvent::ContactLogged { channel: c, summary } => {
-            E::ContactLogged(v1::ContactLogged {
-                channel: channel(*c) as i32,
-                summary: summary.clone(),
-            })
-        }
+        TicketEvent::ContactLogged {
+            channel: c,
+            summary,
+        } => E::ContactLogged(v1::ContactLogged {
+            channel: channel(*c) as i32,
+            summary: summary.clone(),
+        }),
         TicketEvent::NoteAdded { text } => E::NoteAdded(v1::NoteAdded { text: text.clone() }),
         TicketEvent::OwnerReassigned {
             previous_owner_email,
@@ -136,9 +139,9 @@ pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
             actions_taken: actions_taken.clone(),
             opportunity: opportunity(o),
         }),
-        TicketEvent::Reopened { reason } => {
-            E::Reopened(v1::TicketReopened { reason: reason.clone() })
-        }
+        TicketEvent::Reopened { reason } => E::Reopened(v1::TicketReopened {
+            reason: reason.clone(),
+        }),
     }
 }
 

@@ -13,9 +13,7 @@ pub enum Backend {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error(
-        "unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB"
-    )]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
     #[error("cannot create directory {path} for the SQLite database: {source}")]
     CreateDir {
@@ -73,9 +71,15 @@ impl Db {
             // SQLite has one writer at a time; WAL lets readers run beside it.
             opts = opts.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode=WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout=10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous=NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });

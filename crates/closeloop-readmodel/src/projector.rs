@@ -108,7 +108,11 @@ async fn follow_once<P: Projection>(
         *p = (*p).max(start);
         changed
     });
-    tracing::info!(projector = name, from = start, "projector following {filter}");
+    tracing::info!(
+        projector = name,
+        from = start,
+        "projector following {filter}"
+    );
     let mut events = std::pin::pin!(store.follow(filter, start).await?);
     while let Some(first) = events.next().await {
         let mut batch = vec![first?];

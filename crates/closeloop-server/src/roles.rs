@@ -51,7 +51,11 @@ pub enum RolesError {
 }
 
 fn names(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A non-empty, de-duplicated set of roles.
@@ -106,7 +110,10 @@ mod tests {
     #[test]
     fn parses_all_lists_and_rejects_unknown() {
         assert_eq!(Roles::parse("all").unwrap(), Roles::all());
-        assert_eq!(Roles::parse(" ticketing , ticketing").unwrap(), Roles::all());
+        assert_eq!(
+            Roles::parse(" ticketing , ticketing").unwrap(),
+            Roles::all()
+        );
         assert_eq!(Roles::parse(""), Err(RolesError::Empty));
         assert_eq!(
             Roles::parse("ticketing,billing"),

@@ -31,6 +31,10 @@ pub struct CommandResult {
 pub struct TicketCommands {
     store: EventStore,
     cache: Arc<Mutex<HashMap<TicketId, Ticket>>>,
+    /// One lock per ticket with commands in flight: commands on one ticket in
+    /// this process queue instead of racing; optimistic concurrency still
+    /// settles races between replicas.
+    locks: Arc<Mutex<HashMap<TicketId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl TicketCommands {
@@ -38,6 +42,7 @@ impl TicketCommands {
         TicketCommands {
             store,
             cache: Arc::default(),
+            locks: Arc::default(),
         }
     }
 
@@ -96,6 +101,32 @@ impl TicketCommands {
         ctx: &EventContext,
         command: &TicketCommand,
     ) -> Result<CommandResult, TicketError> {
+        let lock = self
+            .locks
+            .lock()
+            .expect("locks")
+            .entry(id)
+            .or_default()
+            .clone();
+        let result = {
+            let _guard = lock.lock().await;
+            self.execute_locked(id, request_id, ctx, command).await
+        };
+        drop(lock);
+        let mut locks = self.locks.lock().expect("locks");
+        if locks.get(&id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(&id);
+        }
+        result
+    }
+
+    async fn execute_locked(
+        &self,
+        id: TicketId,
+        request_id: &RequestId,
+        ctx: &EventContext,
+        command: &TicketCommand,
+    ) -> Result<CommandResult, TicketError> {
         let subject = self.subject(id);
         let event_id = id.event_id(request_id);
         let mut state = match self.cached(id) {
@@ -117,7 +148,11 @@ impl TicketCommands {
                     let (env, payload) =
                         codec::encode(id, &event_id, request_id.as_str(), now, ctx, &event);
                     let expected = state.as_ref().map_or(0, |t| t.sequence);
-                    match self.store.append(&subject, expected, &env, payload.clone()).await {
+                    match self
+                        .store
+                        .append(&subject, expected, &env, payload.clone())
+                        .await
+                    {
                         Ok(ack) if !ack.duplicate => {
                             let rec = codec::decode(&closeloop_eventstore::StoredEvent {
                                 subject: subject.clone(),

@@ -59,7 +59,8 @@ impl TicketGrpc {
             v.check(Email::parse("actor", actor)).map(|e| e.to_string())
         };
         let cmd = parse(&mut v);
-        let (Some(rid), Some(id), Some(actor), Some(cmd), true) = (rid, id, actor, cmd, v.is_empty())
+        let (Some(rid), Some(id), Some(actor), Some(cmd), true) =
+            (rid, id, actor, cmd, v.is_empty())
         else {
             return Err(TicketError::Invalid(v.0).into());
         };
@@ -132,7 +133,8 @@ impl TicketService for TicketGrpc {
             let program_id = if r.program_id.trim().is_empty() {
                 Some(None)
             } else {
-                v.check(ProgramId::parse("program_id", &r.program_id)).map(Some)
+                v.check(ProgramId::parse("program_id", &r.program_id))
+                    .map(Some)
             };
             let title = v.check(Text::parse_optional("title", &r.title, TITLE_MAX));
             Some(TicketCommand::Open {
@@ -274,13 +276,14 @@ impl TicketService for TicketGrpc {
                 None
             }
         };
-        let opt = |v: &mut Violations, s: &str, f: &dyn Fn(&str) -> Result<String, FieldViolation>| {
-            if s.trim().is_empty() {
-                None
-            } else {
-                v.check(f(s))
-            }
-        };
+        let opt =
+            |v: &mut Violations, s: &str, f: &dyn Fn(&str) -> Result<String, FieldViolation>| {
+                if s.trim().is_empty() {
+                    None
+                } else {
+                    v.check(f(s))
+                }
+            };
         let owner_email = opt(&mut v, &r.owner_email, &|s| {
             Email::parse("owner_email", s).map(|e| e.to_string())
         });

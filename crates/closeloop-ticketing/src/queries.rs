@@ -69,7 +69,9 @@ fn row_to_ticket(r: &AnyRow) -> Result<v1::Ticket, sqlx::Error> {
     let closure = match category {
         Some(root_cause_category) => Some(v1::Closure {
             root_cause_category,
-            root_cause: r.try_get::<Option<String>, _>("root_cause")?.unwrap_or_default(),
+            root_cause: r
+                .try_get::<Option<String>, _>("root_cause")?
+                .unwrap_or_default(),
             actions_taken: r
                 .try_get::<Option<String>, _>("actions_taken")?
                 .unwrap_or_default(),
@@ -121,10 +123,10 @@ pub async fn get_ticket(
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tickets WHERE id = $1"
     )))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await
-        .map_err(sql_err)?;
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(sql_err)?;
     let Some(row) = row else { return Ok(None) };
     let ticket = row_to_ticket(&row).map_err(sql_err)?;
     let activity = sqlx::query(
@@ -188,7 +190,12 @@ pub async fn list_tickets(
     }
     if let Some(tok) = after {
         push(
-            &|n| format!("(opened_at < ${n} OR (opened_at = ${n} AND id < ${}))", n + 1),
+            &|n| {
+                format!(
+                    "(opened_at < ${n} OR (opened_at = ${n} AND id < ${}))",
+                    n + 1
+                )
+            },
             Arg::Int(tok.opened_at),
         );
         args.push(Arg::Text(tok.id.clone()));
@@ -219,9 +226,10 @@ pub async fn list_tickets(
     let next = if tickets.len() > page_size as usize {
         tickets.truncate(page_size as usize);
         tickets.last().map(|t| PageToken {
-            opened_at: t.opened_at.as_ref().map_or(0, |ts| {
-                convert::from_timestamp(ts).as_micros()
-            }),
+            opened_at: t
+                .opened_at
+                .as_ref()
+                .map_or(0, |ts| convert::from_timestamp(ts).as_micros()),
             id: t.id.clone(),
         })
     } else {

@@ -15,7 +15,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "closeloop", version, about = "Close the loop on customer feedback", long_about = None)]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "CLOSELOOP_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "CLOSELOOP_LOG_FORMAT"
+    )]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -43,7 +49,11 @@ struct ServeArgs {
     #[arg(long, env = "CLOSELOOP_ROLES", default_value = "all")]
     roles: String,
     /// NATS server with JetStream.
-    #[arg(long, env = "CLOSELOOP_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "CLOSELOOP_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     nats_url: String,
     /// Read-model database: sqlite://PATH or postgres://USER@HOST/DB.
     /// Default: a SQLite file under --data-dir.

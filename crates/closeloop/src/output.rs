@@ -108,7 +108,11 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
         println!("{label:<14} {}", text(&v[key]));
     }
     if let Some(c) = &t.closure {
-        println!("{:<14} {}", "root cause", format_args!("[{}] {}", c.root_cause_category, c.root_cause));
+        println!(
+            "{:<14} {}",
+            "root cause",
+            format_args!("[{}] {}", c.root_cause_category, c.root_cause)
+        );
         println!("{:<14} {}", "actions", c.actions_taken);
         if let Some(o) = &c.opportunity {
             match o.amount {
@@ -142,8 +146,15 @@ pub fn print_list(r: &v1::ListTicketsResponse) {
             status_word(t.status),
             t.owner_email,
             t.account_id,
-            if t.program_id.is_empty() { "-" } else { &t.program_id },
-            text(&rfc3339(&t.opened_at)).chars().take(19).collect::<String>(),
+            if t.program_id.is_empty() {
+                "-"
+            } else {
+                &t.program_id
+            },
+            text(&rfc3339(&t.opened_at))
+                .chars()
+                .take(19)
+                .collect::<String>(),
             t.title
         );
     }

@@ -14,10 +14,21 @@ use crate::output;
 #[derive(Args)]
 pub struct TicketsArgs {
     /// gRPC address of a closeloop server running the ticketing role.
-    #[arg(long, global = true, env = "CLOSELOOP_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "CLOSELOOP_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     server: String,
     /// Output: readable tables, or JSON for scripts.
-    #[arg(short = 'o', long = "output", global = true, value_enum, default_value = "table")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value = "table"
+    )]
     output: Output,
     /// Idempotency key of a command (default: a new random one). Reuse it to retry safely.
     #[arg(long, global = true)]
@@ -259,79 +270,93 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
             owner_email,
             program,
             title,
-        } => client
-            .open_ticket(v1::OpenTicketRequest {
-                request_id,
-                account_id: account.clone(),
-                owner_email: owner_email.clone(),
-                program_id: program.clone().unwrap_or_default(),
-                title: title.clone().unwrap_or_default(),
-                actor,
-            })
-            .await,
-        TicketCommand::Contact { id, summary, .. } => client
-            .log_contact(v1::LogContactRequest {
-                request_id,
-                ticket_id: id.clone(),
-                channel: prepared.unwrap_or_default(),
-                summary: summary.clone(),
-                actor,
-            })
-            .await,
-        TicketCommand::Note { id, text } => client
-            .add_note(v1::AddNoteRequest {
-                request_id,
-                ticket_id: id.clone(),
-                text: text.clone(),
-                actor,
-            })
-            .await,
+        } => {
+            client
+                .open_ticket(v1::OpenTicketRequest {
+                    request_id,
+                    account_id: account.clone(),
+                    owner_email: owner_email.clone(),
+                    program_id: program.clone().unwrap_or_default(),
+                    title: title.clone().unwrap_or_default(),
+                    actor,
+                })
+                .await
+        }
+        TicketCommand::Contact { id, summary, .. } => {
+            client
+                .log_contact(v1::LogContactRequest {
+                    request_id,
+                    ticket_id: id.clone(),
+                    channel: prepared.unwrap_or_default(),
+                    summary: summary.clone(),
+                    actor,
+                })
+                .await
+        }
+        TicketCommand::Note { id, text } => {
+            client
+                .add_note(v1::AddNoteRequest {
+                    request_id,
+                    ticket_id: id.clone(),
+                    text: text.clone(),
+                    actor,
+                })
+                .await
+        }
         TicketCommand::Reassign {
             id,
             owner_email,
             reason,
-        } => client
-            .reassign_ticket(v1::ReassignTicketRequest {
-                request_id,
-                ticket_id: id.clone(),
-                new_owner_email: owner_email.clone(),
-                reason: reason.clone(),
-                actor,
-            })
-            .await,
-        TicketCommand::Reply { id, text } => client
-            .record_customer_reply(v1::RecordCustomerReplyRequest {
-                request_id,
-                ticket_id: id.clone(),
-                text: text.clone(),
-                actor,
-            })
-            .await,
+        } => {
+            client
+                .reassign_ticket(v1::ReassignTicketRequest {
+                    request_id,
+                    ticket_id: id.clone(),
+                    new_owner_email: owner_email.clone(),
+                    reason: reason.clone(),
+                    actor,
+                })
+                .await
+        }
+        TicketCommand::Reply { id, text } => {
+            client
+                .record_customer_reply(v1::RecordCustomerReplyRequest {
+                    request_id,
+                    ticket_id: id.clone(),
+                    text: text.clone(),
+                    actor,
+                })
+                .await
+        }
         TicketCommand::Close {
             id,
             root_cause_category,
             root_cause,
             actions,
             ..
-        } => client
-            .close_ticket(v1::CloseTicketRequest {
-                request_id,
-                ticket_id: id.clone(),
-                root_cause_category: root_cause_category.clone(),
-                root_cause: root_cause.clone(),
-                actions_taken: actions.clone(),
-                opportunity,
-                actor,
-            })
-            .await,
-        TicketCommand::Reopen { id, reason } => client
-            .reopen_ticket(v1::ReopenTicketRequest {
-                request_id,
-                ticket_id: id.clone(),
-                reason: reason.clone(),
-                actor,
-            })
-            .await,
+        } => {
+            client
+                .close_ticket(v1::CloseTicketRequest {
+                    request_id,
+                    ticket_id: id.clone(),
+                    root_cause_category: root_cause_category.clone(),
+                    root_cause: root_cause.clone(),
+                    actions_taken: actions.clone(),
+                    opportunity,
+                    actor,
+                })
+                .await
+        }
+        TicketCommand::Reopen { id, reason } => {
+            client
+                .reopen_ticket(v1::ReopenTicketRequest {
+                    request_id,
+                    ticket_id: id.clone(),
+                    reason: reason.clone(),
+                    actor,
+                })
+                .await
+        }
         TicketCommand::Show { id } => {
             let r = client
                 .get_ticket(v1::GetTicketRequest {
@@ -343,7 +368,9 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
                 .into_inner();
             let ticket = r.ticket.unwrap_or_default();
             match args.output {
-                Output::Json => output::print_json(&output::ticket_json(&ticket, Some(&r.activity))),
+                Output::Json => {
+                    output::print_json(&output::ticket_json(&ticket, Some(&r.activity)))
+                }
                 Output::Table => output::print_ticket(&ticket, Some(&r.activity)),
             }
             return Ok(());
