@@ -212,8 +212,19 @@ pub struct App {
     task: Option<JoinHandle<Result<(), closeloop_server::ServerError>>>,
 }
 
+/// Logs to the test's output when `RUST_LOG` is set.
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Starts closeloop (all roles) on random ports against `nats` and `db_url`.
 pub async fn spawn_app(nats_url: &str, db_url: &str, prefix: &str) -> App {
+    init_logs();
     let listeners = Listeners::bind(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
@@ -296,4 +307,14 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 /// A unique prefix per test, so tests sharing a broker never meet.
 pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The value of an unlabelled Prometheus sample in a `/metrics` body (0 if absent).
+pub fn metric(body: &str, name: &str) -> u64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -434,6 +434,19 @@ async fn racing_clients_lose_nothing(backend: Backend) {
         stream_messages(&nats, &prefix).await as usize,
         2 * PER_CLIENT + 1
     );
+    // The replicas really raced: appends lost on the sequence check and were re-decided.
+    let mut conflicts = 0;
+    for app in [&a, &b] {
+        let (_, body) = closeloop_tests::http_get(app.http_addr, "/metrics")
+            .await
+            .unwrap();
+        conflicts += closeloop_tests::metric(&body, "closeloop_ticket_command_conflicts_total");
+    }
+    eprintln!("racing: {conflicts} sequence conflicts resolved by the server");
+    assert!(
+        conflicts > 0,
+        "the two replicas never conflicted; the test did not race"
+    );
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }

@@ -264,6 +264,17 @@ impl EventStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
+    /// How many times the NATS connection has been (re)established. Readers
+    /// backed by ephemeral consumers resubscribe when it changes: a restarted
+    /// server has forgotten their consumers.
+    pub fn connects(&self) -> u64 {
+        self.js
+            .client()
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The JetStream context, for services that need more than events.
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.js

@@ -14,6 +14,9 @@ use crate::db::{Backend, Db, DbError};
 /// Most events applied in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// How often a projector checks whether NATS has reconnected under it.
+const RECONNECT_CHECK: Duration = Duration::from_secs(1);
+
 /// Receives the last sequence a projector has committed.
 pub type Progress = watch::Receiver<u64>;
 
@@ -73,7 +76,8 @@ pub async fn run_projector<P: Projection>(
             r = follow_once(&db, &store, &projection, &filter, &progress) => r,
         };
         match result {
-            Ok(()) => tracing::warn!(projector = name, "event stream ended; resubscribing"),
+            // Resubscribing on purpose (reconnect): start over promptly.
+            Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => tracing::error!(projector = name, error = %e, "projector failed; retrying"),
         }
         tokio::select! {
@@ -113,8 +117,23 @@ async fn follow_once<P: Projection>(
         from = start,
         "projector following {filter}"
     );
+    let connects = store.connects();
     let mut events = std::pin::pin!(store.follow(filter, start).await?);
-    while let Some(first) = events.next().await {
+    let mut watchdog = tokio::time::interval(RECONNECT_CHECK);
+    loop {
+        let first = tokio::select! {
+            ev = events.next() => match ev {
+                Some(ev) => ev,
+                None => return Ok(()),
+            },
+            _ = watchdog.tick() => {
+                if store.connects() != connects {
+                    tracing::info!(projector = name, "NATS reconnected; resubscribing from the checkpoint");
+                    return Ok(());
+                }
+                continue;
+            }
+        };
         let mut batch = vec![first?];
         while batch.len() < MAX_BATCH {
             match events.next().now_or_never() {
@@ -129,7 +148,6 @@ async fn follow_once<P: Projection>(
             changed
         });
     }
-    Ok(())
 }
 
 /// Applies a batch in one transaction and returns the committed checkpoint.
@@ -221,7 +239,12 @@ pub async fn wait_for(
         let at = local.max(shared);
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return Err(at),
-            _ = progress.changed() => {}
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    // No local projector: poll the shared checkpoint.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }

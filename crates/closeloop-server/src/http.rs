@@ -1,5 +1,10 @@
 //! HTTP endpoints: `/healthz` (the process is up) and `/readyz` (NATS and
-//! the database answer; Kubernetes sends traffic only then).
+//! the database answer; Kubernetes sends traffic only then) and `/metrics`
+//! (Prometheus text format).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::Router;
@@ -7,7 +12,8 @@ use axum::extract::State as Extract;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use closeloop_readmodel::Db;
+use closeloop_readmodel::{Db, Progress};
+use closeloop_ticketing::commands::CommandMetrics;
 use serde_json::json;
 
 use crate::Roles;
@@ -17,12 +23,15 @@ pub struct State {
     pub nats: async_nats::Client,
     pub db: Db,
     pub roles: Roles,
+    pub ticket_commands: Option<Arc<CommandMetrics>>,
+    pub projectors: Vec<(&'static str, Progress)>,
 }
 
 pub fn router(state: State) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -50,4 +59,46 @@ async fn readyz(Extract(s): Extract<State>) -> Response {
         )
             .into_response()
     }
+}
+
+async fn metrics(Extract(s): Extract<State>) -> Response {
+    let mut out = String::new();
+    if let Some(m) = &s.ticket_commands {
+        out.push_str(
+            "# HELP closeloop_ticket_commands_total Ticket commands by outcome.\n\
+             # TYPE closeloop_ticket_commands_total counter\n",
+        );
+        for (outcome, c) in [
+            ("written", &m.written),
+            ("replayed", &m.replayed),
+            ("aborted", &m.aborted),
+        ] {
+            let _ = writeln!(
+                out,
+                "closeloop_ticket_commands_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP closeloop_ticket_command_conflicts_total Appends that lost an optimistic-concurrency race and were retried.\n\
+             # TYPE closeloop_ticket_command_conflicts_total counter\n\
+             closeloop_ticket_command_conflicts_total {}\n",
+            m.conflicts.load(Ordering::Relaxed)
+        );
+    }
+    if !s.projectors.is_empty() {
+        out.push_str(
+            "# HELP closeloop_projector_sequence Last event-stream sequence each projector committed.\n\
+             # TYPE closeloop_projector_sequence gauge\n",
+        );
+        for (name, p) in &s.projectors {
+            let _ = writeln!(
+                out,
+                "closeloop_projector_sequence{{projector=\"{name}\"}} {}",
+                *p.borrow()
+            );
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

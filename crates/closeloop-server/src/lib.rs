@@ -73,6 +73,11 @@ pub async fn run(
     let nats = async_nats::ConnectOptions::new()
         .name("closeloop")
         .connection_timeout(Duration::from_secs(5))
+        // Reconnect quickly after a broker restart: 100 ms doubling to 2 s.
+        .reconnect_delay_callback(|attempt| {
+            Duration::from_millis(100u64.saturating_mul(1 << attempt.min(5)))
+                .min(Duration::from_secs(2))
+        })
         .connect(config.nats_url.as_str())
         .await
         .map_err(|e| ServerError::Nats {
@@ -116,6 +121,7 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut projector_progress = Vec::new();
+    let mut ticket_commands = None;
     if config.roles.contains(Role::Ticketing) {
         let (progress_tx, progress_rx) = watch::channel(0u64);
         projector_progress.push((projection::NAME, progress_rx.clone()));
@@ -126,7 +132,9 @@ pub async fn run(
             progress_tx,
             stopped(),
         ));
-        let svc = TicketGrpc::new(TicketCommands::new(store.clone()), db.clone(), progress_rx);
+        let commands = TicketCommands::new(store.clone());
+        ticket_commands = Some(commands.metrics());
+        let svc = TicketGrpc::new(commands, db.clone(), progress_rx);
         health
             .set_serving::<TicketServiceServer<TicketGrpc>>()
             .await;
@@ -137,6 +145,8 @@ pub async fn run(
         nats: nats.clone(),
         db: db.clone(),
         roles: config.roles.clone(),
+        ticket_commands,
+        projectors: projector_progress,
     };
     let http_listener = listeners.http;
     let http_stop = stopped();

@@ -1,6 +1,7 @@
 //! The single writer of the ticket aggregate.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +36,20 @@ pub struct TicketCommands {
     /// this process queue instead of racing; optimistic concurrency still
     /// settles races between replicas.
     locks: Arc<Mutex<HashMap<TicketId, Arc<tokio::sync::Mutex<()>>>>>,
+    metrics: Arc<CommandMetrics>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CommandMetrics {
+    /// Commands that wrote an event.
+    pub written: AtomicU64,
+    /// Commands answered from an earlier identical request.
+    pub replayed: AtomicU64,
+    /// Appends that lost an optimistic-concurrency race and were re-decided.
+    pub conflicts: AtomicU64,
+    /// Commands that gave up after [`MAX_ATTEMPTS`] (answered `ABORTED`).
+    pub aborted: AtomicU64,
 }
 
 impl TicketCommands {
@@ -43,7 +58,12 @@ impl TicketCommands {
             store,
             cache: Arc::default(),
             locks: Arc::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    pub fn metrics(&self) -> Arc<CommandMetrics> {
+        self.metrics.clone()
     }
 
     fn subject(&self, id: TicketId) -> String {
@@ -136,6 +156,7 @@ impl TicketCommands {
         for attempt in 1..=MAX_ATTEMPTS {
             match decide(id, state.as_ref(), request_id, command)? {
                 Decision::AlreadyApplied { sequence } => {
+                    self.metrics.replayed.fetch_add(1, Ordering::Relaxed);
                     let ticket = state.expect("a request was applied to an existing ticket");
                     return Ok(CommandResult {
                         ticket,
@@ -166,6 +187,7 @@ impl TicketCommands {
                             })?;
                             let ticket = evolve(state, &rec).expect("evolve after append");
                             self.remember(&ticket);
+                            self.metrics.written.fetch_add(1, Ordering::Relaxed);
                             return Ok(CommandResult {
                                 ticket,
                                 sequence: ack.sequence,
@@ -176,6 +198,7 @@ impl TicketCommands {
                         // attempt of this request landed): reload and replay.
                         Ok(_) | Err(AppendError::Conflict { .. }) => {
                             tracing::debug!(%id, attempt, "ticket changed concurrently; reloading");
+                            self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
                             self.forget(id);
                             if attempt > 2 {
                                 // Spread racing writers apart a little.
@@ -193,6 +216,7 @@ impl TicketCommands {
                 }
             }
         }
+        self.metrics.aborted.fetch_add(1, Ordering::Relaxed);
         Err(TicketError::Contention(MAX_ATTEMPTS))
     }
 }

@@ -1,0 +1,283 @@
+//! The server as an operator and a connector meet it: probes, metrics,
+//! gRPC health and reflection, the event stream's provisioning and the
+//! envelope on every event, and behaviour while the broker is down.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use closeloop_proto::v1;
+use closeloop_tests::{Backend, Nats, TestDb, http_get, metric, spawn_app, unique_prefix};
+use futures::StreamExt;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_metrics_health_and_reflection() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+
+    let (status, body) = http_get(app.http_addr, "/healthz").await.unwrap();
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, body) = http_get(app.http_addr, "/readyz").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"nats\":\"ok\""), "{body}");
+
+    let channel = tonic::transport::Channel::from_shared(app.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let r = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "closeloop.v1.TicketService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = refl
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Ok(msg)) = resp.next().await else {
+        panic!("no reflection answer")
+    };
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection answer")
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"closeloop.v1.TicketService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+
+    let mut c = app.tickets().await;
+    let r = c
+        .open_ticket(v1::OpenTicketRequest {
+            request_id: "m-1".into(),
+            account_id: "ACME-001".into(),
+            owner_email: "dana@vendor.example".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    c.get_ticket(v1::GetTicketRequest {
+        ticket_id: r.ticket.unwrap().id,
+        min_sequence: r.sequence,
+    })
+    .await
+    .unwrap();
+    let (_, body) = http_get(app.http_addr, "/metrics").await.unwrap();
+    assert!(
+        body.contains("closeloop_ticket_commands_total{outcome=\"written\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains(&format!(
+        "closeloop_projector_sequence{{projector=\"ticket_state\"}} {}",
+        r.sequence
+    )));
+    assert_eq!(metric(&body, "closeloop_ticket_command_conflicts_total"), 0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_the_documented_envelope() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let prefix = unique_prefix();
+    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    let mut c = app.tickets().await;
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut req = tonic::Request::new(v1::OpenTicketRequest {
+        request_id: "env-1".into(),
+        account_id: "ACME-001".into(),
+        owner_email: "dana@vendor.example".into(),
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("traceparent", trace.parse().unwrap());
+    req.metadata_mut()
+        .insert("x-correlation-id", "crm-case-9".parse().unwrap());
+    let r = c.open_ticket(req).await.unwrap().into_inner();
+    let id = r.ticket.unwrap().id;
+
+    let js = jetstream::new(nats.client().await);
+    let stream = js
+        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
+        .await
+        .unwrap();
+    let msg = stream.get_raw_message(r.sequence).await.unwrap();
+    assert_eq!(msg.subject.as_str(), format!("{prefix}.events.ticket.{id}"));
+    let h = |k: &str| {
+        msg.headers
+            .get(k)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default()
+    };
+    let event_id = h("Nats-Msg-Id");
+    assert_eq!(h("Closeloop-Event-Id"), event_id);
+    assert_eq!(
+        uuid::Uuid::parse_str(&event_id).unwrap().get_version_num(),
+        5,
+        "deterministic"
+    );
+    assert_eq!(h("Closeloop-Event-Type"), "closeloop.v1.TicketOpened");
+    assert_eq!(h("Closeloop-Schema-Version"), "1");
+    assert_eq!(h("Content-Type"), "application/protobuf");
+    assert_eq!(h("Closeloop-Correlation-Id"), "crm-case-9");
+    assert_eq!(h("Closeloop-Causation-Id"), "env-1");
+    assert!(humantime::parse_rfc3339(&h("Closeloop-Occurred-At")).is_ok());
+    let tp = h("traceparent");
+    assert_eq!(&tp[..35], &trace[..35], "same trace id, new span");
+    assert_ne!(tp, trace);
+    let payload: v1::TicketEvent = prost::Message::decode(msg.payload.as_ref()).unwrap();
+    assert_eq!(payload.event_id, event_id);
+    assert_eq!(payload.ticket_id, id);
+    assert!(matches!(
+        payload.event,
+        Some(v1::ticket_event::Event::Opened(_))
+    ));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_is_provisioned_idempotently_and_verified() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let prefix = unique_prefix();
+    // Twice: the second start finds and accepts the stream.
+    spawn_app(&nats.url(), &db.url, &prefix)
+        .await
+        .stop()
+        .await
+        .unwrap();
+    spawn_app(&nats.url(), &db.url, &prefix)
+        .await
+        .stop()
+        .await
+        .unwrap();
+    let js = jetstream::new(nats.client().await);
+    let mut s = js
+        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
+        .await
+        .unwrap();
+    let cfg = s.info().await.unwrap().config.clone();
+    assert!(cfg.deny_delete && cfg.deny_purge && cfg.allow_direct);
+    assert_eq!(cfg.subjects, [format!("{prefix}.events.>")]);
+
+    // A stream of the same name that would expire events is refused at start.
+    let bad = unique_prefix();
+    js.create_stream(jetstream::stream::Config {
+        name: format!("{}_EVENTS", bad.to_uppercase()),
+        subjects: vec![format!("{bad}.events.>")],
+        max_age: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let listeners = closeloop_server::Listeners::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let err = closeloop_server::run(
+        closeloop_server::Config {
+            nats_url: nats.url(),
+            database_url: db.url.clone(),
+            prefix: closeloop_server::prefix(&bad).unwrap(),
+            roles: closeloop_server::Roles::all(),
+            stream_replicas: 1,
+        },
+        listeners,
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("incompatible configuration") && err.contains("max_age"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_is_unavailable_and_loses_nothing() {
+    let mut nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let mut c = app.tickets().await;
+    let r = c
+        .open_ticket(v1::OpenTicketRequest {
+            request_id: "o-1".into(),
+            account_id: "ACME-001".into(),
+            owner_email: "dana@vendor.example".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let id = r.ticket.unwrap().id;
+
+    nats.stop();
+    let note = v1::AddNoteRequest {
+        request_id: "n-1".into(),
+        ticket_id: id.clone(),
+        text: "written during the outage".into(),
+        actor: String::new(),
+    };
+    let e = c.add_note(note.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let (status, body) = http_get(app.http_addr, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not ready"));
+
+    // Same store, same port: the client reconnects; the earlier event is
+    // still there and the retried note is written exactly once.
+    nats.restart();
+    let mut written = None;
+    for _ in 0..100 {
+        match c.add_note(note.clone()).await {
+            Ok(r) => {
+                written = Some(r.into_inner());
+                break;
+            }
+            Err(e) if e.code() == Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let written = written.expect("broker came back");
+    let view = c
+        .get_ticket(v1::GetTicketRequest {
+            ticket_id: id,
+            min_sequence: written.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(view.ticket.unwrap().note_count, 1);
+    assert_eq!(view.activity.len(), 2);
+    app.stop().await.unwrap();
+}
