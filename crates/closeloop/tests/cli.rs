@@ -1,0 +1,243 @@
+//! The `closeloop tickets` CLI, run as a real process against a real server.
+
+use std::process::Output;
+
+use closeloop_tests::{Backend, Nats, TestDb, spawn_app, unique_prefix};
+use serde_json::Value;
+
+async fn cli(server: &str, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"));
+    cmd.arg("tickets").arg("--server").arg(server).args(args);
+    cmd.env_remove("CLOSELOOP_SERVER");
+    cmd.output().await.unwrap()
+}
+
+fn json(o: &Output) -> Value {
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_lifecycle_from_the_command_line() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let s = app.grpc_url();
+
+    let t = json(
+        &cli(
+            &s,
+            &[
+                "open",
+                "--account",
+                "ACME-001",
+                "--owner-email",
+                "dana@vendor.example",
+                "--program",
+                "relationship-nps",
+                "--title",
+                "Upgrade broke workflows",
+                "-o",
+                "json",
+                "--request-id",
+                "phone-call-1",
+            ],
+        )
+        .await,
+    );
+    let id = t["id"].as_str().unwrap().to_string();
+    assert_eq!(t["status"], "open");
+    assert_eq!(t["owner_email"], "dana@vendor.example");
+    assert!(humantime::parse_rfc3339(t["opened_at"].as_str().unwrap()).is_ok());
+
+    // Retrying with the same --request-id gives the same ticket.
+    let again = json(
+        &cli(
+            &s,
+            &[
+                "open",
+                "--account",
+                "ACME-001",
+                "--owner-email",
+                "dana@vendor.example",
+                "--program",
+                "relationship-nps",
+                "--title",
+                "Upgrade broke workflows",
+                "-o",
+                "json",
+                "--request-id",
+                "phone-call-1",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(again["id"], t["id"]);
+
+    for args in [
+        vec![
+            "contact",
+            &id,
+            "--channel",
+            "phone",
+            "--summary",
+            "Called Dana",
+        ],
+        vec!["note", &id, "--text", "Wants a roadmap session"],
+        vec![
+            "reassign",
+            &id,
+            "--owner-email",
+            "lee@vendor.example",
+            "--reason",
+            "Dana on leave",
+        ],
+        vec!["reply", &id, "--text", "Thanks for calling"],
+    ] {
+        let mut a = args.clone();
+        a.extend(["-o", "json"]);
+        json(&cli(&s, &a).await);
+    }
+    let closed = json(
+        &cli(
+            &s,
+            &[
+                "close",
+                &id,
+                "--root-cause-category",
+                "product",
+                "--root-cause",
+                "SSO regression in 4.2",
+                "--actions",
+                "Hotfix shipped",
+                "--opportunity",
+                "upsell:25000",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(closed["status"], "closed");
+    assert_eq!(closed["closure"]["opportunity"]["amount"], 25000.0);
+    assert_eq!(closed["owner_email"], "lee@vendor.example");
+
+    let shown = json(&cli(&s, &["show", &id, "-o", "json"]).await);
+    assert_eq!(shown["status"], "closed");
+    assert_eq!(shown["activity"].as_array().unwrap().len(), 6);
+
+    let list = json(&cli(&s, &["list", "--status", "closed", "-o", "json"]).await);
+    assert_eq!(list["tickets"].as_array().unwrap().len(), 1);
+    assert_eq!(list["next_page_token"], Value::Null);
+
+    // Readable output for people.
+    let table = cli(&s, &["list"]).await;
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(text.contains(&id) && text.contains("closed"));
+
+    let reopened = json(
+        &cli(
+            &s,
+            &["reopen", &id, "--reason", "Broke again", "-o", "json"],
+        )
+        .await,
+    );
+    assert_eq!(reopened["status"], "open");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_print_the_server_message_and_exit_non_zero() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let s = app.grpc_url();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    let o = cli(&s, &["show", "not-a-ticket"]).await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("ticket_id: \"not-a-ticket\" is not a ticket id"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cli(&s, &["show", "0b6f3a52-8c1e-5d2a-9f00-1c2d3e4f5a6b"]).await;
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("does not exist"));
+
+    let t = json(
+        &cli(
+            &s,
+            &[
+                "open",
+                "--account",
+                "A-1",
+                "--owner-email",
+                "a@b.io",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    let id = t["id"].as_str().unwrap();
+    let o = cli(
+        &s,
+        &[
+            "close",
+            id,
+            "--root-cause-category",
+            "product",
+            "--root-cause",
+            "x",
+            "--actions",
+            "y",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(5));
+    assert!(stderr(&o).contains("log a contact"), "{}", stderr(&o));
+
+    let o = cli(
+        &s,
+        &[
+            "close",
+            id,
+            "--root-cause-category",
+            "weather",
+            "--root-cause",
+            "",
+            "--actions",
+            "y",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(3));
+    let e = stderr(&o);
+    assert!(
+        e.contains("root_cause_category: \"weather\" is not a root-cause category"),
+        "{e}"
+    );
+    assert!(e.contains("root_cause: is required"), "{e}");
+
+    // Caught before any network call.
+    let o = cli(&s, &["contact", id, "--channel", "fax", "--summary", "x"]).await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("--channel \"fax\" is not a channel"));
+
+    app.stop().await.unwrap();
+    let o = cli(&s, &["list"]).await;
+    assert_eq!(o.status.code(), Some(6));
+    assert!(
+        stderr(&o).contains("cannot reach closeloop"),
+        "{}",
+        stderr(&o)
+    );
+}
