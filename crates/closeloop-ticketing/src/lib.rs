@@ -6,7 +6,7 @@
 //! * [`projection::TicketStateProjection`]: builds the `tickets` and
 //!   `ticket_activity` views.
 //! * [`queries`]: reads over those views.
-//! * [`grpc::TicketGrpc`]: `closeloop.v1.TicketService`.
+//! * [`grpc::TicketGrpc`] serves `closeloop.v1.TicketService`.
 
 pub mod codec;
 pub mod commands;

@@ -1,0 +1,46 @@
+# closeloop: the two commands a new user needs are `make run` and `make test`.
+
+CARGO ?= cargo
+DATA_DIR ?= ./.closeloop
+export CLOSELOOP_DATA_DIR := $(DATA_DIR)
+
+.PHONY: all build run test test-unit lint fmt clippy k8s clean help
+
+all: build
+
+help:
+	@echo "make run    start NATS (if none answers) and closeloop serve --roles all on SQLite"
+	@echo "make test   unit, property and integration tests (real nats-server, SQLite and PostgreSQL)"
+	@echo "make lint   rustfmt and clippy, as CI runs them"
+	@echo "make k8s    render the Kubernetes manifests (kubectl kustomize)"
+
+# The workspace build (same feature set as `make test`, so nothing rebuilds twice).
+build:
+	$(CARGO) build --workspace --bins
+
+## run: a local nats-server (started and stopped here if none was running) and every role.
+run: build
+	@started=$$(deploy/local/ensure-nats.sh); \
+	trap 'if [ "$$started" = started ]; then kill $$(cat $(DATA_DIR)/nats.pid) 2>/dev/null; echo "stopped nats-server" >&2; fi' EXIT INT TERM; \
+	./target/debug/closeloop serve --roles all
+
+## test: needs nats-server on PATH (installed if missing) and PostgreSQL on 127.0.0.1:5432.
+test:
+	@deploy/local/install-nats.sh
+	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
+	$(CARGO) test --workspace
+
+lint: fmt clippy
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+k8s:
+	kubectl kustomize k8s/overlays/production
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DATA_DIR)
