@@ -39,7 +39,9 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 k8s:
-	kubectl kustomize k8s/overlays/production
+	kubectl kustomize k8s/overlays/production > /dev/null
+	kubectl kustomize k8s/overlays/single-node > /dev/null
+	@echo "manifests render: kubectl kustomize k8s/overlays/{production,single-node}"
 
 clean:
 	$(CARGO) clean
