@@ -21,7 +21,7 @@ pub struct TicketsArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     server: String,
-    /// Output: readable tables, or JSON for scripts.
+    /// Output: readable tables, JSON for scripts, or just the ticket id(s).
     #[arg(
         short = 'o',
         long = "output",
@@ -44,6 +44,7 @@ pub struct TicketsArgs {
 pub enum Output {
     Table,
     Json,
+    Id,
 }
 
 #[derive(Subcommand)]
@@ -372,6 +373,7 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
                     output::print_json(&output::ticket_json(&ticket, Some(&r.activity)))
                 }
                 Output::Table => output::print_ticket(&ticket, Some(&r.activity)),
+                Output::Id => println!("{}", ticket.id),
             }
             return Ok(());
         }
@@ -399,6 +401,7 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
             match args.output {
                 Output::Json => output::print_json(&output::list_json(&r)),
                 Output::Table => output::print_list(&r),
+                Output::Id => r.tickets.iter().for_each(|t| println!("{}", t.id)),
             }
             return Ok(());
         }
@@ -407,6 +410,7 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
     let ticket = r.ticket.unwrap_or_default();
     match args.output {
         Output::Json => output::print_json(&output::ticket_json(&ticket, None)),
+        Output::Id => println!("{}", ticket.id),
         Output::Table => {
             if r.replayed {
                 println!("(request already applied; nothing new was written)");

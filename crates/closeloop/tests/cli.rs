@@ -141,6 +141,9 @@ async fn ticket_lifecycle_from_the_command_line() {
     assert!(text.starts_with("ID"), "{text}");
     assert!(text.contains(&id) && text.contains("closed"));
 
+    let ids = cli(&s, &["list", "-o", "id"]).await;
+    assert_eq!(String::from_utf8(ids.stdout).unwrap().trim(), id);
+
     let reopened = json(
         &cli(
             &s,
