@@ -65,6 +65,20 @@ pub enum Origin {
     },
 }
 
+impl Origin {
+    /// `(source, feedback_id, workflow_id)` as stored: source is `manual` or
+    /// `workflow`; the ids are empty for manual tickets.
+    pub fn parts(&self) -> (&'static str, &str, &str) {
+        match self {
+            Origin::Manual => ("manual", "", ""),
+            Origin::Workflow {
+                feedback_id,
+                workflow_id,
+            } => ("workflow", feedback_id, workflow_id),
+        }
+    }
+}
+
 /// The documentation a ticket must carry to be closed. Parsing it is the only
 /// way to build one, so a close command without root cause or actions cannot exist.
 #[derive(Debug, Clone, PartialEq)]

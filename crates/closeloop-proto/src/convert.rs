@@ -76,6 +76,14 @@ fn from_opportunity(o: &Option<v1::Opportunity>) -> Option<(String, Option<f64>)
     o.as_ref().map(|o| (o.kind.clone(), o.amount))
 }
 
+fn source_enum(source: &str) -> v1::TicketSource {
+    match source {
+        "manual" => v1::TicketSource::Manual,
+        "workflow" => v1::TicketSource::Workflow,
+        _ => v1::TicketSource::Unspecified,
+    }
+}
+
 /// The `oneof` body of a ticket event.
 pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
     use v1::ticket_event::Event as E;
@@ -87,25 +95,15 @@ pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
             title,
             origin,
         } => {
-            let (source, feedback_id, workflow_id) = match origin {
-                Origin::Manual => (v1::TicketSource::Manual, String::new(), String::new()),
-                Origin::Workflow {
-                    feedback_id,
-                    workflow_id,
-                } => (
-                    v1::TicketSource::Workflow,
-                    feedback_id.clone(),
-                    workflow_id.clone(),
-                ),
-            };
+            let (source, feedback_id, workflow_id) = origin.parts();
             E::Opened(v1::TicketOpened {
                 account_id: account_id.clone(),
                 owner_email: owner_email.clone(),
                 program_id: program_id.clone(),
                 title: title.clone(),
-                source: source as i32,
-                feedback_id,
-                workflow_id,
+                source: source_enum(source) as i32,
+                feedback_id: feedback_id.to_string(),
+                workflow_id: workflow_id.to_string(),
             })
         }
         TicketEvent::ContactLogged {
@@ -216,17 +214,7 @@ pub fn closure(c: &ClosureRecord) -> v1::Closure {
 
 /// The wire form of an aggregate's state (what a command returns).
 pub fn ticket(t: &Ticket) -> v1::Ticket {
-    let (source, feedback_id, workflow_id) = match &t.origin {
-        Origin::Manual => (v1::TicketSource::Manual, String::new(), String::new()),
-        Origin::Workflow {
-            feedback_id,
-            workflow_id,
-        } => (
-            v1::TicketSource::Workflow,
-            feedback_id.clone(),
-            workflow_id.clone(),
-        ),
-    };
+    let (source, feedback_id, workflow_id) = t.origin.parts();
     v1::Ticket {
         id: t.id.to_string(),
         status: status(t.status) as i32,
@@ -234,9 +222,9 @@ pub fn ticket(t: &Ticket) -> v1::Ticket {
         owner_email: t.owner_email.clone(),
         program_id: t.program_id.clone(),
         title: t.title.clone(),
-        source: source as i32,
-        feedback_id,
-        workflow_id,
+        source: source_enum(source) as i32,
+        feedback_id: feedback_id.to_string(),
+        workflow_id: workflow_id.to_string(),
         opened_at: Some(timestamp(t.opened_at)),
         last_touched_at: Some(timestamp(t.last_touched_at)),
         first_contact_at: t.first_contact_at.map(timestamp),

@@ -105,13 +105,7 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
             title,
             origin,
         } => {
-            let (source, feedback_id, workflow_id) = match origin {
-                Origin::Manual => ("manual", "", ""),
-                Origin::Workflow {
-                    feedback_id,
-                    workflow_id,
-                } => ("workflow", feedback_id.as_str(), workflow_id.as_str()),
-            };
+            let (source, feedback_id, workflow_id) = origin.parts();
             sqlx::query(
                 "INSERT INTO tickets (id, sequence, opened_at, last_touched_at, status, account_id, \
                  owner_email, program_id, title, source, feedback_id, workflow_id) \

@@ -29,54 +29,29 @@ async fn ticket_lifecycle_from_the_command_line() {
     let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
     let s = app.grpc_url();
 
-    let t = json(
-        &cli(
-            &s,
-            &[
-                "open",
-                "--account",
-                "ACME-001",
-                "--owner-email",
-                "dana@vendor.example",
-                "--program",
-                "relationship-nps",
-                "--title",
-                "Upgrade broke workflows",
-                "-o",
-                "json",
-                "--request-id",
-                "phone-call-1",
-            ],
-        )
-        .await,
-    );
+    let open = [
+        "open",
+        "--account",
+        "ACME-001",
+        "--owner-email",
+        "dana@vendor.example",
+        "--program",
+        "relationship-nps",
+        "--title",
+        "Upgrade broke workflows",
+        "-o",
+        "json",
+        "--request-id",
+        "phone-call-1",
+    ];
+    let t = json(&cli(&s, &open).await);
     let id = t["id"].as_str().unwrap().to_string();
     assert_eq!(t["status"], "open");
     assert_eq!(t["owner_email"], "dana@vendor.example");
     assert!(humantime::parse_rfc3339(t["opened_at"].as_str().unwrap()).is_ok());
 
     // Retrying with the same --request-id gives the same ticket.
-    let again = json(
-        &cli(
-            &s,
-            &[
-                "open",
-                "--account",
-                "ACME-001",
-                "--owner-email",
-                "dana@vendor.example",
-                "--program",
-                "relationship-nps",
-                "--title",
-                "Upgrade broke workflows",
-                "-o",
-                "json",
-                "--request-id",
-                "phone-call-1",
-            ],
-        )
-        .await,
-    );
+    let again = json(&cli(&s, &open).await);
     assert_eq!(again["id"], t["id"]);
 
     for args in [
