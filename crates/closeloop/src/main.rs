@@ -2,6 +2,7 @@
 //! admin/client CLI (`closeloop tickets ...`) talking gRPC to a server.
 
 mod output;
+mod programs;
 mod tickets;
 
 use std::net::SocketAddr;
@@ -40,6 +41,8 @@ enum Command {
     Serve(ServeArgs),
     /// Work with tickets on a running server.
     Tickets(tickets::TicketsArgs),
+    /// Work with programs files (listening programs and their workflows).
+    Programs(programs::ProgramsArgs),
 }
 
 #[derive(clap::Args)]
@@ -159,5 +162,6 @@ async fn main() -> ExitCode {
             init_logging(cli.log_format, "warn");
             tickets::run(args).await
         }
+        Command::Programs(args) => programs::run(args),
     }
 }

@@ -219,3 +219,56 @@ async fn errors_print_the_server_message_and_exit_non_zero() {
         stderr(&o)
     );
 }
+
+#[tokio::test]
+async fn programs_validate_reports_every_error_and_exits_3() {
+    let bin = env!("CARGO_BIN_EXE_closeloop");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/examples/programs.yaml"
+    );
+    let ok = tokio::process::Command::new(bin)
+        .args(["programs", "validate", example])
+        .output()
+        .await
+        .unwrap();
+    assert!(ok.status.success());
+    let out = String::from_utf8(ok.stdout).unwrap();
+    assert!(
+        out.contains("valid: 3 programs, 8 workflows, version "),
+        "{out}"
+    );
+    assert!(out.contains("rnps-detractor"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("programs.yaml");
+    std::fs::write(
+        &bad,
+        "version: 1\nprograms:\n  - id: p\n    name: P\n    metric: nps\n    metric_question: nps\n    \
+         fallback_owner: x\n    questions: [{id: nps, kind: nps}]\n    workflows:\n      - \
+         {id: w, name: W, when: 'answers.nsp < 7', owner: {role: csm}, guide: {title: G}}\n",
+    )
+    .unwrap();
+    let o = tokio::process::Command::new(bin)
+        .args(["programs", "validate"])
+        .arg(&bad)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("programs[0](p).fallback_owner:"), "{err}");
+    assert!(
+        err.contains("programs[0](p).workflows[0](w).when: refers to \"nsp\""),
+        "{err}"
+    );
+    assert!(err.trim_end().ends_with("2 errors"), "{err}");
+
+    let missing = tokio::process::Command::new(bin)
+        .args(["programs", "validate", "/nonexistent/programs.yaml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}

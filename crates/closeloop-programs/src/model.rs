@@ -1,0 +1,171 @@
+//! The validated model. The YAML shape is in `validate.rs` (`raw`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Nps,
+    Csat,
+    Ces,
+    Custom,
+}
+
+impl MetricKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Nps => "nps",
+            MetricKind::Csat => "csat",
+            MetricKind::Ces => "ces",
+            MetricKind::Custom => "custom",
+        }
+    }
+}
+
+/// What a question's answer must look like.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuestionKind {
+    /// Integer 0..=10.
+    Nps,
+    /// Integer `min..=max`.
+    Scale {
+        min: i64,
+        max: i64,
+    },
+    /// Any number, optionally bounded.
+    Number {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    /// Free text up to `max_length` characters.
+    Text {
+        max_length: usize,
+    },
+    /// One of `options`.
+    Choice {
+        options: Vec<String>,
+    },
+    Boolean,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    pub id: String,
+    pub kind: QuestionKind,
+    pub required: bool,
+}
+
+/// Who owns a ticket or is told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerRule {
+    /// A role on the account team, e.g. `csm`, `delivery_manager`.
+    Role(String),
+    /// A team; the owner is one member, chosen round-robin.
+    Team(String),
+    /// A named person (e-mail).
+    Person(String),
+}
+
+impl OwnerRule {
+    pub fn describe(&self) -> String {
+        match self {
+            OwnerRule::Role(r) => format!("role {r}"),
+            OwnerRule::Team(t) => format!("team {t}"),
+            OwnerRule::Person(p) => format!("person {p}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Template {
+    pub name: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// The resolution guide embedded in every ticket a workflow opens.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Guide {
+    pub title: String,
+    pub link: String,
+    pub steps: Vec<String>,
+    pub templates: Vec<Template>,
+    pub talking_points: Vec<String>,
+    pub faq: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sla {
+    pub first_contact: Duration,
+    pub escalate_after: Duration,
+    pub close_within: Duration,
+}
+
+impl Default for Sla {
+    fn default() -> Self {
+        Sla {
+            first_contact: Duration::from_secs(48 * 3600),
+            escalate_after: Duration::from_secs(7 * 86_400),
+            close_within: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosureRules {
+    pub require_root_cause: bool,
+    pub require_actions: bool,
+    pub require_opportunity: bool,
+}
+
+impl Default for ClosureRules {
+    fn default() -> Self {
+        ClosureRules {
+            require_root_cause: true,
+            require_actions: true,
+            require_opportunity: false,
+        }
+    }
+}
+
+/// One action workflow: when it triggers and what ticket it opens.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub id: String,
+    pub name: String,
+    /// The CEL trigger as written.
+    pub when: String,
+    pub(crate) program: std::sync::Arc<cel::Program>,
+    pub owner: OwnerRule,
+    pub notify: Vec<OwnerRule>,
+    pub guide: Guide,
+    pub sla: Sla,
+    pub closure: ClosureRules,
+}
+
+/// A listening program and its workflows.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub id: String,
+    pub name: String,
+    pub journey_stage: String,
+    pub metric: MetricKind,
+    /// The question that carries the metric (absent for `custom`).
+    pub metric_question: Option<String>,
+    pub questions: Vec<Question>,
+    /// Attribute names workflows may read (others are still stored).
+    pub attributes: BTreeSet<String>,
+    /// Owner when a workflow's owner cannot be resolved (e.g. no CSM on the account).
+    pub fallback_owner: String,
+    pub workflows: Vec<Workflow>,
+}
+
+impl Program {
+    pub fn question(&self, id: &str) -> Option<&Question> {
+        self.questions.iter().find(|q| q.id == id)
+    }
+
+    pub fn workflow(&self, id: &str) -> Option<&Workflow> {
+        self.workflows.iter().find(|w| w.id == id)
+    }
+}

@@ -1,0 +1,593 @@
+//! From YAML to a validated [`Catalog`], reporting every problem at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use cel::ExecutionError;
+use closeloop_domain::Email;
+use sha2::{Digest, Sha256};
+
+use crate::duration::parse_duration;
+use crate::eval::{AnswerValue, Facts};
+use crate::model::*;
+
+/// One problem in a programs file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `line 3, column 5` for syntax errors; a path such as
+    /// `programs[0](relationship-nps).workflows[1](rnps-passive).when` otherwise.
+    pub location: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// A validated set of programs.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub programs: Vec<Program>,
+    /// First 12 hex digits of the SHA-256 of the file: which config made a decision.
+    pub version: String,
+}
+
+mod raw {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        pub version: u32,
+        #[serde(default)]
+        pub defaults: Defaults,
+        pub programs: Vec<Program>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Defaults {
+        pub sla: Option<Sla>,
+    }
+
+    #[derive(Deserialize, Default, Clone)]
+    #[serde(deny_unknown_fields)]
+    pub struct Sla {
+        pub first_contact: Option<String>,
+        pub escalate_after: Option<String>,
+        pub close_within: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Program {
+        pub id: String,
+        pub name: String,
+        #[serde(default)]
+        pub journey_stage: String,
+        pub metric: String,
+        pub metric_question: Option<String>,
+        pub questions: Vec<Question>,
+        #[serde(default)]
+        pub attributes: Vec<String>,
+        pub fallback_owner: String,
+        #[serde(default)]
+        pub workflows: Vec<Workflow>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Question {
+        pub id: String,
+        pub kind: String,
+        #[serde(default)]
+        pub required: bool,
+        pub min: Option<f64>,
+        pub max: Option<f64>,
+        pub max_length: Option<usize>,
+        #[serde(default)]
+        pub options: Vec<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Owner {
+        pub role: Option<String>,
+        pub team: Option<String>,
+        pub person: Option<String>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Template {
+        pub name: String,
+        #[serde(default)]
+        pub subject: String,
+        pub body: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Guide {
+        #[serde(default)]
+        pub title: String,
+        #[serde(default)]
+        pub link: String,
+        #[serde(default)]
+        pub steps: Vec<String>,
+        #[serde(default)]
+        pub templates: Vec<Template>,
+        #[serde(default)]
+        pub talking_points: Vec<String>,
+        #[serde(default)]
+        pub faq: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Closure {
+        pub require_root_cause: Option<bool>,
+        pub require_actions: Option<bool>,
+        pub require_opportunity: Option<bool>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Workflow {
+        pub id: String,
+        pub name: String,
+        pub when: String,
+        pub owner: Owner,
+        #[serde(default)]
+        pub notify: Vec<Owner>,
+        pub guide: Guide,
+        pub sla: Option<Sla>,
+        #[serde(default)]
+        pub closure: Closure,
+    }
+}
+
+/// The CEL variables a trigger may use.
+const VARIABLES: [&str; 5] = ["answers", "attributes", "respondent", "account", "program"];
+
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn at(&mut self, location: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            location: location.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn check_id(errs: &mut Errors, loc: &str, id: &str) {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !ok {
+        errs.at(
+            loc,
+            format!("{id:?} is not an id: use 1-64 of a-z, 0-9, '-' and '_'"),
+        );
+    }
+}
+
+fn sla(errs: &mut Errors, loc: &str, base: Sla, raw: Option<&raw::Sla>) -> Sla {
+    let Some(raw) = raw else { return base };
+    let mut field = |name: &str, v: &Option<String>, d| match v {
+        None => d,
+        Some(s) => parse_duration(s).unwrap_or_else(|e| {
+            errs.at(format!("{loc}.{name}"), e);
+            d
+        }),
+    };
+    let s = Sla {
+        first_contact: field("first_contact", &raw.first_contact, base.first_contact),
+        escalate_after: field("escalate_after", &raw.escalate_after, base.escalate_after),
+        close_within: field("close_within", &raw.close_within, base.close_within),
+    };
+    if s.first_contact > s.close_within {
+        errs.at(
+            format!("{loc}.first_contact"),
+            "is longer than close_within: a ticket would have to be closed before first contact is due",
+        );
+    }
+    s
+}
+
+fn owner(errs: &mut Errors, loc: &str, o: &raw::Owner) -> Option<OwnerRule> {
+    match (&o.role, &o.team, &o.person) {
+        (Some(r), None, None) => {
+            check_id(errs, &format!("{loc}.role"), r);
+            Some(OwnerRule::Role(r.clone()))
+        }
+        (None, Some(t), None) => {
+            check_id(errs, &format!("{loc}.team"), t);
+            Some(OwnerRule::Team(t.clone()))
+        }
+        (None, None, Some(p)) => match Email::parse("person", p) {
+            Ok(e) => Some(OwnerRule::Person(e.to_string())),
+            Err(e) => {
+                errs.at(format!("{loc}.person"), e.description);
+                None
+            }
+        },
+        _ => {
+            errs.at(loc, "give exactly one of role, team or person");
+            None
+        }
+    }
+}
+
+fn question(errs: &mut Errors, loc: &str, q: &raw::Question) -> Option<Question> {
+    check_id(errs, &format!("{loc}.id"), &q.id);
+    let int = |v: Option<f64>| v.filter(|x| x.fract() == 0.0).map(|x| x as i64);
+    let kind = match q.kind.as_str() {
+        "nps" => QuestionKind::Nps,
+        "scale" => match (int(q.min), int(q.max)) {
+            (Some(min), Some(max)) if min < max => QuestionKind::Scale { min, max },
+            _ => {
+                errs.at(loc, "a scale needs whole-number min and max with min < max");
+                return None;
+            }
+        },
+        "number" => QuestionKind::Number {
+            min: q.min,
+            max: q.max,
+        },
+        "text" => QuestionKind::Text {
+            max_length: q.max_length.unwrap_or(closeloop_domain::values::TEXT_MAX),
+        },
+        "choice" => {
+            if q.options.is_empty() {
+                errs.at(
+                    format!("{loc}.options"),
+                    "a choice needs at least one option",
+                );
+                return None;
+            }
+            QuestionKind::Choice {
+                options: q.options.clone(),
+            }
+        }
+        "boolean" => QuestionKind::Boolean,
+        other => {
+            errs.at(
+                format!("{loc}.kind"),
+                format!("{other:?} is not a question kind; use nps, scale, number, text, choice or boolean"),
+            );
+            return None;
+        }
+    };
+    Some(Question {
+        id: q.id.clone(),
+        kind,
+        required: q.required,
+    })
+}
+
+/// A response with every question and declared attribute present, used to
+/// catch triggers that name things the program does not have.
+fn sample_facts(questions: &[Question], attributes: &BTreeSet<String>) -> Facts<'static> {
+    let answers: BTreeMap<String, AnswerValue> = questions
+        .iter()
+        .map(|q| {
+            let v = match &q.kind {
+                QuestionKind::Nps => AnswerValue::Int(0),
+                QuestionKind::Scale { min, .. } => AnswerValue::Int(*min),
+                QuestionKind::Number { .. } => AnswerValue::Float(0.0),
+                QuestionKind::Text { .. } => AnswerValue::Text(String::new()),
+                QuestionKind::Choice { options } => AnswerValue::Text(options[0].clone()),
+                QuestionKind::Boolean => AnswerValue::Bool(false),
+            };
+            (q.id.clone(), v)
+        })
+        .collect();
+    let empty = |keys: &[&'static str]| keys.iter().map(|k| (*k, String::new())).collect();
+    Facts {
+        answers,
+        attributes: attributes
+            .iter()
+            .map(|a| (a.clone(), String::new()))
+            .collect(),
+        respondent: empty(&["email", "name", "role"]),
+        account: empty(&["id", "name", "region", "segment"]),
+    }
+}
+
+fn trigger(
+    errs: &mut Errors,
+    loc: &str,
+    when: &str,
+    questions: &[Question],
+    attributes: &BTreeSet<String>,
+) -> Option<cel::Program> {
+    let compiled = match cel::Program::compile(when) {
+        Ok(p) => p,
+        Err(e) => {
+            errs.at(loc, format!("not a valid CEL expression: {e}"));
+            return None;
+        }
+    };
+    let refs = compiled.references();
+    for v in refs.variables() {
+        if !VARIABLES.contains(&v) {
+            errs.at(
+                loc,
+                format!(
+                    "unknown variable {v:?}; triggers can use {}",
+                    VARIABLES.join(", ")
+                ),
+            );
+            return None;
+        }
+    }
+    // Evaluate against a complete sample response to catch misspelt names
+    // and type mistakes before any real feedback arrives. (At run time a
+    // missing key is an unanswered optional question; here it is a typo.)
+    let ctx = crate::eval::context("sample", &sample_facts(questions, attributes));
+    match compiled.execute(&ctx) {
+        Ok(cel::Value::Bool(_)) => Some(compiled),
+        Ok(other) => {
+            errs.at(
+                loc,
+                format!("must evaluate to true or false, not {other:?}"),
+            );
+            None
+        }
+        Err(ExecutionError::NoSuchKey(k)) => {
+            let known_q: Vec<_> = questions.iter().map(|q| q.id.as_str()).collect();
+            let known_a: Vec<_> = attributes.iter().map(|a| a.as_str()).collect();
+            errs.at(
+                loc,
+                format!(
+                    "refers to {k:?}, which is not a question ({}) or declared attribute ({}) of this program",
+                    known_q.join(", "),
+                    if known_a.is_empty() { "none".to_string() } else { known_a.join(", ") }
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            errs.at(loc, format!("fails on a sample response: {e}"));
+            None
+        }
+    }
+}
+
+impl Catalog {
+    /// Parses and validates a programs file. On failure, returns every problem found.
+    pub fn parse(text: &str) -> Result<Catalog, Vec<ConfigError>> {
+        let file: raw::File = serde_norway::from_str(text).map_err(|e| {
+            vec![ConfigError {
+                location: e
+                    .location()
+                    .map(|l| format!("line {}, column {}", l.line(), l.column()))
+                    .unwrap_or_else(|| "file".into()),
+                // serde appends " at line L column C"; the location says it already.
+                message: {
+                    let m = e.to_string();
+                    match m.rfind(" at line ") {
+                        Some(i) => m[..i].to_string(),
+                        None => m,
+                    }
+                },
+            }]
+        })?;
+        let mut errs = Errors(Vec::new());
+        if file.version != 1 {
+            errs.at(
+                "version",
+                format!("is {}; this closeloop reads version 1", file.version),
+            );
+        }
+        let base_sla = sla(
+            &mut errs,
+            "defaults.sla",
+            Sla::default(),
+            file.defaults.sla.as_ref(),
+        );
+        let mut program_ids = HashSet::new();
+        let mut workflow_ids = HashSet::new();
+        let mut programs = Vec::new();
+        if file.programs.is_empty() {
+            errs.at("programs", "declare at least one program");
+        }
+        for (pi, p) in file.programs.iter().enumerate() {
+            let ploc = format!("programs[{pi}]({})", p.id);
+            check_id(&mut errs, &format!("{ploc}.id"), &p.id);
+            if !program_ids.insert(p.id.clone()) {
+                errs.at(
+                    format!("{ploc}.id"),
+                    format!("program {:?} is declared twice", p.id),
+                );
+            }
+            if p.name.trim().is_empty() {
+                errs.at(format!("{ploc}.name"), "is required");
+            }
+            let metric = match p.metric.as_str() {
+                "nps" => MetricKind::Nps,
+                "csat" => MetricKind::Csat,
+                "ces" => MetricKind::Ces,
+                "custom" => MetricKind::Custom,
+                other => {
+                    errs.at(
+                        format!("{ploc}.metric"),
+                        format!("{other:?} is not a metric; use nps, csat, ces or custom"),
+                    );
+                    MetricKind::Custom
+                }
+            };
+            let mut questions = Vec::new();
+            let mut qids = HashSet::new();
+            for (qi, q) in p.questions.iter().enumerate() {
+                let qloc = format!("{ploc}.questions[{qi}]({})", q.id);
+                if !qids.insert(q.id.clone()) {
+                    errs.at(&qloc, format!("question {:?} is declared twice", q.id));
+                }
+                if let Some(q) = question(&mut errs, &qloc, q) {
+                    questions.push(q);
+                }
+            }
+            if p.questions.is_empty() {
+                errs.at(format!("{ploc}.questions"), "declare at least one question");
+            }
+            match (&p.metric_question, metric) {
+                (None, MetricKind::Custom) => {}
+                (None, _) => errs.at(
+                    format!("{ploc}.metric_question"),
+                    format!(
+                        "is required for metric {}: name the question that carries it",
+                        metric.as_str()
+                    ),
+                ),
+                (Some(m), _) if !qids.contains(m) => errs.at(
+                    format!("{ploc}.metric_question"),
+                    format!("{m:?} is not one of this program's questions"),
+                ),
+                _ => {}
+            }
+            let attributes: BTreeSet<String> = p.attributes.iter().cloned().collect();
+            if let Err(e) = Email::parse("fallback_owner", &p.fallback_owner) {
+                errs.at(format!("{ploc}.fallback_owner"), e.description);
+            }
+            let mut workflows = Vec::new();
+            for (wi, w) in p.workflows.iter().enumerate() {
+                let wloc = format!("{ploc}.workflows[{wi}]({})", w.id);
+                check_id(&mut errs, &format!("{wloc}.id"), &w.id);
+                if !workflow_ids.insert(w.id.clone()) {
+                    errs.at(
+                        format!("{wloc}.id"),
+                        format!(
+                            "workflow {:?} is declared twice (workflow ids are global)",
+                            w.id
+                        ),
+                    );
+                }
+                if w.name.trim().is_empty() {
+                    errs.at(format!("{wloc}.name"), "is required");
+                }
+                let compiled = trigger(
+                    &mut errs,
+                    &format!("{wloc}.when"),
+                    &w.when,
+                    &questions,
+                    &attributes,
+                );
+                let own = owner(&mut errs, &format!("{wloc}.owner"), &w.owner);
+                let notify: Vec<_> = w
+                    .notify
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, o)| owner(&mut errs, &format!("{wloc}.notify[{i}]"), o))
+                    .collect();
+                if w.guide.title.trim().is_empty() {
+                    errs.at(
+                        format!("{wloc}.guide.title"),
+                        "every workflow needs a resolution guide with a title",
+                    );
+                }
+                for (ti, t) in w.guide.templates.iter().enumerate() {
+                    if t.name.trim().is_empty() || t.body.trim().is_empty() {
+                        errs.at(
+                            format!("{wloc}.guide.templates[{ti}]"),
+                            "a template needs a name and a body",
+                        );
+                    }
+                }
+                let wsla = sla(&mut errs, &format!("{wloc}.sla"), base_sla, w.sla.as_ref());
+                let d = ClosureRules::default();
+                let closure = ClosureRules {
+                    require_root_cause: w
+                        .closure
+                        .require_root_cause
+                        .unwrap_or(d.require_root_cause),
+                    require_actions: w.closure.require_actions.unwrap_or(d.require_actions),
+                    require_opportunity: w
+                        .closure
+                        .require_opportunity
+                        .unwrap_or(d.require_opportunity),
+                };
+                if let (Some(program), Some(owner)) = (compiled, own) {
+                    workflows.push(Workflow {
+                        id: w.id.clone(),
+                        name: w.name.clone(),
+                        when: w.when.clone(),
+                        program: Arc::new(program),
+                        owner,
+                        notify,
+                        guide: Guide {
+                            title: w.guide.title.clone(),
+                            link: w.guide.link.clone(),
+                            steps: w.guide.steps.clone(),
+                            templates: w
+                                .guide
+                                .templates
+                                .iter()
+                                .map(|t| Template {
+                                    name: t.name.clone(),
+                                    subject: t.subject.clone(),
+                                    body: t.body.clone(),
+                                })
+                                .collect(),
+                            talking_points: w.guide.talking_points.clone(),
+                            faq: w.guide.faq.clone(),
+                        },
+                        sla: wsla,
+                        closure,
+                    });
+                }
+            }
+            programs.push(Program {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                journey_stage: p.journey_stage.clone(),
+                metric,
+                metric_question: p.metric_question.clone(),
+                questions,
+                attributes,
+                fallback_owner: p.fallback_owner.trim().to_ascii_lowercase(),
+                workflows,
+            });
+        }
+        if !errs.0.is_empty() {
+            return Err(errs.0);
+        }
+        let digest = Sha256::digest(text.as_bytes());
+        let version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        Ok(Catalog { programs, version })
+    }
+
+    /// Reads and validates a programs file.
+    pub fn load(path: &std::path::Path) -> Result<Catalog, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                location: path.display().to_string(),
+                message: format!("cannot read: {e}"),
+            }]
+        })?;
+        Catalog::parse(&text)
+    }
+
+    pub fn program(&self, id: &str) -> Option<&Program> {
+        self.programs.iter().find(|p| p.id == id)
+    }
+
+    /// Finds a workflow by its (global) id.
+    pub fn workflow(&self, id: &str) -> Option<(&Program, &Workflow)> {
+        self.programs
+            .iter()
+            .find_map(|p| p.workflow(id).map(|w| (p, w)))
+    }
+
+    pub fn workflow_count(&self) -> usize {
+        self.programs.iter().map(|p| p.workflows.len()).sum()
+    }
+}
