@@ -19,8 +19,8 @@ use std::fmt;
 
 use crate::time::Timestamp;
 use crate::values::{
-    AccountId, Channel, Email, FieldViolation, OpportunityKind, ProgramId, RequestId,
-    RootCauseCategory, TEXT_MAX, Text, TicketId, Violations,
+    AccountId, Channel, Email, FieldViolation, OpportunityKind, ProgramId, RootCauseCategory,
+    TEXT_MAX, Text, TicketId, Violations,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -327,11 +327,11 @@ pub enum Decision {
 pub fn decide(
     id: TicketId,
     state: Option<&Ticket>,
-    request_id: &RequestId,
+    request_id: &str,
     command: &TicketCommand,
 ) -> Result<Decision, RuleViolation> {
     if let Some(t) = state
-        && let Some(prev) = t.applied.get(request_id.as_str())
+        && let Some(prev) = t.applied.get(request_id)
     {
         return if prev.event_kind == command.event_kind() {
             Ok(Decision::AlreadyApplied {
@@ -339,7 +339,7 @@ pub fn decide(
             })
         } else {
             Err(RuleViolation::RequestIdReused {
-                request_id: request_id.as_str().to_string(),
+                request_id: request_id.to_string(),
                 previous: prev.event_kind,
             })
         };
@@ -518,6 +518,7 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::values::RequestId;
     use proptest::prelude::*;
 
     fn rid(s: &str) -> RequestId {
@@ -546,7 +547,7 @@ mod tests {
         req: &str,
         cmd: &TicketCommand,
     ) -> (Option<Ticket>, Result<Decision, RuleViolation>) {
-        let d = decide(id, state.as_ref(), &rid(req), cmd);
+        let d = decide(id, state.as_ref(), req, cmd);
         match &d {
             Ok(Decision::Append(ev)) => {
                 *seq += 1;

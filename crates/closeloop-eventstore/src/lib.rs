@@ -12,12 +12,18 @@
 //!   whole aggregate type from a checkpoint ([`EventStore::follow`]) with
 //!   ordered consumers, which keep no state on the server: the checkpoint
 //!   lives with the reader (in its SQL transaction).
+//! * [`Executor`] runs commands on any [`Aggregate`]: the one writer of its
+//!   type, with optimistic concurrency, retries and idempotent request ids.
 
+pub mod aggregate;
 mod envelope;
 mod prefix;
 mod store;
 pub mod traceparent;
 
+pub use aggregate::{
+    Aggregate, Decision, EventContext, ExecuteError, Executed, Executor, ExecutorMetrics,
+};
 pub use envelope::{Envelope, headers};
 pub use prefix::{Prefix, PrefixError};
 pub use store::{AppendError, AppendOutcome, EventStore, StoreConfig, StoreError, StoredEvent};

@@ -12,8 +12,8 @@ use axum::extract::State as Extract;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use closeloop_eventstore::ExecutorMetrics;
 use closeloop_readmodel::{Db, Progress};
-use closeloop_ticketing::commands::CommandMetrics;
 use serde_json::json;
 
 use crate::Roles;
@@ -23,7 +23,7 @@ pub struct State {
     pub nats: async_nats::Client,
     pub db: Db,
     pub roles: Roles,
-    pub ticket_commands: Option<Arc<CommandMetrics>>,
+    pub ticket_commands: Option<Arc<ExecutorMetrics>>,
     pub projectors: Vec<(&'static str, Progress)>,
 }
 

@@ -4,22 +4,13 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use closeloop_domain::{RecordedEvent, TicketEvent, TicketId, Timestamp};
-use closeloop_eventstore::{Envelope, StoredEvent};
+use closeloop_eventstore::{Envelope, EventContext, StoredEvent};
 use closeloop_proto::{convert, v1};
 use prost::Message;
 
 /// Schema version of every ticket event payload this build writes.
 pub const SCHEMA_VERSION: u32 = 1;
 pub const CONTENT_TYPE: &str = "application/protobuf";
-
-/// Metadata a command passes down to the events it writes.
-#[derive(Debug, Clone, Default)]
-pub struct EventContext {
-    pub actor: String,
-    pub correlation_id: String,
-    pub causation_id: String,
-    pub traceparent: Option<String>,
-}
 
 pub fn encode(
     ticket_id: TicketId,

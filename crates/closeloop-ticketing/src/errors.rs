@@ -25,6 +25,18 @@ pub enum TicketError {
     NotCaughtUp { at: u64, wanted: u64 },
 }
 
+impl From<closeloop_eventstore::ExecuteError<RuleViolation>> for TicketError {
+    fn from(e: closeloop_eventstore::ExecuteError<RuleViolation>) -> Self {
+        use closeloop_eventstore::ExecuteError as E;
+        match e {
+            E::Rule(r) => TicketError::Rule(r),
+            E::Contention(n) => TicketError::Contention(n),
+            E::Unavailable(s) => TicketError::Unavailable(s),
+            E::Corrupt { sequence, reason } => TicketError::Corrupt { sequence, reason },
+        }
+    }
+}
+
 impl From<Vec<FieldViolation>> for TicketError {
     fn from(v: Vec<FieldViolation>) -> Self {
         TicketError::Invalid(v)

@@ -13,11 +13,11 @@ use closeloop_proto::{convert, v1};
 use closeloop_readmodel::{Db, Progress, wait_for};
 use tonic::{Request, Response, Status};
 
-use crate::codec::EventContext;
-use crate::commands::{CommandResult, TicketCommands};
+use crate::commands::TicketCommands;
 use crate::errors::TicketError;
 use crate::projection;
 use crate::queries::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken, TicketFilter};
+use closeloop_eventstore::{EventContext, Executed};
 
 /// Longest a query waits for the read model to reach its `min_sequence`.
 pub const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,11 +65,15 @@ impl TicketGrpc {
             return Err(TicketError::Invalid(v.0).into());
         };
         let ctx = event_context(req, &rid, actor);
-        let CommandResult {
-            ticket,
+        let Executed {
+            state: ticket,
             sequence,
             replayed,
-        } = self.commands.execute(id, &rid, &ctx, &cmd).await?;
+        } = self
+            .commands
+            .execute(id, rid.as_str(), &ctx, &cmd)
+            .await
+            .map_err(TicketError::from)?;
         Ok(Response::new(v1::TicketCommandResponse {
             ticket: Some(convert::ticket(&ticket)),
             sequence,

@@ -1,0 +1,309 @@
+//! The single-writer command loop, generic over an aggregate type.
+//!
+//! [`Executor::execute`] loads an aggregate (from a bounded cache, else by
+//! replaying its subject), asks the aggregate's pure `decide` what a command
+//! means, appends the resulting event with optimistic concurrency and a
+//! deterministic `Nats-Msg-Id`, and folds it in with `evolve`. It retries when
+//! another writer appended first and answers a repeated request id with the
+//! original sequence. Commands on one aggregate instance inside one process
+//! queue on a per-instance lock, so conflicts only arise between replicas.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use crate::{AppendError, Envelope, EventStore, StoredEvent};
+
+/// What a command means for an aggregate in its current state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision<E> {
+    /// Append this event.
+    Append(E),
+    /// The request id was applied before, at this sequence: write nothing.
+    AlreadyApplied { sequence: u64 },
+}
+
+/// Metadata a command passes down to the events it writes.
+#[derive(Debug, Clone, Default)]
+pub struct EventContext {
+    pub actor: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub traceparent: Option<String>,
+}
+
+/// An aggregate type: pure decision and fold, plus its wire codec.
+pub trait Aggregate: Send + Sync + 'static {
+    type Id: Copy + Eq + Hash + Display + Send + Sync + 'static;
+    type State: Clone + Send + Sync + 'static;
+    type Command: Send + Sync;
+    type Event: Send + Sync;
+    /// A rule the command broke (answered to the client, not retried).
+    type Rule: Send;
+    /// A decoded stored event, as `evolve` takes it.
+    type Recorded: Send;
+
+    /// Subject token of the type: `<prefix>.events.<TYPE>.<id>`.
+    const TYPE: &'static str;
+
+    fn decide(
+        id: Self::Id,
+        state: Option<&Self::State>,
+        request_id: &str,
+        command: &Self::Command,
+    ) -> Result<Decision<Self::Event>, Self::Rule>;
+
+    fn evolve(state: Option<Self::State>, event: &Self::Recorded) -> Option<Self::State>;
+
+    /// Stream sequence of the last event folded into `state`.
+    fn sequence(state: &Self::State) -> u64;
+
+    /// Deterministic event id of `request_id`'s event on `id`.
+    fn event_id(id: Self::Id, request_id: &str) -> String;
+
+    fn encode(
+        id: Self::Id,
+        event_id: &str,
+        request_id: &str,
+        at: SystemTime,
+        ctx: &EventContext,
+        event: &Self::Event,
+    ) -> (Envelope, Bytes);
+
+    fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String>;
+}
+
+/// What a command produced.
+#[derive(Debug, Clone)]
+pub struct Executed<S> {
+    pub state: S,
+    /// Stream sequence of the event written by this request (now or earlier).
+    pub sequence: u64,
+    /// True when the request id had already been applied and nothing was written.
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<R> {
+    #[error("command refused")]
+    Rule(R),
+    #[error(
+        "gave up after {0} attempts: the aggregate kept changing under concurrent writers; retry"
+    )]
+    Contention(u32),
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored event {sequence} cannot be decoded: {reason}")]
+    Corrupt { sequence: u64, reason: String },
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ExecutorMetrics {
+    /// Commands that wrote an event.
+    pub written: AtomicU64,
+    /// Commands answered from an earlier identical request.
+    pub replayed: AtomicU64,
+    /// Appends that lost an optimistic-concurrency race and were re-decided.
+    pub conflicts: AtomicU64,
+    /// Commands that gave up after [`MAX_ATTEMPTS`] (answered `ABORTED`).
+    pub aborted: AtomicU64,
+}
+
+/// How often a command is re-decided after losing a race.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// Aggregates kept in memory between commands (a cache: the stream is the truth).
+const CACHE_CAPACITY: usize = 10_000;
+
+type Locks<Id> = Arc<Mutex<HashMap<Id, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// Executes commands on one aggregate type. Cheap to clone.
+pub struct Executor<A: Aggregate> {
+    store: EventStore,
+    cache: Arc<Mutex<HashMap<A::Id, A::State>>>,
+    locks: Locks<A::Id>,
+    metrics: Arc<ExecutorMetrics>,
+}
+
+impl<A: Aggregate> Clone for Executor<A> {
+    fn clone(&self) -> Self {
+        Executor {
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            locks: self.locks.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<A: Aggregate> Executor<A> {
+    pub fn new(store: EventStore) -> Self {
+        Executor {
+            store,
+            cache: Arc::default(),
+            locks: Arc::default(),
+            metrics: Arc::default(),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<ExecutorMetrics> {
+        self.metrics.clone()
+    }
+
+    pub fn subject(&self, id: A::Id) -> String {
+        self.store
+            .prefix()
+            .aggregate_subject(A::TYPE, &id.to_string())
+    }
+
+    /// Rebuilds an aggregate from its events (`None`: no events yet).
+    pub async fn load(&self, id: A::Id) -> Result<Option<A::State>, ExecuteError<A::Rule>> {
+        let events = self
+            .store
+            .read_aggregate(&self.subject(id))
+            .await
+            .map_err(|e| ExecuteError::Unavailable(e.to_string()))?;
+        let mut state = None;
+        for ev in &events {
+            let rec = A::decode(ev).map_err(|reason| ExecuteError::Corrupt {
+                sequence: ev.sequence,
+                reason,
+            })?;
+            state = A::evolve(state, &rec);
+        }
+        Ok(state)
+    }
+
+    fn cached(&self, id: A::Id) -> Option<A::State> {
+        self.cache.lock().expect("cache lock").get(&id).cloned()
+    }
+
+    fn remember(&self, id: A::Id, s: &A::State) {
+        let mut c = self.cache.lock().expect("cache lock");
+        if c.len() >= CACHE_CAPACITY && !c.contains_key(&id) {
+            c.clear();
+        }
+        match c.get(&id) {
+            Some(old) if A::sequence(old) >= A::sequence(s) => {}
+            _ => {
+                c.insert(id, s.clone());
+            }
+        }
+    }
+
+    fn forget(&self, id: A::Id) {
+        self.cache.lock().expect("cache lock").remove(&id);
+    }
+
+    /// Decides and appends `command` on aggregate `id`.
+    pub async fn execute(
+        &self,
+        id: A::Id,
+        request_id: &str,
+        ctx: &EventContext,
+        command: &A::Command,
+    ) -> Result<Executed<A::State>, ExecuteError<A::Rule>> {
+        let lock = self
+            .locks
+            .lock()
+            .expect("locks")
+            .entry(id)
+            .or_default()
+            .clone();
+        let result = {
+            let _guard = lock.lock().await;
+            self.execute_locked(id, request_id, ctx, command).await
+        };
+        drop(lock);
+        let mut locks = self.locks.lock().expect("locks");
+        if locks.get(&id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(&id);
+        }
+        result
+    }
+
+    async fn execute_locked(
+        &self,
+        id: A::Id,
+        request_id: &str,
+        ctx: &EventContext,
+        command: &A::Command,
+    ) -> Result<Executed<A::State>, ExecuteError<A::Rule>> {
+        let subject = self.subject(id);
+        let event_id = A::event_id(id, request_id);
+        let mut state = match self.cached(id) {
+            Some(s) => Some(s),
+            None => self.load(id).await?,
+        };
+        for attempt in 1..=MAX_ATTEMPTS {
+            let event = match A::decide(id, state.as_ref(), request_id, command)
+                .map_err(ExecuteError::Rule)?
+            {
+                Decision::AlreadyApplied { sequence } => {
+                    self.metrics.replayed.fetch_add(1, Ordering::Relaxed);
+                    let state = state.expect("a request was applied to an existing aggregate");
+                    return Ok(Executed {
+                        state,
+                        sequence,
+                        replayed: true,
+                    });
+                }
+                Decision::Append(event) => event,
+            };
+            let (env, payload) =
+                A::encode(id, &event_id, request_id, SystemTime::now(), ctx, &event);
+            let expected = state.as_ref().map_or(0, A::sequence);
+            match self
+                .store
+                .append(&subject, expected, &env, payload.clone())
+                .await
+            {
+                Ok(ack) if !ack.duplicate => {
+                    let rec = A::decode(&StoredEvent {
+                        subject: subject.clone(),
+                        sequence: ack.sequence,
+                        envelope: Some(env),
+                        payload,
+                    })
+                    .map_err(|reason| ExecuteError::Corrupt {
+                        sequence: ack.sequence,
+                        reason,
+                    })?;
+                    let state = A::evolve(state, &rec).expect("evolve after append");
+                    self.remember(id, &state);
+                    self.metrics.written.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Executed {
+                        state,
+                        sequence: ack.sequence,
+                        replayed: false,
+                    });
+                }
+                // Another writer appended first, or the broker already holds
+                // this event id (an earlier attempt landed): reload, decide again.
+                Ok(_) | Err(AppendError::Conflict { .. }) => {
+                    tracing::debug!(%id, attempt, kind = A::TYPE, "aggregate changed concurrently; reloading");
+                    self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+                    self.forget(id);
+                    if attempt > 2 {
+                        // Spread racing writers apart a little.
+                        let jitter = (uuid::Uuid::new_v4().as_u128() % 20) as u64;
+                        tokio::time::sleep(Duration::from_millis(jitter * u64::from(attempt)))
+                            .await;
+                    }
+                    state = self.load(id).await?;
+                }
+                Err(AppendError::Unavailable(e)) => {
+                    self.forget(id);
+                    return Err(ExecuteError::Unavailable(e));
+                }
+            }
+        }
+        self.metrics.aborted.fetch_add(1, Ordering::Relaxed);
+        Err(ExecuteError::Contention(MAX_ATTEMPTS))
+    }
+}
