@@ -318,3 +318,16 @@ pub fn metric(body: &str, name: &str) -> u64 {
         .and_then(|(_, v)| v.trim().parse().ok())
         .unwrap_or(0)
 }
+
+impl App {
+    pub async fn directory(
+        &self,
+    ) -> closeloop_proto::v1::directory_service_client::DirectoryServiceClient<Channel> {
+        closeloop_proto::v1::directory_service_client::DirectoryServiceClient::connect(format!(
+            "http://{}",
+            self.grpc_addr
+        ))
+        .await
+        .unwrap()
+    }
+}

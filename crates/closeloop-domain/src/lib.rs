@@ -6,6 +6,7 @@
 //! event or rule violation) and `evolve` (state + event → state). The clock
 //! is an argument, so every decision is reproducible in tests.
 
+pub mod directory;
 pub mod ticket;
 pub mod time;
 pub mod values;

@@ -37,6 +37,30 @@ pub struct EventContext {
     pub traceparent: Option<String>,
 }
 
+impl EventContext {
+    /// Context for a command received with request metadata `get` (e.g. gRPC
+    /// metadata): correlation id from `x-correlation-id` (else the request id),
+    /// causation = the request id, `traceparent` continuing the caller's trace
+    /// or starting a new one.
+    pub fn for_request(
+        get: impl Fn(&str) -> Option<String>,
+        request_id: &str,
+        actor: String,
+    ) -> EventContext {
+        EventContext {
+            actor,
+            correlation_id: get("x-correlation-id")
+                .filter(|c| !c.is_empty() && c.len() <= 128)
+                .unwrap_or_else(|| request_id.to_string()),
+            causation_id: request_id.to_string(),
+            traceparent: Some(match get("traceparent") {
+                Some(tp) => crate::traceparent::child_of(&tp),
+                None => crate::traceparent::new_root(),
+            }),
+        }
+    }
+}
+
 /// An aggregate type: pure decision and fold, plus its wire codec.
 pub trait Aggregate: Send + Sync + 'static {
     type Id: Copy + Eq + Hash + Display + Send + Sync + 'static;

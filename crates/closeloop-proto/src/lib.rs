@@ -12,3 +12,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/closeloop_descriptor.bin"));
 
 pub mod convert;
+
+pub mod status;

@@ -11,7 +11,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use closeloop_directory::grpc::{DirectoryGrpc, DirectoryProgress};
+use closeloop_directory::projection::{AccountView, PersonView, TeamView};
 use closeloop_eventstore::{EventStore, Prefix, StoreConfig};
+use closeloop_proto::v1::directory_service_server::DirectoryServiceServer;
 use closeloop_proto::v1::ticket_service_server::TicketServiceServer;
 use closeloop_readmodel::{Db, run_projector};
 use closeloop_ticketing::{commands::TicketCommands, grpc::TicketGrpc, projection};
@@ -139,6 +142,51 @@ pub async fn run(
             .set_serving::<TicketServiceServer<TicketGrpc>>()
             .await;
         grpc = grpc.add_service(TicketServiceServer::new(svc));
+    }
+
+    if config.roles.contains(Role::Ingestion) {
+        let mut progress = |name: &'static str| {
+            let (tx, rx) = watch::channel(0u64);
+            projector_progress.push((name, rx.clone()));
+            (tx, rx)
+        };
+        let (accounts_tx, accounts) = progress(closeloop_directory::projection::ACCOUNT_VIEW);
+        let (people_tx, people) = progress(closeloop_directory::projection::PERSON_VIEW);
+        let (teams_tx, teams) = progress(closeloop_directory::projection::TEAM_VIEW);
+        tasks.spawn(run_projector(
+            db.clone(),
+            store.clone(),
+            AccountView,
+            accounts_tx,
+            stopped(),
+        ));
+        tasks.spawn(run_projector(
+            db.clone(),
+            store.clone(),
+            PersonView,
+            people_tx,
+            stopped(),
+        ));
+        tasks.spawn(run_projector(
+            db.clone(),
+            store.clone(),
+            TeamView,
+            teams_tx,
+            stopped(),
+        ));
+        let svc = DirectoryGrpc::new(
+            store.clone(),
+            db.clone(),
+            DirectoryProgress {
+                accounts,
+                people,
+                teams,
+            },
+        );
+        health
+            .set_serving::<DirectoryServiceServer<DirectoryGrpc>>()
+            .await;
+        grpc = grpc.add_service(DirectoryServiceServer::new(svc));
     }
 
     let http_state = http::State {

@@ -22,8 +22,9 @@ impl Role {
         Role::Analytics,
     ];
 
-    /// Roles this build implements; `--roles all` means these.
-    pub const AVAILABLE: [Role; 1] = [Role::Ticketing];
+    /// Roles this build implements; `--roles all` means these. `ingestion`
+    /// serves the account directory (feedback intake joins it next).
+    pub const AVAILABLE: [Role; 2] = [Role::Ingestion, Role::Ticketing];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -111,9 +112,10 @@ mod tests {
     fn parses_all_lists_and_rejects_unknown() {
         assert_eq!(Roles::parse("all").unwrap(), Roles::all());
         assert_eq!(
-            Roles::parse(" ticketing , ticketing").unwrap(),
+            Roles::parse("ticketing, ingestion ,ticketing").unwrap(),
             Roles::all()
         );
+        assert_eq!(Roles::parse("ticketing").unwrap().to_string(), "ticketing");
         assert_eq!(Roles::parse(""), Err(RolesError::Empty));
         assert_eq!(
             Roles::parse("ticketing,billing"),

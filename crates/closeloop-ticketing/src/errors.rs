@@ -65,15 +65,7 @@ impl From<TicketError> for Status {
     fn from(e: TicketError) -> Status {
         let msg = e.to_string();
         match e {
-            TicketError::Invalid(v) => Status::with_error_details(
-                Code::InvalidArgument,
-                msg,
-                ErrorDetails::with_bad_request(
-                    v.into_iter()
-                        .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
-                        .collect::<Vec<_>>(),
-                ),
-            ),
+            TicketError::Invalid(v) => closeloop_proto::status::invalid_argument(v),
             TicketError::Rule(r) => {
                 let code = match r {
                     RuleViolation::NotFound(_) => Code::NotFound,

@@ -7,7 +7,6 @@ use closeloop_domain::values::{REASON_MAX, TEXT_MAX, TITLE_MAX, Violations};
 use closeloop_domain::{
     AccountId, Email, FieldViolation, ProgramId, RequestId, Text, TicketCommand, TicketId,
 };
-use closeloop_eventstore::traceparent;
 use closeloop_proto::v1::ticket_service_server::TicketService;
 use closeloop_proto::{convert, v1};
 use closeloop_readmodel::{Db, Progress, wait_for};
@@ -102,22 +101,13 @@ impl TicketGrpc {
     }
 }
 
-/// Correlation id from `x-correlation-id` (else the request id); causation is
-/// the request; `traceparent` continues the caller's trace or starts one.
 fn event_context<T>(req: &Request<T>, rid: &RequestId, actor: String) -> EventContext {
     let md = req.metadata();
-    let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-    EventContext {
+    EventContext::for_request(
+        |k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string),
+        rid.as_str(),
         actor,
-        correlation_id: get("x-correlation-id")
-            .filter(|c| !c.is_empty() && c.len() <= 128)
-            .unwrap_or_else(|| rid.to_string()),
-        causation_id: rid.to_string(),
-        traceparent: Some(match get("traceparent") {
-            Some(tp) => traceparent::child_of(&tp),
-            None => traceparent::new_root(),
-        }),
-    }
+    )
 }
 
 fn text(v: &mut Violations, field: &str, value: &str, max: usize) -> Option<Text> {

@@ -1,0 +1,13 @@
+//! The account directory: accounts (with their account team by role), people
+//! (with their manager) and teams (with members in rotation order).
+//!
+//! * [`records`]: each record is an aggregate, written by the generic
+//!   [`closeloop_eventstore::Executor`]; an upsert equal to the stored record
+//!   writes nothing.
+//! * [`projection`]: the `accounts`, `people` and `teams` views, one
+//!   projection (and checkpoint) per record type.
+//! * [`grpc::DirectoryGrpc`] serves `closeloop.v1.DirectoryService`.
+
+pub mod grpc;
+pub mod projection;
+pub mod records;

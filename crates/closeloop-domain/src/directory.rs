@@ -1,0 +1,205 @@
+//! The account directory: accounts (with their account team by role),
+//! people (with their manager) and teams (with their members). Routing reads
+//! it to turn "the account's CSM" or "the partner-success team" into one
+//! person, and escalation to find an owner's manager.
+//!
+//! Directory records are replaced whole by an upsert; upserting a record
+//! equal to the stored one writes nothing.
+
+use std::collections::BTreeMap;
+
+use crate::values::{AccountId, Email, FieldViolation, Violations};
+
+/// Longest name (account, person, team), in characters.
+pub const NAME_MAX: usize = 200;
+
+fn name(v: &mut Violations, field: &str, value: &str, required: bool) -> String {
+    let t = value.trim();
+    if required && t.is_empty() {
+        v.push(FieldViolation::new(field, "is required"));
+    } else if t.chars().count() > NAME_MAX {
+        v.push(FieldViolation::new(
+            field,
+            format!(
+                "is {} characters; the limit is {NAME_MAX}",
+                t.chars().count()
+            ),
+        ));
+    }
+    t.to_string()
+}
+
+/// A role or team id: 1-64 of a-z, 0-9, '-', '_'.
+pub fn parse_token(field: &str, value: &str) -> Result<String, FieldViolation> {
+    let v = value.trim();
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(FieldViolation::new(
+            field,
+            format!("{v:?} is not a valid id: use 1-64 of a-z, 0-9, '-' and '_'"),
+        ))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub region: String,
+    pub segment: String,
+    /// Role (e.g. `csm`) → the person in that role.
+    pub team: BTreeMap<String, Email>,
+}
+
+impl Account {
+    /// Parses an account; `team` is `(role, email)` pairs.
+    pub fn parse(
+        id: &str,
+        name_: &str,
+        region: &str,
+        segment: &str,
+        team: &[(String, String)],
+    ) -> Result<Account, Vec<FieldViolation>> {
+        let mut v = Violations::new();
+        let id = v.check(AccountId::parse("id", id));
+        let name_ = name(&mut v, "name", name_, true);
+        let region = name(&mut v, "region", region, false);
+        let segment = name(&mut v, "segment", segment, false);
+        let mut members = BTreeMap::new();
+        for (role, email) in team {
+            let field = format!("team.{role}");
+            let r = v.check(parse_token(&field, role));
+            let e = v.check(Email::parse(&field, email));
+            if let (Some(r), Some(e)) = (r, e)
+                && members.insert(r.clone(), e).is_some()
+            {
+                v.push(FieldViolation::new(field, "role is given twice"));
+            }
+        }
+        v.into_result()?;
+        Ok(Account {
+            id: id.expect("checked"),
+            name: name_,
+            region,
+            segment,
+            team: members,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub email: Email,
+    pub name: String,
+    pub manager: Option<Email>,
+}
+
+impl Person {
+    pub fn parse(email: &str, name_: &str, manager: &str) -> Result<Person, Vec<FieldViolation>> {
+        let mut v = Violations::new();
+        let email = v.check(Email::parse("email", email));
+        let name_ = name(&mut v, "name", name_, false);
+        let manager = if manager.trim().is_empty() {
+            None
+        } else {
+            v.check(Email::parse("manager_email", manager))
+        };
+        if let (Some(e), Some(m)) = (&email, &manager)
+            && e == m
+        {
+            v.push(FieldViolation::new(
+                "manager_email",
+                "a person cannot manage themselves",
+            ));
+        }
+        v.into_result()?;
+        Ok(Person {
+            email: email.expect("checked"),
+            name: name_,
+            manager,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    /// Members in rotation order (round-robin assignment walks this list).
+    pub members: Vec<Email>,
+}
+
+impl Team {
+    pub fn parse(id: &str, name_: &str, members: &[String]) -> Result<Team, Vec<FieldViolation>> {
+        let mut v = Violations::new();
+        let id = v.check(parse_token("id", id));
+        let name_ = name(&mut v, "name", name_, false);
+        let mut list: Vec<Email> = Vec::new();
+        for (i, m) in members.iter().enumerate() {
+            if let Some(e) = v.check(Email::parse(&format!("members[{i}]"), m)) {
+                if list.contains(&e) {
+                    v.push(FieldViolation::new(
+                        format!("members[{i}]"),
+                        format!("{e} is listed twice"),
+                    ));
+                } else {
+                    list.push(e);
+                }
+            }
+        }
+        if members.is_empty() {
+            v.push(FieldViolation::new(
+                "members",
+                "a team needs at least one member",
+            ));
+        }
+        v.into_result()?;
+        Ok(Team {
+            id: id.expect("checked"),
+            name: name_,
+            members: list,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_reports_every_bad_field() {
+        let err = Account::parse(
+            "ACME 1",
+            "",
+            "EMEA",
+            "",
+            &[("CSM".into(), "x".into()), ("ae".into(), "ae@v.io".into())],
+        )
+        .unwrap_err();
+        let f: Vec<_> = err.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(f, ["id", "name", "team.CSM", "team.CSM"]);
+        let a = Account::parse(
+            "ACME-001",
+            "Acme",
+            "EMEA",
+            "enterprise",
+            &[("csm".into(), "Dana@V.io".into())],
+        )
+        .unwrap();
+        assert_eq!(a.team["csm"].as_str(), "dana@v.io");
+    }
+
+    #[test]
+    fn person_and_team_rules() {
+        assert!(Person::parse("a@v.io", "A", "a@v.io").is_err());
+        assert_eq!(Person::parse("a@v.io", "A", "").unwrap().manager, None);
+        assert!(Team::parse("partner-success", "PS", &[]).is_err());
+        let dup = Team::parse("ps", "PS", &["a@v.io".into(), "A@v.io".into()]).unwrap_err();
+        assert_eq!(dup[0].field, "members[1]");
+    }
+}

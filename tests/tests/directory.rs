@@ -1,0 +1,233 @@
+//! The account directory over gRPC, on SQLite and PostgreSQL.
+
+use closeloop_proto::v1;
+use closeloop_tests::{Backend, Nats, TestDb, spawn_app, unique_prefix};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn acme(csm: &str) -> v1::Account {
+    v1::Account {
+        id: "ACME-001".into(),
+        name: "Acme Corp".into(),
+        region: "EMEA".into(),
+        segment: "enterprise".into(),
+        team: vec![
+            v1::AccountTeamMember {
+                role: "csm".into(),
+                email: csm.into(),
+            },
+            v1::AccountTeamMember {
+                role: "account_executive".into(),
+                email: "ae@vendor.example".into(),
+            },
+        ],
+        sequence: 0,
+    }
+}
+
+async fn upsert_get_and_idempotency(backend: Backend) {
+    let nats = Nats::start();
+    let db = TestDb::new(backend).await;
+    let prefix = unique_prefix();
+    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    let mut d = app.directory().await;
+
+    let first = d
+        .upsert_account(v1::UpsertAccountRequest {
+            account: Some(acme("Dana@Vendor.example")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.changed);
+    // The same record again (no request id: derived from content) writes nothing.
+    let again = d
+        .upsert_account(v1::UpsertAccountRequest {
+            account: Some(acme("dana@vendor.example")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.changed, again.sequence), (false, first.sequence));
+
+    let a = d
+        .get_account(v1::GetAccountRequest {
+            account_id: "ACME-001".into(),
+            min_sequence: first.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.name, "Acme Corp");
+    let csm = a.team.iter().find(|m| m.role == "csm").unwrap();
+    assert_eq!(csm.email, "dana@vendor.example");
+
+    // A new CSM replaces the team.
+    let changed = d
+        .upsert_account(v1::UpsertAccountRequest {
+            account: Some(acme("lee@vendor.example")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(changed.changed && changed.sequence > first.sequence);
+    let a = d
+        .get_account(v1::GetAccountRequest {
+            account_id: "ACME-001".into(),
+            min_sequence: changed.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.team.len(), 2);
+    assert_eq!(
+        a.team.iter().find(|m| m.role == "csm").unwrap().email,
+        "lee@vendor.example"
+    );
+
+    let p = d
+        .upsert_person(v1::UpsertPersonRequest {
+            person: Some(v1::Person {
+                email: "lee@vendor.example".into(),
+                name: "Lee Park".into(),
+                manager_email: "mo@vendor.example".into(),
+                sequence: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let person = d
+        .get_person(v1::GetPersonRequest {
+            email: "LEE@vendor.example".into(),
+            min_sequence: p.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(person.manager_email, "mo@vendor.example");
+
+    let t = d
+        .upsert_team(v1::UpsertTeamRequest {
+            team: Some(v1::Team {
+                id: "partner-success".into(),
+                name: "Partner Success".into(),
+                members: vec!["ps1@vendor.example".into(), "ps2@vendor.example".into()],
+                sequence: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let team = d
+        .get_team(v1::GetTeamRequest {
+            team_id: "partner-success".into(),
+            min_sequence: t.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(team.members, ["ps1@vendor.example", "ps2@vendor.example"]);
+
+    // Views rebuild from the stream on an empty database.
+    app.stop().await.unwrap();
+    db.wipe().await;
+    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    let mut d = app.directory().await;
+    let rebuilt = d
+        .get_account(v1::GetAccountRequest {
+            account_id: "ACME-001".into(),
+            min_sequence: changed.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rebuilt, a);
+    let rebuilt_team = d
+        .get_team(v1::GetTeamRequest {
+            team_id: "partner-success".into(),
+            min_sequence: t.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rebuilt_team, team);
+    let rebuilt_person = d
+        .get_person(v1::GetPersonRequest {
+            email: "lee@vendor.example".into(),
+            min_sequence: p.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rebuilt_person, person);
+    app.stop().await.unwrap();
+}
+
+async fn bad_input(backend: Backend) {
+    let nats = Nats::start();
+    let db = TestDb::new(backend).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let mut d = app.directory().await;
+    let mut bad = acme("not-an-email");
+    bad.id = "ACME 001".into();
+    bad.name = String::new();
+    let e = d
+        .upsert_account(v1::UpsertAccountRequest {
+            account: Some(bad),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let fields: Vec<_> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["account.id", "account.name", "account.team.csm"]);
+
+    let e = d
+        .upsert_team(v1::UpsertTeamRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("team: is required"), "{}", e.message());
+
+    let e = d
+        .get_account(v1::GetAccountRequest {
+            account_id: "NOPE-1".into(),
+            min_sequence: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("NOPE-1"));
+    app.stop().await.unwrap();
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
+on_both_backends!(upsert_get_and_idempotency, bad_input);
