@@ -1,6 +1,8 @@
 //! `closeloop`: runs the services (`closeloop serve --roles ...`) and is the
 //! admin/client CLI (`closeloop tickets ...`) talking gRPC to a server.
 
+mod client;
+mod directory;
 mod output;
 mod programs;
 mod tickets;
@@ -43,6 +45,8 @@ enum Command {
     Tickets(tickets::TicketsArgs),
     /// Work with programs files (listening programs and their workflows).
     Programs(programs::ProgramsArgs),
+    /// Import and look up accounts, people and teams.
+    Directory(directory::DirectoryArgs),
 }
 
 #[derive(clap::Args)]
@@ -163,5 +167,9 @@ async fn main() -> ExitCode {
             tickets::run(args).await
         }
         Command::Programs(args) => programs::run(args),
+        Command::Directory(args) => {
+            init_logging(cli.log_format, "warn");
+            directory::run(args).await
+        }
     }
 }

@@ -55,7 +55,7 @@ pub fn run(args: ProgramsArgs) -> ExitCode {
                     errors.len(),
                     if errors.len() == 1 { "" } else { "s" }
                 );
-                ExitCode::from(crate::tickets::exit::INVALID)
+                ExitCode::from(crate::client::exit::INVALID)
             }
         },
     }

@@ -2,14 +2,11 @@
 
 use std::process::ExitCode;
 
+use crate::client::{self, CliError};
+use crate::output;
 use clap::{Args, Subcommand, ValueEnum};
 use closeloop_proto::v1;
 use closeloop_proto::v1::ticket_service_client::TicketServiceClient;
-use tonic::transport::Channel;
-use tonic::{Code, Status};
-use tonic_types::StatusExt;
-
-use crate::output;
 
 #[derive(Args)]
 pub struct TicketsArgs {
@@ -130,50 +127,10 @@ enum TicketCommand {
     },
 }
 
-/// Exit codes, documented in the README.
-pub mod exit {
-    pub const FAILURE: u8 = 1;
-    pub const INVALID: u8 = 3;
-    pub const NOT_FOUND: u8 = 4;
-    pub const REFUSED: u8 = 5;
-    pub const UNAVAILABLE: u8 = 6;
-}
-
-enum CliError {
-    Usage(String),
-    Connect(String),
-    Rpc(Status),
-}
-
 pub async fn run(args: TicketsArgs) -> ExitCode {
     match execute(&args).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError::Usage(m)) => {
-            eprintln!("error: {m}");
-            ExitCode::from(exit::INVALID)
-        }
-        Err(CliError::Connect(m)) => {
-            eprintln!("error: cannot reach closeloop at {}: {m}", args.server);
-            ExitCode::from(exit::UNAVAILABLE)
-        }
-        Err(CliError::Rpc(s)) => {
-            match s.get_details_bad_request() {
-                Some(br) if !br.field_violations.is_empty() => {
-                    eprintln!("error: invalid request");
-                    for v in br.field_violations {
-                        eprintln!("  {}: {}", v.field, v.description);
-                    }
-                }
-                _ => eprintln!("error: {}", s.message()),
-            }
-            ExitCode::from(match s.code() {
-                Code::InvalidArgument | Code::OutOfRange => exit::INVALID,
-                Code::NotFound => exit::NOT_FOUND,
-                Code::FailedPrecondition | Code::AlreadyExists => exit::REFUSED,
-                Code::Unavailable | Code::Aborted | Code::DeadlineExceeded => exit::UNAVAILABLE,
-                _ => exit::FAILURE,
-            })
-        }
+        Err(e) => client::report(&args.server, e),
     }
 }
 
@@ -218,28 +175,6 @@ fn parse_status(s: &str) -> Result<v1::TicketStatus, CliError> {
     }
 }
 
-async fn connect(server: &str) -> Result<TicketServiceClient<Channel>, CliError> {
-    let endpoint = Channel::from_shared(server.to_string())
-        .map_err(|e| CliError::Usage(format!("--server {server:?} is not a URL: {e}")))?
-        .connect_timeout(std::time::Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| CliError::Connect(source_chain(&e)))?;
-    Ok(TicketServiceClient::new(channel))
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
     let request_id = args
         .request_id
@@ -264,7 +199,7 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
         } => parse_status(s)? as i32,
         _ => 0,
     };
-    let mut client = connect(&args.server).await?;
+    let mut client = TicketServiceClient::new(client::channel(&args.server).await?);
     let resp = match &args.command {
         TicketCommand::Open {
             account,

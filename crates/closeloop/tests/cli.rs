@@ -272,3 +272,93 @@ async fn programs_validate_reports_every_error_and_exits_3() {
     assert_eq!(missing.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_import_is_idempotent_and_reports_bad_records() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let s = app.grpc_url();
+    let run = |args: Vec<String>| {
+        let s = s.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+                .arg("directory")
+                .arg("--server")
+                .arg(&s)
+                .args(args)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/examples");
+    let yaml = format!("{examples}/directory.yaml");
+
+    let o = run(vec!["import".into(), yaml.clone()]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains("21 upserted, 0 unchanged, 0 rejected"),
+        "{out}"
+    );
+
+    let o = run(vec!["import".into(), yaml]).await;
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains("0 upserted, 21 unchanged, 0 rejected"),
+        "{out}"
+    );
+
+    let o = run(vec!["import".into(), format!("{examples}/accounts.csv")]).await;
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("1 upserted"), "{out}");
+
+    // Reads its own write eventually (the CLI lookup does not wait).
+    let mut shown = String::new();
+    for _ in 0..50 {
+        let o = run(vec!["account".into(), "INITECH-003".into()]).await;
+        if o.status.success() {
+            shown = String::from_utf8(o.stdout).unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        shown.contains("csm") && shown.contains("dana.li@vendor.example"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("solutions_consultant"),
+        "empty CSV cells are not roles: {shown}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "people:\n  - {email: ok@vendor.example, name: Ok}\n  - {email: nope, name: Bad}\n\
+         teams:\n  - {id: Empty Team, members: []}\n",
+    )
+    .unwrap();
+    let o = run(vec!["import".into(), bad.display().to_string()]).await;
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("people[1] (nope): invalid request: person.email"),
+        "{err}"
+    );
+    assert!(
+        err.contains("teams[0] (Empty Team): invalid request: team.id"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .contains("1 upserted, 0 unchanged, 2 rejected")
+    );
+
+    let o = run(vec!["team".into(), "no-such-team".into()]).await;
+    assert_eq!(o.status.code(), Some(4));
+    app.stop().await.unwrap();
+}

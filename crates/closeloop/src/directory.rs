@@ -1,0 +1,372 @@
+//! `closeloop directory ...`: import and look up accounts, people and teams.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use closeloop_proto::v1;
+use closeloop_proto::v1::directory_service_client::DirectoryServiceClient;
+use serde::Deserialize;
+use tonic::transport::Channel;
+
+use crate::client::{self, CliError};
+
+#[derive(Args)]
+pub struct DirectoryArgs {
+    /// gRPC address of a closeloop server running the ingestion role.
+    #[arg(
+        long,
+        global = true,
+        env = "CLOSELOOP_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    /// Who is acting (an e-mail), recorded on the events.
+    #[arg(long, global = true, env = "CLOSELOOP_ACTOR")]
+    actor: Option<String>,
+    #[command(subcommand)]
+    command: DirectoryCommand,
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Upsert people, teams and accounts from a YAML file (people:, teams:,
+    /// accounts:) or a CSV file (accounts, people or teams, told apart by the
+    /// header). Unchanged records write nothing; every bad record is reported.
+    Import { file: PathBuf },
+    /// Show an account and its account team.
+    Account { id: String },
+    /// Show a person and their manager.
+    Person { email: String },
+    /// Show a team and its members in rotation order.
+    Team { id: String },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    people: Vec<PersonRow>,
+    #[serde(default)]
+    teams: Vec<TeamRow>,
+    #[serde(default)]
+    accounts: Vec<AccountRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonRow {
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default, alias = "manager_email")]
+    manager: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamRow {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountRow {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    segment: String,
+    /// Role → e-mail.
+    #[serde(default)]
+    team: BTreeMap<String, String>,
+}
+
+/// One record to upsert, with where it came from (for error messages).
+enum Record {
+    Person(String, v1::Person),
+    Team(String, v1::Team),
+    Account(String, v1::Account),
+}
+
+fn from_yaml(text: &str) -> Result<Vec<Record>, CliError> {
+    let f: File = serde_norway::from_str(text).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut out = Vec::new();
+    for (i, p) in f.people.into_iter().enumerate() {
+        out.push(Record::Person(
+            format!("people[{i}] ({})", p.email),
+            v1::Person {
+                email: p.email,
+                name: p.name,
+                manager_email: p.manager,
+                sequence: 0,
+            },
+        ));
+    }
+    for (i, t) in f.teams.into_iter().enumerate() {
+        out.push(Record::Team(
+            format!("teams[{i}] ({})", t.id),
+            v1::Team {
+                id: t.id,
+                name: t.name,
+                members: t.members,
+                sequence: 0,
+            },
+        ));
+    }
+    for (i, a) in f.accounts.into_iter().enumerate() {
+        out.push(Record::Account(
+            format!("accounts[{i}] ({})", a.id),
+            v1::Account {
+                id: a.id,
+                name: a.name,
+                region: a.region,
+                segment: a.segment,
+                team: a
+                    .team
+                    .into_iter()
+                    .map(|(role, email)| v1::AccountTeamMember { role, email })
+                    .collect(),
+                sequence: 0,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// CSV: `id,name,region,segment,<role>...` (accounts), `email,name,manager_email`
+/// (people) or `id,name,members` with members separated by `;` (teams).
+fn from_csv(text: &str) -> Result<Vec<Record>, CliError> {
+    let mut r = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| CliError::Usage(format!("CSV header: {e}")))?
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    let has = |c: &str| header.iter().any(|h| h == c);
+    let mut out = Vec::new();
+    for (i, row) in r.records().enumerate() {
+        let row = row.map_err(|e| CliError::Usage(format!("CSV: {e}")))?;
+        let line = row.position().map_or(i as u64 + 2, |p| p.line());
+        let get = |c: &str| {
+            header
+                .iter()
+                .position(|h| h == c)
+                .and_then(|i| row.get(i))
+                .unwrap_or_default()
+                .to_string()
+        };
+        if has("email") && !has("id") {
+            out.push(Record::Person(
+                format!("line {line}"),
+                v1::Person {
+                    email: get("email"),
+                    name: get("name"),
+                    manager_email: if has("manager_email") {
+                        get("manager_email")
+                    } else {
+                        get("manager")
+                    },
+                    sequence: 0,
+                },
+            ));
+        } else if has("id") && has("members") {
+            out.push(Record::Team(
+                format!("line {line}"),
+                v1::Team {
+                    id: get("id"),
+                    name: get("name"),
+                    members: get("members")
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    sequence: 0,
+                },
+            ));
+        } else if has("id") {
+            let fixed = ["id", "name", "region", "segment"];
+            let team = header
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| !fixed.contains(&h.as_str()))
+                .filter_map(|(i, role)| {
+                    let email = row.get(i).unwrap_or_default();
+                    (!email.is_empty()).then(|| v1::AccountTeamMember {
+                        role: role.clone(),
+                        email: email.to_string(),
+                    })
+                })
+                .collect();
+            out.push(Record::Account(
+                format!("line {line}"),
+                v1::Account {
+                    id: get("id"),
+                    name: get("name"),
+                    region: get("region"),
+                    segment: get("segment"),
+                    team,
+                    sequence: 0,
+                },
+            ));
+        } else {
+            return Err(CliError::Usage(
+                "CSV header must start an accounts file (id,name,...), a people file (email,name,manager_email) or a teams file (id,name,members)".into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<Vec<Record>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let records = if csv {
+        from_csv(&text)
+    } else {
+        from_yaml(&text)
+    };
+    records.map_err(|e| match e {
+        CliError::Usage(m) => CliError::Usage(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+async fn import(
+    c: &mut DirectoryServiceClient<Channel>,
+    file: &Path,
+    actor: String,
+) -> Result<bool, CliError> {
+    let records = read(file)?;
+    let (mut changed, mut unchanged, mut failed) = (0, 0, 0);
+    for rec in records {
+        let (place, result) = match rec {
+            Record::Person(place, person) => (
+                place,
+                c.upsert_person(v1::UpsertPersonRequest {
+                    person: Some(person),
+                    actor: actor.clone(),
+                    ..Default::default()
+                })
+                .await,
+            ),
+            Record::Team(place, team) => (
+                place,
+                c.upsert_team(v1::UpsertTeamRequest {
+                    team: Some(team),
+                    actor: actor.clone(),
+                    ..Default::default()
+                })
+                .await,
+            ),
+            Record::Account(place, account) => (
+                place,
+                c.upsert_account(v1::UpsertAccountRequest {
+                    account: Some(account),
+                    actor: actor.clone(),
+                    ..Default::default()
+                })
+                .await,
+            ),
+        };
+        match result {
+            Ok(r) if r.get_ref().changed => changed += 1,
+            Ok(_) => unchanged += 1,
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                failed += 1;
+                eprintln!("{}: {place}: {}", file.display(), s.message());
+            }
+            // Anything else (server down, ...) stops the import: re-running it is safe.
+            Err(s) => return Err(CliError::Rpc(s)),
+        }
+    }
+    println!(
+        "{}: {changed} upserted, {unchanged} unchanged, {failed} rejected",
+        file.display()
+    );
+    Ok(failed == 0)
+}
+
+pub async fn run(args: DirectoryArgs) -> ExitCode {
+    let result = async {
+        let mut c = DirectoryServiceClient::new(client::channel(&args.server).await?);
+        match &args.command {
+            DirectoryCommand::Import { file } => {
+                let ok = import(&mut c, file, args.actor.clone().unwrap_or_default()).await?;
+                return Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(client::exit::INVALID)
+                });
+            }
+            DirectoryCommand::Account { id } => {
+                let a = c
+                    .get_account(v1::GetAccountRequest {
+                        account_id: id.clone(),
+                        min_sequence: 0,
+                    })
+                    .await?
+                    .into_inner();
+                println!(
+                    "{:<10} {}\n{:<10} {}\n{:<10} {}\n{:<10} {}",
+                    "id", a.id, "name", a.name, "region", a.region, "segment", a.segment
+                );
+                for m in a.team {
+                    println!("  {:<24} {}", m.role, m.email);
+                }
+            }
+            DirectoryCommand::Person { email } => {
+                let p = c
+                    .get_person(v1::GetPersonRequest {
+                        email: email.clone(),
+                        min_sequence: 0,
+                    })
+                    .await?
+                    .into_inner();
+                println!(
+                    "{:<10} {}\n{:<10} {}\n{:<10} {}",
+                    "email",
+                    p.email,
+                    "name",
+                    p.name,
+                    "manager",
+                    if p.manager_email.is_empty() {
+                        "-"
+                    } else {
+                        &p.manager_email
+                    }
+                );
+            }
+            DirectoryCommand::Team { id } => {
+                let t = c
+                    .get_team(v1::GetTeamRequest {
+                        team_id: id.clone(),
+                        min_sequence: 0,
+                    })
+                    .await?
+                    .into_inner();
+                println!("{:<10} {}\n{:<10} {}", "id", t.id, "name", t.name);
+                for m in t.members {
+                    println!("  {m}");
+                }
+            }
+        }
+        Ok::<_, CliError>(ExitCode::SUCCESS)
+    }
+    .await;
+    result.unwrap_or_else(|e| client::report(&args.server, e))
+}
