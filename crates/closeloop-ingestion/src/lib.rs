@@ -1,0 +1,8 @@
+//! Feedback in.
+//!
+//! [`canonical`] is the contract upstream systems code against: a JSON
+//! survey response (see `docs/ingestion.md`), parsed into a validated
+//! [`canonical::Feedback`] with every problem reported as a JSON pointer to
+//! the offending field, and checked against the program's questions.
+
+pub mod canonical;
