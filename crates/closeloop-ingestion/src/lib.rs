@@ -6,3 +6,4 @@
 //! the offending field, and checked against the program's questions.
 
 pub mod canonical;
+pub mod feedback;

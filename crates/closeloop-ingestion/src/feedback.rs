@@ -1,0 +1,334 @@
+//! Feedback as an aggregate: one per `(source, response_id)`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use closeloop_domain::{AccountId, Email, Timestamp};
+use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
+use closeloop_programs::AnswerValue;
+use closeloop_proto::v1::feedback_event::Event as Body;
+use closeloop_proto::{convert, v1};
+use prost::Message;
+use uuid::Uuid;
+
+use crate::canonical::{Feedback, Respondent};
+
+const FEEDBACK_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0020);
+const EVENT_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0021);
+
+/// Aggregate type: subjects are `<prefix>.events.feedback.<feedback_id>`.
+pub const AGGREGATE: &str = "feedback";
+
+/// A feedback id: UUIDv5 of `(source, response_id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FeedbackId(Uuid);
+
+impl FeedbackId {
+    pub fn of(source: &str, response_id: &str) -> FeedbackId {
+        FeedbackId(Uuid::new_v5(
+            &FEEDBACK_NS,
+            format!("{source}/{response_id}").as_bytes(),
+        ))
+    }
+}
+
+impl fmt::Display for FeedbackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// What the stream holds for one response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackState {
+    pub feedback: Feedback,
+    /// 0 until the first update.
+    pub revision: u32,
+    pub sequence: u64,
+}
+
+/// What happened to a response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedbackEvent {
+    Received(Feedback),
+    Updated { feedback: Feedback, revision: u32 },
+}
+
+pub fn to_proto(id: FeedbackId, f: &Feedback) -> v1::Feedback {
+    v1::Feedback {
+        feedback_id: id.to_string(),
+        response_id: f.response_id.clone(),
+        source: f.source.clone(),
+        program: f.program.clone(),
+        account_id: f.account_id.to_string(),
+        respondent: Some(v1::Respondent {
+            email: f
+                .respondent
+                .email
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            name: f.respondent.name.clone(),
+            role: f.respondent.role.clone(),
+        }),
+        submitted_at: Some(convert::timestamp(f.submitted_at)),
+        answers: f
+            .answers
+            .iter()
+            .map(|(k, v)| {
+                use v1::answer::Value as A;
+                let value = match v {
+                    AnswerValue::Int(i) => A::IntValue(*i),
+                    AnswerValue::Float(x) => A::DoubleValue(*x),
+                    AnswerValue::Text(s) => A::StringValue(s.clone()),
+                    AnswerValue::Bool(b) => A::BoolValue(*b),
+                };
+                (k.clone(), v1::Answer { value: Some(value) })
+            })
+            .collect(),
+        attributes: f.attributes.clone().into_iter().collect(),
+    }
+}
+
+/// Reads a stored feedback back. Stored feedback was valid when written, so
+/// only structural damage is an error.
+pub fn from_proto(p: &v1::Feedback) -> Result<Feedback, String> {
+    let account_id = AccountId::parse("account_id", &p.account_id).map_err(|v| v.to_string())?;
+    let respondent = p.respondent.clone().unwrap_or_default();
+    let answers: BTreeMap<String, AnswerValue> = p
+        .answers
+        .iter()
+        .filter_map(|(k, a)| {
+            use v1::answer::Value as A;
+            let v = match a.value.as_ref()? {
+                A::IntValue(i) => AnswerValue::Int(*i),
+                A::DoubleValue(x) => AnswerValue::Float(*x),
+                A::StringValue(s) => AnswerValue::Text(s.clone()),
+                A::BoolValue(b) => AnswerValue::Bool(*b),
+            };
+            Some((k.clone(), v))
+        })
+        .collect();
+    Ok(Feedback {
+        response_id: p.response_id.clone(),
+        source: p.source.clone(),
+        program: p.program.clone(),
+        account_id,
+        respondent: Respondent {
+            email: Email::parse("email", &respondent.email).ok(),
+            name: respondent.name,
+            role: respondent.role,
+        },
+        submitted_at: p
+            .submitted_at
+            .as_ref()
+            .map(convert::from_timestamp)
+            .unwrap_or_default(),
+        answers,
+        attributes: p.attributes.clone().into_iter().collect(),
+    })
+}
+
+/// A request id derived from the content, so a resubmission of the same
+/// document dedupes at the broker as well as in `decide`.
+pub fn content_request_id(id: FeedbackId, f: &Feedback) -> String {
+    let mut p = to_proto(id, f);
+    // Map order is not canonical in protobuf: hash a sorted rendering instead.
+    let answers: BTreeMap<_, _> = std::mem::take(&mut p.answers).into_iter().collect();
+    let attributes: BTreeMap<_, _> = std::mem::take(&mut p.attributes).into_iter().collect();
+    let mut bytes = p.encode_to_vec();
+    bytes.extend(format!("{answers:?}{attributes:?}").as_bytes());
+    format!("content-{}", Uuid::new_v5(&EVENT_NS, &bytes).simple())
+}
+
+/// Feedback as an [`Aggregate`].
+pub struct FeedbackAggregate;
+
+impl Aggregate for FeedbackAggregate {
+    type Id = FeedbackId;
+    type State = FeedbackState;
+    type Command = Feedback;
+    type Event = FeedbackEvent;
+    type Rule = Infallible;
+    type Recorded = (FeedbackEvent, u64);
+
+    const TYPE: &'static str = AGGREGATE;
+
+    fn decide(
+        _id: FeedbackId,
+        state: Option<&FeedbackState>,
+        _request_id: &str,
+        f: &Feedback,
+    ) -> Result<Decision<FeedbackEvent>, Infallible> {
+        Ok(match state {
+            None => Decision::Append(FeedbackEvent::Received(f.clone())),
+            Some(s) if &s.feedback == f => Decision::AlreadyApplied {
+                sequence: s.sequence,
+            },
+            Some(s) => Decision::Append(FeedbackEvent::Updated {
+                feedback: f.clone(),
+                revision: s.revision + 1,
+            }),
+        })
+    }
+
+    fn evolve(
+        _state: Option<FeedbackState>,
+        (event, sequence): &Self::Recorded,
+    ) -> Option<FeedbackState> {
+        let (feedback, revision) = match event {
+            FeedbackEvent::Received(f) => (f.clone(), 0),
+            FeedbackEvent::Updated { feedback, revision } => (feedback.clone(), *revision),
+        };
+        Some(FeedbackState {
+            feedback,
+            revision,
+            sequence: *sequence,
+        })
+    }
+
+    fn sequence(state: &FeedbackState) -> u64 {
+        state.sequence
+    }
+
+    fn event_id(id: FeedbackId, request_id: &str) -> String {
+        Uuid::new_v5(&EVENT_NS, format!("feedback/{id}/{request_id}").as_bytes()).to_string()
+    }
+
+    fn encode(
+        id: FeedbackId,
+        event_id: &str,
+        request_id: &str,
+        at: SystemTime,
+        ctx: &EventContext,
+        event: &FeedbackEvent,
+    ) -> (Envelope, Bytes) {
+        let (body, event_type) = match event {
+            FeedbackEvent::Received(f) => (
+                Body::Received(v1::FeedbackReceived {
+                    feedback: Some(to_proto(id, f)),
+                }),
+                "closeloop.v1.FeedbackReceived",
+            ),
+            FeedbackEvent::Updated { feedback, revision } => (
+                Body::Updated(v1::FeedbackUpdated {
+                    feedback: Some(to_proto(id, feedback)),
+                    revision: *revision,
+                }),
+                "closeloop.v1.FeedbackUpdated",
+            ),
+        };
+        let msg = v1::FeedbackEvent {
+            event_id: event_id.to_string(),
+            occurred_at: Some(convert::timestamp(Timestamp::from_system_time(at))),
+            request_id: request_id.to_string(),
+            actor: ctx.actor.clone(),
+            correlation_id: ctx.correlation_id.clone(),
+            causation_id: ctx.causation_id.clone(),
+            event: Some(body),
+        };
+        let env = Envelope {
+            event_id: event_id.to_string(),
+            event_type: event_type.to_string(),
+            schema_version: 1,
+            occurred_at: at,
+            correlation_id: ctx.correlation_id.clone(),
+            causation_id: ctx.causation_id.clone(),
+            traceparent: ctx.traceparent.clone(),
+            content_type: "application/protobuf".to_string(),
+        };
+        (env, Bytes::from(msg.encode_to_vec()))
+    }
+
+    fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String> {
+        let msg = v1::FeedbackEvent::decode(stored.payload.as_ref())
+            .map_err(|e| format!("payload is not a closeloop.v1.FeedbackEvent: {e}"))?;
+        let event = match msg
+            .event
+            .ok_or("feedback event without a body (newer version?)")?
+        {
+            Body::Received(v1::FeedbackReceived { feedback: Some(f) }) => {
+                FeedbackEvent::Received(from_proto(&f)?)
+            }
+            Body::Updated(v1::FeedbackUpdated {
+                feedback: Some(f),
+                revision,
+            }) => FeedbackEvent::Updated {
+                feedback: from_proto(&f)?,
+                revision,
+            },
+            _ => return Err("feedback event without feedback".into()),
+        };
+        Ok((event, stored.sequence))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Feedback {
+        Feedback {
+            response_id: "R_1".into(),
+            source: "qualtrics".into(),
+            program: "relationship-nps".into(),
+            account_id: AccountId::parse("a", "ACME-001").unwrap(),
+            respondent: Respondent {
+                email: Some(Email::parse("e", "cio@acme.example").unwrap()),
+                name: "Dana".into(),
+                role: "CIO".into(),
+            },
+            submitted_at: Timestamp::from_micros(1_762_075_800_000_000),
+            answers: [
+                ("nps".to_string(), AnswerValue::Int(3)),
+                ("comment".to_string(), AnswerValue::Text("broken".into())),
+            ]
+            .into_iter()
+            .collect(),
+            attributes: [("region".to_string(), "EMEA".to_string())]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn protobuf_round_trip_and_content_ids() {
+        let f = sample();
+        let id = FeedbackId::of(&f.source, &f.response_id);
+        assert_eq!(from_proto(&to_proto(id, &f)).unwrap(), f);
+        assert_eq!(
+            content_request_id(id, &f),
+            content_request_id(id, &f.clone())
+        );
+        let mut g = f.clone();
+        g.answers
+            .insert("comment".into(), AnswerValue::Text("fixed".into()));
+        assert_ne!(content_request_id(id, &f), content_request_id(id, &g));
+    }
+
+    #[test]
+    fn same_content_is_a_duplicate_changed_content_an_update() {
+        let f = sample();
+        let id = FeedbackId::of(&f.source, &f.response_id);
+        let d = FeedbackAggregate::decide(id, None, "r", &f).unwrap();
+        assert_eq!(d, Decision::Append(FeedbackEvent::Received(f.clone())));
+        let s = FeedbackAggregate::evolve(None, &(FeedbackEvent::Received(f.clone()), 7)).unwrap();
+        assert_eq!(
+            FeedbackAggregate::decide(id, Some(&s), "r", &f).unwrap(),
+            Decision::AlreadyApplied { sequence: 7 }
+        );
+        let mut g = f.clone();
+        g.answers
+            .insert("comment".into(), AnswerValue::Text("added later".into()));
+        assert_eq!(
+            FeedbackAggregate::decide(id, Some(&s), "r2", &g).unwrap(),
+            Decision::Append(FeedbackEvent::Updated {
+                feedback: g,
+                revision: 1
+            })
+        );
+    }
+}
