@@ -3,6 +3,8 @@
 CARGO ?= cargo
 DATA_DIR ?= ./.closeloop
 export CLOSELOOP_DATA_DIR := $(DATA_DIR)
+# The example programs (docs/programs.md) unless you point at your own.
+export CLOSELOOP_PROGRAMS ?= deploy/examples/programs.yaml
 
 .PHONY: all build run test test-unit lint fmt clippy k8s clean help
 

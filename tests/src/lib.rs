@@ -240,6 +240,7 @@ pub async fn spawn_app(nats_url: &str, db_url: &str, prefix: &str) -> App {
         prefix: closeloop_server::prefix(prefix).unwrap(),
         roles: Roles::all(),
         stream_replicas: 1,
+        programs: Some(example("programs.yaml")),
     };
     let task = tokio::spawn(closeloop_server::run(config, listeners, async {
         let _ = rx.await;
@@ -330,4 +331,43 @@ impl App {
         .await
         .unwrap()
     }
+}
+
+/// A file under `deploy/examples/`.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/examples")
+        .join(name)
+}
+
+/// Minimal HTTP/1.1 POST with a JSON body: (status, content-type, body).
+pub async fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (413) before reading a large body; ignore a reset here.
+    let _ = s.write_all(body).await;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_string())
 }

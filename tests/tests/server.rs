@@ -208,6 +208,7 @@ async fn stream_is_provisioned_idempotently_and_verified() {
             prefix: closeloop_server::prefix(&bad).unwrap(),
             roles: closeloop_server::Roles::all(),
             stream_replicas: 1,
+            programs: None,
         },
         listeners,
         std::future::pending(),

@@ -7,3 +7,5 @@
 
 pub mod canonical;
 pub mod feedback;
+pub mod http;
+pub mod intake;

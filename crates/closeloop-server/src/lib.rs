@@ -32,10 +32,15 @@ pub struct Config {
     pub roles: Roles,
     /// JetStream replicas of the event stream (1 single server, 3 in a cluster).
     pub stream_replicas: usize,
+    /// The programs file (listening programs and workflows); feedback intake
+    /// answers 503 without one.
+    pub programs: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("programs file {path} is invalid:\n{errors}")]
+    Programs { path: String, errors: String },
     #[error("cannot connect to NATS at {url}: {reason}")]
     Nats { url: String, reason: String },
     #[error(transparent)]
@@ -73,6 +78,28 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Configuration errors first: they need no broker to be reported.
+    let catalog = match &config.programs {
+        None => None,
+        Some(path) => Some(std::sync::Arc::new(
+            closeloop_programs::Catalog::load(path).map_err(|errs| ServerError::Programs {
+                path: path.display().to_string(),
+                errors: errs
+                    .iter()
+                    .map(|e| format!("  {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            })?,
+        )),
+    };
+    if let Some(c) = &catalog {
+        tracing::info!(
+            programs = c.programs.len(),
+            workflows = c.workflow_count(),
+            version = %c.version,
+            "programs loaded"
+        );
+    }
     let nats = async_nats::ConnectOptions::new()
         .name("closeloop")
         .connection_timeout(Duration::from_secs(5))
@@ -124,6 +151,7 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut projector_progress = Vec::new();
+    let mut intake = None;
     let mut ticket_commands = None;
     if config.roles.contains(Role::Ticketing) {
         let (progress_tx, progress_rx) = watch::channel(0u64);
@@ -187,6 +215,11 @@ pub async fn run(
             .set_serving::<DirectoryServiceServer<DirectoryGrpc>>()
             .await;
         grpc = grpc.add_service(DirectoryServiceServer::new(svc));
+        intake = Some(closeloop_ingestion::intake::Intake::new(
+            catalog.clone(),
+            db.clone(),
+            store.clone(),
+        ));
     }
 
     let http_state = http::State {
@@ -199,7 +232,11 @@ pub async fn run(
     let http_listener = listeners.http;
     let http_stop = stopped();
     let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, http::router(http_state))
+        let mut router = http::router(http_state);
+        if let Some(intake) = intake {
+            router = router.merge(closeloop_ingestion::http::router(intake));
+        }
+        axum::serve(http_listener, router)
             .with_graceful_shutdown(http_stop)
             .await
     });

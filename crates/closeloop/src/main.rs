@@ -78,6 +78,9 @@ struct ServeArgs {
     /// Subject and stream prefix, so several installs can share one NATS.
     #[arg(long, env = "CLOSELOOP_PREFIX", default_value = "closeloop")]
     prefix: String,
+    /// Programs file: listening programs and their workflows (see docs/programs.md).
+    #[arg(long, env = "CLOSELOOP_PROGRAMS")]
+    programs: Option<PathBuf>,
     /// JetStream replicas for the event stream (3 on a NATS cluster).
     #[arg(long, env = "CLOSELOOP_STREAM_REPLICAS", default_value_t = 1)]
     stream_replicas: usize,
@@ -139,6 +142,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             prefix,
             roles,
             stream_replicas: args.stream_replicas,
+            programs: args.programs,
         },
         listeners,
         shutdown_signal(),

@@ -1,0 +1,123 @@
+//! Accepting feedback: validate, check the account, append durably.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use closeloop_eventstore::{EventContext, ExecuteError, Executor};
+use closeloop_programs::Catalog;
+use closeloop_readmodel::Db;
+use serde_json::Value;
+
+use crate::canonical::{self, Problem};
+use crate::feedback::{FeedbackAggregate, FeedbackId, content_request_id};
+
+/// What became of an accepted submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// First time this response was seen.
+    Received,
+    /// The response was seen before with other content: recorded as an update.
+    Updated,
+    /// Exactly this content was already accepted: nothing written.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Received => "received",
+            Outcome::Updated => "updated",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub feedback_id: FeedbackId,
+    pub outcome: Outcome,
+    /// Stream sequence of the feedback's current version.
+    pub sequence: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("feedback is invalid")]
+    Invalid(Vec<Problem>),
+    /// The write did not happen (broker down): nothing was accepted.
+    #[error("feedback could not be stored: {0}")]
+    Unavailable(String),
+    #[error("no programs file is configured (start closeloop with --programs FILE)")]
+    NoPrograms,
+}
+
+/// The intake shared by every way in (HTTP, gRPC, NATS).
+#[derive(Clone)]
+pub struct Intake {
+    catalog: Option<Arc<Catalog>>,
+    db: Db,
+    feedback: Executor<FeedbackAggregate>,
+}
+
+impl Intake {
+    pub fn new(
+        catalog: Option<Arc<Catalog>>,
+        db: Db,
+        store: closeloop_eventstore::EventStore,
+    ) -> Self {
+        Intake {
+            catalog,
+            db,
+            feedback: Executor::new(store),
+        }
+    }
+
+    /// Validates one canonical document and stores it durably before
+    /// answering; `meta` reads request metadata (`traceparent`, `x-correlation-id`).
+    pub async fn submit(
+        &self,
+        doc: &Value,
+        meta: impl Fn(&str) -> Option<String>,
+    ) -> Result<Accepted, SubmitError> {
+        let catalog = self.catalog.as_ref().ok_or(SubmitError::NoPrograms)?;
+        let feedback =
+            canonical::parse(doc, catalog, SystemTime::now()).map_err(SubmitError::Invalid)?;
+        let known = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
+            .bind(feedback.account_id.as_str())
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(|e| SubmitError::Unavailable(format!("directory unavailable: {e}")))?;
+        if known.is_none() {
+            return Err(SubmitError::Invalid(vec![Problem {
+                pointer: "/account_id".into(),
+                detail: format!(
+                    "{} is not an account in the directory (import it first: closeloop directory import)",
+                    feedback.account_id
+                ),
+            }]));
+        }
+        let id = FeedbackId::of(&feedback.source, &feedback.response_id);
+        let request_id = content_request_id(id, &feedback);
+        let ctx = EventContext::for_request(meta, &request_id, String::new());
+        let done = self
+            .feedback
+            .execute(id, &request_id, &ctx, &feedback)
+            .await
+            .map_err(|e| match e {
+                ExecuteError::Rule(never) => match never {},
+                other => SubmitError::Unavailable(other.to_string()),
+            })?;
+        let outcome = if done.replayed {
+            Outcome::Duplicate
+        } else if done.state.revision == 0 {
+            Outcome::Received
+        } else {
+            Outcome::Updated
+        };
+        Ok(Accepted {
+            feedback_id: id,
+            outcome,
+            sequence: done.sequence,
+        })
+    }
+}

@@ -1,0 +1,190 @@
+//! HTTP `POST /v1/feedback` against a real server, NATS and database.
+
+use closeloop_proto::v1;
+use closeloop_tests::{App, Backend, Nats, TestDb, http_post, spawn_app, unique_prefix};
+use serde_json::{Value, json};
+
+fn example() -> Value {
+    json!({
+      "response_id": "R_5f2a", "source": "qualtrics",
+      "program": "relationship-nps", "account_id": "ACME-001",
+      "respondent": {"email": "cio@acme.example", "name": "Dana Li", "role": "CIO"},
+      "submitted_at": "2026-11-02T09:30:00Z",
+      "answers": {"nps": 3, "partnership": 6, "future_plans": 7, "comment": "Upgrade broke our workflows"},
+      "attributes": {"region": "EMEA", "implementation_led_by": "partner", "partner_id": "P-042"}
+    })
+}
+
+/// Puts ACME-001 in the directory and waits until the view has it.
+async fn with_account(app: &App) {
+    let mut d = app.directory().await;
+    let r = d
+        .upsert_account(v1::UpsertAccountRequest {
+            account: Some(v1::Account {
+                id: "ACME-001".into(),
+                name: "Acme".into(),
+                team: vec![v1::AccountTeamMember {
+                    role: "csm".into(),
+                    email: "dana.li@vendor.example".into(),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    d.get_account(v1::GetAccountRequest {
+        account_id: "ACME-001".into(),
+        min_sequence: r.sequence,
+    })
+    .await
+    .unwrap();
+}
+
+async fn post(app: &App, doc: &Value) -> (u16, String, Value) {
+    let (status, ct, body) =
+        http_post(app.http_addr, "/v1/feedback", doc.to_string().as_bytes()).await;
+    (
+        status,
+        ct,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+async fn received_duplicate_updated(backend: Backend) {
+    let nats = Nats::start();
+    let db = TestDb::new(backend).await;
+    let prefix = unique_prefix();
+    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    with_account(&app).await;
+
+    let (s, _, first) = post(&app, &example()).await;
+    assert_eq!(s, 202, "{first}");
+    assert_eq!(first["status"], "received");
+    let (s, _, dup) = post(&app, &example()).await;
+    assert_eq!((s, &dup["status"]), (202, &json!("duplicate")));
+    assert_eq!(dup["feedback_id"], first["feedback_id"]);
+    assert_eq!(dup["sequence"], first["sequence"]);
+
+    let mut changed = example();
+    changed["answers"]["comment"] = json!("Upgrade broke our workflows; SSO is down too");
+    let (s, _, upd) = post(&app, &changed).await;
+    assert_eq!((s, &upd["status"]), (202, &json!("updated")), "{upd}");
+    assert_eq!(upd["feedback_id"], first["feedback_id"]);
+
+    // Exactly two feedback events are stored for the response.
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream = js
+        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
+        .await
+        .unwrap();
+    let subject = format!(
+        "{prefix}.events.feedback.{}",
+        first["feedback_id"].as_str().unwrap()
+    );
+    let last = stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .unwrap();
+    assert_eq!(last.sequence, upd["sequence"].as_u64().unwrap());
+    assert_eq!(
+        last.headers.get("Closeloop-Event-Type").unwrap().as_str(),
+        "closeloop.v1.FeedbackUpdated"
+    );
+    app.stop().await.unwrap();
+}
+
+async fn bad_input_is_a_problem_document(backend: Backend) {
+    let nats = Nats::start();
+    let db = TestDb::new(backend).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    with_account(&app).await;
+
+    let (s, ct, body) = http_post(app.http_addr, "/v1/feedback", b"{\"response_id\": ").await;
+    assert_eq!(s, 400);
+    assert_eq!(ct, "application/problem+json");
+    assert!(body.contains("the body is not JSON"), "{body}");
+
+    let mut d = example();
+    d["answers"]["nps"] = json!(11);
+    d["program"] = json!("relationship-nps");
+    d.as_object_mut().unwrap().remove("submitted_at");
+    let (s, ct, p) = post(&app, &d).await;
+    assert_eq!((s, ct.as_str()), (422, "application/problem+json"));
+    let pointers: Vec<_> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(pointers, ["/submitted_at", "/answers/nps"]);
+    assert_eq!(p["status"], 422);
+
+    let mut d = example();
+    d["program"] = json!("nps-2027");
+    let (s, _, p) = post(&app, &d).await;
+    assert_eq!(s, 422);
+    assert_eq!(p["errors"][0]["pointer"], "/program");
+
+    let mut d = example();
+    d["account_id"] = json!("NOBODY-9");
+    let (s, _, p) = post(&app, &d).await;
+    assert_eq!(s, 422);
+    assert_eq!(p["errors"][0]["pointer"], "/account_id");
+    assert!(
+        p["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not an account in the directory")
+    );
+
+    let mut d = example();
+    d["answers"]["comment"] = json!("x".repeat(300 * 1024));
+    let (s, ct, _) = http_post(app.http_addr, "/v1/feedback", d.to_string().as_bytes()).await;
+    assert_eq!((s, ct.as_str()), (413, "application/problem+json"));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_is_503_never_202() {
+    let mut nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    with_account(&app).await;
+    nats.stop();
+    let (s, ct, p) = post(&app, &example()).await;
+    assert_eq!((s, ct.as_str()), (503, "application/problem+json"), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("nothing was stored"));
+    nats.restart();
+    let mut status = 0;
+    for _ in 0..100 {
+        let (s, _, _) = post(&app, &example()).await;
+        status = s;
+        if s == 202 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 202);
+    app.stop().await.unwrap();
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
+on_both_backends!(received_duplicate_updated, bad_input_is_a_problem_document);
