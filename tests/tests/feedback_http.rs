@@ -188,3 +188,158 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(received_duplicate_updated, bad_input_is_a_problem_document);
+
+fn doc(response_id: &str, nps: i64) -> Value {
+    let mut d = example();
+    d["response_id"] = json!(response_id);
+    d["answers"]["nps"] = json!(nps);
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_reports_each_item_and_is_safe_to_retry() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    with_account(&app).await;
+    let batch = |items: Vec<Value>| {
+        let addr = app.http_addr;
+        async move {
+            let (s, _, b) = http_post(
+                addr,
+                "/v1/feedback:batch",
+                Value::Array(items).to_string().as_bytes(),
+            )
+            .await;
+            (s, serde_json::from_str::<Value>(&b).unwrap_or(Value::Null))
+        }
+    };
+    let (s, r) = batch(vec![doc("B-1", 2), doc("B-2", 11), doc("B-3", 9)]).await;
+    assert_eq!(s, 207, "{r}");
+    let statuses: Vec<_> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["received", "invalid", "received"]);
+    assert_eq!(r["results"][1]["errors"][0]["pointer"], "/answers/nps");
+
+    let (s, r) = batch(vec![doc("B-1", 2), doc("B-3", 9)]).await;
+    assert_eq!(s, 202, "{r}");
+    let statuses: Vec<_> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["duplicate", "duplicate"]);
+
+    let (s, _) = batch(vec![doc("B-9", 12)]).await;
+    assert_eq!(s, 422);
+    let (s, _) = batch((0..501).map(|i| doc(&format!("M-{i}"), 5)).collect()).await;
+    assert_eq!(s, 422);
+    let (s, ct, _) = http_post(
+        app.http_addr,
+        "/v1/feedback:batch",
+        b"{\"not\": \"a batch\"}",
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (422, "application/problem+json"));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_submit_and_batch() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    with_account(&app).await;
+    let mut c = v1::feedback_service_client::FeedbackServiceClient::connect(app.grpc_url())
+        .await
+        .unwrap();
+    let answer = |v: v1::answer::Value| v1::Answer { value: Some(v) };
+    let fb = |rid: &str, nps: i64| v1::Feedback {
+        response_id: rid.into(),
+        source: "salesforce".into(),
+        program: "relationship-nps".into(),
+        account_id: "ACME-001".into(),
+        submitted_at: Some(prost_types::Timestamp {
+            seconds: 1_762_075_800,
+            nanos: 0,
+        }),
+        answers: [
+            ("nps".to_string(), answer(v1::answer::Value::IntValue(nps))),
+            (
+                "comment".to_string(),
+                answer(v1::answer::Value::StringValue("ok".into())),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let r = c
+        .submit(v1::SubmitFeedbackRequest {
+            feedback: Some(fb("G-1", 4)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status, v1::SubmitStatus::Received as i32);
+    let again = c
+        .submit(v1::SubmitFeedbackRequest {
+            feedback: Some(fb("G-1", 4)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (again.status, again.sequence),
+        (v1::SubmitStatus::Duplicate as i32, r.sequence)
+    );
+
+    let e = c
+        .submit(v1::SubmitFeedbackRequest {
+            feedback: Some(fb("G-2", 11)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    use tonic_types::StatusExt;
+    let fields: Vec<_> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["answers.nps"]);
+
+    let b = c
+        .submit_batch(v1::SubmitFeedbackBatchRequest {
+            feedback: vec![fb("G-3", 9), v1::Feedback::default()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(b.results[0].status, v1::SubmitStatus::Received as i32);
+    assert_eq!(b.results[1].status, v1::SubmitStatus::Invalid as i32);
+    let missing: Vec<_> = b.results[1]
+        .violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert_eq!(
+        missing,
+        [
+            "response_id",
+            "source",
+            "program",
+            "account_id",
+            "submitted_at",
+            "answers"
+        ]
+    );
+    app.stop().await.unwrap();
+}

@@ -1,4 +1,4 @@
-//! HTTP `POST /v1/feedback`.
+//! HTTP `POST /v1/feedback` and `POST /v1/feedback:batch`.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -9,10 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::intake::{Intake, SubmitError};
+use crate::intake::{Accepted, BATCH_MAX, Intake, SubmitError};
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 256 * 1024;
+/// Largest accepted batch body.
+pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 /// An RFC 9457 problem document.
 fn problem(
@@ -40,10 +42,63 @@ fn problem(
 }
 
 pub fn router(intake: Intake) -> Router {
-    Router::new()
+    let single = Router::new()
         .route("/v1/feedback", post(submit))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(intake)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let batch = Router::new()
+        .route("/v1/feedback:batch", post(submit_batch))
+        .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT));
+    single.merge(batch).with_state(intake)
+}
+
+/// Reads a JSON body, or the problem document to answer instead.
+fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, Response> {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                format!("the body limit is {limit} bytes"),
+                None,
+            ));
+        }
+        Err(e) => {
+            return Err(problem(
+                e.status(),
+                "bad-body",
+                "Unreadable request body",
+                e.body_text(),
+                None,
+            ));
+        }
+    };
+    serde_json::from_slice(&body).map_err(|e| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "Malformed JSON",
+            format!("the body is not JSON: {e}"),
+            None,
+        )
+    })
+}
+
+fn meta(headers: &HeaderMap) -> impl Fn(&str) -> Option<String> + '_ {
+    |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}
+
+fn problems_json(problems: &[crate::canonical::Problem]) -> Value {
+    problems
+        .iter()
+        .map(|p| json!({"pointer": p.pointer, "detail": p.detail}))
+        .collect()
 }
 
 async fn submit(
@@ -51,46 +106,11 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Request body too large",
-                format!("the body limit is {BODY_LIMIT} bytes"),
-                None,
-            );
-        }
-        Err(e) => {
-            return problem(
-                e.status(),
-                "bad-body",
-                "Unreadable request body",
-                e.body_text(),
-                None,
-            );
-        }
-    };
-    let doc: Value = match serde_json::from_slice(&body) {
+    let doc = match json_body(body, BODY_LIMIT) {
         Ok(v) => v,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "malformed-json",
-                "Malformed JSON",
-                format!("the body is not JSON: {e}"),
-                None,
-            );
-        }
+        Err(r) => return r,
     };
-    let meta = |k: &str| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    match intake.submit(&doc, meta).await {
+    match intake.submit(&doc, meta(&headers)).await {
         Ok(a) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({
@@ -102,10 +122,6 @@ async fn submit(
             .into_response(),
         Err(SubmitError::Invalid(problems)) => {
             let n = problems.len();
-            let errors: Vec<Value> = problems
-                .into_iter()
-                .map(|p| json!({"pointer": p.pointer, "detail": p.detail}))
-                .collect();
             problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-feedback",
@@ -114,7 +130,7 @@ async fn submit(
                     "{n} problem{} with the feedback; see errors",
                     if n == 1 { "" } else { "s" }
                 ),
-                Some(("errors", Value::Array(errors))),
+                Some(("errors", problems_json(&problems))),
             )
         }
         Err(e @ (SubmitError::Unavailable(_) | SubmitError::NoPrograms)) => problem(
@@ -125,4 +141,94 @@ async fn submit(
             None,
         ),
     }
+}
+
+fn item(index: usize, r: &Result<Accepted, SubmitError>) -> Value {
+    match r {
+        Ok(a) => json!({
+            "index": index,
+            "feedback_id": a.feedback_id.to_string(),
+            "status": a.outcome.as_str(),
+            "sequence": a.sequence,
+        }),
+        Err(SubmitError::Invalid(problems)) => json!({
+            "index": index,
+            "status": "invalid",
+            "errors": problems_json(problems),
+        }),
+        Err(e) => json!({"index": index, "status": "unavailable", "error": e.to_string()}),
+    }
+}
+
+/// `POST /v1/feedback:batch`: a JSON array (or `{"feedback": [...]}`) of up to
+/// 500 documents. Each is validated and stored on its own; the answer lists
+/// every item's result in order: `202` all stored, `207` some rejected,
+/// `422` none valid, `503` some could not be stored (retrying the whole batch
+/// is safe: stored items come back as duplicates).
+async fn submit_batch(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let doc = match json_body(body, BATCH_BODY_LIMIT) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let items = match doc {
+        Value::Array(a) => a,
+        Value::Object(mut o) if o.get("feedback").is_some_and(Value::is_array) => {
+            match o.remove("feedback") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            }
+        }
+        _ => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-batch",
+                "Invalid batch",
+                "a batch is a JSON array of feedback documents (or {\"feedback\": [...]})".into(),
+                None,
+            );
+        }
+    };
+    if items.is_empty() || items.len() > BATCH_MAX {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-batch",
+            "Invalid batch",
+            format!(
+                "a batch holds 1 to {BATCH_MAX} documents; this one has {}",
+                items.len()
+            ),
+            None,
+        );
+    }
+    let carried: Vec<(String, String)> = ["traceparent", "x-correlation-id"]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), meta(&headers)(k)?)))
+        .collect();
+    let results = intake.submit_batch(items, carried).await;
+    let stored = results.iter().filter(|r| r.is_ok()).count();
+    let unavailable = results.iter().any(|r| {
+        matches!(
+            r,
+            Err(SubmitError::Unavailable(_) | SubmitError::NoPrograms)
+        )
+    });
+    let status = if unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if stored == results.len() {
+        StatusCode::ACCEPTED
+    } else if stored == 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    let body: Vec<Value> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| item(i, r))
+        .collect();
+    (status, axum::Json(json!({ "results": body }))).into_response()
 }

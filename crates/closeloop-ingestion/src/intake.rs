@@ -6,10 +6,17 @@ use std::time::SystemTime;
 use closeloop_eventstore::{EventContext, ExecuteError, Executor};
 use closeloop_programs::Catalog;
 use closeloop_readmodel::Db;
+use futures::StreamExt;
 use serde_json::Value;
 
 use crate::canonical::{self, Problem};
 use crate::feedback::{FeedbackAggregate, FeedbackId, content_request_id};
+
+/// Most responses in one batch.
+pub const BATCH_MAX: usize = 500;
+/// Batch items in flight at once: their appends are pipelined rather than
+/// each awaiting the broker's ack in turn (items for one response still queue).
+const BATCH_CONCURRENCY: usize = 64;
 
 /// What became of an accepted submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,5 +126,35 @@ impl Intake {
             outcome,
             sequence: done.sequence,
         })
+    }
+
+    /// Submits each document on its own (results in input order). Items are
+    /// stored concurrently; a failed item does not stop the others. `meta`
+    /// holds the request metadata (`traceparent`, `x-correlation-id`).
+    pub async fn submit_batch(
+        &self,
+        docs: Vec<Value>,
+        meta: Vec<(String, String)>,
+    ) -> Vec<Result<Accepted, SubmitError>> {
+        let meta = std::sync::Arc::new(meta);
+        let mut results: Vec<(usize, Result<Accepted, SubmitError>)> =
+            futures::stream::iter(docs.into_iter().enumerate())
+                .map(|(i, d)| {
+                    let this = self.clone();
+                    let meta = meta.clone();
+                    async move {
+                        let get = |k: &str| {
+                            meta.iter()
+                                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                                .map(|(_, v)| v.clone())
+                        };
+                        (i, this.submit(&d, get).await)
+                    }
+                })
+                .buffer_unordered(BATCH_CONCURRENCY)
+                .collect()
+                .await;
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
     }
 }

@@ -7,5 +7,6 @@
 
 pub mod canonical;
 pub mod feedback;
+pub mod grpc;
 pub mod http;
 pub mod intake;

@@ -14,7 +14,9 @@ use std::time::Duration;
 use closeloop_directory::grpc::{DirectoryGrpc, DirectoryProgress};
 use closeloop_directory::projection::{AccountView, PersonView, TeamView};
 use closeloop_eventstore::{EventStore, Prefix, StoreConfig};
+use closeloop_ingestion::grpc::FeedbackGrpc;
 use closeloop_proto::v1::directory_service_server::DirectoryServiceServer;
+use closeloop_proto::v1::feedback_service_server::FeedbackServiceServer;
 use closeloop_proto::v1::ticket_service_server::TicketServiceServer;
 use closeloop_readmodel::{Db, run_projector};
 use closeloop_ticketing::{commands::TicketCommands, grpc::TicketGrpc, projection};
@@ -215,11 +217,15 @@ pub async fn run(
             .set_serving::<DirectoryServiceServer<DirectoryGrpc>>()
             .await;
         grpc = grpc.add_service(DirectoryServiceServer::new(svc));
-        intake = Some(closeloop_ingestion::intake::Intake::new(
-            catalog.clone(),
-            db.clone(),
-            store.clone(),
-        ));
+        let feedback_intake =
+            closeloop_ingestion::intake::Intake::new(catalog.clone(), db.clone(), store.clone());
+        health
+            .set_serving::<FeedbackServiceServer<FeedbackGrpc>>()
+            .await;
+        grpc = grpc.add_service(FeedbackServiceServer::new(FeedbackGrpc::new(
+            feedback_intake.clone(),
+        )));
+        intake = Some(feedback_intake);
     }
 
     let http_state = http::State {
