@@ -52,36 +52,36 @@ pub fn router(intake: Intake) -> Router {
 }
 
 /// Reads a JSON body, or the problem document to answer instead.
-fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, Response> {
+fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, Box<Response>> {
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(problem(
+            return Err(Box::new(problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
                 "Request body too large",
                 format!("the body limit is {limit} bytes"),
                 None,
-            ));
+            )));
         }
         Err(e) => {
-            return Err(problem(
+            return Err(Box::new(problem(
                 e.status(),
                 "bad-body",
                 "Unreadable request body",
                 e.body_text(),
                 None,
-            ));
+            )));
         }
     };
     serde_json::from_slice(&body).map_err(|e| {
-        problem(
+        Box::new(problem(
             StatusCode::BAD_REQUEST,
             "malformed-json",
             "Malformed JSON",
             format!("the body is not JSON: {e}"),
             None,
-        )
+        ))
     })
 }
 
@@ -108,7 +108,7 @@ async fn submit(
 ) -> Response {
     let doc = match json_body(body, BODY_LIMIT) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match intake.submit(&doc, meta(&headers)).await {
         Ok(a) => (
@@ -172,7 +172,7 @@ async fn submit_batch(
 ) -> Response {
     let doc = match json_body(body, BATCH_BODY_LIMIT) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let items = match doc {
         Value::Array(a) => a,
