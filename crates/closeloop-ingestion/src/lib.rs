@@ -10,3 +10,4 @@ pub mod feedback;
 pub mod grpc;
 pub mod http;
 pub mod intake;
+pub mod nats;

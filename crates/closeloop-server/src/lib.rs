@@ -41,6 +41,8 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("{0}")]
+    Intake(String),
     #[error("programs file {path} is invalid:\n{errors}")]
     Programs { path: String, errors: String },
     #[error("cannot connect to NATS at {url}: {reason}")]
@@ -225,6 +227,22 @@ pub async fn run(
         grpc = grpc.add_service(FeedbackServiceServer::new(FeedbackGrpc::new(
             feedback_intake.clone(),
         )));
+        if catalog.is_some() {
+            closeloop_ingestion::nats::ensure_streams(store.jetstream(), &config.prefix)
+                .await
+                .map_err(|e| ServerError::Intake(e.to_string()))?;
+            tasks.spawn(closeloop_ingestion::nats::run_feedback_intake(
+                store.jetstream().clone(),
+                config.prefix.clone(),
+                feedback_intake.clone(),
+                stopped(),
+            ));
+        } else {
+            tracing::warn!(
+                "no --programs file: feedback intake answers 503 and {} is not consumed",
+                closeloop_ingestion::nats::feedback_subject(&config.prefix)
+            );
+        }
         intake = Some(feedback_intake);
     }
 

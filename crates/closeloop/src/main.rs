@@ -3,6 +3,7 @@
 
 mod client;
 mod directory;
+mod intake;
 mod output;
 mod programs;
 mod tickets;
@@ -47,6 +48,8 @@ enum Command {
     Programs(programs::ProgramsArgs),
     /// Import and look up accounts, people and teams.
     Directory(directory::DirectoryArgs),
+    /// The NATS intake's rejected (dead-lettered) messages: list and redrive.
+    Intake(intake::IntakeArgs),
 }
 
 #[derive(clap::Args)]
@@ -171,6 +174,10 @@ async fn main() -> ExitCode {
             tickets::run(args).await
         }
         Command::Programs(args) => programs::run(args),
+        Command::Intake(args) => {
+            init_logging(cli.log_format, "warn");
+            intake::run(args).await
+        }
         Command::Directory(args) => {
             init_logging(cli.log_format, "warn");
             directory::run(args).await

@@ -362,3 +362,121 @@ async fn directory_import_is_idempotent_and_reports_bad_records() {
     assert_eq!(o.status.code(), Some(4));
     app.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_intake_parks_bad_messages_and_redrive_retries_them() {
+    use closeloop_proto::v1;
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let prefix = unique_prefix();
+    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    let intake = |args: Vec<String>| {
+        let (url, prefix) = (nats.url(), prefix.clone());
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+                .args(["intake", "--nats-url", &url, "--prefix", &prefix])
+                .args(args)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let rejected = || async {
+        let o = intake(vec!["rejected".into(), "-o".into(), "json".into()]).await;
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["rejected"].as_array().unwrap().clone()
+    };
+    let doc = serde_json::json!({
+      "response_id": "N-1", "source": "qualtrics", "program": "relationship-nps",
+      "account_id": "ACME-001", "submitted_at": "2026-11-02T09:30:00Z",
+      "answers": {"nps": 2, "comment": "too slow"}
+    });
+    let js = async_nats::jetstream::new(nats.client().await);
+    let subject = format!("{prefix}.intake.feedback");
+    for payload in [doc.to_string(), "not json".to_string()] {
+        js.publish(subject.clone(), payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    let mut parked = Vec::new();
+    for _ in 0..100 {
+        parked = rejected().await;
+        if parked.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    let unknown = parked
+        .iter()
+        .find(|r| {
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .contains("/account_id: ACME-001 is not an account in the directory")
+        })
+        .expect("unknown account parked with its reason");
+    assert!(
+        parked
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap().starts_with("malformed JSON"))
+    );
+    assert_eq!(unknown["original_subject"], subject);
+
+    // Fix the cause, then redrive.
+    let mut d = app.directory().await;
+    let r = d
+        .upsert_account(v1::UpsertAccountRequest {
+            account: Some(v1::Account {
+                id: "ACME-001".into(),
+                name: "Acme".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    d.get_account(v1::GetAccountRequest {
+        account_id: "ACME-001".into(),
+        min_sequence: r.sequence,
+    })
+    .await
+    .unwrap();
+    let seq = unknown["sequence"].as_u64().unwrap().to_string();
+    let o = intake(vec!["redrive".into(), seq.clone()]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Stored by the intake: the same document over HTTP is now a duplicate.
+    let mut status = String::new();
+    for _ in 0..100 {
+        let (_, _, body) =
+            closeloop_tests::http_post(app.http_addr, "/v1/feedback", doc.to_string().as_bytes())
+                .await;
+        status = serde_json::from_str::<Value>(&body).unwrap()["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if status == "duplicate" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "duplicate");
+    let left = rejected().await;
+    assert_eq!(left.len(), 1);
+    assert!(
+        left[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed JSON")
+    );
+
+    let o = intake(vec!["redrive".into(), seq]).await;
+    assert_eq!(o.status.code(), Some(4), "a redriven letter is gone");
+    app.stop().await.unwrap();
+}
