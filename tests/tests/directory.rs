@@ -231,3 +231,85 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(upsert_get_and_idempotency, bad_input);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_published_on_nats_are_upserted_or_parked() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let prefix = unique_prefix();
+    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    let js = async_nats::jetstream::new(nats.client().await);
+    let subject = format!("{prefix}.intake.directory");
+    for payload in [
+        r#"{"kind": "account", "id": "WAYNE-7", "name": "Wayne Enterprises", "team": {"csm": "alfred@vendor.example"}}"#,
+        r#"{"kind": "team", "id": "Bad Id", "members": ["x@vendor.example"]}"#,
+        r#"{"kind": "spaceship"}"#,
+    ] {
+        js.publish(subject.clone(), payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut d = app.directory().await;
+    let mut found = None;
+    for _ in 0..100 {
+        if let Ok(a) = d
+            .get_account(v1::GetAccountRequest {
+                account_id: "WAYNE-7".into(),
+                min_sequence: 0,
+            })
+            .await
+        {
+            found = Some(a.into_inner());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let a = found.expect("account from NATS intake");
+    assert_eq!(a.team[0].email, "alfred@vendor.example");
+
+    let mut dlq = js
+        .get_stream(format!("{}_DLQ", prefix.to_uppercase()))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if dlq.info().await.unwrap().state.messages == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let state = dlq.info().await.unwrap().state.clone();
+    assert_eq!(state.messages, 2);
+    let mut reasons = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        let m = dlq.get_raw_message(seq).await.unwrap();
+        assert_eq!(
+            m.headers
+                .get("Closeloop-Original-Subject")
+                .unwrap()
+                .as_str(),
+            subject
+        );
+        reasons.push(
+            m.headers
+                .get("Closeloop-Dead-Letter-Reason")
+                .unwrap()
+                .as_str()
+                .to_string(),
+        );
+    }
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("team.id: \"Bad Id\" is not a valid id")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("not a directory record")),
+        "{reasons:?}"
+    );
+    app.stop().await.unwrap();
+}

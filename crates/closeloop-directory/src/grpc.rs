@@ -1,10 +1,9 @@
 //! `closeloop.v1.DirectoryService` and the directory queries.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use closeloop_domain::{AccountId, Email, FieldViolation};
-use closeloop_eventstore::{EventContext, ExecuteError, Executor};
+use closeloop_eventstore::{EventContext, ExecuteError};
 use closeloop_proto::status::invalid_argument;
 use closeloop_proto::v1;
 use closeloop_proto::v1::directory_service_server::DirectoryService;
@@ -13,10 +12,7 @@ use sqlx::Row;
 use tonic::{Request, Response, Status};
 
 use crate::projection::{ACCOUNT_VIEW, PERSON_VIEW, TEAM_VIEW};
-use crate::records::{
-    AccountKind, Directory, PersonKind, RecordKey, RecordKind, TeamKind, account_from_proto,
-    content_request_id, person_from_proto, team_from_proto,
-};
+use crate::writer::{DirectoryWriter, Upserted, WriteError};
 
 /// Longest a query waits for its view to reach `min_sequence`.
 const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,31 +27,25 @@ pub struct DirectoryProgress {
 
 #[derive(Clone)]
 pub struct DirectoryGrpc {
-    accounts: Executor<Directory<AccountKind>>,
-    people: Executor<Directory<PersonKind>>,
-    teams: Executor<Directory<TeamKind>>,
+    writer: DirectoryWriter,
     db: Db,
     progress: DirectoryProgress,
-}
-
-fn execute_error(e: ExecuteError<Infallible>) -> Status {
-    match e {
-        ExecuteError::Rule(never) => match never {},
-        ExecuteError::Contention(_) => Status::aborted(e.to_string()),
-        ExecuteError::Unavailable(_) => Status::unavailable(e.to_string()),
-        ExecuteError::Corrupt { .. } => Status::internal(e.to_string()),
-    }
 }
 
 fn sql_error(e: sqlx::Error) -> Status {
     Status::unavailable(format!("read model unavailable: {e}"))
 }
 
-/// Prefixes field names with the record's name (`account.team.csm`).
-fn nested(prefix: &str, v: Vec<FieldViolation>) -> Vec<FieldViolation> {
-    v.into_iter()
-        .map(|f| FieldViolation::new(format!("{prefix}.{}", f.field), f.description))
-        .collect()
+fn write_error(e: WriteError) -> Status {
+    match e {
+        WriteError::Invalid(v) => invalid_argument(v),
+        WriteError::Store(e) => match e {
+            ExecuteError::Rule(never) => match never {},
+            ExecuteError::Contention(_) => Status::aborted(e.to_string()),
+            ExecuteError::Unavailable(_) => Status::unavailable(e.to_string()),
+            ExecuteError::Corrupt { .. } => Status::internal(e.to_string()),
+        },
+    }
 }
 
 fn actor(a: &str) -> Result<String, Status> {
@@ -67,51 +57,59 @@ fn actor(a: &str) -> Result<String, Status> {
         .map_err(|v| invalid_argument(vec![v]))
 }
 
+/// The request id (optional), checked, and a context builder for it.
+fn request<T>(
+    req: &Request<T>,
+    request_id: &str,
+    actor_email: &str,
+) -> Result<(Option<String>, impl FnOnce(&str) -> EventContext), Status> {
+    let actor = actor(actor_email)?;
+    let rid = if request_id.trim().is_empty() {
+        None
+    } else {
+        Some(
+            closeloop_domain::RequestId::parse("request_id", request_id)
+                .map_err(|v| invalid_argument(vec![v]))?
+                .to_string(),
+        )
+    };
+    let meta: Vec<(String, String)> = ["traceparent", "x-correlation-id"]
+        .iter()
+        .filter_map(|k| {
+            Some((
+                k.to_string(),
+                req.metadata().get(*k)?.to_str().ok()?.to_string(),
+            ))
+        })
+        .collect();
+    let ctx = move |rid: &str| {
+        EventContext::for_request(
+            |k| meta.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+            rid,
+            actor,
+        )
+    };
+    Ok((rid, ctx))
+}
+
+fn answer(u: Upserted) -> Response<v1::UpsertResponse> {
+    Response::new(v1::UpsertResponse {
+        sequence: u.sequence,
+        changed: u.changed,
+    })
+}
+
+fn required(field: &str) -> Status {
+    invalid_argument(vec![FieldViolation::new(field, "is required")])
+}
+
 impl DirectoryGrpc {
-    pub fn new(
-        store: closeloop_eventstore::EventStore,
-        db: Db,
-        progress: DirectoryProgress,
-    ) -> Self {
+    pub fn new(writer: DirectoryWriter, db: Db, progress: DirectoryProgress) -> Self {
         DirectoryGrpc {
-            accounts: Executor::new(store.clone()),
-            people: Executor::new(store.clone()),
-            teams: Executor::new(store),
+            writer,
             db,
             progress,
         }
-    }
-
-    async fn upsert<K: RecordKind, T>(
-        &self,
-        exec: &Executor<Directory<K>>,
-        req: &Request<T>,
-        request_id: &str,
-        actor: String,
-        record: K::Record,
-    ) -> Result<Response<v1::UpsertResponse>, Status> {
-        let request_id = if request_id.trim().is_empty() {
-            content_request_id(&K::to_body(&record))
-        } else {
-            closeloop_domain::RequestId::parse("request_id", request_id)
-                .map_err(|v| invalid_argument(vec![v]))?
-                .to_string()
-        };
-        let md = req.metadata();
-        let ctx = EventContext::for_request(
-            |k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string),
-            &request_id,
-            actor,
-        );
-        let key = RecordKey::of::<K>(&K::natural_id(&record));
-        let done = exec
-            .execute(key, &request_id, &ctx, &record)
-            .await
-            .map_err(execute_error)?;
-        Ok(Response::new(v1::UpsertResponse {
-            sequence: done.sequence,
-            changed: !done.replayed,
-        }))
     }
 
     async fn catch_up(&self, view: &str, progress: &Progress, min: u64) -> Result<(), Status> {
@@ -136,49 +134,54 @@ impl DirectoryService for DirectoryGrpc {
         &self,
         req: Request<v1::UpsertAccountRequest>,
     ) -> Result<Response<v1::UpsertResponse>, Status> {
-        let r = req.get_ref();
-        let actor = actor(&r.actor)?;
-        let account = r
+        let (rid, ctx) = request(&req, &req.get_ref().request_id, &req.get_ref().actor)?;
+        let a = req
+            .get_ref()
             .account
             .as_ref()
-            .ok_or_else(|| invalid_argument(vec![FieldViolation::new("account", "is required")]))
-            .and_then(|a| {
-                account_from_proto(a).map_err(|v| invalid_argument(nested("account", v)))
-            })?;
-        self.upsert(&self.accounts, &req, &r.request_id, actor, account)
+            .ok_or_else(|| required("account"))?;
+        let u = self
+            .writer
+            .account(a, rid.as_deref(), ctx)
             .await
+            .map_err(write_error)?;
+        Ok(answer(u))
     }
 
     async fn upsert_person(
         &self,
         req: Request<v1::UpsertPersonRequest>,
     ) -> Result<Response<v1::UpsertResponse>, Status> {
-        let r = req.get_ref();
-        let actor = actor(&r.actor)?;
-        let person = r
+        let (rid, ctx) = request(&req, &req.get_ref().request_id, &req.get_ref().actor)?;
+        let p = req
+            .get_ref()
             .person
             .as_ref()
-            .ok_or_else(|| invalid_argument(vec![FieldViolation::new("person", "is required")]))
-            .and_then(|p| {
-                person_from_proto(p).map_err(|v| invalid_argument(nested("person", v)))
-            })?;
-        self.upsert(&self.people, &req, &r.request_id, actor, person)
+            .ok_or_else(|| required("person"))?;
+        let u = self
+            .writer
+            .person(p, rid.as_deref(), ctx)
             .await
+            .map_err(write_error)?;
+        Ok(answer(u))
     }
 
     async fn upsert_team(
         &self,
         req: Request<v1::UpsertTeamRequest>,
     ) -> Result<Response<v1::UpsertResponse>, Status> {
-        let r = req.get_ref();
-        let actor = actor(&r.actor)?;
-        let team = r
+        let (rid, ctx) = request(&req, &req.get_ref().request_id, &req.get_ref().actor)?;
+        let t = req
+            .get_ref()
             .team
             .as_ref()
-            .ok_or_else(|| invalid_argument(vec![FieldViolation::new("team", "is required")]))
-            .and_then(|t| team_from_proto(t).map_err(|v| invalid_argument(nested("team", v))))?;
-        self.upsert(&self.teams, &req, &r.request_id, actor, team)
+            .ok_or_else(|| required("team"))?;
+        let u = self
+            .writer
+            .team(t, rid.as_deref(), ctx)
             .await
+            .map_err(write_error)?;
+        Ok(answer(u))
     }
 
     async fn get_account(

@@ -11,3 +11,5 @@
 pub mod grpc;
 pub mod projection;
 pub mod records;
+pub mod rows;
+pub mod writer;

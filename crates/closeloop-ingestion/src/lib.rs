@@ -6,6 +6,7 @@
 //! the offending field, and checked against the program's questions.
 
 pub mod canonical;
+pub mod directory_intake;
 pub mod feedback;
 pub mod grpc;
 pub mod http;

@@ -92,13 +92,29 @@ pub async fn ensure_streams(
     Ok(())
 }
 
-enum Verdict {
+/// What a handler made of one intake message.
+pub enum Verdict {
+    /// Processed: acknowledge.
     Done,
+    /// Can never be processed as it is: park it with this reason.
     DeadLetter(String),
+    /// Could not be processed now (e.g. broker trouble): redeliver later.
     Retry(String),
 }
 
-async fn handle(intake: &Intake, msg: &jetstream::Message) -> Verdict {
+/// Handles one message of an intake subject.
+pub trait Handler: Send + Sync {
+    fn handle(&self, msg: &jetstream::Message)
+    -> impl std::future::Future<Output = Verdict> + Send;
+}
+
+impl Handler for Intake {
+    async fn handle(&self, msg: &jetstream::Message) -> Verdict {
+        handle_feedback(self, msg).await
+    }
+}
+
+async fn handle_feedback(intake: &Intake, msg: &jetstream::Message) -> Verdict {
     let doc: Value = match serde_json::from_slice(&msg.payload) {
         Ok(v) => v,
         Err(e) => return Verdict::DeadLetter(format!("malformed JSON: {e}")),
@@ -182,14 +198,28 @@ pub async fn run_feedback_intake(
     intake: Intake,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
+    let subject = feedback_subject(&prefix);
+    run_intake(js, prefix, "feedback-intake", subject, intake, shutdown).await
+}
+
+/// Consumes one intake subject with a durable consumer named `name`, passing
+/// each message to `handler`, until `shutdown` resolves.
+pub async fn run_intake<H: Handler>(
+    js: jetstream::Context,
+    prefix: Prefix,
+    name: &'static str,
+    subject: String,
+    handler: H,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let r = tokio::select! {
             _ = &mut shutdown => return,
-            r = consume(&js, &prefix, &intake) => r,
+            r = consume(&js, &prefix, name, &subject, &handler) => r,
         };
         if let Err(e) = r {
-            tracing::error!(error = %e, "feedback intake consumer failed; restarting");
+            tracing::error!(consumer = name, error = %e, "intake consumer failed; restarting");
         }
         tokio::select! {
             _ = &mut shutdown => return,
@@ -198,7 +228,13 @@ pub async fn run_feedback_intake(
     }
 }
 
-async fn consume(js: &jetstream::Context, prefix: &Prefix, intake: &Intake) -> Result<(), String> {
+async fn consume<H: Handler>(
+    js: &jetstream::Context,
+    prefix: &Prefix,
+    name: &str,
+    subject: &str,
+    handler: &H,
+) -> Result<(), String> {
     ensure_streams(js, prefix)
         .await
         .map_err(|e| e.to_string())?;
@@ -208,10 +244,10 @@ async fn consume(js: &jetstream::Context, prefix: &Prefix, intake: &Intake) -> R
         .map_err(|e| e.to_string())?;
     let consumer = stream
         .get_or_create_consumer(
-            "feedback-intake",
+            name,
             pull::Config {
-                durable_name: Some("feedback-intake".into()),
-                filter_subject: feedback_subject(prefix),
+                durable_name: Some(name.into()),
+                filter_subject: subject.to_string(),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 ..Default::default()
@@ -225,11 +261,11 @@ async fn consume(js: &jetstream::Context, prefix: &Prefix, intake: &Intake) -> R
         .messages()
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(subject = %feedback_subject(prefix), "feedback intake consuming");
+    tracing::info!(consumer = name, %subject, "intake consuming");
     while let Some(msg) = messages.next().await {
         let msg = msg.map_err(|e| e.to_string())?;
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-        match handle(intake, &msg).await {
+        match handler.handle(&msg).await {
             Verdict::Done => msg.ack().await.map_err(|e| e.to_string())?,
             Verdict::DeadLetter(reason) => {
                 match dead_letter(js, prefix, &msg, seq, &reason).await {

@@ -206,8 +206,9 @@ pub async fn run(
             teams_tx,
             stopped(),
         ));
+        let directory_writer = closeloop_directory::writer::DirectoryWriter::new(store.clone());
         let svc = DirectoryGrpc::new(
-            store.clone(),
+            directory_writer.clone(),
             db.clone(),
             DirectoryProgress {
                 accounts,
@@ -227,10 +228,20 @@ pub async fn run(
         grpc = grpc.add_service(FeedbackServiceServer::new(FeedbackGrpc::new(
             feedback_intake.clone(),
         )));
+        closeloop_ingestion::nats::ensure_streams(store.jetstream(), &config.prefix)
+            .await
+            .map_err(|e| ServerError::Intake(e.to_string()))?;
+        tasks.spawn(closeloop_ingestion::nats::run_intake(
+            store.jetstream().clone(),
+            config.prefix.clone(),
+            "directory-intake",
+            closeloop_ingestion::directory_intake::directory_subject(&config.prefix),
+            closeloop_ingestion::directory_intake::DirectoryIntake {
+                writer: directory_writer,
+            },
+            stopped(),
+        ));
         if catalog.is_some() {
-            closeloop_ingestion::nats::ensure_streams(store.jetstream(), &config.prefix)
-                .await
-                .map_err(|e| ServerError::Intake(e.to_string()))?;
             tasks.spawn(closeloop_ingestion::nats::run_feedback_intake(
                 store.jetstream().clone(),
                 config.prefix.clone(),

@@ -1,10 +1,10 @@
 //! `closeloop directory ...`: import and look up accounts, people and teams.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use closeloop_directory::rows::{AccountRow, PersonRow, TeamRow};
 use closeloop_proto::v1;
 use closeloop_proto::v1::directory_service_client::DirectoryServiceClient;
 use serde::Deserialize;
@@ -54,41 +54,6 @@ struct File {
     accounts: Vec<AccountRow>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PersonRow {
-    email: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default, alias = "manager_email")]
-    manager: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TeamRow {
-    id: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    members: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccountRow {
-    id: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    region: String,
-    #[serde(default)]
-    segment: String,
-    /// Role → e-mail.
-    #[serde(default)]
-    team: BTreeMap<String, String>,
-}
-
 /// One record to upsert, with where it came from (for error messages).
 enum Record {
     Person(String, v1::Person),
@@ -99,43 +64,19 @@ enum Record {
 fn from_yaml(text: &str) -> Result<Vec<Record>, CliError> {
     let f: File = serde_norway::from_str(text).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut out = Vec::new();
-    for (i, p) in f.people.into_iter().enumerate() {
+    for (i, p) in f.people.iter().enumerate() {
         out.push(Record::Person(
             format!("people[{i}] ({})", p.email),
-            v1::Person {
-                email: p.email,
-                name: p.name,
-                manager_email: p.manager,
-                sequence: 0,
-            },
+            p.to_proto(),
         ));
     }
-    for (i, t) in f.teams.into_iter().enumerate() {
-        out.push(Record::Team(
-            format!("teams[{i}] ({})", t.id),
-            v1::Team {
-                id: t.id,
-                name: t.name,
-                members: t.members,
-                sequence: 0,
-            },
-        ));
+    for (i, t) in f.teams.iter().enumerate() {
+        out.push(Record::Team(format!("teams[{i}] ({})", t.id), t.to_proto()));
     }
-    for (i, a) in f.accounts.into_iter().enumerate() {
+    for (i, a) in f.accounts.iter().enumerate() {
         out.push(Record::Account(
             format!("accounts[{i}] ({})", a.id),
-            v1::Account {
-                id: a.id,
-                name: a.name,
-                region: a.region,
-                segment: a.segment,
-                team: a
-                    .team
-                    .into_iter()
-                    .map(|(role, email)| v1::AccountTeamMember { role, email })
-                    .collect(),
-                sequence: 0,
-            },
+            a.to_proto(),
         ));
     }
     Ok(out)

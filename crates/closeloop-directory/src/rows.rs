@@ -1,0 +1,94 @@
+//! Directory records as people write them: the rows of an import file (YAML
+//! or CSV, via the CLI) and the JSON messages of `<prefix>.intake.directory`.
+
+use std::collections::BTreeMap;
+
+use closeloop_proto::v1;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonRow {
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, alias = "manager_email")]
+    pub manager: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamRow {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRow {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub segment: String,
+    /// Role → e-mail.
+    #[serde(default)]
+    pub team: BTreeMap<String, String>,
+}
+
+/// One message on `<prefix>.intake.directory`: `{"kind": "account", ...}`,
+/// `{"kind": "person", ...}` or `{"kind": "team", ...}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DirectoryRow {
+    Account(AccountRow),
+    Person(PersonRow),
+    Team(TeamRow),
+}
+
+impl PersonRow {
+    pub fn to_proto(&self) -> v1::Person {
+        v1::Person {
+            email: self.email.clone(),
+            name: self.name.clone(),
+            manager_email: self.manager.clone(),
+            sequence: 0,
+        }
+    }
+}
+
+impl TeamRow {
+    pub fn to_proto(&self) -> v1::Team {
+        v1::Team {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            members: self.members.clone(),
+            sequence: 0,
+        }
+    }
+}
+
+impl AccountRow {
+    pub fn to_proto(&self) -> v1::Account {
+        v1::Account {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            region: self.region.clone(),
+            segment: self.segment.clone(),
+            team: self
+                .team
+                .iter()
+                .map(|(role, email)| v1::AccountTeamMember {
+                    role: role.clone(),
+                    email: email.clone(),
+                })
+                .collect(),
+            sequence: 0,
+        }
+    }
+}

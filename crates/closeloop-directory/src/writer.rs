@@ -1,0 +1,111 @@
+//! The single writer of directory records, shared by gRPC and the NATS intake.
+
+use std::convert::Infallible;
+
+use closeloop_domain::FieldViolation;
+use closeloop_eventstore::{EventContext, EventStore, ExecuteError, Executed, Executor};
+use closeloop_proto::v1;
+
+use crate::records::{
+    AccountKind, Directory, PersonKind, RecordKey, RecordKind, Stored, TeamKind,
+    account_from_proto, content_request_id, person_from_proto, team_from_proto,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("invalid record: {}", .0.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldViolation>),
+    #[error(transparent)]
+    Store(#[from] ExecuteError<Infallible>),
+}
+
+/// Prefixes field names with the record's name (`account.team.csm`).
+fn nested(prefix: &str, v: Vec<FieldViolation>) -> Vec<FieldViolation> {
+    v.into_iter()
+        .map(|f| FieldViolation::new(format!("{prefix}.{}", f.field), f.description))
+        .collect()
+}
+
+#[derive(Clone)]
+pub struct DirectoryWriter {
+    pub(crate) accounts: Executor<Directory<AccountKind>>,
+    pub(crate) people: Executor<Directory<PersonKind>>,
+    pub(crate) teams: Executor<Directory<TeamKind>>,
+}
+
+/// What an upsert did: the record's current sequence and whether it changed.
+pub struct Upserted {
+    pub sequence: u64,
+    pub changed: bool,
+}
+
+impl<S> From<Executed<S>> for Upserted {
+    fn from(e: Executed<S>) -> Self {
+        Upserted {
+            sequence: e.sequence,
+            changed: !e.replayed,
+        }
+    }
+}
+
+impl DirectoryWriter {
+    pub fn new(store: EventStore) -> Self {
+        DirectoryWriter {
+            accounts: Executor::new(store.clone()),
+            people: Executor::new(store.clone()),
+            teams: Executor::new(store),
+        }
+    }
+
+    async fn upsert<K: RecordKind>(
+        exec: &Executor<Directory<K>>,
+        record: K::Record,
+        request_id: Option<&str>,
+        ctx: impl FnOnce(&str) -> EventContext,
+    ) -> Result<Executed<Stored<K::Record>>, WriteError> {
+        let request_id = match request_id {
+            Some(r) if !r.trim().is_empty() => r.to_string(),
+            _ => content_request_id(&K::to_body(&record)),
+        };
+        let ctx = ctx(&request_id);
+        let key = RecordKey::of::<K>(&K::natural_id(&record));
+        Ok(exec.execute(key, &request_id, &ctx, &record).await?)
+    }
+
+    pub async fn account(
+        &self,
+        a: &v1::Account,
+        request_id: Option<&str>,
+        ctx: impl FnOnce(&str) -> EventContext,
+    ) -> Result<Upserted, WriteError> {
+        let record =
+            account_from_proto(a).map_err(|v| WriteError::Invalid(nested("account", v)))?;
+        Ok(Self::upsert(&self.accounts, record, request_id, ctx)
+            .await?
+            .into())
+    }
+
+    pub async fn person(
+        &self,
+        p: &v1::Person,
+        request_id: Option<&str>,
+        ctx: impl FnOnce(&str) -> EventContext,
+    ) -> Result<Upserted, WriteError> {
+        let record = person_from_proto(p).map_err(|v| WriteError::Invalid(nested("person", v)))?;
+        Ok(Self::upsert(&self.people, record, request_id, ctx)
+            .await?
+            .into())
+    }
+
+    pub async fn team(
+        &self,
+        t: &v1::Team,
+        request_id: Option<&str>,
+        ctx: impl FnOnce(&str) -> EventContext,
+    ) -> Result<Upserted, WriteError> {
+        let record = team_from_proto(t).map_err(|v| WriteError::Invalid(nested("team", v)))?;
+        Ok(Self::upsert(&self.teams, record, request_id, ctx)
+            .await?
+            .into())
+    }
+}
