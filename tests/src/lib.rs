@@ -371,3 +371,23 @@ pub async fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, Strin
         .unwrap_or_default();
     (status, content_type, body.to_string())
 }
+
+/// Runs each named `async fn(Backend)` scenario as two tests, one on SQLite
+/// and one on PostgreSQL: `closeloop_tests::on_both_backends!(a, b);`
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::Backend::Postgres).await }
+            )*
+        }
+    };
+}

@@ -213,24 +213,7 @@ async fn bad_input(backend: Backend) {
     app.stop().await.unwrap();
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Backend::Sqlite).await }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Backend::Postgres).await }
-            )*
-        }
-    };
-}
-
-on_both_backends!(upsert_get_and_idempotency, bad_input);
+closeloop_tests::on_both_backends!(upsert_get_and_idempotency, bad_input);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_published_on_nats_are_upserted_or_parked() {

@@ -170,24 +170,7 @@ async fn broker_down_is_503_never_202() {
     app.stop().await.unwrap();
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Backend::Sqlite).await }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Backend::Postgres).await }
-            )*
-        }
-    };
-}
-
-on_both_backends!(received_duplicate_updated, bad_input_is_a_problem_document);
+closeloop_tests::on_both_backends!(received_duplicate_updated, bad_input_is_a_problem_document);
 
 fn doc(response_id: &str, nps: i64) -> Value {
     let mut d = example();

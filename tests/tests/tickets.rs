@@ -677,24 +677,7 @@ async fn bad_input_gets_specific_errors(backend: Backend) {
     app.stop().await.unwrap();
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Backend::Sqlite).await }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Backend::Postgres).await }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+closeloop_tests::on_both_backends!(
     every_command_over_grpc,
     list_filters_and_pages,
     retried_requests_write_once,

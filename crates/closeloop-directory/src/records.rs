@@ -251,16 +251,7 @@ impl<K: RecordKind> Aggregate for Directory<K> {
             causation_id: ctx.causation_id.clone(),
             event: Some(K::to_body(event)),
         };
-        let env = Envelope {
-            event_id: event_id.to_string(),
-            event_type: K::EVENT_TYPE.to_string(),
-            schema_version: 1,
-            occurred_at: at,
-            correlation_id: ctx.correlation_id.clone(),
-            causation_id: ctx.causation_id.clone(),
-            traceparent: ctx.traceparent.clone(),
-            content_type: "application/protobuf".to_string(),
-        };
+        let env = Envelope::protobuf(event_id, K::EVENT_TYPE, at, ctx);
         (env, Bytes::from(msg.encode_to_vec()))
     }
 

@@ -36,6 +36,26 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The envelope of a protobuf event (`application/protobuf`, schema
+    /// version 1) written in `ctx`.
+    pub fn protobuf(
+        event_id: &str,
+        event_type: &str,
+        occurred_at: SystemTime,
+        ctx: &crate::EventContext,
+    ) -> Envelope {
+        Envelope {
+            event_id: event_id.to_string(),
+            event_type: event_type.to_string(),
+            schema_version: 1,
+            occurred_at,
+            correlation_id: ctx.correlation_id.clone(),
+            causation_id: ctx.causation_id.clone(),
+            traceparent: ctx.traceparent.clone(),
+            content_type: "application/protobuf".to_string(),
+        }
+    }
+
     pub(crate) fn to_headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(headers::MSG_ID, self.event_id.as_str());

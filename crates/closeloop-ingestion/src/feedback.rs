@@ -230,16 +230,7 @@ impl Aggregate for FeedbackAggregate {
             causation_id: ctx.causation_id.clone(),
             event: Some(body),
         };
-        let env = Envelope {
-            event_id: event_id.to_string(),
-            event_type: event_type.to_string(),
-            schema_version: 1,
-            occurred_at: at,
-            correlation_id: ctx.correlation_id.clone(),
-            causation_id: ctx.causation_id.clone(),
-            traceparent: ctx.traceparent.clone(),
-            content_type: "application/protobuf".to_string(),
-        };
+        let env = Envelope::protobuf(event_id, event_type, at, ctx);
         (env, Bytes::from(msg.encode_to_vec()))
     }
 

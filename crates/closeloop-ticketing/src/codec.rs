@@ -8,10 +8,6 @@ use closeloop_eventstore::{Envelope, EventContext, StoredEvent};
 use closeloop_proto::{convert, v1};
 use prost::Message;
 
-/// Schema version of every ticket event payload this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
-pub const CONTENT_TYPE: &str = "application/protobuf";
-
 pub fn encode(
     ticket_id: TicketId,
     event_id: &str,
@@ -30,16 +26,8 @@ pub fn encode(
         causation_id: ctx.causation_id.clone(),
         event: Some(convert::event_body(event)),
     };
-    let env = Envelope {
-        event_id: event_id.to_string(),
-        event_type: convert::event_type_name(event).to_string(),
-        schema_version: SCHEMA_VERSION,
-        occurred_at: at,
-        correlation_id: ctx.correlation_id.clone(),
-        causation_id: ctx.causation_id.clone(),
-        traceparent: ctx.traceparent.clone(),
-        content_type: CONTENT_TYPE.to_string(),
-    };
+    // Schema version 1, application/protobuf.
+    let env = Envelope::protobuf(event_id, convert::event_type_name(event), at, ctx);
     (env, Bytes::from(msg.encode_to_vec()))
 }
 
