@@ -85,10 +85,6 @@ impl Nats {
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url()).await.unwrap()
     }
-
-    pub fn store_dir(&self) -> &Path {
-        self.store.path()
-    }
 }
 
 impl Drop for Nats {

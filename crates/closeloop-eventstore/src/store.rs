@@ -255,15 +255,6 @@ impl EventStore {
         }))
     }
 
-    /// The stream's last sequence (0 when empty).
-    pub async fn last_sequence(&self) -> Result<u64, StoreError> {
-        let mut s = self.stream.clone();
-        s.info()
-            .await
-            .map(|i| i.state.last_sequence)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
-    }
-
     /// How many times the NATS connection has been (re)established. Readers
     /// backed by ephemeral consumers resubscribe when it changes: a restarted
     /// server has forgotten their consumers.

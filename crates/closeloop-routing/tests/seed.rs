@@ -4,16 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use closeloop_directory::rows::{AccountRow, PersonRow, TeamRow};
+use closeloop_directory::rows::{AccountRow, TeamRow};
 use closeloop_ingestion::canonical::{self, Feedback};
 use closeloop_programs::Catalog;
 use closeloop_routing::{AccountInfo, Decision, DirectoryView, Resolution, decide};
 use serde_json::{Value, json};
 
+/// The parts of the example directory routing reads (people are ignored).
 #[derive(serde::Deserialize)]
 struct File {
-    #[allow(dead_code)]
-    people: Vec<PersonRow>,
     teams: Vec<TeamRow>,
     accounts: Vec<AccountRow>,
 }
