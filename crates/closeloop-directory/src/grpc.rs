@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use closeloop_domain::{AccountId, Email, FieldViolation};
-use closeloop_eventstore::{EventContext, ExecuteError};
+use closeloop_eventstore::{Carried, EventContext, ExecuteError};
 use closeloop_proto::status::invalid_argument;
 use closeloop_proto::v1;
 use closeloop_proto::v1::directory_service_server::DirectoryService;
@@ -73,22 +73,9 @@ fn request<T>(
                 .to_string(),
         )
     };
-    let meta: Vec<(String, String)> = ["traceparent", "x-correlation-id"]
-        .iter()
-        .filter_map(|k| {
-            Some((
-                k.to_string(),
-                req.metadata().get(*k)?.to_str().ok()?.to_string(),
-            ))
-        })
-        .collect();
-    let ctx = move |rid: &str| {
-        EventContext::for_request(
-            |k| meta.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
-            rid,
-            actor,
-        )
-    };
+    let md = req.metadata();
+    let carried = Carried::from_lookup(|k| md.get(k)?.to_str().ok().map(str::to_string));
+    let ctx = move |rid: &str| carried.context(rid, actor);
     Ok((rid, ctx))
 }
 

@@ -37,24 +37,37 @@ pub struct EventContext {
     pub traceparent: Option<String>,
 }
 
-impl EventContext {
-    /// Context for a command received with request metadata `get` (e.g. gRPC
-    /// metadata): correlation id from `x-correlation-id` (else the request id),
-    /// causation = the request id, `traceparent` continuing the caller's trace
-    /// or starting a new one.
-    pub fn for_request(
-        get: impl Fn(&str) -> Option<String>,
-        request_id: &str,
-        actor: String,
-    ) -> EventContext {
+/// Request metadata a caller passes on to the events its request writes:
+/// `traceparent` and `x-correlation-id`, read once from whatever carries them
+/// (HTTP headers, gRPC metadata, NATS headers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
+    traceparent: Option<String>,
+    correlation_id: Option<String>,
+}
+
+impl Carried {
+    /// Reads the carried values with `get` (header name → value).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Carried {
+        Carried {
+            traceparent: get("traceparent"),
+            correlation_id: get("x-correlation-id").filter(|c| !c.is_empty() && c.len() <= 128),
+        }
+    }
+
+    /// The context of request `request_id` by `actor`: correlation id from
+    /// `x-correlation-id` (else the request id), causation = the request id,
+    /// `traceparent` continuing the caller's trace or starting a new one.
+    pub fn context(&self, request_id: &str, actor: String) -> EventContext {
         EventContext {
             actor,
-            correlation_id: get("x-correlation-id")
-                .filter(|c| !c.is_empty() && c.len() <= 128)
+            correlation_id: self
+                .correlation_id
+                .clone()
                 .unwrap_or_else(|| request_id.to_string()),
             causation_id: request_id.to_string(),
-            traceparent: Some(match get("traceparent") {
-                Some(tp) => crate::traceparent::child_of(&tp),
+            traceparent: Some(match &self.traceparent {
+                Some(tp) => crate::traceparent::child_of(tp),
                 None => crate::traceparent::new_root(),
             }),
         }
@@ -329,5 +342,35 @@ impl<A: Aggregate> Executor<A> {
         }
         self.metrics.aborted.fetch_add(1, Ordering::Relaxed);
         Err(ExecuteError::Contention(MAX_ATTEMPTS))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carried_metadata_becomes_the_event_context() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let c = Carried::from_lookup(|k| match k {
+            "traceparent" => Some(parent.to_string()),
+            "x-correlation-id" => Some("case-9".to_string()),
+            _ => None,
+        });
+        let ctx = c.context("req-1", "a@b.io".into());
+        assert_eq!(
+            (ctx.correlation_id.as_str(), ctx.causation_id.as_str()),
+            ("case-9", "req-1")
+        );
+        let tp = ctx.traceparent.unwrap();
+        assert_eq!(&tp[..35], &parent[..35]);
+        assert_ne!(tp, parent);
+
+        // Nothing carried (or an unusable correlation id): the request id
+        // correlates and a new trace starts.
+        let none = Carried::from_lookup(|k| (k == "x-correlation-id").then(|| "x".repeat(129)));
+        let ctx = none.context("req-2", String::new());
+        assert_eq!(ctx.correlation_id, "req-2");
+        assert!(crate::traceparent::parse(ctx.traceparent.as_deref().unwrap()).is_some());
     }
 }

@@ -22,7 +22,7 @@ mod store;
 pub mod traceparent;
 
 pub use aggregate::{
-    Aggregate, Decision, EventContext, ExecuteError, Executed, Executor, ExecutorMetrics,
+    Aggregate, Carried, Decision, EventContext, ExecuteError, Executed, Executor, ExecutorMetrics,
 };
 pub use envelope::{Envelope, headers};
 pub use prefix::{Prefix, PrefixError};

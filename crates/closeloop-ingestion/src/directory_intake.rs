@@ -8,7 +8,7 @@
 use async_nats::jetstream;
 use closeloop_directory::rows::DirectoryRow;
 use closeloop_directory::writer::{DirectoryWriter, WriteError};
-use closeloop_eventstore::{EventContext, Prefix};
+use closeloop_eventstore::Prefix;
 
 use crate::nats::{Handler, Verdict};
 
@@ -31,20 +31,8 @@ impl Handler for DirectoryIntake {
                 ));
             }
         };
-        let meta: Vec<(String, String)> = ["traceparent", "x-correlation-id"]
-            .iter()
-            .filter_map(|k| {
-                let v = msg.headers.as_ref()?.get(*k)?.as_str().to_string();
-                Some((k.to_string(), v))
-            })
-            .collect();
-        let ctx = |rid: &str| {
-            EventContext::for_request(
-                |k| meta.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
-                rid,
-                String::new(),
-            )
-        };
+        let carried = crate::nats::carried(msg);
+        let ctx = |rid: &str| carried.context(rid, String::new());
         let result = match &row {
             DirectoryRow::Account(a) => self.writer.account(&a.to_proto(), None, ctx).await,
             DirectoryRow::Person(p) => self.writer.person(&p.to_proto(), None, ctx).await,

@@ -2,6 +2,7 @@
 //! validation (the message is read as the canonical JSON document).
 
 use closeloop_domain::FieldViolation;
+use closeloop_eventstore::Carried;
 use closeloop_proto::convert;
 use closeloop_proto::status::invalid_argument;
 use closeloop_proto::v1;
@@ -108,14 +109,9 @@ fn status(o: Outcome) -> v1::SubmitStatus {
     }
 }
 
-fn metadata<T>(req: &Request<T>) -> Vec<(String, String)> {
-    ["traceparent", "x-correlation-id"]
-        .iter()
-        .filter_map(|k| {
-            let v = req.metadata().get(*k)?.to_str().ok()?;
-            Some((k.to_string(), v.to_string()))
-        })
-        .collect()
+fn carried<T>(req: &Request<T>) -> Carried {
+    let md = req.metadata();
+    Carried::from_lookup(|k| md.get(k)?.to_str().ok().map(str::to_string))
 }
 
 #[tonic::async_trait]
@@ -124,12 +120,11 @@ impl FeedbackService for FeedbackGrpc {
         &self,
         req: Request<v1::SubmitFeedbackRequest>,
     ) -> Result<Response<v1::SubmitFeedbackResponse>, Status> {
-        let meta = metadata(&req);
+        let carried = carried(&req);
         let f = req.into_inner().feedback.ok_or_else(|| {
             invalid_argument(vec![FieldViolation::new("feedback", "is required")])
         })?;
-        let get = |k: &str| meta.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        match self.intake.submit(&to_json(&f), get).await {
+        match self.intake.submit(&to_json(&f), &carried).await {
             Ok(Accepted {
                 feedback_id,
                 outcome,
@@ -150,7 +145,7 @@ impl FeedbackService for FeedbackGrpc {
         &self,
         req: Request<v1::SubmitFeedbackBatchRequest>,
     ) -> Result<Response<v1::SubmitFeedbackBatchResponse>, Status> {
-        let meta = metadata(&req);
+        let carried = carried(&req);
         let items = req.into_inner().feedback;
         if items.is_empty() || items.len() > BATCH_MAX {
             return Err(invalid_argument(vec![FieldViolation::new(
@@ -162,7 +157,7 @@ impl FeedbackService for FeedbackGrpc {
             )]));
         }
         let docs = items.iter().map(to_json).collect();
-        let results = self.intake.submit_batch(docs, meta).await;
+        let results = self.intake.submit_batch(docs, carried).await;
         let results = results
             .into_iter()
             .enumerate()

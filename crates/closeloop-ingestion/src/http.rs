@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use closeloop_eventstore::Carried;
+
 use crate::intake::{Accepted, BATCH_MAX, Intake, SubmitError};
 
 /// Largest accepted request body.
@@ -85,13 +87,13 @@ fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value,
     })
 }
 
-fn meta(headers: &HeaderMap) -> impl Fn(&str) -> Option<String> + '_ {
-    |k: &str| {
+fn carried(headers: &HeaderMap) -> Carried {
+    Carried::from_lookup(|k| {
         headers
             .get(k)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
-    }
+    })
 }
 
 fn problems_json(problems: &[crate::canonical::Problem]) -> Value {
@@ -110,7 +112,7 @@ async fn submit(
         Ok(v) => v,
         Err(r) => return *r,
     };
-    match intake.submit(&doc, meta(&headers)).await {
+    match intake.submit(&doc, &carried(&headers)).await {
         Ok(a) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({
@@ -204,11 +206,7 @@ async fn submit_batch(
             None,
         );
     }
-    let carried: Vec<(String, String)> = ["traceparent", "x-correlation-id"]
-        .iter()
-        .filter_map(|k| Some((k.to_string(), meta(&headers)(k)?)))
-        .collect();
-    let results = intake.submit_batch(items, carried).await;
+    let results = intake.submit_batch(items, carried(&headers)).await;
     let stored = results.iter().filter(|r| r.is_ok()).count();
     let unavailable = results.iter().any(|r| {
         matches!(

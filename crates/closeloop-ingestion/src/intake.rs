@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use closeloop_eventstore::{EventContext, ExecuteError, Executor};
+use closeloop_eventstore::{Carried, ExecuteError, Executor};
 use closeloop_programs::Catalog;
 use closeloop_readmodel::Db;
 use futures::StreamExt;
@@ -80,12 +80,8 @@ impl Intake {
     }
 
     /// Validates one canonical document and stores it durably before
-    /// answering; `meta` reads request metadata (`traceparent`, `x-correlation-id`).
-    pub async fn submit(
-        &self,
-        doc: &Value,
-        meta: impl Fn(&str) -> Option<String>,
-    ) -> Result<Accepted, SubmitError> {
+    /// answering; `carried` is the request's trace and correlation metadata.
+    pub async fn submit(&self, doc: &Value, carried: &Carried) -> Result<Accepted, SubmitError> {
         let catalog = self.catalog.as_ref().ok_or(SubmitError::NoPrograms)?;
         let feedback =
             canonical::parse(doc, catalog, SystemTime::now()).map_err(SubmitError::Invalid)?;
@@ -105,7 +101,7 @@ impl Intake {
         }
         let id = FeedbackId::of(&feedback.source, &feedback.response_id);
         let request_id = content_request_id(id, &feedback);
-        let ctx = EventContext::for_request(meta, &request_id, String::new());
+        let ctx = carried.context(&request_id, String::new());
         let done = self
             .feedback
             .execute(id, &request_id, &ctx, &feedback)
@@ -129,28 +125,16 @@ impl Intake {
     }
 
     /// Submits each document on its own (results in input order). Items are
-    /// stored concurrently; a failed item does not stop the others. `meta`
-    /// holds the request metadata (`traceparent`, `x-correlation-id`).
+    /// stored concurrently; a failed item does not stop the others.
     pub async fn submit_batch(
         &self,
         docs: Vec<Value>,
-        meta: Vec<(String, String)>,
+        carried: Carried,
     ) -> Vec<Result<Accepted, SubmitError>> {
-        let meta = std::sync::Arc::new(meta);
+        let carried = &carried;
         let mut results: Vec<(usize, Result<Accepted, SubmitError>)> =
             futures::stream::iter(docs.into_iter().enumerate())
-                .map(|(i, d)| {
-                    let this = self.clone();
-                    let meta = meta.clone();
-                    async move {
-                        let get = |k: &str| {
-                            meta.iter()
-                                .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                                .map(|(_, v)| v.clone())
-                        };
-                        (i, this.submit(&d, get).await)
-                    }
-                })
+                .map(|(i, d)| async move { (i, self.submit(&d, carried).await) })
                 .buffer_unordered(BATCH_CONCURRENCY)
                 .collect()
                 .await;

@@ -16,7 +16,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, pull},
     stream::{self, RetentionPolicy, StorageType},
 };
-use closeloop_eventstore::Prefix;
+use closeloop_eventstore::{Carried, Prefix};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -114,18 +114,17 @@ impl Handler for Intake {
     }
 }
 
+/// The trace and correlation headers of an intake message.
+pub fn carried(msg: &jetstream::Message) -> Carried {
+    Carried::from_lookup(|k| Some(msg.headers.as_ref()?.get(k)?.as_str().to_string()))
+}
+
 async fn handle_feedback(intake: &Intake, msg: &jetstream::Message) -> Verdict {
     let doc: Value = match serde_json::from_slice(&msg.payload) {
         Ok(v) => v,
         Err(e) => return Verdict::DeadLetter(format!("malformed JSON: {e}")),
     };
-    let meta = |k: &str| {
-        msg.headers
-            .as_ref()
-            .and_then(|h| h.get(k))
-            .map(|v| v.as_str().to_string())
-    };
-    match intake.submit(&doc, meta).await {
+    match intake.submit(&doc, &carried(msg)).await {
         Ok(_) => Verdict::Done,
         Err(SubmitError::Invalid(problems)) => Verdict::DeadLetter(
             problems

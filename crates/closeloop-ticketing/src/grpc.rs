@@ -16,7 +16,7 @@ use crate::commands::TicketCommands;
 use crate::errors::TicketError;
 use crate::projection;
 use crate::queries::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageToken, TicketFilter};
-use closeloop_eventstore::{EventContext, Executed};
+use closeloop_eventstore::{Carried, EventContext, Executed};
 
 /// Longest a query waits for the read model to reach its `min_sequence`.
 pub const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,11 +103,8 @@ impl TicketGrpc {
 
 fn event_context<T>(req: &Request<T>, rid: &RequestId, actor: String) -> EventContext {
     let md = req.metadata();
-    EventContext::for_request(
-        |k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string),
-        rid.as_str(),
-        actor,
-    )
+    Carried::from_lookup(|k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string))
+        .context(rid.as_str(), actor)
 }
 
 fn text(v: &mut Violations, field: &str, value: &str, max: usize) -> Option<Text> {
