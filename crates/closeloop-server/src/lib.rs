@@ -18,7 +18,7 @@ use closeloop_ingestion::grpc::FeedbackGrpc;
 use closeloop_proto::v1::directory_service_server::DirectoryServiceServer;
 use closeloop_proto::v1::feedback_service_server::FeedbackServiceServer;
 use closeloop_proto::v1::ticket_service_server::TicketServiceServer;
-use closeloop_readmodel::{Db, run_projector};
+use closeloop_readmodel::{Db, Progress, Projection, run_projector};
 use closeloop_ticketing::{commands::TicketCommands, grpc::TicketGrpc, projection};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -158,15 +158,14 @@ pub async fn run(
     let mut intake = None;
     let mut ticket_commands = None;
     if config.roles.contains(Role::Ticketing) {
-        let (progress_tx, progress_rx) = watch::channel(0u64);
-        projector_progress.push((projection::NAME, progress_rx.clone()));
-        tasks.spawn(run_projector(
-            db.clone(),
-            store.clone(),
+        let progress_rx = spawn_projector(
+            &mut tasks,
+            &mut projector_progress,
+            &db,
+            &store,
             projection::TicketStateProjection,
-            progress_tx,
             stopped(),
-        ));
+        );
         let commands = TicketCommands::new(store.clone());
         ticket_commands = Some(commands.metrics());
         let svc = TicketGrpc::new(commands, db.clone(), progress_rx);
@@ -177,35 +176,10 @@ pub async fn run(
     }
 
     if config.roles.contains(Role::Ingestion) {
-        let mut progress = |name: &'static str| {
-            let (tx, rx) = watch::channel(0u64);
-            projector_progress.push((name, rx.clone()));
-            (tx, rx)
-        };
-        let (accounts_tx, accounts) = progress(closeloop_directory::projection::ACCOUNT_VIEW);
-        let (people_tx, people) = progress(closeloop_directory::projection::PERSON_VIEW);
-        let (teams_tx, teams) = progress(closeloop_directory::projection::TEAM_VIEW);
-        tasks.spawn(run_projector(
-            db.clone(),
-            store.clone(),
-            AccountView,
-            accounts_tx,
-            stopped(),
-        ));
-        tasks.spawn(run_projector(
-            db.clone(),
-            store.clone(),
-            PersonView,
-            people_tx,
-            stopped(),
-        ));
-        tasks.spawn(run_projector(
-            db.clone(),
-            store.clone(),
-            TeamView,
-            teams_tx,
-            stopped(),
-        ));
+        let (tasks_, progress_) = (&mut tasks, &mut projector_progress);
+        let accounts = spawn_projector(tasks_, progress_, &db, &store, AccountView, stopped());
+        let people = spawn_projector(tasks_, progress_, &db, &store, PersonView, stopped());
+        let teams = spawn_projector(tasks_, progress_, &db, &store, TeamView, stopped());
         let directory_writer = closeloop_directory::writer::DirectoryWriter::new(store.clone());
         let svc = DirectoryGrpc::new(
             directory_writer.clone(),
@@ -291,6 +265,28 @@ pub async fn run(
     http_result.map_err(ServerError::Http)?;
     tracing::info!("closeloop stopped");
     Ok(())
+}
+
+/// Starts `projection`'s projector and registers its progress for `/metrics`;
+/// returns the progress for read-your-writes queries.
+fn spawn_projector<P: Projection>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    progress: &mut Vec<(&'static str, Progress)>,
+    db: &Db,
+    store: &EventStore,
+    projection: P,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Progress {
+    let (tx, rx) = watch::channel(0u64);
+    progress.push((projection.name(), rx.clone()));
+    tasks.spawn(run_projector(
+        db.clone(),
+        store.clone(),
+        projection,
+        tx,
+        stopped,
+    ));
+    rx
 }
 
 /// Parses a `--prefix` value.
