@@ -317,6 +317,35 @@ pub fn metric(body: &str, name: &str) -> u64 {
 }
 
 impl App {
+    /// Puts account `id` (with `csm` as its CSM) in the directory and waits
+    /// until the directory view has it, so intake accepts feedback for it.
+    pub async fn seed_account(&self, id: &str, csm: &str) {
+        use closeloop_proto::v1;
+        let mut d = self.directory().await;
+        let r = d
+            .upsert_account(v1::UpsertAccountRequest {
+                account: Some(v1::Account {
+                    id: id.into(),
+                    name: format!("Account {id}"),
+                    team: vec![v1::AccountTeamMember {
+                        role: "csm".into(),
+                        email: csm.into(),
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        d.get_account(v1::GetAccountRequest {
+            account_id: id.into(),
+            min_sequence: r.sequence,
+        })
+        .await
+        .unwrap();
+    }
+
     pub async fn directory(
         &self,
     ) -> closeloop_proto::v1::directory_service_client::DirectoryServiceClient<Channel> {

@@ -15,31 +15,8 @@ fn example() -> Value {
     })
 }
 
-/// Puts ACME-001 in the directory and waits until the view has it.
 async fn with_account(app: &App) {
-    let mut d = app.directory().await;
-    let r = d
-        .upsert_account(v1::UpsertAccountRequest {
-            account: Some(v1::Account {
-                id: "ACME-001".into(),
-                name: "Acme".into(),
-                team: vec![v1::AccountTeamMember {
-                    role: "csm".into(),
-                    email: "dana.li@vendor.example".into(),
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    d.get_account(v1::GetAccountRequest {
-        account_id: "ACME-001".into(),
-        min_sequence: r.sequence,
-    })
-    .await
-    .unwrap();
+    app.seed_account("ACME-001", "dana.li@vendor.example").await;
 }
 
 async fn post(app: &App, doc: &Value) -> (u16, String, Value) {

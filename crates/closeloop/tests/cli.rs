@@ -365,7 +365,6 @@ async fn directory_import_is_idempotent_and_reports_bad_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_intake_parks_bad_messages_and_redrive_retries_them() {
-    use closeloop_proto::v1;
     let nats = Nats::start();
     let db = TestDb::new(Backend::Sqlite).await;
     let prefix = unique_prefix();
@@ -428,25 +427,7 @@ async fn nats_intake_parks_bad_messages_and_redrive_retries_them() {
     assert_eq!(unknown["original_subject"], subject);
 
     // Fix the cause, then redrive.
-    let mut d = app.directory().await;
-    let r = d
-        .upsert_account(v1::UpsertAccountRequest {
-            account: Some(v1::Account {
-                id: "ACME-001".into(),
-                name: "Acme".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    d.get_account(v1::GetAccountRequest {
-        account_id: "ACME-001".into(),
-        min_sequence: r.sequence,
-    })
-    .await
-    .unwrap();
+    app.seed_account("ACME-001", "dana.li@vendor.example").await;
     let seq = unknown["sequence"].as_u64().unwrap().to_string();
     let o = intake(vec!["redrive".into(), seq.clone()]).await;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
