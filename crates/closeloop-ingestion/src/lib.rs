@@ -5,7 +5,8 @@
 //! [`canonical::Feedback`] with every problem reported as a JSON pointer to
 //! the offending field, and checked against the program's questions.
 
-pub mod canonical;
+/// The canonical feedback contract (defined with the programs it is checked against).
+pub use closeloop_programs::canonical;
 pub mod directory_intake;
 pub mod feedback;
 pub mod grpc;

@@ -9,7 +9,11 @@
 //! ([`Program::check_answers`]), and which workflows does a response trigger
 //! ([`Program::evaluate`]). Its [`Catalog::version`] (a content hash) is
 //! recorded with every routing decision.
+//!
+//! [`canonical`] parses the canonical feedback document upstream systems
+//! send, checked against these programs.
 
+pub mod canonical;
 mod duration;
 mod eval;
 mod model;

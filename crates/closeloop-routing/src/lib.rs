@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use closeloop_ingestion::canonical::Feedback;
+use closeloop_programs::canonical::Feedback;
 use closeloop_programs::{Facts, OwnerRule, Program, Sla, Workflow};
 
 /// What routing needs to know of an account.

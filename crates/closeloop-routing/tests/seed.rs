@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use closeloop_directory::rows::{AccountRow, TeamRow};
-use closeloop_ingestion::canonical::{self, Feedback};
 use closeloop_programs::Catalog;
+use closeloop_programs::canonical::{self, Feedback};
 use closeloop_routing::{AccountInfo, Decision, DirectoryView, Resolution, decide};
 use serde_json::{Value, json};
 

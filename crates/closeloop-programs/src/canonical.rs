@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::{AnswerValue, Catalog};
 use closeloop_domain::{AccountId, Email, Timestamp};
-use closeloop_programs::{AnswerValue, Catalog};
 use serde_json::{Map, Value};
 
 /// Longest `response_id`, in bytes.
