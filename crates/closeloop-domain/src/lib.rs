@@ -12,7 +12,7 @@ pub mod time;
 pub mod values;
 
 pub use ticket::{
-    Closure, RecordedEvent, RuleViolation, Status, Ticket, TicketCommand, TicketEvent, decide,
+    Closure, Guide, Plan, RecordedEvent, ResponseTemplate, SlaPolicy, RuleViolation, Status, Ticket, TicketCommand, TicketEvent, decide,
     evolve,
 };
 pub use time::Timestamp;

@@ -11,8 +11,11 @@
 //! | customer reply   | ✓    | ✓         | ✓      | – (not an owner action)                |
 //! | close            | ✗    | ✓         | ✗      | status `closed`, closure documentation |
 //! | reopen           | ✗    | ✗         | ✓      | status `open`                          |
+//! | attach feedback  | ✓    | ✓         | ✓      | – (the response was revised upstream)  |
 //!
-//! Every owner action (all but customer reply) sets `last_touched_at`.
+//! Every owner action (all but customer reply and attach feedback) sets
+//! `last_touched_at`. A ticket opened by a workflow carries its [`Plan`]:
+//! stakeholders, resolution guide, SLA clocks and whether the owner is a fallback.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -77,6 +80,57 @@ impl Origin {
             } => ("workflow", feedback_id, workflow_id),
         }
     }
+}
+
+/// The resolution guide a workflow embeds in its tickets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Guide {
+    pub title: String,
+    pub link: String,
+    pub steps: Vec<String>,
+    pub templates: Vec<ResponseTemplate>,
+    pub talking_points: Vec<String>,
+    pub faq: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResponseTemplate {
+    pub name: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// SLA clocks in seconds from the ticket's opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlaPolicy {
+    pub first_contact_secs: u64,
+    pub escalate_after_secs: u64,
+    pub close_within_secs: u64,
+}
+
+impl Default for SlaPolicy {
+    /// First contact in 48 h, escalate when untouched for 7 days, close within 30 days.
+    fn default() -> Self {
+        SlaPolicy {
+            first_contact_secs: 48 * 3600,
+            escalate_after_secs: 7 * 86_400,
+            close_within_secs: 30 * 86_400,
+        }
+    }
+}
+
+/// What a workflow (or the defaults, for a manual ticket) planned for a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Notified, not accountable; e-mails, owner excluded.
+    pub stakeholders: Vec<String>,
+    pub guide: Option<Guide>,
+    pub sla: SlaPolicy,
+    /// Set when the workflow's owner rule could not be resolved and the
+    /// program's fallback owner got the ticket: why (the ticket is flagged).
+    pub fallback_reason: Option<String>,
+    /// Version of the programs file whose workflow opened the ticket.
+    pub config_version: String,
 }
 
 /// The documentation a ticket must carry to be closed. Parsing it is the only
@@ -148,6 +202,7 @@ pub enum TicketCommand {
         program_id: Option<ProgramId>,
         title: Option<Text>,
         origin: Origin,
+        plan: Plan,
     },
     LogContact {
         channel: Channel,
@@ -167,6 +222,12 @@ pub enum TicketCommand {
     Reopen {
         reason: Text,
     },
+    /// The response behind a workflow ticket was revised (e.g. a comment
+    /// added after the score).
+    AttachFeedback {
+        revision: u32,
+        summary: String,
+    },
 }
 
 impl TicketCommand {
@@ -180,6 +241,7 @@ impl TicketCommand {
             TicketCommand::RecordReply { .. } => "customer_replied",
             TicketCommand::Close(_) => "closed",
             TicketCommand::Reopen { .. } => "reopened",
+            TicketCommand::AttachFeedback { .. } => "feedback_revised",
         }
     }
 }
@@ -194,6 +256,7 @@ pub enum TicketEvent {
         program_id: String,
         title: String,
         origin: Origin,
+        plan: Plan,
     },
     ContactLogged {
         channel: Channel,
@@ -219,6 +282,10 @@ pub enum TicketEvent {
     Reopened {
         reason: String,
     },
+    FeedbackRevised {
+        revision: u32,
+        summary: String,
+    },
 }
 
 impl TicketEvent {
@@ -231,12 +298,16 @@ impl TicketEvent {
             TicketEvent::CustomerReplied { .. } => "customer_replied",
             TicketEvent::Closed { .. } => "closed",
             TicketEvent::Reopened { .. } => "reopened",
+            TicketEvent::FeedbackRevised { .. } => "feedback_revised",
         }
     }
 
     /// Whether this event is an action by the ticket's owner (touches the ticket).
     pub fn is_owner_action(&self) -> bool {
-        !matches!(self, TicketEvent::CustomerReplied { .. })
+        !matches!(
+            self,
+            TicketEvent::CustomerReplied { .. } | TicketEvent::FeedbackRevised { .. }
+        )
     }
 }
 
@@ -268,6 +339,9 @@ pub struct Ticket {
     pub program_id: String,
     pub title: String,
     pub origin: Origin,
+    pub plan: Plan,
+    /// Revision of the response last attached (0: as first received).
+    pub feedback_revision: u32,
     pub opened_at: Timestamp,
     pub last_touched_at: Timestamp,
     pub first_contact_at: Option<Timestamp>,
@@ -353,6 +427,7 @@ pub fn decide(
                 program_id,
                 title,
                 origin,
+                plan,
             },
         ) => {
             return Ok(Decision::Append(TicketEvent::Opened {
@@ -364,6 +439,7 @@ pub fn decide(
                     .unwrap_or_default(),
                 title: title.as_ref().map(|t| t.to_string()).unwrap_or_default(),
                 origin: origin.clone(),
+                plan: plan.clone(),
             }));
         }
         (Some(_), TicketCommand::Open { .. }) => return Err(RuleViolation::AlreadyExists(id)),
@@ -421,6 +497,18 @@ pub fn decide(
                 reason: reason.to_string(),
             }
         }
+        TicketCommand::AttachFeedback { revision, summary } => {
+            if *revision <= t.feedback_revision {
+                // An older or repeated revision: already reflected.
+                return Ok(Decision::AlreadyApplied {
+                    sequence: t.sequence,
+                });
+            }
+            TicketEvent::FeedbackRevised {
+                revision: *revision,
+                summary: summary.clone(),
+            }
+        }
     };
     Ok(Decision::Append(event))
 }
@@ -438,6 +526,7 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
                 program_id,
                 title,
                 origin,
+                plan,
             },
         ) => Ticket {
             id: e.ticket_id,
@@ -447,6 +536,8 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
             program_id: program_id.clone(),
             title: title.clone(),
             origin: origin.clone(),
+            plan: plan.clone(),
+            feedback_revision: 0,
             opened_at: at,
             last_touched_at: at,
             first_contact_at: None,
@@ -488,6 +579,9 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
                         actions_taken: actions_taken.clone(),
                         opportunity: opportunity.clone(),
                     });
+                }
+                TicketEvent::FeedbackRevised { revision, .. } => {
+                    t.feedback_revision = t.feedback_revision.max(*revision);
                 }
                 TicketEvent::Reopened { .. } => {
                     t.status = Status::Open;
@@ -532,6 +626,7 @@ mod tests {
             program_id: None,
             title: None,
             origin: Origin::Manual,
+            plan: Plan::default(),
         }
     }
 
@@ -650,10 +745,19 @@ mod tests {
                     .unwrap()
             )),
             Just(TicketCommand::Reopen { reason: text("r") }),
+            (1u32..4).prop_map(|revision| TicketCommand::AttachFeedback {
+                revision,
+                summary: "comment added".into(),
+            }),
         ]
     }
 
-    fn allowed(from: Option<Status>, cmd: &TicketCommand, owner: Option<&str>) -> bool {
+    fn allowed(
+        from: Option<Status>,
+        cmd: &TicketCommand,
+        owner: Option<&str>,
+        revision: u32,
+    ) -> bool {
         use Status::*;
         match (from, cmd) {
             (None, TicketCommand::Open { .. }) => true,
@@ -665,6 +769,7 @@ mod tests {
             }
             (Some(s), TicketCommand::Close(_)) => s == Contacted,
             (Some(s), TicketCommand::Reopen { .. }) => s == Closed,
+            (Some(_), TicketCommand::AttachFeedback { revision: r, .. }) => *r > revision,
         }
     }
 
@@ -680,9 +785,10 @@ mod tests {
                 let before = state.clone();
                 let from = before.as_ref().map(|t| t.status);
                 let owner = before.as_ref().map(|t| t.owner_email.clone());
+                let revision = before.as_ref().map_or(0, |t| t.feedback_revision);
                 let (next, d) = run(id, state, &mut seq, &format!("r{i}"), cmd);
                 let ok = matches!(d, Ok(Decision::Append(_)));
-                prop_assert_eq!(ok, allowed(from, cmd, owner.as_deref()), "{:?} from {:?}", cmd, from);
+                prop_assert_eq!(ok, allowed(from, cmd, owner.as_deref(), revision), "{:?} from {:?}", cmd, from);
                 if let Some(t) = &next {
                     // exactly one owner, always a valid address
                     prop_assert!(Email::parse("o", &t.owner_email).is_ok());

@@ -1,6 +1,6 @@
 //! Mapping between domain values and their protobuf form.
 
-use closeloop_domain::ticket::{ClosureRecord, Origin};
+use closeloop_domain::ticket::{ClosureRecord, Guide, Origin, Plan, ResponseTemplate, SlaPolicy};
 use closeloop_domain::{Channel, Status, Ticket, TicketEvent, Timestamp};
 
 use crate::v1;
@@ -94,6 +94,7 @@ pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
             program_id,
             title,
             origin,
+            plan,
         } => {
             let (source, feedback_id, workflow_id) = origin.parts();
             E::Opened(v1::TicketOpened {
@@ -104,6 +105,11 @@ pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
                 source: source_enum(source) as i32,
                 feedback_id: feedback_id.to_string(),
                 workflow_id: workflow_id.to_string(),
+                stakeholder_emails: plan.stakeholders.clone(),
+                guide: plan.guide.as_ref().map(guide),
+                sla: Some(sla(&plan.sla)),
+                owner_fallback_reason: plan.fallback_reason.clone().unwrap_or_default(),
+                config_version: plan.config_version.clone(),
             })
         }
         TicketEvent::ContactLogged {
@@ -140,6 +146,66 @@ pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
         TicketEvent::Reopened { reason } => E::Reopened(v1::TicketReopened {
             reason: reason.clone(),
         }),
+        TicketEvent::FeedbackRevised { revision, summary } => {
+            E::FeedbackRevised(v1::FeedbackRevised {
+                revision: *revision,
+                summary: summary.clone(),
+            })
+        }
+    }
+}
+
+pub fn guide(g: &Guide) -> v1::ResolutionGuide {
+    v1::ResolutionGuide {
+        title: g.title.clone(),
+        link: g.link.clone(),
+        steps: g.steps.clone(),
+        templates: g
+            .templates
+            .iter()
+            .map(|t| v1::ResponseTemplate {
+                name: t.name.clone(),
+                subject: t.subject.clone(),
+                body: t.body.clone(),
+            })
+            .collect(),
+        talking_points: g.talking_points.clone(),
+        faq: g.faq.clone(),
+    }
+}
+
+pub fn from_guide(g: &v1::ResolutionGuide) -> Guide {
+    Guide {
+        title: g.title.clone(),
+        link: g.link.clone(),
+        steps: g.steps.clone(),
+        templates: g
+            .templates
+            .iter()
+            .map(|t| ResponseTemplate {
+                name: t.name.clone(),
+                subject: t.subject.clone(),
+                body: t.body.clone(),
+            })
+            .collect(),
+        talking_points: g.talking_points.clone(),
+        faq: g.faq.clone(),
+    }
+}
+
+pub fn sla(s: &SlaPolicy) -> v1::SlaPolicy {
+    v1::SlaPolicy {
+        first_contact_secs: s.first_contact_secs,
+        escalate_after_secs: s.escalate_after_secs,
+        close_within_secs: s.close_within_secs,
+    }
+}
+
+pub fn from_sla(s: &v1::SlaPolicy) -> SlaPolicy {
+    SlaPolicy {
+        first_contact_secs: s.first_contact_secs,
+        escalate_after_secs: s.escalate_after_secs,
+        close_within_secs: s.close_within_secs,
     }
 }
 
@@ -154,6 +220,7 @@ pub fn event_type_name(e: &TicketEvent) -> &'static str {
         TicketEvent::CustomerReplied { .. } => "closeloop.v1.CustomerReplied",
         TicketEvent::Closed { .. } => "closeloop.v1.TicketClosed",
         TicketEvent::Reopened { .. } => "closeloop.v1.TicketReopened",
+        TicketEvent::FeedbackRevised { .. } => "closeloop.v1.FeedbackRevised",
     }
 }
 
@@ -174,6 +241,13 @@ pub fn from_event_body(e: &v1::ticket_event::Event) -> Option<TicketEvent> {
                 }
             } else {
                 Origin::Manual
+            },
+            plan: Plan {
+                stakeholders: o.stakeholder_emails.clone(),
+                guide: o.guide.as_ref().map(from_guide),
+                sla: o.sla.as_ref().map(from_sla).unwrap_or_default(),
+                fallback_reason: Some(o.owner_fallback_reason.clone()).filter(|r| !r.is_empty()),
+                config_version: o.config_version.clone(),
             },
         },
         E::ContactLogged(c) => TicketEvent::ContactLogged {
@@ -199,6 +273,10 @@ pub fn from_event_body(e: &v1::ticket_event::Event) -> Option<TicketEvent> {
         },
         E::Reopened(r) => TicketEvent::Reopened {
             reason: r.reason.clone(),
+        },
+        E::FeedbackRevised(r) => TicketEvent::FeedbackRevised {
+            revision: r.revision,
+            summary: r.summary.clone(),
         },
     })
 }
@@ -235,6 +313,14 @@ pub fn ticket(t: &Ticket) -> v1::Ticket {
         reply_count: t.reply_count,
         reopen_count: t.reopen_count,
         sequence: t.sequence,
+        stakeholder_emails: t.plan.stakeholders.clone(),
+        guide: t.plan.guide.as_ref().map(guide),
+        sla: Some(sla(&t.plan.sla)),
+        owner_fallback_reason: t.plan.fallback_reason.clone().unwrap_or_default(),
+        config_version: t.plan.config_version.clone(),
+        feedback_revision: t.feedback_revision,
+        first_contact_due: Some(timestamp(t.opened_at.plus_secs(t.plan.sla.first_contact_secs))),
+        close_due: Some(timestamp(t.opened_at.plus_secs(t.plan.sla.close_within_secs))),
     }
 }
 
@@ -255,6 +341,30 @@ mod tests {
                     feedback_id: "f".into(),
                     workflow_id: "w".into(),
                 },
+                plan: Plan {
+                    stakeholders: vec!["s@x.io".into()],
+                    guide: Some(Guide {
+                        title: "g".into(),
+                        steps: vec!["call".into()],
+                        templates: vec![ResponseTemplate {
+                            name: "n".into(),
+                            subject: "s".into(),
+                            body: "b".into(),
+                        }],
+                        ..Guide::default()
+                    }),
+                    sla: SlaPolicy {
+                        first_contact_secs: 1,
+                        escalate_after_secs: 2,
+                        close_within_secs: 3,
+                    },
+                    fallback_reason: Some("account A has no csm".into()),
+                    config_version: "v1".into(),
+                },
+            },
+            TicketEvent::FeedbackRevised {
+                revision: 2,
+                summary: "comment: \"late\"".into(),
             },
             TicketEvent::ContactLogged {
                 channel: Channel::Meeting,

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod commands;
 pub mod errors;
 pub mod grpc;
+pub mod plan_json;
 pub mod projection;
 pub mod queries;
 

@@ -42,6 +42,7 @@ pub fn describe(e: &TicketEvent) -> String {
             owner_email,
             title,
             origin,
+            plan,
             ..
         } => {
             let how = match origin {
@@ -53,7 +54,11 @@ pub fn describe(e: &TicketEvent) -> String {
             } else {
                 format!(" \"{title}\"")
             };
-            format!("opened{title} {how} for {account_id}, owner {owner_email}")
+            let flag = match &plan.fallback_reason {
+                Some(why) => format!(" (fallback owner: {why})"),
+                None => String::new(),
+            };
+            format!("opened{title} {how} for {account_id}, owner {owner_email}{flag}")
         }
         TicketEvent::ContactLogged { channel, summary } => {
             format!("{}: {summary}", channel.as_str())
@@ -79,6 +84,9 @@ pub fn describe(e: &TicketEvent) -> String {
             format!("[{root_cause_category}] {root_cause}; actions: {actions_taken}{opp}")
         }
         TicketEvent::Reopened { reason } => reason.clone(),
+        TicketEvent::FeedbackRevised { revision, summary } => {
+            format!("response revised (revision {revision}): {summary}")
+        }
     }
 }
 
@@ -104,13 +112,17 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
             program_id,
             title,
             origin,
+            plan,
         } => {
             let (source, feedback_id, workflow_id) = origin.parts();
+            let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
             sqlx::query(
                 "INSERT INTO tickets (id, sequence, opened_at, last_touched_at, status, account_id, \
-                 owner_email, program_id, title, source, feedback_id, workflow_id) \
-                 VALUES ($1, $2, $3, $3, 'open', $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (id) DO NOTHING",
+                 owner_email, program_id, title, source, feedback_id, workflow_id, stakeholders, \
+                 guide, first_contact_secs, escalate_after_secs, close_within_secs, \
+                 owner_fallback_reason, config_version) \
+                 VALUES ($1, $2, $3, $3, 'open', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                 $15, $16, $17) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&id)
             .bind(seq)
@@ -122,6 +134,25 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
             .bind(source)
             .bind(feedback_id)
             .bind(workflow_id)
+            .bind(crate::plan_json::stakeholders_to_json(&plan.stakeholders))
+            .bind(plan.guide.as_ref().map(crate::plan_json::guide_to_json))
+            .bind(secs(plan.sla.first_contact_secs))
+            .bind(secs(plan.sla.escalate_after_secs))
+            .bind(secs(plan.sla.close_within_secs))
+            .bind(plan.fallback_reason.clone().unwrap_or_default())
+            .bind(plan.config_version.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        TicketEvent::FeedbackRevised { revision, .. } => {
+            // Not an owner action: last_touched_at stays.
+            sqlx::query(update(
+                "feedback_revision = CASE WHEN feedback_revision < $3 THEN $3 \
+                 ELSE feedback_revision END",
+            ))
+            .bind(&id)
+            .bind(seq)
+            .bind(i64::from(*revision))
             .execute(&mut *conn)
             .await?;
         }

@@ -49,7 +49,9 @@ impl PageToken {
 const COLUMNS: &str = "id, status, account_id, owner_email, program_id, title, source, \
     feedback_id, workflow_id, opened_at, last_touched_at, first_contact_at, closed_at, \
     root_cause_category, root_cause, actions_taken, opportunity_kind, opportunity_amount, \
-    contact_count, note_count, reply_count, reopen_count, sequence";
+    contact_count, note_count, reply_count, reopen_count, sequence, stakeholders, guide, \
+    first_contact_secs, escalate_after_secs, close_within_secs, owner_fallback_reason, \
+    config_version, feedback_revision";
 
 fn ts(micros: i64) -> prost_types::Timestamp {
     convert::timestamp(Timestamp::from_micros(micros))
@@ -88,6 +90,17 @@ fn row_to_ticket(r: &AnyRow) -> Result<v1::Ticket, sqlx::Error> {
         None => None,
     };
     let count = |c: &str| -> Result<u32, sqlx::Error> { Ok(r.try_get::<i64, _>(c)? as u32) };
+    let secs = |c: &str| -> Result<u64, sqlx::Error> { Ok(r.try_get::<i64, _>(c)?.max(0) as u64) };
+    let sla = v1::SlaPolicy {
+        first_contact_secs: secs("first_contact_secs")?,
+        escalate_after_secs: secs("escalate_after_secs")?,
+        close_within_secs: secs("close_within_secs")?,
+    };
+    let opened_at = Timestamp::from_micros(r.try_get("opened_at")?);
+    let guide = r
+        .try_get::<Option<String>, _>("guide")?
+        .and_then(|g| crate::plan_json::guide_from_json(&g))
+        .map(|g| convert::guide(&g));
     Ok(v1::Ticket {
         id: r.try_get("id")?,
         status: status as i32,
@@ -98,7 +111,7 @@ fn row_to_ticket(r: &AnyRow) -> Result<v1::Ticket, sqlx::Error> {
         source: source as i32,
         feedback_id: r.try_get("feedback_id")?,
         workflow_id: r.try_get("workflow_id")?,
-        opened_at: Some(ts(r.try_get("opened_at")?)),
+        opened_at: Some(convert::timestamp(opened_at)),
         last_touched_at: Some(ts(r.try_get("last_touched_at")?)),
         first_contact_at: r.try_get::<Option<i64>, _>("first_contact_at")?.map(ts),
         closed_at: r.try_get::<Option<i64>, _>("closed_at")?.map(ts),
@@ -108,6 +121,18 @@ fn row_to_ticket(r: &AnyRow) -> Result<v1::Ticket, sqlx::Error> {
         reply_count: count("reply_count")?,
         reopen_count: count("reopen_count")?,
         sequence: r.try_get::<i64, _>("sequence")? as u64,
+        stakeholder_emails: crate::plan_json::stakeholders_from_json(
+            &r.try_get::<String, _>("stakeholders")?,
+        ),
+        guide,
+        first_contact_due: Some(convert::timestamp(
+            opened_at.plus_secs(sla.first_contact_secs),
+        )),
+        close_due: Some(convert::timestamp(opened_at.plus_secs(sla.close_within_secs))),
+        sla: Some(sla),
+        owner_fallback_reason: r.try_get("owner_fallback_reason")?,
+        config_version: r.try_get("config_version")?,
+        feedback_revision: count("feedback_revision")?,
     })
 }
 

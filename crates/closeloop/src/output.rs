@@ -51,6 +51,25 @@ pub fn ticket_json(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) -> V
         "reply_count": t.reply_count,
         "reopen_count": t.reopen_count,
         "sequence": t.sequence,
+        "stakeholder_emails": t.stakeholder_emails,
+        "guide": t.guide.as_ref().map(|g| json!({
+            "title": g.title,
+            "link": g.link,
+            "steps": g.steps,
+            "templates": g.templates.iter().map(|t| json!({"name": t.name, "subject": t.subject, "body": t.body})).collect::<Vec<_>>(),
+            "talking_points": g.talking_points,
+            "faq": g.faq,
+        })),
+        "sla": t.sla.as_ref().map(|s| json!({
+            "first_contact_secs": s.first_contact_secs,
+            "escalate_after_secs": s.escalate_after_secs,
+            "close_within_secs": s.close_within_secs,
+        })),
+        "first_contact_due": rfc3339(&t.first_contact_due),
+        "close_due": rfc3339(&t.close_due),
+        "owner_fallback_reason": t.owner_fallback_reason,
+        "config_version": t.config_version,
+        "feedback_revision": t.feedback_revision,
     });
     if let Some(acts) = activity {
         v["activity"] = acts
@@ -106,6 +125,39 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
     ];
     for (label, key) in rows {
         println!("{label:<14} {}", text(&v[key]));
+    }
+    if !t.owner_fallback_reason.is_empty() {
+        println!(
+            "{:<14} FALLBACK OWNER: {}",
+            "flag", t.owner_fallback_reason
+        );
+    }
+    if !t.stakeholder_emails.is_empty() {
+        println!("{:<14} {}", "stakeholders", t.stakeholder_emails.join(", "));
+    }
+    println!(
+        "{:<14} first contact by {}, close by {}",
+        "sla",
+        text(&v["first_contact_due"]),
+        text(&v["close_due"])
+    );
+    if t.feedback_revision > 0 {
+        println!("{:<14} revision {}", "feedback", t.feedback_revision);
+    }
+    if let Some(g) = &t.guide {
+        println!("{:<14} {} {}", "guide", g.title, g.link);
+        for (i, step) in g.steps.iter().enumerate() {
+            println!("{:<14} {}. {step}", "", i + 1);
+        }
+        for p in &g.talking_points {
+            println!("{:<14} - {p}", "");
+        }
+        for tpl in &g.templates {
+            println!("{:<14} template {:?}: {}", "", tpl.name, tpl.subject);
+        }
+        if !g.faq.is_empty() {
+            println!("{:<14} FAQ {}", "", g.faq);
+        }
     }
     if let Some(c) = &t.closure {
         println!(
