@@ -16,6 +16,7 @@
 //!   type, with optimistic concurrency, retries and idempotent request ids.
 
 pub mod aggregate;
+pub mod consumer;
 mod envelope;
 mod prefix;
 mod store;

@@ -243,15 +243,7 @@ impl EventStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(messages.map(|m| {
             let m = m.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            let info = m
-                .info()
-                .map_err(|e| StoreError::Unavailable(format!("bad message metadata: {e}")))?;
-            Ok(StoredEvent {
-                subject: m.subject.to_string(),
-                sequence: info.stream_sequence,
-                envelope: Envelope::from_headers(m.headers.as_ref()),
-                payload: m.payload.clone(),
-            })
+            crate::consumer::stored_event(&m).map_err(StoreError::Unavailable)
         }))
     }
 

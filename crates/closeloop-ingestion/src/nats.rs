@@ -8,27 +8,24 @@
 //! acknowledged, so nothing is silently dropped. A message that cannot be
 //! stored right now (broker trouble) is retried later.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{
-    self, AckKind,
-    consumer::{AckPolicy, pull},
+    self,
+    consumer::pull,
     stream::{self, RetentionPolicy, StorageType},
 };
+use closeloop_eventstore::consumer::{ConsumerSpec, run_consumer};
 use closeloop_eventstore::{Carried, Prefix};
 use futures::StreamExt;
 use serde_json::Value;
 
 use crate::intake::{Intake, SubmitError};
 
-/// Headers on a dead-lettered message.
-pub mod headers {
-    pub const REASON: &str = "Closeloop-Dead-Letter-Reason";
-    pub const ORIGINAL_SUBJECT: &str = "Closeloop-Original-Subject";
-    pub const ORIGINAL_SEQUENCE: &str = "Closeloop-Original-Sequence";
-    pub const DEAD_LETTERED_AT: &str = "Closeloop-Dead-Lettered-At";
-}
+pub use closeloop_eventstore::consumer::{
+    Handler, Verdict, dlq_headers as headers, dlq_stream, dlq_subject,
+};
 
 pub fn intake_stream(prefix: &Prefix) -> String {
     format!(
@@ -37,22 +34,8 @@ pub fn intake_stream(prefix: &Prefix) -> String {
     )
 }
 
-pub fn dlq_stream(prefix: &Prefix) -> String {
-    format!(
-        "{}_DLQ",
-        prefix.as_str().to_ascii_uppercase().replace('-', "_")
-    )
-}
-
 pub fn feedback_subject(prefix: &Prefix) -> String {
     format!("{prefix}.intake.feedback")
-}
-
-pub fn dlq_subject(prefix: &Prefix, original: &str) -> String {
-    let rest = original
-        .strip_prefix(&format!("{prefix}."))
-        .unwrap_or(original);
-    format!("{prefix}.dlq.{rest}")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +47,6 @@ pub async fn ensure_streams(
     js: &jetstream::Context,
     prefix: &Prefix,
 ) -> Result<(), IntakeSetupError> {
-    let err = |e: &dyn std::fmt::Display| IntakeSetupError(e.to_string());
     js.get_or_create_stream(stream::Config {
         name: intake_stream(prefix),
         description: Some("closeloop intake: upstream messages until processed".into()),
@@ -75,37 +57,10 @@ pub async fn ensure_streams(
         ..Default::default()
     })
     .await
-    .map_err(|e| err(&e))?;
-    js.get_or_create_stream(stream::Config {
-        name: dlq_stream(prefix),
-        description: Some(
-            "closeloop dead letters: messages that could not be processed, with the reason".into(),
-        ),
-        subjects: vec![format!("{prefix}.dlq.>")],
-        retention: RetentionPolicy::Limits,
-        storage: StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| err(&e))?;
-    Ok(())
-}
-
-/// What a handler made of one intake message.
-pub enum Verdict {
-    /// Processed: acknowledge.
-    Done,
-    /// Can never be processed as it is: park it with this reason.
-    DeadLetter(String),
-    /// Could not be processed now (e.g. broker trouble): redeliver later.
-    Retry(String),
-}
-
-/// Handles one message of an intake subject.
-pub trait Handler: Send + Sync {
-    fn handle(&self, msg: &jetstream::Message)
-    -> impl std::future::Future<Output = Verdict> + Send;
+    .map_err(|e| IntakeSetupError(e.to_string()))?;
+    closeloop_eventstore::consumer::ensure_dlq(js, prefix)
+        .await
+        .map_err(IntakeSetupError)
 }
 
 impl Handler for Intake {
@@ -147,49 +102,6 @@ async fn handle_feedback(intake: &Intake, msg: &jetstream::Message) -> Verdict {
     }
 }
 
-async fn dead_letter(
-    js: &jetstream::Context,
-    prefix: &Prefix,
-    msg: &jetstream::Message,
-    stream_sequence: u64,
-    reason: &str,
-) -> Result<(), String> {
-    let mut h = HeaderMap::new();
-    // Header values are single lines; keep the reason readable and bounded.
-    let reason: String = reason
-        .replace(['\r', '\n'], " ")
-        .chars()
-        .take(2000)
-        .collect();
-    h.insert(headers::REASON, reason.as_str());
-    h.insert(headers::ORIGINAL_SUBJECT, msg.subject.as_str());
-    h.insert(
-        headers::ORIGINAL_SEQUENCE,
-        stream_sequence.to_string().as_str(),
-    );
-    h.insert(
-        headers::DEAD_LETTERED_AT,
-        humantime::format_rfc3339_millis(SystemTime::now())
-            .to_string()
-            .as_str(),
-    );
-    // A redelivered message parks once.
-    h.insert(
-        "Nats-Msg-Id",
-        format!("dlq-{}-{stream_sequence}", intake_stream(prefix)).as_str(),
-    );
-    js.publish_with_headers(
-        dlq_subject(prefix, msg.subject.as_str()),
-        h,
-        msg.payload.clone(),
-    )
-    .await
-    .map_err(|e| e.to_string())?
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
 /// Consumes `<prefix>.intake.feedback` until `shutdown` resolves.
 pub async fn run_feedback_intake(
     js: jetstream::Context,
@@ -211,84 +123,14 @@ pub async fn run_intake<H: Handler>(
     handler: H,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let r = tokio::select! {
-            _ = &mut shutdown => return,
-            r = consume(&js, &prefix, name, &subject, &handler) => r,
-        };
-        if let Err(e) = r {
-            tracing::error!(consumer = name, error = %e, "intake consumer failed; restarting");
-        }
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+    if let Err(e) = ensure_streams(&js, &prefix).await {
+        tracing::error!(consumer = name, error = %e, "intake streams missing; the consumer will retry");
     }
-}
-
-async fn consume<H: Handler>(
-    js: &jetstream::Context,
-    prefix: &Prefix,
-    name: &str,
-    subject: &str,
-    handler: &H,
-) -> Result<(), String> {
-    ensure_streams(js, prefix)
-        .await
-        .map_err(|e| e.to_string())?;
-    let stream = js
-        .get_stream(intake_stream(prefix))
-        .await
-        .map_err(|e| e.to_string())?;
-    let consumer = stream
-        .get_or_create_consumer(
-            name,
-            pull::Config {
-                durable_name: Some(name.into()),
-                filter_subject: subject.to_string(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(256)
-        .messages()
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(consumer = name, %subject, "intake consuming");
-    while let Some(msg) = messages.next().await {
-        let msg = msg.map_err(|e| e.to_string())?;
-        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-        match handler.handle(&msg).await {
-            Verdict::Done => msg.ack().await.map_err(|e| e.to_string())?,
-            Verdict::DeadLetter(reason) => {
-                match dead_letter(js, prefix, &msg, seq, &reason).await {
-                    Ok(()) => {
-                        tracing::warn!(sequence = seq, %reason, "intake message parked in the dead-letter stream");
-                        msg.ack().await.map_err(|e| e.to_string())?;
-                    }
-                    Err(e) => {
-                        tracing::error!(sequence = seq, error = %e, "cannot dead-letter; will retry");
-                        msg.ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
-                }
-            }
-            Verdict::Retry(why) => {
-                tracing::warn!(sequence = seq, %why, "intake message not stored; will retry");
-                msg.ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-    }
-    Ok(())
+    let spec = ConsumerSpec {
+        retry_delay: Duration::from_secs(2),
+        ..ConsumerSpec::new(intake_stream(&prefix), name, subject)
+    };
+    run_consumer(js, prefix, spec, handler, shutdown).await
 }
 
 /// One parked message.
@@ -376,6 +218,19 @@ pub async fn redrive(
                 headers::ORIGINAL_SUBJECT
             )
         })?;
+    if !original.starts_with(&format!("{prefix}.intake.")) {
+        // Events are immutable history: publishing one again would append a
+        // copy. A parked event is redriven by fixing the cause and resetting
+        // the consumer named in its headers.
+        return Err(format!(
+            "dead letter {sequence} is the event {original}, parked by consumer {:?}; only intake \
+             messages can be redriven (events are never published twice)",
+            m.headers
+                .get(headers::CONSUMER)
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_default()
+        ));
+    }
     let mut h = HeaderMap::new();
     h.insert("Closeloop-Redrive-Of", sequence.to_string().as_str());
     js.publish_with_headers(original.clone(), h, m.payload.clone())

@@ -1,0 +1,336 @@
+//! Durable, side-effecting consumers with a dead-letter stream.
+//!
+//! [`run_consumer`] pulls messages of one filter subject through a durable
+//! pull consumer in batches of up to [`ConsumerSpec::max_batch`]. A batch is
+//! split by [`Handler::key`] (by default the subject, i.e. one aggregate):
+//! messages with the same key are handled in order, different keys
+//! concurrently, so the stages of the pipeline overlap their broker round
+//! trips instead of awaiting them one at a time.
+//!
+//! What a handler makes of a message ([`Verdict`]):
+//! * `Done`: acknowledged;
+//! * `DeadLetter(reason)`: parked in `<PREFIX>_DLQ` under
+//!   `<prefix>.dlq.<original subject without prefix>` with the reason in
+//!   headers, then acknowledged: nothing is silently dropped;
+//! * `Retry(why)`: negatively acknowledged with a delay (broker trouble, a
+//!   read model that has not caught up). Later messages of the same key in
+//!   the batch are retried too, so their order holds.
+//!
+//! Handlers must be idempotent: a message can be delivered again after a
+//! crash between the side effect and the acknowledgement.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::{AckPolicy, pull},
+    stream::{self, RetentionPolicy, StorageType},
+};
+use futures::{FutureExt, StreamExt};
+
+use crate::{Envelope, Prefix, StoredEvent};
+
+/// Headers on a dead-lettered message.
+pub mod dlq_headers {
+    pub const REASON: &str = "Closeloop-Dead-Letter-Reason";
+    pub const ORIGINAL_SUBJECT: &str = "Closeloop-Original-Subject";
+    pub const ORIGINAL_SEQUENCE: &str = "Closeloop-Original-Sequence";
+    pub const DEAD_LETTERED_AT: &str = "Closeloop-Dead-Lettered-At";
+    /// The durable consumer that parked it.
+    pub const CONSUMER: &str = "Closeloop-Consumer";
+}
+
+/// `<PREFIX>_DLQ`: the install's dead-letter stream.
+pub fn dlq_stream(prefix: &Prefix) -> String {
+    format!(
+        "{}_DLQ",
+        prefix.as_str().to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Where a message from `original` is parked.
+pub fn dlq_subject(prefix: &Prefix, original: &str) -> String {
+    let rest = original
+        .strip_prefix(&format!("{prefix}."))
+        .unwrap_or(original);
+    format!("{prefix}.dlq.{rest}")
+}
+
+/// Creates (or finds) the dead-letter stream.
+pub async fn ensure_dlq(js: &jetstream::Context, prefix: &Prefix) -> Result<(), String> {
+    js.get_or_create_stream(stream::Config {
+        name: dlq_stream(prefix),
+        description: Some(
+            "closeloop dead letters: messages that could not be processed, with the reason".into(),
+        ),
+        subjects: vec![format!("{prefix}.dlq.>")],
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+/// What a handler made of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Processed: acknowledge.
+    Done,
+    /// Can never be processed as it is: park it with this reason.
+    DeadLetter(String),
+    /// Could not be processed now: redeliver later.
+    Retry(String),
+}
+
+/// Handles the messages of one consumer.
+pub trait Handler: Send + Sync {
+    /// Messages with the same key are handled in order; by default the subject.
+    fn key(&self, msg: &jetstream::Message) -> String {
+        msg.subject.to_string()
+    }
+
+    fn handle(&self, msg: &jetstream::Message) -> impl Future<Output = Verdict> + Send;
+}
+
+/// Which messages a durable consumer takes.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// The stream to consume.
+    pub stream: String,
+    /// Durable consumer name (one per role and purpose).
+    pub durable: String,
+    pub filter: String,
+    /// Most messages handled together.
+    pub max_batch: usize,
+    /// Delay before a `Retry` is redelivered.
+    pub retry_delay: Duration,
+}
+
+impl ConsumerSpec {
+    pub fn new(stream: String, durable: &str, filter: String) -> ConsumerSpec {
+        ConsumerSpec {
+            stream,
+            durable: durable.to_string(),
+            filter,
+            max_batch: 256,
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A stored event from a consumer message (subject, stream sequence, envelope, payload).
+pub fn stored_event(msg: &jetstream::Message) -> Result<StoredEvent, String> {
+    let info = msg
+        .info()
+        .map_err(|e| format!("bad message metadata: {e}"))?;
+    Ok(StoredEvent {
+        subject: msg.subject.to_string(),
+        sequence: info.stream_sequence,
+        envelope: Envelope::from_headers(msg.headers.as_ref()),
+        payload: msg.payload.clone(),
+    })
+}
+
+/// Runs the consumer until `shutdown` resolves; failures (broker down) are
+/// logged and the consumer restarts after a second.
+pub async fn run_consumer<H: Handler>(
+    js: jetstream::Context,
+    prefix: Prefix,
+    spec: ConsumerSpec,
+    handler: H,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let r = tokio::select! {
+            _ = &mut shutdown => return,
+            r = consume(&js, &prefix, &spec, &handler) => r,
+        };
+        if let Err(e) = r {
+            tracing::error!(consumer = %spec.durable, error = %e, "consumer failed; restarting");
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn consume<H: Handler>(
+    js: &jetstream::Context,
+    prefix: &Prefix,
+    spec: &ConsumerSpec,
+    handler: &H,
+) -> Result<(), String> {
+    ensure_dlq(js, prefix).await?;
+    let stream = js
+        .get_stream(&spec.stream)
+        .await
+        .map_err(|e| format!("stream {}: {e}", spec.stream))?;
+    let consumer = stream
+        .get_or_create_consumer(
+            &spec.durable,
+            pull::Config {
+                durable_name: Some(spec.durable.clone()),
+                filter_subject: spec.filter.clone(),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: (spec.max_batch * 4) as i64,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(spec.max_batch)
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consuming");
+    // Re-create the subscription when the connection comes back: a restarted
+    // server may have lost its interest.
+    let connects = || {
+        js.client()
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let connected = connects();
+    let mut watchdog = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let first = tokio::select! {
+            m = messages.next() => match m {
+                Some(m) => m.map_err(|e| e.to_string())?,
+                None => return Ok(()),
+            },
+            _ = watchdog.tick() => {
+                if connects() != connected {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < spec.max_batch {
+            match messages.next().now_or_never() {
+                Some(Some(m)) => batch.push(m.map_err(|e| e.to_string())?),
+                _ => break,
+            }
+        }
+        // Group by key, keeping arrival order within a key.
+        let mut order: Vec<String> = Vec::new();
+        let mut groups: HashMap<String, Vec<jetstream::Message>> = HashMap::new();
+        for m in batch {
+            let k = handler.key(&m);
+            if !groups.contains_key(&k) {
+                order.push(k.clone());
+            }
+            groups.entry(k).or_default().push(m);
+        }
+        let runs = order.into_iter().map(|k| {
+            let group = groups.remove(&k).unwrap_or_default();
+            handle_group(js, prefix, spec, handler, group)
+        });
+        for r in futures::future::join_all(runs).await {
+            r?;
+        }
+    }
+}
+
+async fn handle_group<H: Handler>(
+    js: &jetstream::Context,
+    prefix: &Prefix,
+    spec: &ConsumerSpec,
+    handler: &H,
+    group: Vec<jetstream::Message>,
+) -> Result<(), String> {
+    let mut held_back = false;
+    for msg in group {
+        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+        let verdict = if held_back {
+            Verdict::Retry("an earlier message of the same key is being retried".into())
+        } else {
+            handler.handle(&msg).await
+        };
+        match verdict {
+            Verdict::Done => msg.ack().await.map_err(|e| e.to_string())?,
+            Verdict::DeadLetter(reason) => {
+                match dead_letter(js, prefix, &spec.durable, &msg, seq, &reason).await {
+                    Ok(()) => {
+                        tracing::warn!(consumer = %spec.durable, sequence = seq, %reason, "message parked in the dead-letter stream");
+                        msg.ack().await.map_err(|e| e.to_string())?;
+                    }
+                    Err(e) => {
+                        tracing::error!(consumer = %spec.durable, sequence = seq, error = %e, "cannot dead-letter; will retry");
+                        held_back = true;
+                        msg.ack_with(AckKind::Nak(Some(spec.retry_delay)))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            Verdict::Retry(why) => {
+                if !held_back {
+                    tracing::warn!(consumer = %spec.durable, sequence = seq, %why, "message not processed; will retry");
+                }
+                held_back = true;
+                msg.ack_with(AckKind::Nak(Some(spec.retry_delay)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn dead_letter(
+    js: &jetstream::Context,
+    prefix: &Prefix,
+    consumer: &str,
+    msg: &jetstream::Message,
+    stream_sequence: u64,
+    reason: &str,
+) -> Result<(), String> {
+    let mut h = HeaderMap::new();
+    // Header values are single lines; keep the reason readable and bounded.
+    let reason: String = reason
+        .replace(['\r', '\n'], " ")
+        .chars()
+        .take(2000)
+        .collect();
+    h.insert(dlq_headers::REASON, reason.as_str());
+    h.insert(dlq_headers::ORIGINAL_SUBJECT, msg.subject.as_str());
+    h.insert(
+        dlq_headers::ORIGINAL_SEQUENCE,
+        stream_sequence.to_string().as_str(),
+    );
+    h.insert(dlq_headers::CONSUMER, consumer);
+    h.insert(
+        dlq_headers::DEAD_LETTERED_AT,
+        humantime::format_rfc3339_millis(SystemTime::now())
+            .to_string()
+            .as_str(),
+    );
+    // A redelivered message parks once.
+    h.insert(
+        "Nats-Msg-Id",
+        format!("dlq-{consumer}-{stream_sequence}").as_str(),
+    );
+    js.publish_with_headers(
+        dlq_subject(prefix, msg.subject.as_str()),
+        h,
+        msg.payload.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
