@@ -416,3 +416,134 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The example directory file's shape.
+#[derive(serde::Deserialize)]
+struct DirectoryFile {
+    people: Vec<closeloop_directory::rows::PersonRow>,
+    teams: Vec<closeloop_directory::rows::TeamRow>,
+    accounts: Vec<closeloop_directory::rows::AccountRow>,
+}
+
+impl App {
+    /// Imports `deploy/examples/directory.yaml` over gRPC and waits until
+    /// the directory views hold all of it.
+    pub async fn import_example_directory(&self) {
+        use closeloop_proto::v1;
+        let text = std::fs::read_to_string(example("directory.yaml")).unwrap();
+        let file: DirectoryFile = serde_norway::from_str(&text).unwrap();
+        let mut d = self.directory().await;
+        for p in &file.people {
+            d.upsert_person(v1::UpsertPersonRequest {
+                person: Some(p.to_proto()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        let mut last_team = 0;
+        for t in &file.teams {
+            last_team = d
+                .upsert_team(v1::UpsertTeamRequest {
+                    team: Some(t.to_proto()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .sequence;
+        }
+        let mut last_account = 0;
+        for a in &file.accounts {
+            last_account = d
+                .upsert_account(v1::UpsertAccountRequest {
+                    account: Some(a.to_proto()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .sequence;
+        }
+        d.get_team(v1::GetTeamRequest {
+            team_id: file.teams.last().unwrap().id.clone(),
+            min_sequence: last_team,
+        })
+        .await
+        .unwrap();
+        d.get_account(v1::GetAccountRequest {
+            account_id: file.accounts.last().unwrap().id.clone(),
+            min_sequence: last_account,
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Waits (up to 15 s) until ticket `id` is in the ticket view.
+    pub async fn wait_ticket(&self, id: &str) -> closeloop_proto::v1::GetTicketResponse {
+        let mut c = self.tickets().await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match c
+                .get_ticket(closeloop_proto::v1::GetTicketRequest {
+                    ticket_id: id.to_string(),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(r) => return r.into_inner(),
+                Err(s) if s.code() == tonic::Code::NotFound => {}
+                Err(s) => panic!("GetTicket {id}: {s:?}"),
+            }
+            assert!(Instant::now() < deadline, "ticket {id} never appeared");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits (up to 15 s) for the routing decision on feedback `feedback_id`.
+pub async fn routing_decision(
+    nats: &Nats,
+    prefix: &str,
+    feedback_id: &str,
+) -> closeloop_proto::v1::RoutingDecided {
+    use closeloop_proto::v1::routing_event::Event;
+    use prost::Message;
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream = js
+        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
+        .await
+        .unwrap();
+    let subject = format!("{prefix}.events.routing.{feedback_id}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(m) = stream.get_first_raw_message_by_subject(&subject, 0).await {
+            let e = closeloop_proto::v1::RoutingEvent::decode(m.payload.as_ref()).unwrap();
+            match e.event {
+                Some(Event::Decided(d)) => return d,
+                other => panic!("first routing event is not a decision: {other:?}"),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no routing decision for {feedback_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every event on one subject, decoded by the caller.
+pub async fn subject_payloads(nats: &Nats, prefix: &str, subject: &str) -> Vec<Vec<u8>> {
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream = js
+        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut seq = 0;
+    while let Ok(m) = stream.get_first_raw_message_by_subject(subject, seq).await {
+        seq = m.sequence + 1;
+        out.push(m.payload.to_vec());
+    }
+    out
+}

@@ -12,8 +12,8 @@ pub mod time;
 pub mod values;
 
 pub use ticket::{
-    Closure, Guide, Plan, RecordedEvent, ResponseTemplate, SlaPolicy, RuleViolation, Status, Ticket, TicketCommand, TicketEvent, decide,
-    evolve,
+    Closure, Guide, Plan, RecordedEvent, ResponseTemplate, RuleViolation, SlaPolicy, Status,
+    Ticket, TicketCommand, TicketEvent, decide, evolve,
 };
 pub use time::Timestamp;
 pub use values::{

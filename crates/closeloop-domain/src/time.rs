@@ -13,7 +13,9 @@ impl Timestamp {
 
     /// This instant plus `secs` seconds (saturating).
     pub fn plus_secs(self, secs: u64) -> Self {
-        let add = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1_000_000);
+        let add = i64::try_from(secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
         Timestamp(self.0.saturating_add(add))
     }
 

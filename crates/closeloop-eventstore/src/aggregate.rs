@@ -37,6 +37,23 @@ pub struct EventContext {
     pub traceparent: Option<String>,
 }
 
+impl EventContext {
+    /// The context of an event written in reaction to the stored event with
+    /// envelope `cause` (by a consumer acting as `actor`): same correlation,
+    /// caused by that event, continuing its trace.
+    pub fn caused_by(cause: Option<&crate::Envelope>, actor: &str) -> EventContext {
+        EventContext {
+            actor: actor.to_string(),
+            correlation_id: cause.map(|e| e.correlation_id.clone()).unwrap_or_default(),
+            causation_id: cause.map(|e| e.event_id.clone()).unwrap_or_default(),
+            traceparent: Some(match cause.and_then(|e| e.traceparent.as_deref()) {
+                Some(tp) => crate::traceparent::child_of(tp),
+                None => crate::traceparent::new_root(),
+            }),
+        }
+    }
+}
+
 /// Request metadata a caller passes on to the events its request writes:
 /// `traceparent` and `x-correlation-id`, read once from whatever carries them
 /// (HTTP headers, gRPC metadata, NATS headers).

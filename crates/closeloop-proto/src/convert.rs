@@ -319,8 +319,12 @@ pub fn ticket(t: &Ticket) -> v1::Ticket {
         owner_fallback_reason: t.plan.fallback_reason.clone().unwrap_or_default(),
         config_version: t.plan.config_version.clone(),
         feedback_revision: t.feedback_revision,
-        first_contact_due: Some(timestamp(t.opened_at.plus_secs(t.plan.sla.first_contact_secs))),
-        close_due: Some(timestamp(t.opened_at.plus_secs(t.plan.sla.close_within_secs))),
+        first_contact_due: Some(timestamp(
+            t.opened_at.plus_secs(t.plan.sla.first_contact_secs),
+        )),
+        close_due: Some(timestamp(
+            t.opened_at.plus_secs(t.plan.sla.close_within_secs),
+        )),
     }
 }
 

@@ -8,9 +8,19 @@
 //! the reason: a response is never dropped. A response that triggers nothing
 //! is recorded as unmatched.
 //!
-//! Teams assign round-robin: the caller says how many tickets each team has
-//! been given so far ([`DirectoryView::assigned`]) and advances that count by
-//! the [`Route::rotation`] of every route it acts on.
+//! Teams assign round-robin: the view says which turn of the team's rotation
+//! a route takes ([`DirectoryView::turn`]); the routing role keeps those
+//! turns durable ([`rotation`]) so restarts and replicas continue the
+//! rotation instead of starting it over.
+//!
+//! The rest of the crate is the routing role's I/O: [`events`] (the routing
+//! aggregate, one per response), [`rotation`], [`sql`] (the directory view
+//! over the read model) and [`role`] (the consumer of feedback events).
+
+pub mod events;
+pub mod role;
+pub mod rotation;
+pub mod sql;
 
 use std::collections::BTreeMap;
 
@@ -32,8 +42,9 @@ pub trait DirectoryView {
     fn account(&self, id: &str) -> Option<AccountInfo>;
     /// Members of a team in rotation order; `None` if the team is unknown.
     fn team_members(&self, team: &str) -> Option<Vec<String>>;
-    /// How many tickets the team has been assigned so far.
-    fn assigned(&self, team: &str) -> u64;
+    /// The turn of `team`'s rotation that the route of `workflow_id` takes
+    /// (0 for the team's first ticket); the owner is `members[turn % len]`.
+    fn turn(&self, team: &str, workflow_id: &str) -> u64;
 }
 
 /// How an owner or stakeholder was found.
@@ -75,8 +86,10 @@ pub struct Route {
     /// Stakeholder rules that did not resolve, with the reason.
     pub unresolved_stakeholders: Vec<String>,
     pub sla: Sla,
-    /// The team whose rotation this route advanced, if any.
+    /// The team whose rotation this route took a turn of, if any.
     pub rotation: Option<String>,
+    /// The workflow's resolution guide.
+    pub guide: closeloop_programs::Guide,
 }
 
 /// Everything routing decided about one response.
@@ -127,10 +140,10 @@ pub fn facts<'a>(f: &Feedback, account: Option<&AccountInfo>) -> Facts<'a> {
 
 fn resolve(
     rule: &OwnerRule,
+    workflow_id: &str,
     account_id: &str,
     account: Option<&AccountInfo>,
     dir: &impl DirectoryView,
-    pending: &BTreeMap<String, u64>,
 ) -> Assignee {
     let (email, resolution) = match rule {
         OwnerRule::Person(p) => (p.clone(), Resolution::Person),
@@ -147,7 +160,7 @@ fn resolve(
         },
         OwnerRule::Team(team) => match dir.team_members(team) {
             Some(m) if !m.is_empty() => {
-                let turn = dir.assigned(team) + pending.get(team).copied().unwrap_or(0);
+                let turn = dir.turn(team, workflow_id);
                 let index = (turn % m.len() as u64) as usize;
                 (
                     m[index].clone(),
@@ -180,15 +193,11 @@ fn route(
     f: &Feedback,
     account: Option<&AccountInfo>,
     dir: &impl DirectoryView,
-    pending: &mut BTreeMap<String, u64>,
 ) -> Route {
     let account_id = f.account_id.as_str();
-    let owner = resolve(&w.owner, account_id, account, dir, pending);
+    let owner = resolve(&w.owner, &w.id, account_id, account, dir);
     let rotation = match &owner.resolution {
-        Resolution::Team { team, .. } => {
-            *pending.entry(team.clone()).or_default() += 1;
-            Some(team.clone())
-        }
+        Resolution::Team { team, .. } => Some(team.clone()),
         _ => None,
     };
     let (owner_email, fallback_reason) = match &owner.resolution {
@@ -202,7 +211,7 @@ fn route(
         let people: Vec<String> = match rule {
             OwnerRule::Team(t) => dir.team_members(t).unwrap_or_default(),
             _ => {
-                let a = resolve(rule, account_id, account, dir, pending);
+                let a = resolve(rule, &w.id, account_id, account, dir);
                 match a.resolution {
                     Resolution::Unresolved(why) => {
                         unresolved.push(format!("{}: {why}", rule.describe()));
@@ -233,6 +242,7 @@ fn route(
         unresolved_stakeholders: unresolved,
         sla: w.sla,
         rotation,
+        guide: w.guide.clone(),
     }
 }
 
@@ -245,12 +255,11 @@ pub fn decide(
 ) -> Decision {
     let account = dir.account(f.account_id.as_str());
     let evaluation = program.evaluate(&facts(f, account.as_ref()));
-    let mut pending = BTreeMap::new();
     let routes = evaluation
         .matched
         .iter()
         .filter_map(|id| program.workflow(id))
-        .map(|w| route(w, program, f, account.as_ref(), dir, &mut pending))
+        .map(|w| route(w, program, f, account.as_ref(), dir))
         .collect();
     Decision {
         program: program.id.clone(),

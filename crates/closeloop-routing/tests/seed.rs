@@ -32,7 +32,7 @@ impl DirectoryView for Snapshot {
     fn team_members(&self, team: &str) -> Option<Vec<String>> {
         self.teams.get(team).cloned()
     }
-    fn assigned(&self, team: &str) -> u64 {
+    fn turn(&self, team: &str, _workflow_id: &str) -> u64 {
         self.assigned.get(team).copied().unwrap_or(0)
     }
 }

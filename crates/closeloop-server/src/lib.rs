@@ -43,6 +43,8 @@ pub struct Config {
 pub enum ServerError {
     #[error("{0}")]
     Intake(String),
+    #[error("the routing role needs a programs file: pass --programs or set CLOSELOOP_PROGRAMS")]
+    RoutingWithoutPrograms,
     #[error("programs file {path} is invalid:\n{errors}")]
     Programs { path: String, errors: String },
     #[error("cannot connect to NATS at {url}: {reason}")]
@@ -96,6 +98,9 @@ pub async fn run(
             })?,
         )),
     };
+    if config.roles.contains(Role::Routing) && catalog.is_none() {
+        return Err(ServerError::RoutingWithoutPrograms);
+    }
     if let Some(c) = &catalog {
         tracing::info!(
             programs = c.programs.len(),
@@ -168,6 +173,13 @@ pub async fn run(
         );
         let commands = TicketCommands::new(store.clone());
         ticket_commands = Some(commands.metrics());
+        tasks.spawn(closeloop_eventstore::consumer::run_consumer(
+            store.jetstream().clone(),
+            config.prefix.clone(),
+            closeloop_ticketing::routes::consumer_spec(&config.prefix),
+            closeloop_ticketing::routes::RouteOpener::new(commands.clone()),
+            stopped(),
+        ));
         let svc = TicketGrpc::new(commands, db.clone(), progress_rx);
         health
             .set_serving::<TicketServiceServer<TicketGrpc>>()
@@ -175,21 +187,32 @@ pub async fn run(
         grpc = grpc.add_service(TicketServiceServer::new(svc));
     }
 
-    if config.roles.contains(Role::Ingestion) {
-        let (tasks_, progress_) = (&mut tasks, &mut projector_progress);
-        let accounts = spawn_projector(tasks_, progress_, &db, &store, AccountView, stopped());
-        let people = spawn_projector(tasks_, progress_, &db, &store, PersonView, stopped());
-        let teams = spawn_projector(tasks_, progress_, &db, &store, TeamView, stopped());
+    // Ingestion serves the directory and routing reads it: either projects it.
+    let directory_progress =
+        if config.roles.contains(Role::Ingestion) || config.roles.contains(Role::Routing) {
+            let (tasks_, progress_) = (&mut tasks, &mut projector_progress);
+            Some(DirectoryProgress {
+                accounts: spawn_projector(tasks_, progress_, &db, &store, AccountView, stopped()),
+                people: spawn_projector(tasks_, progress_, &db, &store, PersonView, stopped()),
+                teams: spawn_projector(tasks_, progress_, &db, &store, TeamView, stopped()),
+            })
+        } else {
+            None
+        };
+
+    if let (true, Some(catalog)) = (config.roles.contains(Role::Routing), &catalog) {
+        tasks.spawn(closeloop_eventstore::consumer::run_consumer(
+            store.jetstream().clone(),
+            config.prefix.clone(),
+            closeloop_routing::role::consumer_spec(&config.prefix),
+            closeloop_routing::role::Router::new(catalog.clone(), db.clone(), store.clone()),
+            stopped(),
+        ));
+    }
+
+    if let (true, Some(progress)) = (config.roles.contains(Role::Ingestion), directory_progress) {
         let directory_writer = closeloop_directory::writer::DirectoryWriter::new(store.clone());
-        let svc = DirectoryGrpc::new(
-            directory_writer.clone(),
-            db.clone(),
-            DirectoryProgress {
-                accounts,
-                people,
-                teams,
-            },
-        );
+        let svc = DirectoryGrpc::new(directory_writer.clone(), db.clone(), progress);
         health
             .set_serving::<DirectoryServiceServer<DirectoryGrpc>>()
             .await;

@@ -23,8 +23,9 @@ impl Role {
     ];
 
     /// Roles this build implements; `--roles all` means these. `ingestion`
-    /// serves the account directory (feedback intake joins it next).
-    pub const AVAILABLE: [Role; 2] = [Role::Ingestion, Role::Ticketing];
+    /// takes feedback in and serves the account directory; `routing` turns
+    /// feedback into routing decisions; `ticketing` opens and runs tickets.
+    pub const AVAILABLE: [Role; 3] = [Role::Ingestion, Role::Routing, Role::Ticketing];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -122,8 +123,12 @@ mod tests {
             Err(RolesError::Unknown("billing".into()))
         );
         assert_eq!(
-            Roles::parse("routing"),
-            Err(RolesError::NotAvailable("routing"))
+            Roles::parse("escalation"),
+            Err(RolesError::NotAvailable("escalation"))
+        );
+        assert_eq!(
+            Roles::parse("routing,ticketing").unwrap().to_string(),
+            "routing, ticketing"
         );
     }
 }

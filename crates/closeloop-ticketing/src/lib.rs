@@ -7,6 +7,8 @@
 //!   `ticket_activity` views.
 //! * [`queries`]: reads over those views.
 //! * [`grpc::TicketGrpc`] serves `closeloop.v1.TicketService`.
+//! * [`routes::RouteOpener`] opens the tickets routing decided and attaches
+//!   revised feedback to them.
 
 pub mod codec;
 pub mod commands;
@@ -15,6 +17,7 @@ pub mod grpc;
 pub mod plan_json;
 pub mod projection;
 pub mod queries;
+pub mod routes;
 
 /// Aggregate type name: subjects are `<prefix>.events.ticket.<ticket_id>`.
 pub const AGGREGATE: &str = "ticket";

@@ -128,7 +128,9 @@ fn row_to_ticket(r: &AnyRow) -> Result<v1::Ticket, sqlx::Error> {
         first_contact_due: Some(convert::timestamp(
             opened_at.plus_secs(sla.first_contact_secs),
         )),
-        close_due: Some(convert::timestamp(opened_at.plus_secs(sla.close_within_secs))),
+        close_due: Some(convert::timestamp(
+            opened_at.plus_secs(sla.close_within_secs),
+        )),
         sla: Some(sla),
         owner_fallback_reason: r.try_get("owner_fallback_reason")?,
         config_version: r.try_get("config_version")?,

@@ -127,10 +127,7 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
         println!("{label:<14} {}", text(&v[key]));
     }
     if !t.owner_fallback_reason.is_empty() {
-        println!(
-            "{:<14} FALLBACK OWNER: {}",
-            "flag", t.owner_fallback_reason
-        );
+        println!("{:<14} FALLBACK OWNER: {}", "flag", t.owner_fallback_reason);
     }
     if !t.stakeholder_emails.is_empty() {
         println!("{:<14} {}", "stakeholders", t.stakeholder_emails.join(", "));

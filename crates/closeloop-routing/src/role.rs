@@ -1,0 +1,304 @@
+//! The routing role: a durable consumer of feedback events
+//! (`<prefix>.events.feedback.*`, consumer `routing`).
+//!
+//! For a first submission it reads the account and the program's teams from
+//! the directory views, takes a durable rotation turn for every route owned
+//! by a team, runs the pure [`crate::decide`] and records the outcome as
+//! `RoutingDecided` (also when nothing matched). For a revision it records
+//! `FeedbackAttached` for the tickets the decision opened. Both are
+//! idempotent: a redelivered event finds its decision or revision already
+//! recorded and writes nothing.
+
+use std::sync::Arc;
+
+use closeloop_domain::TicketId;
+use closeloop_eventstore::consumer::{ConsumerSpec, Handler, Verdict, stored_event};
+use closeloop_eventstore::{Aggregate, EventContext, ExecuteError, Executor, Prefix};
+use closeloop_ingestion::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId};
+use closeloop_programs::canonical::Feedback;
+use closeloop_programs::{Catalog, OwnerRule, Program};
+use closeloop_proto::v1;
+use closeloop_readmodel::Db;
+
+use crate::events::{
+    DECIDE_REQUEST, RoutingAggregate, RoutingCommand, answers_text, revision_request,
+};
+use crate::rotation::{RotationAggregate, TakeTurn, TeamKey};
+use crate::sql::{self, Snapshot};
+use crate::{Decision, Resolution, Route};
+
+/// Who routing events say acted.
+pub const ACTOR: &str = "closeloop-routing";
+
+/// Durable consumer name on the event stream.
+pub const CONSUMER: &str = "routing";
+
+/// Deliveries during which a missing account is treated as read-model lag
+/// (ingestion checked it exists) before routing falls back.
+const ACCOUNT_LAG_DELIVERIES: i64 = 5;
+
+/// What the routing consumer reads.
+pub fn consumer_spec(prefix: &Prefix) -> ConsumerSpec {
+    ConsumerSpec::new(
+        prefix.events_stream(),
+        CONSUMER,
+        prefix.aggregate_filter(closeloop_ingestion::feedback::AGGREGATE),
+    )
+}
+
+/// The routing role's handler. Cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    catalog: Arc<Catalog>,
+    db: Db,
+    routing: Executor<RoutingAggregate>,
+    rotation: Executor<RotationAggregate>,
+}
+
+impl Router {
+    pub fn new(catalog: Arc<Catalog>, db: Db, store: closeloop_eventstore::EventStore) -> Router {
+        Router {
+            catalog,
+            db,
+            routing: Executor::new(store.clone()),
+            rotation: Executor::new(store),
+        }
+    }
+
+    async fn decide(
+        &self,
+        id: FeedbackId,
+        f: &Feedback,
+        feedback_sequence: u64,
+        delivered: i64,
+        ctx: &EventContext,
+    ) -> Verdict {
+        // A redelivery of a decided response: nothing to do.
+        match self.routing.load(id).await {
+            Ok(Some(_)) => return Verdict::Done,
+            Ok(None) => {}
+            Err(e) => return Verdict::Retry(e.to_string()),
+        }
+        let mut decided = v1::RoutingDecided {
+            feedback_id: id.to_string(),
+            program_id: f.program.clone(),
+            account_id: f.account_id.to_string(),
+            config_version: self.catalog.version.clone(),
+            feedback_sequence,
+            answers: answers_text(&f.answers).into_iter().collect(),
+            ..Default::default()
+        };
+        match self.catalog.program(&f.program) {
+            None => {
+                decided.unmatched = true;
+                decided.unmatched_reason = format!(
+                    "program {:?} is not in programs version {}",
+                    f.program, self.catalog.version
+                );
+            }
+            Some(program) => {
+                let mut snap =
+                    match sql::load(&self.db, f.account_id.as_str(), &teams(program)).await {
+                        Ok(s) => s,
+                        Err(e) => return Verdict::Retry(format!("directory read failed: {e}")),
+                    };
+                if snap.account.is_none() && delivered < ACCOUNT_LAG_DELIVERIES {
+                    return Verdict::Retry(format!(
+                        "account {} is not in the directory view yet",
+                        f.account_id
+                    ));
+                }
+                let d = match self.take_turns(id, f, program, &mut snap, ctx).await {
+                    Ok(d) => d,
+                    Err(e) => return Verdict::Retry(e),
+                };
+                fill(&mut decided, id, &d, &snap, f);
+            }
+        }
+        match self
+            .routing
+            .execute(id, DECIDE_REQUEST, ctx, &RoutingCommand::Decide(decided))
+            .await
+        {
+            Ok(_) => Verdict::Done,
+            Err(e) => verdict(e),
+        }
+    }
+
+    /// Decides once to see which routes need a team's turn, takes those turns
+    /// durably, and decides again with them.
+    async fn take_turns(
+        &self,
+        id: FeedbackId,
+        f: &Feedback,
+        program: &Program,
+        snap: &mut Snapshot,
+        ctx: &EventContext,
+    ) -> Result<Decision, String> {
+        let version = &self.catalog.version;
+        let first = crate::decide(f, program, version, snap);
+        let mut took = false;
+        for r in &first.routes {
+            let Some(team) = &r.rotation else { continue };
+            let route_key = format!("{id}/{}", r.workflow_id);
+            let done = self
+                .rotation
+                .execute(
+                    TeamKey::of(team),
+                    &route_key,
+                    ctx,
+                    &TakeTurn {
+                        team: team.clone(),
+                        route_key: route_key.clone(),
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let turn = done.state.taken.get(&route_key).copied().unwrap_or(0);
+            snap.turns
+                .insert((team.clone(), r.workflow_id.clone()), turn);
+            took = true;
+        }
+        Ok(if took {
+            crate::decide(f, program, version, snap)
+        } else {
+            first
+        })
+    }
+
+    async fn attach(
+        &self,
+        id: FeedbackId,
+        f: &Feedback,
+        revision: u32,
+        ctx: &EventContext,
+    ) -> Verdict {
+        let cmd = RoutingCommand::Attach {
+            revision,
+            answers: answers_text(&f.answers),
+        };
+        match self
+            .routing
+            .execute(id, &revision_request(revision), ctx, &cmd)
+            .await
+        {
+            Ok(_) => Verdict::Done,
+            Err(e) => verdict(e),
+        }
+    }
+}
+
+fn verdict(e: ExecuteError<crate::events::RoutingRule>) -> Verdict {
+    match e {
+        // The decision is not recorded yet (it is being retried): keep order.
+        ExecuteError::Rule(r) => Verdict::Retry(r.to_string()),
+        ExecuteError::Corrupt { sequence, reason } => Verdict::DeadLetter(format!(
+            "routing history is unreadable at sequence {sequence}: {reason}"
+        )),
+        e => Verdict::Retry(e.to_string()),
+    }
+}
+
+/// Teams a program's workflows name, as owners or stakeholders.
+fn teams(p: &Program) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in &p.workflows {
+        for rule in std::iter::once(&w.owner).chain(&w.notify) {
+            if let OwnerRule::Team(t) = rule
+                && !out.contains(t)
+            {
+                out.push(t.clone());
+            }
+        }
+    }
+    out
+}
+
+fn resolution(r: &Route) -> String {
+    match &r.owner_resolution {
+        Resolution::Role(role) => format!("role:{role}"),
+        Resolution::Team { team, index } => format!("team:{team}#{index}"),
+        Resolution::Person => "person".into(),
+        Resolution::Unresolved(_) => "fallback".into(),
+    }
+}
+
+fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snapshot, f: &Feedback) {
+    let account_name = snap
+        .account
+        .as_ref()
+        .map(|(_, a)| a.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| f.account_id.to_string());
+    out.unmatched = d.unmatched();
+    out.trigger_errors = d
+        .trigger_errors
+        .iter()
+        .map(|(w, e)| v1::TriggerError {
+            workflow_id: w.clone(),
+            error: e.clone(),
+        })
+        .collect();
+    out.tickets = d
+        .routes
+        .iter()
+        .map(|r| v1::RoutedTicket {
+            workflow_id: r.workflow_id.clone(),
+            workflow_name: r.workflow_name.clone(),
+            ticket_id: TicketId::for_feedback(&id.to_string(), &r.workflow_id).to_string(),
+            title: format!("{}: {account_name}", r.workflow_name),
+            owner_email: r.owner.clone(),
+            owner_resolution: resolution(r),
+            owner_fallback_reason: r.fallback_reason.clone().unwrap_or_default(),
+            stakeholder_emails: r.stakeholders.clone(),
+            unresolved_stakeholders: r.unresolved_stakeholders.clone(),
+            guide: Some(v1::ResolutionGuide {
+                title: r.guide.title.clone(),
+                link: r.guide.link.clone(),
+                steps: r.guide.steps.clone(),
+                templates: r
+                    .guide
+                    .templates
+                    .iter()
+                    .map(|t| v1::ResponseTemplate {
+                        name: t.name.clone(),
+                        subject: t.subject.clone(),
+                        body: t.body.clone(),
+                    })
+                    .collect(),
+                talking_points: r.guide.talking_points.clone(),
+                faq: r.guide.faq.clone(),
+            }),
+            sla: Some(v1::SlaPolicy {
+                first_contact_secs: r.sla.first_contact.as_secs(),
+                escalate_after_secs: r.sla.escalate_after.as_secs(),
+                close_within_secs: r.sla.close_within.as_secs(),
+            }),
+        })
+        .collect();
+}
+
+impl Handler for Router {
+    async fn handle(&self, msg: &async_nats::jetstream::Message) -> Verdict {
+        let stored = match stored_event(msg) {
+            Ok(s) => s,
+            Err(e) => return Verdict::DeadLetter(e),
+        };
+        let (event, sequence) = match FeedbackAggregate::decode(&stored) {
+            Ok(r) => r,
+            Err(e) => return Verdict::DeadLetter(e),
+        };
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        let ctx = EventContext::caused_by(stored.envelope.as_ref(), ACTOR);
+        match &event {
+            FeedbackEvent::Received(f) => {
+                let id = FeedbackId::of(&f.source, &f.response_id);
+                self.decide(id, f, sequence, delivered, &ctx).await
+            }
+            FeedbackEvent::Updated { feedback, revision } => {
+                let id = FeedbackId::of(&feedback.source, &feedback.response_id);
+                self.attach(id, feedback, *revision, &ctx).await
+            }
+        }
+    }
+}
