@@ -220,6 +220,16 @@ fn init_logs() {
 
 /// Starts closeloop (all roles) on random ports against `nats` and `db_url`.
 pub async fn spawn_app(nats_url: &str, db_url: &str, prefix: &str) -> App {
+    spawn_app_with_webhooks(nats_url, db_url, prefix, None).await
+}
+
+/// [`spawn_app`] with a webhooks mapping file.
+pub async fn spawn_app_with_webhooks(
+    nats_url: &str,
+    db_url: &str,
+    prefix: &str,
+    webhooks: Option<PathBuf>,
+) -> App {
     init_logs();
     let listeners = Listeners::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -237,6 +247,7 @@ pub async fn spawn_app(nats_url: &str, db_url: &str, prefix: &str) -> App {
         roles: Roles::all(),
         stream_replicas: 1,
         programs: Some(example("programs.yaml")),
+        webhooks: webhooks.clone(),
     };
     let task = tokio::spawn(closeloop_server::run(config, listeners, async {
         let _ = rx.await;

@@ -202,7 +202,7 @@ pub enum TicketCommand {
         program_id: Option<ProgramId>,
         title: Option<Text>,
         origin: Origin,
-        plan: Plan,
+        plan: Box<Plan>,
     },
     LogContact {
         channel: Channel,
@@ -256,7 +256,7 @@ pub enum TicketEvent {
         program_id: String,
         title: String,
         origin: Origin,
-        plan: Plan,
+        plan: Box<Plan>,
     },
     ContactLogged {
         channel: Channel,
@@ -536,7 +536,7 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
             program_id: program_id.clone(),
             title: title.clone(),
             origin: origin.clone(),
-            plan: plan.clone(),
+            plan: plan.as_ref().clone(),
             feedback_revision: 0,
             opened_at: at,
             last_touched_at: at,
@@ -626,7 +626,7 @@ mod tests {
             program_id: None,
             title: None,
             origin: Origin::Manual,
-            plan: Plan::default(),
+            plan: Box::default(),
         }
     }
 

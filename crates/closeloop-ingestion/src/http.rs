@@ -1,4 +1,5 @@
-//! HTTP `POST /v1/feedback` and `POST /v1/feedback:batch`.
+//! HTTP `POST /v1/feedback` and `POST /v1/feedback:batch`, and the vendor
+//! webhooks `POST /v1/webhooks/delighted` and `POST /v1/webhooks/formbricks`.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -9,9 +10,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use closeloop_eventstore::Carried;
 
 use crate::intake::{Accepted, BATCH_MAX, Intake, SubmitError};
+use crate::webhooks::{
+    Delivery, MappingProblem, Webhooks, from_delighted, from_formbricks, verify_delighted,
+    verify_standard,
+};
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -43,40 +51,152 @@ fn problem(
         .into_response()
 }
 
-pub fn router(intake: Intake) -> Router {
+pub fn router(intake: Intake, webhooks: Option<Arc<Webhooks>>) -> Router {
     let single = Router::new()
         .route("/v1/feedback", post(submit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     let batch = Router::new()
         .route("/v1/feedback:batch", post(submit_batch))
         .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT));
-    single.merge(batch).with_state(intake)
+    let hooks = Router::new()
+        .route("/v1/webhooks/delighted", post(delighted))
+        .route("/v1/webhooks/formbricks", post(formbricks))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(HookState {
+            intake: intake.clone(),
+            hooks: webhooks.unwrap_or_default(),
+        });
+    single.merge(batch).with_state(intake).merge(hooks)
+}
+
+#[derive(Clone)]
+struct HookState {
+    intake: Intake,
+    hooks: Arc<Webhooks>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn not_configured(vendor: &str) -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "webhook-not-configured",
+        "Webhook not configured",
+        format!("the webhooks file (--webhooks) has no {vendor} section"),
+        None,
+    )
+}
+
+fn bad_signature(why: String) -> Response {
+    problem(
+        StatusCode::UNAUTHORIZED,
+        "bad-signature",
+        "Webhook signature rejected",
+        format!("{why}; nothing was stored"),
+        None,
+    )
+}
+
+/// Answers a mapped delivery: submits it, or says why it was not taken.
+async fn deliver(
+    intake: &Intake,
+    headers: &HeaderMap,
+    mapped: Result<Delivery, Vec<MappingProblem>>,
+) -> Response {
+    match mapped {
+        Ok(Delivery::Feedback(doc)) => submitted(intake.submit(&doc, &carried(headers)).await),
+        Ok(Delivery::Ignored(reason)) => (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ignored", "reason": reason})),
+        )
+            .into_response(),
+        Err(problems) => {
+            let n = problems.len();
+            problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unmappable-webhook",
+                "Webhook cannot be mapped to feedback",
+                format!(
+                    "{n} problem{} mapping the delivery with the webhooks file; see errors",
+                    if n == 1 { "" } else { "s" }
+                ),
+                Some((
+                    "errors",
+                    problems
+                        .iter()
+                        .map(|p| json!({"pointer": p.pointer, "detail": p.detail}))
+                        .collect(),
+                )),
+            )
+        }
+    }
+}
+
+/// `POST /v1/webhooks/delighted`: `survey_response.created` and
+/// `survey_response.updated` (both map to one feedback per response id, so
+/// the later comment is an update); other events are answered 200 `ignored`.
+async fn delighted(
+    State(s): State<HookState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some((cfg, key)) = &s.hooks.delighted else {
+        return not_configured("delighted");
+    };
+    let raw = match raw_body(body, BODY_LIMIT) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Err(why) = verify_delighted(key, header(&headers, "x-delighted-webhook-signature"), &raw)
+    {
+        return bad_signature(why);
+    }
+    let doc = match parse_json(&raw) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    deliver(&s.intake, &headers, from_delighted(cfg, &doc)).await
+}
+
+/// `POST /v1/webhooks/formbricks` (Standard Webhooks signature).
+async fn formbricks(
+    State(s): State<HookState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some((cfg, key)) = &s.hooks.formbricks else {
+        return not_configured("formbricks");
+    };
+    let raw = match raw_body(body, BODY_LIMIT) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Err(why) = verify_standard(
+        key,
+        header(&headers, "webhook-id"),
+        header(&headers, "webhook-timestamp"),
+        header(&headers, "webhook-signature"),
+        &raw,
+        SystemTime::now(),
+    ) {
+        return bad_signature(why);
+    }
+    let doc = match parse_json(&raw) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    deliver(&s.intake, &headers, from_formbricks(cfg, &doc)).await
 }
 
 /// Reads a JSON body, or the problem document to answer instead.
 fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, Box<Response>> {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(Box::new(problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Request body too large",
-                format!("the body limit is {limit} bytes"),
-                None,
-            )));
-        }
-        Err(e) => {
-            return Err(Box::new(problem(
-                e.status(),
-                "bad-body",
-                "Unreadable request body",
-                e.body_text(),
-                None,
-            )));
-        }
-    };
-    serde_json::from_slice(&body).map_err(|e| {
+    parse_json(&raw_body(body, limit)?)
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
         Box::new(problem(
             StatusCode::BAD_REQUEST,
             "malformed-json",
@@ -85,6 +205,27 @@ fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value,
             None,
         ))
     })
+}
+
+/// The body's bytes, or the problem document (413, 400) to answer instead.
+fn raw_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Box<Response>> {
+    match body {
+        Ok(b) => Ok(b),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Box::new(problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            format!("the body limit is {limit} bytes"),
+            None,
+        ))),
+        Err(e) => Err(Box::new(problem(
+            e.status(),
+            "bad-body",
+            "Unreadable request body",
+            e.body_text(),
+            None,
+        ))),
+    }
 }
 
 fn carried(headers: &HeaderMap) -> Carried {
@@ -112,7 +253,12 @@ async fn submit(
         Ok(v) => v,
         Err(r) => return *r,
     };
-    match intake.submit(&doc, &carried(&headers)).await {
+    submitted(intake.submit(&doc, &carried(&headers)).await)
+}
+
+/// The answer to one submission.
+fn submitted(result: Result<Accepted, SubmitError>) -> Response {
+    match result {
         Ok(a) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({

@@ -13,3 +13,4 @@ pub mod grpc;
 pub mod http;
 pub mod intake;
 pub mod nats;
+pub mod webhooks;

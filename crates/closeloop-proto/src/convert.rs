@@ -242,13 +242,13 @@ pub fn from_event_body(e: &v1::ticket_event::Event) -> Option<TicketEvent> {
             } else {
                 Origin::Manual
             },
-            plan: Plan {
+            plan: Box::new(Plan {
                 stakeholders: o.stakeholder_emails.clone(),
                 guide: o.guide.as_ref().map(from_guide),
                 sla: o.sla.as_ref().map(from_sla).unwrap_or_default(),
                 fallback_reason: Some(o.owner_fallback_reason.clone()).filter(|r| !r.is_empty()),
                 config_version: o.config_version.clone(),
-            },
+            }),
         },
         E::ContactLogged(c) => TicketEvent::ContactLogged {
             channel: from_channel(c.channel).unwrap_or(Channel::Other),
@@ -345,7 +345,7 @@ mod tests {
                     feedback_id: "f".into(),
                     workflow_id: "w".into(),
                 },
-                plan: Plan {
+                plan: Box::new(Plan {
                     stakeholders: vec!["s@x.io".into()],
                     guide: Some(Guide {
                         title: "g".into(),
@@ -364,7 +364,7 @@ mod tests {
                     },
                     fallback_reason: Some("account A has no csm".into()),
                     config_version: "v1".into(),
-                },
+                }),
             },
             TicketEvent::FeedbackRevised {
                 revision: 2,

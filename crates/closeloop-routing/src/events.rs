@@ -41,7 +41,7 @@ pub struct Routing {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoutingCommand {
-    Decide(v1::RoutingDecided),
+    Decide(Box<v1::RoutingDecided>),
     Attach {
         revision: u32,
         answers: BTreeMap<String, String>,
@@ -110,7 +110,7 @@ impl Aggregate for RoutingAggregate {
         cmd: &RoutingCommand,
     ) -> Result<Decision<Body>, RoutingRule> {
         match (state, cmd) {
-            (None, RoutingCommand::Decide(d)) => Ok(Decision::Append(Body::Decided(d.clone()))),
+            (None, RoutingCommand::Decide(d)) => Ok(Decision::Append(Body::Decided((**d).clone()))),
             (Some(s), RoutingCommand::Decide(_)) => Ok(Decision::AlreadyApplied {
                 sequence: s.decided_sequence,
             }),
@@ -235,7 +235,7 @@ mod tests {
             id,
             None,
             DECIDE_REQUEST,
-            &RoutingCommand::Decide(decided.clone()),
+            &RoutingCommand::Decide(Box::new(decided.clone())),
         )
         .unwrap();
         let Decision::Append(ev) = d else { panic!() };
@@ -245,7 +245,7 @@ mod tests {
                 id,
                 s.as_ref(),
                 DECIDE_REQUEST,
-                &RoutingCommand::Decide(decided)
+                &RoutingCommand::Decide(Box::new(decided))
             ),
             Ok(Decision::AlreadyApplied { sequence: 5 })
         );

@@ -117,7 +117,12 @@ impl Router {
         }
         match self
             .routing
-            .execute(id, DECIDE_REQUEST, ctx, &RoutingCommand::Decide(decided))
+            .execute(
+                id,
+                DECIDE_REQUEST,
+                ctx,
+                &RoutingCommand::Decide(Box::new(decided)),
+            )
             .await
         {
             Ok(_) => Verdict::Done,

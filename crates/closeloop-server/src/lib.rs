@@ -37,6 +37,9 @@ pub struct Config {
     /// The programs file (listening programs and workflows); feedback intake
     /// answers 503 without one.
     pub programs: Option<std::path::PathBuf>,
+    /// The vendor webhooks mapping file (Delighted, Formbricks); the webhook
+    /// endpoints answer 404 without one.
+    pub webhooks: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,8 @@ pub enum ServerError {
     RoutingWithoutPrograms,
     #[error("programs file {path} is invalid:\n{errors}")]
     Programs { path: String, errors: String },
+    #[error("webhooks file {path} is invalid:\n{errors}")]
+    Webhooks { path: String, errors: String },
     #[error("cannot connect to NATS at {url}: {reason}")]
     Nats { url: String, reason: String },
     #[error(transparent)]
@@ -95,6 +100,21 @@ pub async fn run(
                     .map(|e| format!("  {e}"))
                     .collect::<Vec<_>>()
                     .join("\n"),
+            })?,
+        )),
+    };
+    let webhooks = match &config.webhooks {
+        None => None,
+        Some(path) => Some(std::sync::Arc::new(
+            closeloop_ingestion::webhooks::Webhooks::load(path).map_err(|errs| {
+                ServerError::Webhooks {
+                    path: path.display().to_string(),
+                    errors: errs
+                        .iter()
+                        .map(|e| format!("  {e}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                }
             })?,
         )),
     };
@@ -266,7 +286,7 @@ pub async fn run(
     let http_task = tokio::spawn(async move {
         let mut router = http::router(http_state);
         if let Some(intake) = intake {
-            router = router.merge(closeloop_ingestion::http::router(intake));
+            router = router.merge(closeloop_ingestion::http::router(intake, webhooks));
         }
         axum::serve(http_listener, router)
             .with_graceful_shutdown(http_stop)

@@ -113,7 +113,7 @@ mod tests {
     fn parses_all_lists_and_rejects_unknown() {
         assert_eq!(Roles::parse("all").unwrap(), Roles::all());
         assert_eq!(
-            Roles::parse("ticketing, ingestion ,ticketing").unwrap(),
+            Roles::parse("ticketing, ingestion ,routing,ticketing").unwrap(),
             Roles::all()
         );
         assert_eq!(Roles::parse("ticketing").unwrap().to_string(), "ticketing");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use closeloop_domain::ticket::{Closure, Origin, Plan};
+use closeloop_domain::ticket::{Closure, Origin};
 use closeloop_domain::values::{REASON_MAX, TEXT_MAX, TITLE_MAX, Violations};
 use closeloop_domain::{
     AccountId, Email, FieldViolation, ProgramId, RequestId, Text, TicketCommand, TicketId,
@@ -134,7 +134,7 @@ impl TicketService for TicketGrpc {
                 program_id: program_id?,
                 title: title?,
                 origin: Origin::Manual,
-                plan: Plan::default(),
+                plan: Box::default(),
             })
         })
         .await

@@ -60,7 +60,7 @@ pub fn open_command(
             feedback_id: d.feedback_id.clone(),
             workflow_id: t.workflow_id.clone(),
         },
-        plan: Plan {
+        plan: Box::new(Plan {
             stakeholders: t.stakeholder_emails.clone(),
             guide: t.guide.as_ref().map(|g| Guide {
                 title: g.title.clone(),
@@ -85,7 +85,7 @@ pub fn open_command(
                 .unwrap_or_default(),
             fallback_reason: Some(t.owner_fallback_reason.clone()).filter(|r| !r.is_empty()),
             config_version: d.config_version.clone(),
-        },
+        }),
     };
     Ok((id, cmd))
 }

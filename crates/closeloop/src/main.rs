@@ -84,6 +84,10 @@ struct ServeArgs {
     /// Programs file: listening programs and their workflows (see docs/programs.md).
     #[arg(long, env = "CLOSELOOP_PROGRAMS")]
     programs: Option<PathBuf>,
+    /// Vendor webhooks mapping file (Delighted, Formbricks; see docs/ingestion.md).
+    /// Secrets are read from the environment variables it names.
+    #[arg(long, env = "CLOSELOOP_WEBHOOKS")]
+    webhooks: Option<PathBuf>,
     /// JetStream replicas for the event stream (3 on a NATS cluster).
     #[arg(long, env = "CLOSELOOP_STREAM_REPLICAS", default_value_t = 1)]
     stream_replicas: usize,
@@ -146,6 +150,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             roles,
             stream_replicas: args.stream_replicas,
             programs: args.programs,
+            webhooks: args.webhooks,
         },
         listeners,
         shutdown_signal(),
