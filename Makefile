@@ -6,12 +6,13 @@ export CLOSELOOP_DATA_DIR := $(DATA_DIR)
 # The example programs (docs/programs.md) unless you point at your own.
 export CLOSELOOP_PROGRAMS ?= deploy/examples/programs.yaml
 
-.PHONY: all build run test test-unit lint fmt clippy k8s clean help
+.PHONY: all build run demo test test-unit bench lint fmt clippy k8s clean help
 
 all: build
 
 help:
 	@echo "make run    start NATS (if none answers) and closeloop serve --roles all on SQLite"
+	@echo "make demo   run the example feedback through routing and print the tickets it opens"
 	@echo "make test   unit, property and integration tests (real nats-server, SQLite and PostgreSQL)"
 	@echo "make lint   rustfmt and clippy, as CI runs them"
 	@echo "make k8s    render the Kubernetes manifests (kubectl kustomize)"
@@ -25,6 +26,10 @@ run: build
 	@started=$$(deploy/local/ensure-nats.sh); \
 	trap 'if [ "$$started" = started ]; then kill $$(cat $(DATA_DIR)/nats.pid) 2>/dev/null; echo "stopped nats-server" >&2; fi' EXIT INT TERM; \
 	./target/debug/closeloop serve --roles all
+
+## demo: example directory and feedback in, owned tickets out (deploy/local/demo.sh).
+demo: build
+	@deploy/local/demo.sh
 
 ## test: needs nats-server on PATH (installed if missing) and PostgreSQL on 127.0.0.1:5432.
 test:

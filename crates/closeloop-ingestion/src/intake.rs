@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use closeloop_directory::records::{AccountKind, RecordKey, RecordKind};
 use closeloop_eventstore::{Carried, ExecuteError, Executor};
 use closeloop_programs::Catalog;
 use closeloop_readmodel::Db;
@@ -63,6 +64,7 @@ pub enum SubmitError {
 pub struct Intake {
     catalog: Option<Arc<Catalog>>,
     db: Db,
+    store: closeloop_eventstore::EventStore,
     feedback: Executor<FeedbackAggregate>,
 }
 
@@ -75,7 +77,8 @@ impl Intake {
         Intake {
             catalog,
             db,
-            feedback: Executor::new(store),
+            feedback: Executor::new(store.clone()),
+            store,
         }
     }
 
@@ -90,7 +93,23 @@ impl Intake {
             .fetch_optional(self.db.pool())
             .await
             .map_err(|e| SubmitError::Unavailable(format!("directory unavailable: {e}")))?;
-        if known.is_none() {
+        // The view may lag a directory import that just finished: the
+        // account's own events are the authority.
+        let known = match known {
+            Some(_) => true,
+            None => {
+                let key = RecordKey::of::<AccountKind>(feedback.account_id.as_str());
+                let subject = self
+                    .store
+                    .prefix()
+                    .aggregate_subject(AccountKind::TYPE, &key.to_string());
+                self.store
+                    .has_events(&subject)
+                    .await
+                    .map_err(|e| SubmitError::Unavailable(e.to_string()))?
+            }
+        };
+        if !known {
             return Err(SubmitError::Invalid(vec![Problem {
                 pointer: "/account_id".into(),
                 detail: format!(

@@ -3,6 +3,7 @@
 
 mod client;
 mod directory;
+mod feedback;
 mod intake;
 mod output;
 mod programs;
@@ -48,6 +49,8 @@ enum Command {
     Programs(programs::ProgramsArgs),
     /// Import and look up accounts, people and teams.
     Directory(directory::DirectoryArgs),
+    /// Submit canonical feedback documents to a running server (HTTP intake).
+    Feedback(feedback::FeedbackArgs),
     /// The NATS intake's rejected (dead-lettered) messages: list and redrive.
     Intake(intake::IntakeArgs),
 }
@@ -182,6 +185,10 @@ async fn main() -> ExitCode {
         Command::Intake(args) => {
             init_logging(cli.log_format, "warn");
             intake::run(args).await
+        }
+        Command::Feedback(args) => {
+            init_logging(cli.log_format, "warn");
+            feedback::run(args).await
         }
         Command::Directory(args) => {
             init_logging(cli.log_format, "warn");

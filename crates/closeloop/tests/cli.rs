@@ -461,3 +461,57 @@ async fn nats_intake_parks_bad_messages_and_redrive_retries_them() {
     assert_eq!(o.status.code(), Some(4), "a redriven letter is gone");
     app.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_submit_reports_each_document_and_exits_3_on_invalid_ones() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.import_example_directory().await;
+    let url = format!("http://{}", app.http_addr);
+    let examples = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/examples/feedback"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"response_id": "X1", "source": "s", "program": "relationship-nps",
+             "account_id": "ACME-001", "submitted_at": "2026-11-02T09:30:00Z",
+             "answers": {"nps": 11}}]"#,
+    )
+    .unwrap();
+    let submit = |files: Vec<String>| {
+        let url = url.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+                .args(["feedback", "submit", "--url", &url])
+                .args(files)
+                .env_remove("CLOSELOOP_HTTP_URL")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let good = format!("{examples}/relationship-nps-detractor.json");
+    let o = submit(vec![good.clone()]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(": received "));
+    let o = submit(vec![good, bad.display().to_string()]).await;
+    assert_eq!(o.status.code(), Some(3));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(": duplicate "), "{out}");
+    assert!(
+        out.contains("bad.json[0]: invalid") && out.contains("/answers/nps"),
+        "{out}"
+    );
+    // Server down: exit 6.
+    let down = tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["feedback", "submit", "--url", "http://127.0.0.1:1"])
+        .arg(bad)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(down.status.code(), Some(6));
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# make demo: the front half of the loop, end to end, on this machine.
+#
+# Starts a private nats-server (installing Debian's package if it is missing,
+# as `make run` does) and every role on a fresh SQLite database with the
+# example programs, imports the example directory, submits every document in
+# deploy/examples/feedback/, and prints the tickets routing opened: owner,
+# stakeholders, SLA and resolution guide. Then stops what it started and
+# removes its files: the demo never touches a broker or database you run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bin=./target/debug/closeloop
+data="${CLOSELOOP_DATA_DIR:-./.closeloop}"
+mkdir -p "$data"
+run_dir="$(mktemp -d "$data/demo.XXXXXX")"
+prefix=demo
+nats_port=${DEMO_NATS_PORT:-14222}
+grpc=127.0.0.1:${DEMO_GRPC_PORT:-50151}
+http=127.0.0.1:${DEMO_HTTP_PORT:-8180}
+export CLOSELOOP_SERVER="http://$grpc"
+export CLOSELOOP_HTTP_URL="http://$http"
+export CLOSELOOP_NATS_URL="nats://127.0.0.1:$nats_port"
+export CLOSELOOP_PREFIX="$prefix"
+
+server_pid=""
+nats_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$nats_pid" ]; then kill "$nats_pid" 2>/dev/null || true; wait "$nats_pid" 2>/dev/null || true; fi
+  rm -rf "$run_dir"
+  echo "demo stopped; nothing left running" >&2
+}
+trap cleanup EXIT INT TERM
+
+deploy/local/install-nats.sh
+nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$run_dir/nats" -l "$run_dir/nats.log" </dev/null >/dev/null 2>&1 &
+nats_pid=$!
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
+  sleep 0.1
+done
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "programs: $CLOSELOOP_PROGRAMS"
+"$bin" programs validate "$CLOSELOOP_PROGRAMS"
+
+step "nats-server -js on 127.0.0.1:$nats_port; closeloop serve --roles all (SQLite in $run_dir)"
+"$bin" serve --roles all --prefix "$prefix" --grpc-addr "$grpc" --http-addr "$http" \
+  --database-url "sqlite://$run_dir/closeloop.db" --programs "$CLOSELOOP_PROGRAMS" \
+  >"$run_dir/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/${http%:*}/${http##*:}") 2>/dev/null \
+     && "$bin" tickets list -o id >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then cat "$run_dir/server.log" >&2; exit 1; fi
+  sleep 0.1
+done
+
+step "directory import deploy/examples/directory.yaml"
+"$bin" directory import deploy/examples/directory.yaml
+
+step "feedback submit deploy/examples/feedback/*.json"
+"$bin" feedback submit deploy/examples/feedback/*.json
+
+step "waiting for routing and ticketing"
+count=-1; stable=0
+for _ in $(seq 1 100); do
+  n=$("$bin" tickets list --page-size 500 -o id | wc -l)
+  if [ "$n" -gt 0 ] && [ "$n" = "$count" ]; then stable=$((stable + 1)); else stable=0; fi
+  count=$n
+  [ "$stable" -ge 5 ] && break
+  sleep 0.2
+done
+echo "$count tickets opened"
+
+step "tickets"
+"$bin" tickets list --page-size 500
+
+for id in $("$bin" tickets list --page-size 500 -o id); do
+  step "ticket $id"
+  "$bin" tickets show "$id"
+done
