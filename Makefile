@@ -14,6 +14,7 @@ help:
 	@echo "make run    start NATS (if none answers) and closeloop serve --roles all on SQLite"
 	@echo "make demo   run the example feedback through routing and print the tickets it opens"
 	@echo "make test   unit, property and integration tests (real nats-server, SQLite and PostgreSQL)"
+	@echo "make bench  raw NATS publish rate vs the feedback → ticket path (release build)"
 	@echo "make lint   rustfmt and clippy, as CI runs them"
 	@echo "make k8s    render the Kubernetes manifests (kubectl kustomize)"
 
@@ -36,6 +37,12 @@ test:
 	@deploy/local/install-nats.sh
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
 	$(CARGO) test --workspace
+
+## bench: raw broker publish rate vs the whole intake → routing → ticket path (release build).
+bench:
+	@deploy/local/install-nats.sh
+	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
+	$(CARGO) bench -p closeloop-tests --bench pipeline
 
 lint: fmt clippy
 

@@ -135,7 +135,8 @@ pub trait Aggregate: Send + Sync + 'static {
 /// What a command produced.
 #[derive(Debug, Clone)]
 pub struct Executed<S> {
-    pub state: S,
+    /// The aggregate after the command (shared with the executor's cache).
+    pub state: Arc<S>,
     /// Stream sequence of the event written by this request (now or earlier).
     pub sequence: u64,
     /// True when the request id had already been applied and nothing was written.
@@ -179,7 +180,7 @@ type Locks<Id> = Arc<Mutex<HashMap<Id, Arc<tokio::sync::Mutex<()>>>>>;
 /// Executes commands on one aggregate type. Cheap to clone.
 pub struct Executor<A: Aggregate> {
     store: EventStore,
-    cache: Arc<Mutex<HashMap<A::Id, A::State>>>,
+    cache: Arc<Mutex<HashMap<A::Id, Arc<A::State>>>>,
     locks: Locks<A::Id>,
     metrics: Arc<ExecutorMetrics>,
 }
@@ -233,11 +234,15 @@ impl<A: Aggregate> Executor<A> {
         Ok(state)
     }
 
-    fn cached(&self, id: A::Id) -> Option<A::State> {
-        self.cache.lock().expect("cache lock").get(&id).cloned()
+    /// Takes the cached state out for a command (the caller holds the
+    /// instance's lock). Copied only if a caller still holds the previous
+    /// result, so large aggregates are not cloned on every command.
+    fn take_cached(&self, id: A::Id) -> Option<A::State> {
+        let arc = self.cache.lock().expect("cache lock").remove(&id)?;
+        Some(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone()))
     }
 
-    fn remember(&self, id: A::Id, s: &A::State) {
+    fn remember(&self, id: A::Id, s: &Arc<A::State>) {
         let mut c = self.cache.lock().expect("cache lock");
         if c.len() >= CACHE_CAPACITY && !c.contains_key(&id) {
             c.clear();
@@ -252,6 +257,44 @@ impl<A: Aggregate> Executor<A> {
 
     fn forget(&self, id: A::Id) {
         self.cache.lock().expect("cache lock").remove(&id);
+    }
+
+    /// Appends `event` as the first event of `id`; `None` when the subject
+    /// already has events (or the broker already holds this event id).
+    async fn try_create(
+        &self,
+        id: A::Id,
+        subject: &str,
+        event_id: &str,
+        request_id: &str,
+        ctx: &EventContext,
+        event: &A::Event,
+    ) -> Result<Option<Executed<A::State>>, ExecuteError<A::Rule>> {
+        let (env, payload) = A::encode(id, event_id, request_id, SystemTime::now(), ctx, event);
+        match self.store.append(subject, 0, &env, payload.clone()).await {
+            Ok(ack) if !ack.duplicate => {
+                let rec = A::decode(&StoredEvent {
+                    subject: subject.to_string(),
+                    sequence: ack.sequence,
+                    envelope: Some(env),
+                    payload,
+                })
+                .map_err(|reason| ExecuteError::Corrupt {
+                    sequence: ack.sequence,
+                    reason,
+                })?;
+                let state = Arc::new(A::evolve(None, &rec).expect("evolve after append"));
+                self.remember(id, &state);
+                self.metrics.written.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(Executed {
+                    state,
+                    sequence: ack.sequence,
+                    replayed: false,
+                }))
+            }
+            Ok(_) | Err(AppendError::Conflict { .. }) => Ok(None),
+            Err(AppendError::Unavailable(e)) => Err(ExecuteError::Unavailable(e)),
+        }
     }
 
     /// Decides and appends `command` on aggregate `id`.
@@ -290,17 +333,42 @@ impl<A: Aggregate> Executor<A> {
     ) -> Result<Executed<A::State>, ExecuteError<A::Rule>> {
         let subject = self.subject(id);
         let event_id = A::event_id(id, request_id);
-        let mut state = match self.cached(id) {
+        let mut state = match self.take_cached(id) {
             Some(s) => Some(s),
-            None => self.load(id).await?,
+            // Not in memory. A command that would create the aggregate is
+            // first tried as a creation (expected last sequence 0): for a new
+            // aggregate that saves the read before the write; if the subject
+            // has events after all, the broker refuses and we load below.
+            None => match A::decide(id, None, request_id, command) {
+                Ok(Decision::Append(event)) => {
+                    match self
+                        .try_create(id, &subject, &event_id, request_id, ctx, &event)
+                        .await?
+                    {
+                        Some(done) => return Ok(done),
+                        None => self.load(id).await?,
+                    }
+                }
+                _ => self.load(id).await?,
+            },
         };
         for attempt in 1..=MAX_ATTEMPTS {
-            let event = match A::decide(id, state.as_ref(), request_id, command)
-                .map_err(ExecuteError::Rule)?
-            {
+            let decision = match A::decide(id, state.as_ref(), request_id, command) {
+                Ok(d) => d,
+                Err(rule) => {
+                    // Refused: the state is unchanged; keep it cached.
+                    if let Some(s) = state {
+                        self.remember(id, &Arc::new(s));
+                    }
+                    return Err(ExecuteError::Rule(rule));
+                }
+            };
+            let event = match decision {
                 Decision::AlreadyApplied { sequence } => {
                     self.metrics.replayed.fetch_add(1, Ordering::Relaxed);
-                    let state = state.expect("a request was applied to an existing aggregate");
+                    let state =
+                        Arc::new(state.expect("a request was applied to an existing aggregate"));
+                    self.remember(id, &state);
                     return Ok(Executed {
                         state,
                         sequence,
@@ -328,7 +396,7 @@ impl<A: Aggregate> Executor<A> {
                         sequence: ack.sequence,
                         reason,
                     })?;
-                    let state = A::evolve(state, &rec).expect("evolve after append");
+                    let state = Arc::new(A::evolve(state, &rec).expect("evolve after append"));
                     self.remember(id, &state);
                     self.metrics.written.fetch_add(1, Ordering::Relaxed);
                     return Ok(Executed {

@@ -143,10 +143,19 @@ impl Program {
 
     /// Evaluates every workflow trigger of this program against `facts`.
     pub fn evaluate(&self, facts: &Facts<'_>) -> Evaluation {
-        let ctx = context(&self.id, facts);
+        // The built-in function registry is built once per thread; each
+        // evaluation only adds the response's variables in a child scope.
+        ROOT.with(|root| {
+            let mut ctx = root.new_inner_scope();
+            add_facts(&mut ctx, &self.id, facts);
+            self.evaluate_in(&ctx)
+        })
+    }
+
+    fn evaluate_in(&self, ctx: &Context<'_, '_>) -> Evaluation {
         let mut out = Evaluation::default();
         for w in &self.workflows {
-            match w.program.execute(&ctx) {
+            match w.program.execute(ctx) {
                 Ok(Value::Bool(true)) => out.matched.push(w.id.clone()),
                 Ok(Value::Bool(false)) => {}
                 // An optional answer or attribute that is absent simply does not match.
@@ -162,9 +171,18 @@ impl Program {
     }
 }
 
+thread_local! {
+    static ROOT: Context<'static, 'static> = Context::default();
+}
+
 /// The CEL variables of one response (see [`Facts`]).
 pub(crate) fn context(program_id: &str, facts: &Facts<'_>) -> Context<'static, 'static> {
     let mut ctx = Context::default();
+    add_facts(&mut ctx, program_id, facts);
+    ctx
+}
+
+fn add_facts(ctx: &mut Context<'_, '_>, program_id: &str, facts: &Facts<'_>) {
     let answers: HashMap<String, Value> = facts
         .answers
         .iter()
@@ -184,5 +202,4 @@ pub(crate) fn context(program_id: &str, facts: &Facts<'_>) -> Context<'static, '
         string_map(facts.account.iter().map(|(k, v)| (*k, v))),
     );
     ctx.add_variable_from_value("program", Value::String(Arc::new(program_id.to_string())));
-    ctx
 }

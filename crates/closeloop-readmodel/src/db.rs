@@ -69,7 +69,7 @@ impl Db {
                 connect_url.push_str("?mode=rwc");
             }
             // SQLite has one writer at a time; WAL lets readers run beside it.
-            opts = opts.max_connections(4).after_connect(|conn, _| {
+            opts = opts.max_connections(8).after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::query("PRAGMA journal_mode=WAL")
                         .execute(&mut *conn)

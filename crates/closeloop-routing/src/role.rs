@@ -9,7 +9,8 @@
 //! idempotent: a redelivered event finds its decision or revision already
 //! recorded and writes nothing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use closeloop_domain::TicketId;
 use closeloop_eventstore::consumer::{ConsumerSpec, Handler, Verdict, stored_event};
@@ -18,7 +19,7 @@ use closeloop_ingestion::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId
 use closeloop_programs::canonical::Feedback;
 use closeloop_programs::{Catalog, OwnerRule, Program};
 use closeloop_proto::v1;
-use closeloop_readmodel::Db;
+use closeloop_readmodel::{Db, Progress};
 
 use crate::events::{
     DECIDE_REQUEST, RoutingAggregate, RoutingCommand, answers_text, revision_request,
@@ -46,6 +47,11 @@ pub fn consumer_spec(prefix: &Prefix) -> ConsumerSpec {
     )
 }
 
+/// Directory snapshots kept between responses (per account and program).
+const SNAPSHOT_CACHE: usize = 10_000;
+
+type SnapshotCache = Arc<Mutex<HashMap<(String, String), (u64, Snapshot)>>>;
+
 /// The routing role's handler. Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
@@ -53,16 +59,57 @@ pub struct Router {
     db: Db,
     routing: Executor<RoutingAggregate>,
     rotation: Executor<RotationAggregate>,
+    /// Progress of the directory projectors (accounts, teams) in this
+    /// process: a cached snapshot is reused only while none has moved.
+    directory: Vec<Progress>,
+    snapshots: SnapshotCache,
 }
 
 impl Router {
-    pub fn new(catalog: Arc<Catalog>, db: Db, store: closeloop_eventstore::EventStore) -> Router {
+    /// `directory`: the progress of the account and team projectors that
+    /// feed the views routing reads (empty: no caching).
+    pub fn new(
+        catalog: Arc<Catalog>,
+        db: Db,
+        store: closeloop_eventstore::EventStore,
+        directory: Vec<Progress>,
+    ) -> Router {
         Router {
             catalog,
             db,
             routing: Executor::new(store.clone()),
             rotation: Executor::new(store),
+            directory,
+            snapshots: Arc::default(),
         }
+    }
+
+    /// The directory generation: changes whenever a directory view changes.
+    fn generation(&self) -> u64 {
+        self.directory.iter().map(|p| *p.borrow()).sum()
+    }
+
+    /// The account's and program's directory snapshot, from the cache while
+    /// the directory has not changed, else from the views.
+    async fn snapshot(&self, account: &str, program: &Program) -> Result<Snapshot, sqlx::Error> {
+        let key = (account.to_string(), program.id.clone());
+        let generation = self.generation();
+        if !self.directory.is_empty()
+            && let Some((g, snap)) = self.snapshots.lock().expect("cache").get(&key)
+            && *g == generation
+        {
+            return Ok(snap.clone());
+        }
+        let snap = sql::load(&self.db, account, &teams(program)).await?;
+        // Only complete snapshots are kept: a missing account may be lag.
+        if snap.account.is_some() && !self.directory.is_empty() {
+            let mut cache = self.snapshots.lock().expect("cache");
+            if cache.len() >= SNAPSHOT_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, (generation, snap.clone()));
+        }
+        Ok(snap)
     }
 
     async fn decide(
@@ -73,12 +120,8 @@ impl Router {
         delivered: i64,
         ctx: &EventContext,
     ) -> Verdict {
-        // A redelivery of a decided response: nothing to do.
-        match self.routing.load(id).await {
-            Ok(Some(_)) => return Verdict::Done,
-            Ok(None) => {}
-            Err(e) => return Verdict::Retry(e.to_string()),
-        }
+        // A redelivery of a decided response computes the same decision and
+        // finds it recorded (the decide request id), writing nothing.
         let mut decided = v1::RoutingDecided {
             feedback_id: id.to_string(),
             program_id: f.program.clone(),
@@ -97,11 +140,10 @@ impl Router {
                 );
             }
             Some(program) => {
-                let mut snap =
-                    match sql::load(&self.db, f.account_id.as_str(), &teams(program)).await {
-                        Ok(s) => s,
-                        Err(e) => return Verdict::Retry(format!("directory read failed: {e}")),
-                    };
+                let mut snap = match self.snapshot(f.account_id.as_str(), program).await {
+                    Ok(s) => s,
+                    Err(e) => return Verdict::Retry(format!("directory read failed: {e}")),
+                };
                 if snap.account.is_none() && delivered < ACCOUNT_LAG_DELIVERIES {
                     return Verdict::Retry(format!(
                         "account {} is not in the directory view yet",

@@ -225,7 +225,15 @@ pub async fn run(
             store.jetstream().clone(),
             config.prefix.clone(),
             closeloop_routing::role::consumer_spec(&config.prefix),
-            closeloop_routing::role::Router::new(catalog.clone(), db.clone(), store.clone()),
+            closeloop_routing::role::Router::new(
+                catalog.clone(),
+                db.clone(),
+                store.clone(),
+                directory_progress
+                    .as_ref()
+                    .map(|p| vec![p.accounts.clone(), p.teams.clone()])
+                    .unwrap_or_default(),
+            ),
             stopped(),
         ));
     }
