@@ -176,11 +176,12 @@ pub const MAX_ATTEMPTS: u32 = 8;
 const CACHE_CAPACITY: usize = 10_000;
 
 type Locks<Id> = Arc<Mutex<HashMap<Id, Arc<tokio::sync::Mutex<()>>>>>;
+type Cache<Id, S> = Arc<Mutex<HashMap<Id, Arc<S>>>>;
 
 /// Executes commands on one aggregate type. Cheap to clone.
 pub struct Executor<A: Aggregate> {
     store: EventStore,
-    cache: Arc<Mutex<HashMap<A::Id, Arc<A::State>>>>,
+    cache: Cache<A::Id, A::State>,
     locks: Locks<A::Id>,
     metrics: Arc<ExecutorMetrics>,
 }
