@@ -65,7 +65,7 @@ fn response(i: usize) -> Value {
         3 => (
             "implementation-csat",
             json!({"csat": 1 + (i % 2) as i64}),
-            json!({"implementation_led_by": if i % 2 == 0 { "vendor" } else { "partner" }, "partner_id": "P-042"}),
+            json!({"implementation_led_by": if i.is_multiple_of(2) { "vendor" } else { "partner" }, "partner_id": "P-042"}),
         ),
         _ => ("product-experience", json!({"experience": 1}), json!({})),
     };
