@@ -458,3 +458,127 @@ async fn updates_duplicates_and_directory_changes(backend: Backend) {
 }
 
 closeloop_tests::on_both_backends!(updates_duplicates_and_directory_changes);
+
+/// Consumers may see any event again (a crash between the side effect and the
+/// ack, a consumer reset): the whole history redelivered must write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivering_every_event_to_routing_and_ticketing_writes_nothing() {
+    let e = env(Backend::Sqlite).await;
+    let mut ids = Vec::new();
+    for (i, (program, answers, attributes)) in [
+        ("relationship-nps", json!({"nps": 2}), json!({})),
+        (
+            "relationship-nps",
+            json!({"nps": 9, "usage_intent": "reduce"}),
+            json!({}),
+        ),
+        (
+            "implementation-csat",
+            json!({"csat": 1}),
+            json!({"implementation_led_by": "partner"}),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let fid = e
+            .submit(&response(
+                program,
+                "ACME-001",
+                &format!("R_re{i}"),
+                answers,
+                attributes,
+            ))
+            .await;
+        e.routed(&fid).await;
+        ids.push(fid);
+    }
+    let js = async_nats::jetstream::new(e.nats.client().await);
+    let stream_name = format!("{}_EVENTS", e.prefix.to_uppercase());
+    let mut stream = js.get_stream(&stream_name).await.unwrap();
+    let before = stream.info().await.unwrap().state.messages;
+
+    // Reset both consumers: they are recreated from the start of the stream
+    // and see every feedback and routing event again.
+    stream.delete_consumer("routing").await.unwrap();
+    stream.delete_consumer("ticketing-routes").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut caught_up = true;
+        for name in ["routing", "ticketing-routes"] {
+            match stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
+                .await
+            {
+                Ok(mut c) => {
+                    let i = c.info().await.unwrap();
+                    caught_up &= i.num_pending == 0
+                        && i.num_ack_pending == 0
+                        && i.delivered.stream_sequence > 0;
+                }
+                Err(_) => caught_up = false,
+            }
+        }
+        if caught_up {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consumers did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = stream.info().await.unwrap().state.messages;
+    assert_eq!(after, before, "redelivery wrote {} events", after - before);
+    let listed = e
+        .app
+        .tickets()
+        .await
+        .list_tickets(v1::ListTicketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tickets.len(), 4);
+}
+
+/// An event routing can never process is parked with the reason, and the
+/// events after it still flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_feedback_event_is_dead_lettered_and_routing_goes_on() {
+    let e = env(Backend::Sqlite).await;
+    let js = async_nats::jetstream::new(e.nats.client().await);
+    let subject = format!(
+        "{}.events.feedback.00000000-0000-5000-8000-000000000000",
+        e.prefix
+    );
+    js.publish(subject.clone(), "not protobuf at all".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let fid = e
+        .submit(&response(
+            "relationship-nps",
+            "ACME-001",
+            "R_after",
+            json!({"nps": 1}),
+            json!({}),
+        ))
+        .await;
+    let (d, _) = e.routed(&fid).await;
+    assert_eq!(d.tickets.len(), 1);
+    let prefix = closeloop_eventstore::Prefix::parse(&e.prefix).unwrap();
+    let parked = closeloop_ingestion::nats::list_rejected(&js, &prefix)
+        .await
+        .unwrap();
+    let p = parked
+        .iter()
+        .find(|p| p.original_subject == subject)
+        .expect("the poison event is in the dead-letter stream");
+    assert!(p.reason.contains("FeedbackEvent"), "{}", p.reason);
+    // It cannot be redriven by republishing: events are never published twice.
+    let err = closeloop_ingestion::nats::redrive(&js, &prefix, p.sequence)
+        .await
+        .unwrap_err();
+    assert!(err.contains("only intake messages"), "{err}");
+}
