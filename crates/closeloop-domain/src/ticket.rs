@@ -131,6 +131,9 @@ pub struct Plan {
     pub fallback_reason: Option<String>,
     /// Version of the programs file whose workflow opened the ticket.
     pub config_version: String,
+    /// The workflow's closure rules ask for a business opportunity (kind,
+    /// optional amount) to be recorded when the ticket is closed.
+    pub require_opportunity: bool,
 }
 
 /// The documentation a ticket must carry to be closed. Parsing it is the only
@@ -375,6 +378,8 @@ pub enum RuleViolation {
     Closed(&'static str),
     #[error("log a contact with the customer before closing the ticket (status is open)")]
     CloseBeforeContact,
+    #[error("this ticket's workflow requires an opportunity (kind, optional amount) to close it")]
+    OpportunityRequired,
     #[error("ticket is {0}, not closed; only a closed ticket can be reopened")]
     NotClosed(Status),
     #[error("ticket is already owned by {0}")]
@@ -478,6 +483,9 @@ pub fn decide(
         },
         TicketCommand::Close(c) => match t.status {
             Status::Open => return Err(RuleViolation::CloseBeforeContact),
+            Status::Contacted if t.plan.require_opportunity && c.opportunity.is_none() => {
+                return Err(RuleViolation::OpportunityRequired);
+            }
             Status::Closed => return Err(RuleViolation::Closed("close it again")),
             Status::Contacted => TicketEvent::Closed {
                 root_cause_category: c.root_cause_category.as_str().to_string(),
@@ -693,6 +701,48 @@ mod tests {
             (t.status, t.reopen_count, t.closure),
             (Status::Open, 1, None)
         );
+    }
+
+    #[test]
+    fn a_workflow_can_require_an_opportunity_at_closure() {
+        let id = TicketId::for_feedback("f", "w");
+        let mut seq = 0;
+        let open = TicketCommand::Open {
+            account_id: AccountId::parse("a", "ACME-001").unwrap(),
+            owner: Email::parse("o", "a@x.io").unwrap(),
+            program_id: None,
+            title: None,
+            origin: Origin::Workflow {
+                feedback_id: "f".into(),
+                workflow_id: "w".into(),
+            },
+            plan: Box::new(Plan {
+                require_opportunity: true,
+                ..Plan::default()
+            }),
+        };
+        let (s, _) = run(id, None, &mut seq, "r0", &open);
+        let contact = TicketCommand::LogContact {
+            channel: Channel::Email,
+            summary: text("mailed"),
+        };
+        let (s, _) = run(id, s, &mut seq, "r1", &contact);
+        let bare =
+            TicketCommand::Close(Closure::parse("pricing", "too dear", "discount", None).unwrap());
+        let (s, d) = run(id, s, &mut seq, "r2", &bare);
+        assert_eq!(d, Err(RuleViolation::OpportunityRequired));
+        let with = TicketCommand::Close(
+            Closure::parse(
+                "pricing",
+                "too dear",
+                "discount",
+                Some(("renewal", Some(1.0))),
+            )
+            .unwrap(),
+        );
+        let (s, d) = run(id, s, &mut seq, "r3", &with);
+        assert!(matches!(d, Ok(Decision::Append(_))));
+        assert_eq!(s.unwrap().status, Status::Closed);
     }
 
     #[test]

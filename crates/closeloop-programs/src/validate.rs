@@ -503,6 +503,20 @@ impl Catalog {
                     }
                 }
                 let wsla = sla(&mut errs, &format!("{wloc}.sla"), base_sla, w.sla.as_ref());
+                // Closure documentation is what makes the loop auditable: a
+                // workflow may ask for more, never for less.
+                for (field, value) in [
+                    ("require_root_cause", w.closure.require_root_cause),
+                    ("require_actions", w.closure.require_actions),
+                ] {
+                    if value == Some(false) {
+                        errs.at(
+                            format!("{wloc}.closure.{field}"),
+                            "closing a ticket always needs a root cause and the actions taken; \
+                             this cannot be turned off (remove the line)",
+                        );
+                    }
+                }
                 let d = ClosureRules::default();
                 let closure = ClosureRules {
                     require_root_cause: w

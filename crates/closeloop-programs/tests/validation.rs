@@ -97,3 +97,30 @@ programs:
     let e = errors(yaml);
     assert!(e[0].contains("must evaluate to true or false"), "{e:?}");
 }
+
+#[test]
+fn closure_documentation_cannot_be_turned_off() {
+    let yaml = r#"
+version: 1
+programs:
+  - id: p
+    name: P
+    metric: custom
+    fallback_owner: cx@vendor.example
+    questions: [{id: q, kind: nps}]
+    workflows:
+      - id: w
+        name: W
+        when: "answers.q < 7"
+        owner: {role: csm}
+        guide: {title: G}
+        closure: {require_root_cause: false, require_actions: false, require_opportunity: true}
+"#;
+    let e = errors(yaml);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].starts_with("programs[0](p).workflows[0](w).closure.require_root_cause: closing a ticket always needs"), "{e:?}");
+    assert!(
+        e[1].starts_with("programs[0](p).workflows[0](w).closure.require_actions"),
+        "{e:?}"
+    );
+}

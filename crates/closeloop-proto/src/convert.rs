@@ -110,6 +110,7 @@ pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
                 sla: Some(sla(&plan.sla)),
                 owner_fallback_reason: plan.fallback_reason.clone().unwrap_or_default(),
                 config_version: plan.config_version.clone(),
+                require_opportunity: plan.require_opportunity,
             })
         }
         TicketEvent::ContactLogged {
@@ -248,6 +249,7 @@ pub fn from_event_body(e: &v1::ticket_event::Event) -> Option<TicketEvent> {
                 sla: o.sla.as_ref().map(from_sla).unwrap_or_default(),
                 fallback_reason: Some(o.owner_fallback_reason.clone()).filter(|r| !r.is_empty()),
                 config_version: o.config_version.clone(),
+                require_opportunity: o.require_opportunity,
             }),
         },
         E::ContactLogged(c) => TicketEvent::ContactLogged {
@@ -325,6 +327,7 @@ pub fn ticket(t: &Ticket) -> v1::Ticket {
         close_due: Some(timestamp(
             t.opened_at.plus_secs(t.plan.sla.close_within_secs),
         )),
+        require_opportunity: t.plan.require_opportunity,
     }
 }
 
@@ -364,6 +367,7 @@ mod tests {
                     },
                     fallback_reason: Some("account A has no csm".into()),
                     config_version: "v1".into(),
+                    require_opportunity: true,
                 }),
             },
             TicketEvent::FeedbackRevised {

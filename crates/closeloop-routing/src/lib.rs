@@ -90,6 +90,8 @@ pub struct Route {
     pub rotation: Option<String>,
     /// The workflow's resolution guide.
     pub guide: closeloop_programs::Guide,
+    /// What closing the ticket needs.
+    pub closure: closeloop_programs::ClosureRules,
 }
 
 /// Everything routing decided about one response.
@@ -243,6 +245,7 @@ fn route(
         sla: w.sla,
         rotation,
         guide: w.guide.clone(),
+        closure: w.closure,
     }
 }
 

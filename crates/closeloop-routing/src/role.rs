@@ -316,6 +316,7 @@ fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snaps
                 talking_points: r.guide.talking_points.clone(),
                 faq: r.guide.faq.clone(),
             }),
+            require_opportunity: r.closure.require_opportunity,
             sla: Some(v1::SlaPolicy {
                 first_contact_secs: r.sla.first_contact.as_secs(),
                 escalate_after_secs: r.sla.escalate_after.as_secs(),

@@ -55,6 +55,7 @@ fn reason(r: &RuleViolation) -> &'static str {
         RuleViolation::AlreadyExists(_) => "TICKET_EXISTS",
         RuleViolation::Closed(_) => "TICKET_CLOSED",
         RuleViolation::CloseBeforeContact => "CONTACT_REQUIRED",
+        RuleViolation::OpportunityRequired => "OPPORTUNITY_REQUIRED",
         RuleViolation::NotClosed(_) => "TICKET_NOT_CLOSED",
         RuleViolation::SameOwner(_) => "SAME_OWNER",
         RuleViolation::RequestIdReused { .. } => "REQUEST_ID_REUSED",

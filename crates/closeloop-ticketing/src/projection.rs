@@ -120,9 +120,9 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
                 "INSERT INTO tickets (id, sequence, opened_at, last_touched_at, status, account_id, \
                  owner_email, program_id, title, source, feedback_id, workflow_id, stakeholders, \
                  guide, first_contact_secs, escalate_after_secs, close_within_secs, \
-                 owner_fallback_reason, config_version) \
+                 owner_fallback_reason, config_version, require_opportunity) \
                  VALUES ($1, $2, $3, $3, 'open', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                 $15, $16, $17) ON CONFLICT (id) DO NOTHING",
+                 $15, $16, $17, $18) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&id)
             .bind(seq)
@@ -141,6 +141,7 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
             .bind(secs(plan.sla.close_within_secs))
             .bind(plan.fallback_reason.clone().unwrap_or_default())
             .bind(plan.config_version.as_str())
+            .bind(i64::from(plan.require_opportunity))
             .execute(&mut *conn)
             .await?;
         }

@@ -51,7 +51,7 @@ const COLUMNS: &str = "id, status, account_id, owner_email, program_id, title, s
     root_cause_category, root_cause, actions_taken, opportunity_kind, opportunity_amount, \
     contact_count, note_count, reply_count, reopen_count, sequence, stakeholders, guide, \
     first_contact_secs, escalate_after_secs, close_within_secs, owner_fallback_reason, \
-    config_version, feedback_revision";
+    config_version, feedback_revision, require_opportunity";
 
 fn ts(micros: i64) -> prost_types::Timestamp {
     convert::timestamp(Timestamp::from_micros(micros))
@@ -135,6 +135,7 @@ fn row_to_ticket(r: &AnyRow) -> Result<v1::Ticket, sqlx::Error> {
         owner_fallback_reason: r.try_get("owner_fallback_reason")?,
         config_version: r.try_get("config_version")?,
         feedback_revision: count("feedback_revision")?,
+        require_opportunity: r.try_get::<i64, _>("require_opportunity")? != 0,
     })
 }
 

@@ -85,6 +85,7 @@ pub fn open_command(
                 .unwrap_or_default(),
             fallback_reason: Some(t.owner_fallback_reason.clone()).filter(|r| !r.is_empty()),
             config_version: d.config_version.clone(),
+            require_opportunity: t.require_opportunity,
         }),
     };
     Ok((id, cmd))
