@@ -70,6 +70,7 @@ pub fn ticket_json(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) -> V
         "owner_fallback_reason": t.owner_fallback_reason,
         "config_version": t.config_version,
         "feedback_revision": t.feedback_revision,
+        "require_opportunity": t.require_opportunity,
     });
     if let Some(acts) = activity {
         v["activity"] = acts
@@ -138,6 +139,9 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
         text(&v["first_contact_due"]),
         text(&v["close_due"])
     );
+    if t.require_opportunity {
+        println!("{:<14} closing needs an opportunity", "closure");
+    }
     if t.feedback_revision > 0 {
         println!("{:<14} revision {}", "feedback", t.feedback_revision);
     }
