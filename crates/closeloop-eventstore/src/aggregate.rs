@@ -260,19 +260,27 @@ impl<A: Aggregate> Executor<A> {
         self.cache.lock().expect("cache lock").remove(&id);
     }
 
-    /// Appends `event` as the first event of `id`; `None` when the subject
-    /// already has events (or the broker already holds this event id).
-    async fn try_create(
+    /// Appends `event` on top of `state` (expected last sequence: the
+    /// state's, 0 for a new aggregate) and folds it in; `None` when another
+    /// writer appended first or the broker already holds this event id.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_append(
         &self,
         id: A::Id,
         subject: &str,
+        state: Option<A::State>,
         event_id: &str,
         request_id: &str,
         ctx: &EventContext,
         event: &A::Event,
     ) -> Result<Option<Executed<A::State>>, ExecuteError<A::Rule>> {
         let (env, payload) = A::encode(id, event_id, request_id, SystemTime::now(), ctx, event);
-        match self.store.append(subject, 0, &env, payload.clone()).await {
+        let expected = state.as_ref().map_or(0, A::sequence);
+        match self
+            .store
+            .append(subject, expected, &env, payload.clone())
+            .await
+        {
             Ok(ack) if !ack.duplicate => {
                 let rec = A::decode(&StoredEvent {
                     subject: subject.to_string(),
@@ -284,7 +292,7 @@ impl<A: Aggregate> Executor<A> {
                     sequence: ack.sequence,
                     reason,
                 })?;
-                let state = Arc::new(A::evolve(None, &rec).expect("evolve after append"));
+                let state = Arc::new(A::evolve(state, &rec).expect("evolve after append"));
                 self.remember(id, &state);
                 self.metrics.written.fetch_add(1, Ordering::Relaxed);
                 Ok(Some(Executed {
@@ -294,7 +302,10 @@ impl<A: Aggregate> Executor<A> {
                 }))
             }
             Ok(_) | Err(AppendError::Conflict { .. }) => Ok(None),
-            Err(AppendError::Unavailable(e)) => Err(ExecuteError::Unavailable(e)),
+            Err(AppendError::Unavailable(e)) => {
+                self.forget(id);
+                Err(ExecuteError::Unavailable(e))
+            }
         }
     }
 
@@ -343,7 +354,7 @@ impl<A: Aggregate> Executor<A> {
             None => match A::decide(id, None, request_id, command) {
                 Ok(Decision::Append(event)) => {
                     match self
-                        .try_create(id, &subject, &event_id, request_id, ctx, &event)
+                        .try_append(id, &subject, None, &event_id, request_id, ctx, &event)
                         .await?
                     {
                         Some(done) => return Ok(done),
@@ -378,37 +389,14 @@ impl<A: Aggregate> Executor<A> {
                 }
                 Decision::Append(event) => event,
             };
-            let (env, payload) =
-                A::encode(id, &event_id, request_id, SystemTime::now(), ctx, &event);
-            let expected = state.as_ref().map_or(0, A::sequence);
             match self
-                .store
-                .append(&subject, expected, &env, payload.clone())
-                .await
+                .try_append(id, &subject, state, &event_id, request_id, ctx, &event)
+                .await?
             {
-                Ok(ack) if !ack.duplicate => {
-                    let rec = A::decode(&StoredEvent {
-                        subject: subject.clone(),
-                        sequence: ack.sequence,
-                        envelope: Some(env),
-                        payload,
-                    })
-                    .map_err(|reason| ExecuteError::Corrupt {
-                        sequence: ack.sequence,
-                        reason,
-                    })?;
-                    let state = Arc::new(A::evolve(state, &rec).expect("evolve after append"));
-                    self.remember(id, &state);
-                    self.metrics.written.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Executed {
-                        state,
-                        sequence: ack.sequence,
-                        replayed: false,
-                    });
-                }
+                Some(done) => return Ok(done),
                 // Another writer appended first, or the broker already holds
                 // this event id (an earlier attempt landed): reload, decide again.
-                Ok(_) | Err(AppendError::Conflict { .. }) => {
+                None => {
                     tracing::debug!(%id, attempt, kind = A::TYPE, "aggregate changed concurrently; reloading");
                     self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
                     self.forget(id);
@@ -419,10 +407,6 @@ impl<A: Aggregate> Executor<A> {
                             .await;
                     }
                     state = self.load(id).await?;
-                }
-                Err(AppendError::Unavailable(e)) => {
-                    self.forget(id);
-                    return Err(ExecuteError::Unavailable(e));
                 }
             }
         }

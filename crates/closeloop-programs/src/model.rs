@@ -76,23 +76,12 @@ impl OwnerRule {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Template {
-    pub name: String,
-    pub subject: String,
-    pub body: String,
-}
+/// A response template of a guide: the ticket's own type, so a workflow's
+/// guide is embedded in its tickets as it is.
+pub use closeloop_domain::ticket::ResponseTemplate as Template;
 
 /// The resolution guide embedded in every ticket a workflow opens.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Guide {
-    pub title: String,
-    pub link: String,
-    pub steps: Vec<String>,
-    pub templates: Vec<Template>,
-    pub talking_points: Vec<String>,
-    pub faq: String,
-}
+pub use closeloop_domain::ticket::Guide;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sla {

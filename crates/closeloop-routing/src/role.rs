@@ -299,23 +299,7 @@ fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snaps
             owner_fallback_reason: r.fallback_reason.clone().unwrap_or_default(),
             stakeholder_emails: r.stakeholders.clone(),
             unresolved_stakeholders: r.unresolved_stakeholders.clone(),
-            guide: Some(v1::ResolutionGuide {
-                title: r.guide.title.clone(),
-                link: r.guide.link.clone(),
-                steps: r.guide.steps.clone(),
-                templates: r
-                    .guide
-                    .templates
-                    .iter()
-                    .map(|t| v1::ResponseTemplate {
-                        name: t.name.clone(),
-                        subject: t.subject.clone(),
-                        body: t.body.clone(),
-                    })
-                    .collect(),
-                talking_points: r.guide.talking_points.clone(),
-                faq: r.guide.faq.clone(),
-            }),
+            guide: Some(closeloop_proto::convert::guide(&r.guide)),
             require_opportunity: r.closure.require_opportunity,
             sla: Some(v1::SlaPolicy {
                 first_contact_secs: r.sla.first_contact.as_secs(),

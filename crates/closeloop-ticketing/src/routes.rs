@@ -8,7 +8,7 @@
 //! every ticket of the response (an older or repeated revision writes
 //! nothing). Tickets of one decision are written concurrently.
 
-use closeloop_domain::ticket::{Guide, Origin, Plan, ResponseTemplate};
+use closeloop_domain::ticket::{Origin, Plan};
 use closeloop_domain::values::TEXT_MAX;
 use closeloop_domain::{AccountId, Email, ProgramId, RuleViolation, Text, TicketCommand, TicketId};
 use closeloop_eventstore::consumer::{ConsumerSpec, Handler, Verdict, stored_event};
@@ -62,22 +62,7 @@ pub fn open_command(
         },
         plan: Box::new(Plan {
             stakeholders: t.stakeholder_emails.clone(),
-            guide: t.guide.as_ref().map(|g| Guide {
-                title: g.title.clone(),
-                link: g.link.clone(),
-                steps: g.steps.clone(),
-                templates: g
-                    .templates
-                    .iter()
-                    .map(|t| ResponseTemplate {
-                        name: t.name.clone(),
-                        subject: t.subject.clone(),
-                        body: t.body.clone(),
-                    })
-                    .collect(),
-                talking_points: g.talking_points.clone(),
-                faq: g.faq.clone(),
-            }),
+            guide: t.guide.as_ref().map(closeloop_proto::convert::from_guide),
             sla: t
                 .sla
                 .as_ref()
