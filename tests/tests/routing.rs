@@ -5,8 +5,8 @@
 use closeloop_domain::TicketId;
 use closeloop_proto::v1;
 use closeloop_tests::{
-    App, Backend, Nats, TestDb, http_post, routing_decision, spawn_app, subject_payloads,
-    unique_prefix,
+    App, Backend, Nats, TestDb, http_get, http_post, metric, routing_decision, spawn_app,
+    subject_payloads, unique_prefix,
 };
 use prost::Message;
 use serde_json::{Value, json};
@@ -272,6 +272,12 @@ async fn account_without_a_csm_goes_to_the_flagged_fallback_owner() {
         "{}",
         t.owner_fallback_reason
     );
+    let (_, body) = http_get(e.app.http_addr, "/metrics").await.unwrap();
+    assert_eq!(
+        metric(&body, "closeloop_routing_fallback_owner_total"),
+        1,
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,6 +296,15 @@ async fn a_response_that_matches_nothing_is_recorded_as_unmatched() {
     let d = routing_decision(&e.nats, &e.prefix, &fid).await;
     assert!(d.unmatched);
     assert!(d.tickets.is_empty());
+    let (_, body) = http_get(e.app.http_addr, "/metrics").await.unwrap();
+    assert_eq!(
+        metric(
+            &body,
+            "closeloop_routing_decisions_total{outcome=\"unmatched\"}"
+        ),
+        1,
+        "{body}"
+    );
     assert_eq!(d.answers.get("csat").map(String::as_str), Some("5"));
 }
 
@@ -581,4 +596,13 @@ async fn a_poison_feedback_event_is_dead_lettered_and_routing_goes_on() {
         .await
         .unwrap_err();
     assert!(err.contains("only intake messages"), "{err}");
+    let (_, body) = http_get(e.app.http_addr, "/metrics").await.unwrap();
+    assert_eq!(
+        metric(
+            &body,
+            "closeloop_consumer_messages_total{consumer=\"routing\",verdict=\"dead_letter\"}"
+        ),
+        1,
+        "{body}"
+    );
 }

@@ -98,6 +98,14 @@ pub trait Handler: Send + Sync {
     fn handle(&self, msg: &jetstream::Message) -> impl Future<Output = Verdict> + Send;
 }
 
+/// Counters of one consumer, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConsumerMetrics {
+    pub done: std::sync::atomic::AtomicU64,
+    pub dead_lettered: std::sync::atomic::AtomicU64,
+    pub retried: std::sync::atomic::AtomicU64,
+}
+
 /// Which messages a durable consumer takes.
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
@@ -110,6 +118,7 @@ pub struct ConsumerSpec {
     pub max_batch: usize,
     /// Delay before a `Retry` is redelivered.
     pub retry_delay: Duration,
+    pub metrics: std::sync::Arc<ConsumerMetrics>,
 }
 
 impl ConsumerSpec {
@@ -120,6 +129,7 @@ impl ConsumerSpec {
             filter,
             max_batch: 256,
             retry_delay: Duration::from_secs(1),
+            metrics: Default::default(),
         }
     }
 }
@@ -259,6 +269,12 @@ async fn handle_group<H: Handler>(
         } else {
             handler.handle(&msg).await
         };
+        let counter = match &verdict {
+            Verdict::Done => &spec.metrics.done,
+            Verdict::DeadLetter(_) => &spec.metrics.dead_lettered,
+            Verdict::Retry(_) => &spec.metrics.retried,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match verdict {
             Verdict::Done => msg.ack().await.map_err(|e| e.to_string())?,
             Verdict::DeadLetter(reason) => {

@@ -16,7 +16,7 @@ use async_nats::jetstream::{
     consumer::pull,
     stream::{self, RetentionPolicy, StorageType},
 };
-use closeloop_eventstore::consumer::{ConsumerSpec, run_consumer};
+use closeloop_eventstore::consumer::ConsumerSpec;
 use closeloop_eventstore::{Carried, Prefix};
 use futures::StreamExt;
 use serde_json::Value;
@@ -102,35 +102,19 @@ async fn handle_feedback(intake: &Intake, msg: &jetstream::Message) -> Verdict {
     }
 }
 
-/// Consumes `<prefix>.intake.feedback` until `shutdown` resolves.
-pub async fn run_feedback_intake(
-    js: jetstream::Context,
-    prefix: Prefix,
-    intake: Intake,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) {
-    let subject = feedback_subject(&prefix);
-    run_intake(js, prefix, "feedback-intake", subject, intake, shutdown).await
+/// The durable consumer `name` of one intake subject (on `<PREFIX>_INTAKE`;
+/// run it with [`closeloop_eventstore::consumer::run_consumer`] after
+/// [`ensure_streams`]).
+pub fn intake_spec(prefix: &Prefix, name: &str, subject: String) -> ConsumerSpec {
+    ConsumerSpec {
+        retry_delay: Duration::from_secs(2),
+        ..ConsumerSpec::new(intake_stream(prefix), name, subject)
+    }
 }
 
-/// Consumes one intake subject with a durable consumer named `name`, passing
-/// each message to `handler`, until `shutdown` resolves.
-pub async fn run_intake<H: Handler>(
-    js: jetstream::Context,
-    prefix: Prefix,
-    name: &'static str,
-    subject: String,
-    handler: H,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) {
-    if let Err(e) = ensure_streams(&js, &prefix).await {
-        tracing::error!(consumer = name, error = %e, "intake streams missing; the consumer will retry");
-    }
-    let spec = ConsumerSpec {
-        retry_delay: Duration::from_secs(2),
-        ..ConsumerSpec::new(intake_stream(&prefix), name, subject)
-    };
-    run_consumer(js, prefix, spec, handler, shutdown).await
+/// The consumer `feedback-intake` of `<prefix>.intake.feedback`.
+pub fn feedback_intake_spec(prefix: &Prefix) -> ConsumerSpec {
+    intake_spec(prefix, "feedback-intake", feedback_subject(prefix))
 }
 
 /// One parked message.

@@ -10,6 +10,7 @@
 //! recorded and writes nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use closeloop_domain::TicketId;
@@ -52,9 +53,21 @@ const SNAPSHOT_CACHE: usize = 10_000;
 
 type SnapshotCache = Arc<Mutex<HashMap<(String, String), (u64, Snapshot)>>>;
 
+/// Routing counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RoutingMetrics {
+    /// Responses that triggered at least one workflow.
+    pub routed: AtomicU64,
+    /// Responses that triggered none (recorded as unmatched).
+    pub unmatched: AtomicU64,
+    /// Routes whose owner rule failed: the ticket went to the fallback owner, flagged.
+    pub fallback_owner: AtomicU64,
+}
+
 /// The routing role's handler. Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
+    metrics: Arc<RoutingMetrics>,
     catalog: Arc<Catalog>,
     db: Db,
     routing: Executor<RoutingAggregate>,
@@ -75,6 +88,7 @@ impl Router {
         directory: Vec<Progress>,
     ) -> Router {
         Router {
+            metrics: Arc::default(),
             catalog,
             db,
             routing: Executor::new(store.clone()),
@@ -82,6 +96,10 @@ impl Router {
             directory,
             snapshots: Arc::default(),
         }
+    }
+
+    pub fn metrics(&self) -> Arc<RoutingMetrics> {
+        self.metrics.clone()
     }
 
     /// The directory generation: changes whenever a directory view changes.
@@ -157,6 +175,12 @@ impl Router {
                 fill(&mut decided, id, &d, &snap, f);
             }
         }
+        let unmatched = decided.unmatched;
+        let fallbacks = decided
+            .tickets
+            .iter()
+            .filter(|t| !t.owner_fallback_reason.is_empty())
+            .count() as u64;
         match self
             .routing
             .execute(
@@ -167,7 +191,15 @@ impl Router {
             )
             .await
         {
-            Ok(_) => Verdict::Done,
+            Ok(done) => {
+                if !done.replayed {
+                    let m = &self.metrics;
+                    let c = if unmatched { &m.unmatched } else { &m.routed };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    m.fallback_owner.fetch_add(fallbacks, Ordering::Relaxed);
+                }
+                Verdict::Done
+            }
             Err(e) => verdict(e),
         }
     }

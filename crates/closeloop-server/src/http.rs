@@ -13,7 +13,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use closeloop_eventstore::ExecutorMetrics;
+use closeloop_eventstore::consumer::ConsumerMetrics;
 use closeloop_readmodel::{Db, Progress};
+use closeloop_routing::role::RoutingMetrics;
 use serde_json::json;
 
 use crate::Roles;
@@ -25,6 +27,8 @@ pub struct State {
     pub roles: Roles,
     pub ticket_commands: Option<Arc<ExecutorMetrics>>,
     pub projectors: Vec<(&'static str, Progress)>,
+    pub consumers: Vec<(String, Arc<ConsumerMetrics>)>,
+    pub routing: Option<Arc<RoutingMetrics>>,
 }
 
 pub fn router(state: State) -> Router {
@@ -99,6 +103,45 @@ async fn metrics(Extract(s): Extract<State>) -> Response {
                 *p.borrow()
             );
         }
+    }
+    if !s.consumers.is_empty() {
+        out.push_str(
+            "# HELP closeloop_consumer_messages_total Messages each durable consumer handled, by verdict.\n\
+             # TYPE closeloop_consumer_messages_total counter\n",
+        );
+        for (name, m) in &s.consumers {
+            for (verdict, c) in [
+                ("done", &m.done),
+                ("dead_letter", &m.dead_lettered),
+                ("retry", &m.retried),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "closeloop_consumer_messages_total{{consumer=\"{name}\",verdict=\"{verdict}\"}} {}",
+                    c.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+    if let Some(m) = &s.routing {
+        out.push_str(
+            "# HELP closeloop_routing_decisions_total Responses routed, by outcome (unmatched: no workflow triggered).\n\
+             # TYPE closeloop_routing_decisions_total counter\n",
+        );
+        for (outcome, c) in [("routed", &m.routed), ("unmatched", &m.unmatched)] {
+            let _ = writeln!(
+                out,
+                "closeloop_routing_decisions_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP closeloop_routing_fallback_owner_total Tickets routed to a program's fallback owner (flagged).\n\
+             # TYPE closeloop_routing_fallback_owner_total counter\n\
+             closeloop_routing_fallback_owner_total {}\n",
+            m.fallback_owner.load(Ordering::Relaxed)
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

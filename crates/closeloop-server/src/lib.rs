@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use closeloop_directory::grpc::{DirectoryGrpc, DirectoryProgress};
 use closeloop_directory::projection::{AccountView, PersonView, TeamView};
+use closeloop_eventstore::consumer::ConsumerMetrics;
 use closeloop_eventstore::{EventStore, Prefix, StoreConfig};
 use closeloop_ingestion::grpc::FeedbackGrpc;
 use closeloop_proto::v1::directory_service_server::DirectoryServiceServer;
@@ -182,6 +183,8 @@ pub async fn run(
     let mut projector_progress = Vec::new();
     let mut intake = None;
     let mut ticket_commands = None;
+    let mut consumers = Vec::new();
+    let mut routing_metrics = None;
     if config.roles.contains(Role::Ticketing) {
         let progress_rx = spawn_projector(
             &mut tasks,
@@ -193,13 +196,14 @@ pub async fn run(
         );
         let commands = TicketCommands::new(store.clone());
         ticket_commands = Some(commands.metrics());
-        tasks.spawn(closeloop_eventstore::consumer::run_consumer(
-            store.jetstream().clone(),
-            config.prefix.clone(),
+        spawn_consumer(
+            &mut tasks,
+            &mut consumers,
+            &store,
             closeloop_ticketing::routes::consumer_spec(&config.prefix),
             closeloop_ticketing::routes::RouteOpener::new(commands.clone()),
             stopped(),
-        ));
+        );
         let svc = TicketGrpc::new(commands, db.clone(), progress_rx);
         health
             .set_serving::<TicketServiceServer<TicketGrpc>>()
@@ -221,21 +225,24 @@ pub async fn run(
         };
 
     if let (true, Some(catalog)) = (config.roles.contains(Role::Routing), &catalog) {
-        tasks.spawn(closeloop_eventstore::consumer::run_consumer(
-            store.jetstream().clone(),
-            config.prefix.clone(),
+        let router = closeloop_routing::role::Router::new(
+            catalog.clone(),
+            db.clone(),
+            store.clone(),
+            directory_progress
+                .as_ref()
+                .map(|p| vec![p.accounts.clone(), p.teams.clone()])
+                .unwrap_or_default(),
+        );
+        routing_metrics = Some(router.metrics());
+        spawn_consumer(
+            &mut tasks,
+            &mut consumers,
+            &store,
             closeloop_routing::role::consumer_spec(&config.prefix),
-            closeloop_routing::role::Router::new(
-                catalog.clone(),
-                db.clone(),
-                store.clone(),
-                directory_progress
-                    .as_ref()
-                    .map(|p| vec![p.accounts.clone(), p.teams.clone()])
-                    .unwrap_or_default(),
-            ),
+            router,
             stopped(),
-        ));
+        );
     }
 
     if let (true, Some(progress)) = (config.roles.contains(Role::Ingestion), directory_progress) {
@@ -256,23 +263,29 @@ pub async fn run(
         closeloop_ingestion::nats::ensure_streams(store.jetstream(), &config.prefix)
             .await
             .map_err(|e| ServerError::Intake(e.to_string()))?;
-        tasks.spawn(closeloop_ingestion::nats::run_intake(
-            store.jetstream().clone(),
-            config.prefix.clone(),
-            "directory-intake",
-            closeloop_ingestion::directory_intake::directory_subject(&config.prefix),
+        spawn_consumer(
+            &mut tasks,
+            &mut consumers,
+            &store,
+            closeloop_ingestion::nats::intake_spec(
+                &config.prefix,
+                "directory-intake",
+                closeloop_ingestion::directory_intake::directory_subject(&config.prefix),
+            ),
             closeloop_ingestion::directory_intake::DirectoryIntake {
                 writer: directory_writer,
             },
             stopped(),
-        ));
+        );
         if catalog.is_some() {
-            tasks.spawn(closeloop_ingestion::nats::run_feedback_intake(
-                store.jetstream().clone(),
-                config.prefix.clone(),
+            spawn_consumer(
+                &mut tasks,
+                &mut consumers,
+                &store,
+                closeloop_ingestion::nats::feedback_intake_spec(&config.prefix),
                 feedback_intake.clone(),
                 stopped(),
-            ));
+            );
         } else {
             tracing::warn!(
                 "no --programs file: feedback intake answers 503 and {} is not consumed",
@@ -288,6 +301,8 @@ pub async fn run(
         roles: config.roles.clone(),
         ticket_commands,
         projectors: projector_progress,
+        consumers,
+        routing: routing_metrics,
     };
     let http_listener = listeners.http;
     let http_stop = stopped();
@@ -338,6 +353,25 @@ fn spawn_projector<P: Projection>(
         stopped,
     ));
     rx
+}
+
+/// Starts a durable consumer and registers its counters for `/metrics`.
+fn spawn_consumer<H: closeloop_eventstore::consumer::Handler + 'static>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    consumers: &mut Vec<(String, std::sync::Arc<ConsumerMetrics>)>,
+    store: &EventStore,
+    spec: closeloop_eventstore::consumer::ConsumerSpec,
+    handler: H,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) {
+    consumers.push((spec.durable.clone(), spec.metrics.clone()));
+    tasks.spawn(closeloop_eventstore::consumer::run_consumer(
+        store.jetstream().clone(),
+        store.prefix().clone(),
+        spec,
+        handler,
+        stopped,
+    ));
 }
 
 /// Parses a `--prefix` value.
