@@ -1,11 +1,11 @@
 //! Durable, side-effecting consumers with a dead-letter stream.
 //!
 //! [`run_consumer`] pulls messages of one filter subject through a durable
-//! pull consumer in batches of up to [`ConsumerSpec::max_batch`]. A batch is
-//! split by [`Handler::key`] (by default the subject, i.e. one aggregate):
-//! messages with the same key are handled in order, different keys
-//! concurrently, so the stages of the pipeline overlap their broker round
-//! trips instead of awaiting them one at a time.
+//! pull consumer in batches of up to [`ConsumerSpec::max_batch`] and hands
+//! each to one of 64 lanes by [`Handler::key`] (by default the subject, i.e.
+//! one aggregate): messages with the same key are handled in order, different
+//! keys concurrently, so the stages of the pipeline overlap their broker
+//! round trips instead of awaiting them one at a time.
 //!
 //! What a handler makes of a message ([`Verdict`]):
 //! * `Done`: acknowledged;
@@ -13,13 +13,12 @@
 //!   `<prefix>.dlq.<original subject without prefix>` with the reason in
 //!   headers, then acknowledged: nothing is silently dropped;
 //! * `Retry(why)`: negatively acknowledged with a delay (broker trouble, a
-//!   read model that has not caught up). Later messages of the same key in
-//!   the batch are retried too, so their order holds.
+//!   read model that has not caught up). Later messages of the same key
+//!   already queued are retried too, so their order holds.
 //!
 //! Handlers must be idempotent: a message can be delivered again after a
 //! crash between the side effect and the acknowledgement.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
@@ -29,7 +28,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, pull},
     stream::{self, RetentionPolicy, StorageType},
 };
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
 use crate::{Envelope, Prefix, StoredEvent};
 
@@ -197,15 +196,51 @@ async fn consume<H: Handler>(
         )
         .await
         .map_err(|e| e.to_string())?;
-    let mut messages = consumer
+    let messages = consumer
         .stream()
         .max_messages_per_batch(spec.max_batch)
         .messages()
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consuming");
-    // Re-create the subscription when the connection comes back: a restarted
-    // server may have lost its interest.
+    // One lane per slice of the key space: a key's messages go down one lane
+    // in order; lanes run concurrently, so round trips overlap without
+    // waiting for a whole batch.
+    let mut senders = Vec::with_capacity(LANES);
+    let mut lanes = Vec::with_capacity(LANES);
+    for _ in 0..LANES {
+        let (tx, rx) = tokio::sync::mpsc::channel(LANE_DEPTH);
+        senders.push(tx);
+        lanes.push(lane(js, prefix, spec, handler, rx));
+    }
+    let mut lanes = std::pin::pin!(futures::future::try_join_all(lanes));
+    let reader = read(js, spec, handler, messages, senders);
+    tokio::select! {
+        // Lanes end early only on an error (they otherwise run until the reader stops).
+        r = &mut lanes => r.map(|_| ()),
+        r = reader => {
+            // Let the lanes finish what they hold, then report.
+            let drained = lanes.await;
+            r?;
+            drained.map(|_| ())
+        }
+    }
+}
+
+/// Lanes per consumer, and messages queued per lane.
+const LANES: usize = 64;
+const LANE_DEPTH: usize = 32;
+
+/// Pulls messages and hands each to its key's lane until the stream ends or
+/// the connection is re-established (a restarted server may have lost the
+/// subscription's interest).
+async fn read<H: Handler>(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    handler: &H,
+    mut messages: pull::Stream,
+    lanes: Vec<tokio::sync::mpsc::Sender<jetstream::Message>>,
+) -> Result<(), String> {
     let connects = || {
         js.client()
             .statistics()
@@ -215,56 +250,47 @@ async fn consume<H: Handler>(
     let connected = connects();
     let mut watchdog = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let first = tokio::select! {
+        let msg = tokio::select! {
             m = messages.next() => match m {
                 Some(m) => m.map_err(|e| e.to_string())?,
                 None => return Ok(()),
             },
             _ = watchdog.tick() => {
                 if connects() != connected {
+                    tracing::info!(consumer = %spec.durable, "NATS reconnected; resubscribing");
                     return Ok(());
                 }
                 continue;
             }
         };
-        let mut batch = vec![first];
-        while batch.len() < spec.max_batch {
-            match messages.next().now_or_never() {
-                Some(Some(m)) => batch.push(m.map_err(|e| e.to_string())?),
-                _ => break,
-            }
-        }
-        // Group by key, keeping arrival order within a key.
-        let mut order: Vec<String> = Vec::new();
-        let mut groups: HashMap<String, Vec<jetstream::Message>> = HashMap::new();
-        for m in batch {
-            let k = handler.key(&m);
-            if !groups.contains_key(&k) {
-                order.push(k.clone());
-            }
-            groups.entry(k).or_default().push(m);
-        }
-        let runs = order.into_iter().map(|k| {
-            let group = groups.remove(&k).unwrap_or_default();
-            handle_group(js, prefix, spec, handler, group)
-        });
-        for r in futures::future::join_all(runs).await {
-            r?;
+        let lane = lane_of(&handler.key(&msg), lanes.len());
+        if lanes[lane].send(msg).await.is_err() {
+            return Err("a consumer lane stopped".into());
         }
     }
 }
 
-async fn handle_group<H: Handler>(
+fn lane_of(key: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % lanes as u64) as usize
+}
+
+/// Handles one lane's messages in order. After a `Retry`, later messages of
+/// the same key are retried too (their order holds) until the lane is idle.
+async fn lane<H: Handler>(
     js: &jetstream::Context,
     prefix: &Prefix,
     spec: &ConsumerSpec,
     handler: &H,
-    group: Vec<jetstream::Message>,
+    mut rx: tokio::sync::mpsc::Receiver<jetstream::Message>,
 ) -> Result<(), String> {
-    let mut held_back = false;
-    for msg in group {
+    let mut held: std::collections::HashSet<String> = Default::default();
+    while let Some(msg) = rx.recv().await {
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-        let verdict = if held_back {
+        let key = handler.key(&msg);
+        let verdict = if held.contains(&key) {
             Verdict::Retry("an earlier message of the same key is being retried".into())
         } else {
             handler.handle(&msg).await
@@ -285,7 +311,7 @@ async fn handle_group<H: Handler>(
                     }
                     Err(e) => {
                         tracing::error!(consumer = %spec.durable, sequence = seq, error = %e, "cannot dead-letter; will retry");
-                        held_back = true;
+                        held.insert(key);
                         msg.ack_with(AckKind::Nak(Some(spec.retry_delay)))
                             .await
                             .map_err(|e| e.to_string())?;
@@ -293,14 +319,16 @@ async fn handle_group<H: Handler>(
                 }
             }
             Verdict::Retry(why) => {
-                if !held_back {
+                if held.insert(key) {
                     tracing::warn!(consumer = %spec.durable, sequence = seq, %why, "message not processed; will retry");
                 }
-                held_back = true;
                 msg.ack_with(AckKind::Nak(Some(spec.retry_delay)))
                     .await
                     .map_err(|e| e.to_string())?;
             }
+        }
+        if rx.is_empty() {
+            held.clear();
         }
     }
     Ok(())
