@@ -266,6 +266,20 @@ impl<K: RecordKind> Aggregate for Directory<K> {
             sequence: stored.sequence,
         })
     }
+
+    fn recorded(
+        _id: RecordKey,
+        event: &K::Record,
+        sequence: u64,
+        _request_id: &str,
+        _at: SystemTime,
+        _ctx: &EventContext,
+    ) -> Self::Recorded {
+        Stored {
+            record: event.clone(),
+            sequence,
+        }
+    }
 }
 
 /// A content-derived request id, so re-sending an unchanged record is idempotent.

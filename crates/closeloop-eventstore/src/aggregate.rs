@@ -130,6 +130,18 @@ pub trait Aggregate: Send + Sync + 'static {
     ) -> (Envelope, Bytes);
 
     fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String>;
+
+    /// What [`Aggregate::decode`] would return for `event` as just written at
+    /// `sequence` (with `request_id`, at `at`, by `ctx`): the executor folds
+    /// its own writes in without decoding the payload it just encoded.
+    fn recorded(
+        id: Self::Id,
+        event: &Self::Event,
+        sequence: u64,
+        request_id: &str,
+        at: SystemTime,
+        ctx: &EventContext,
+    ) -> Self::Recorded;
 }
 
 /// What a command produced.
@@ -274,24 +286,12 @@ impl<A: Aggregate> Executor<A> {
         ctx: &EventContext,
         event: &A::Event,
     ) -> Result<Option<Executed<A::State>>, ExecuteError<A::Rule>> {
-        let (env, payload) = A::encode(id, event_id, request_id, SystemTime::now(), ctx, event);
+        let at = SystemTime::now();
+        let (env, payload) = A::encode(id, event_id, request_id, at, ctx, event);
         let expected = state.as_ref().map_or(0, A::sequence);
-        match self
-            .store
-            .append(subject, expected, &env, payload.clone())
-            .await
-        {
+        match self.store.append(subject, expected, &env, payload).await {
             Ok(ack) if !ack.duplicate => {
-                let rec = A::decode(&StoredEvent {
-                    subject: subject.to_string(),
-                    sequence: ack.sequence,
-                    envelope: Some(env),
-                    payload,
-                })
-                .map_err(|reason| ExecuteError::Corrupt {
-                    sequence: ack.sequence,
-                    reason,
-                })?;
+                let rec = A::recorded(id, event, ack.sequence, request_id, at, ctx);
                 let state = Arc::new(A::evolve(state, &rec).expect("evolve after append"));
                 self.remember(id, &state);
                 self.metrics.written.fetch_add(1, Ordering::Relaxed);

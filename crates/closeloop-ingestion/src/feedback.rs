@@ -255,6 +255,17 @@ impl Aggregate for FeedbackAggregate {
         };
         Ok((event, stored.sequence))
     }
+
+    fn recorded(
+        _id: FeedbackId,
+        event: &FeedbackEvent,
+        sequence: u64,
+        _request_id: &str,
+        _at: SystemTime,
+        _ctx: &EventContext,
+    ) -> Self::Recorded {
+        (event.clone(), sequence)
+    }
 }
 
 #[cfg(test)]

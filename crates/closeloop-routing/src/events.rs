@@ -198,6 +198,17 @@ impl Aggregate for RoutingAggregate {
             .ok_or("routing event without a body (newer version?)")?;
         Ok((body, stored.sequence))
     }
+
+    fn recorded(
+        _id: FeedbackId,
+        event: &Body,
+        sequence: u64,
+        _request_id: &str,
+        _at: SystemTime,
+        _ctx: &EventContext,
+    ) -> Self::Recorded {
+        (event.clone(), sequence)
+    }
 }
 
 #[cfg(test)]

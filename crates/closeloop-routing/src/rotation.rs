@@ -131,6 +131,17 @@ impl Aggregate for RotationAggregate {
             None => Err("rotation event without a body (newer version?)".into()),
         }
     }
+
+    fn recorded(
+        _id: TeamKey,
+        event: &v1::TurnTaken,
+        sequence: u64,
+        _request_id: &str,
+        _at: SystemTime,
+        _ctx: &EventContext,
+    ) -> Self::Recorded {
+        (event.clone(), sequence)
+    }
 }
 
 #[cfg(test)]

@@ -67,4 +67,22 @@ impl Aggregate for TicketAggregate {
     fn decode(stored: &StoredEvent) -> Result<RecordedEvent, String> {
         codec::decode(stored).map_err(|e| e.to_string())
     }
+
+    fn recorded(
+        id: TicketId,
+        event: &TicketEvent,
+        sequence: u64,
+        request_id: &str,
+        at: SystemTime,
+        ctx: &EventContext,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            ticket_id: id,
+            sequence,
+            occurred_at: closeloop_domain::Timestamp::from_system_time(at),
+            request_id: request_id.to_string(),
+            actor: ctx.actor.clone(),
+            event: event.clone(),
+        }
+    }
 }
