@@ -133,14 +133,11 @@ pub fn from_proto(p: &v1::Feedback) -> Result<Feedback, String> {
 }
 
 /// A request id derived from the content, so a resubmission of the same
-/// document dedupes at the broker as well as in `decide`.
+/// document dedupes at the broker as well as in `decide`. The protobuf
+/// encoding is deterministic (map fields are ordered), so the id is stable
+/// across builds and replicas.
 pub fn content_request_id(id: FeedbackId, f: &Feedback) -> String {
-    let mut p = to_proto(id, f);
-    // Map order is not canonical in protobuf: hash a sorted rendering instead.
-    let answers: BTreeMap<_, _> = std::mem::take(&mut p.answers).into_iter().collect();
-    let attributes: BTreeMap<_, _> = std::mem::take(&mut p.attributes).into_iter().collect();
-    let mut bytes = p.encode_to_vec();
-    bytes.extend(format!("{answers:?}{attributes:?}").as_bytes());
+    let bytes = to_proto(id, f).encode_to_vec();
     format!("content-{}", Uuid::new_v5(&EVENT_NS, &bytes).simple())
 }
 
@@ -309,6 +306,18 @@ mod tests {
         g.answers
             .insert("comment".into(), AnswerValue::Text("fixed".into()));
         assert_ne!(content_request_id(id, &f), content_request_id(id, &g));
+    }
+
+    #[test]
+    fn content_id_is_a_fixed_function_of_the_content() {
+        // A golden value: the id must not change between builds or
+        // replicas, or a resubmission would not dedupe at the broker.
+        let f = sample();
+        let id = FeedbackId::of(&f.source, &f.response_id);
+        assert_eq!(
+            content_request_id(id, &f),
+            "content-cdb14c0dd1be592eb5e713c09111f33d"
+        );
     }
 
     #[test]
