@@ -606,3 +606,46 @@ async fn a_poison_feedback_event_is_dead_lettered_and_routing_goes_on() {
         "{body}"
     );
 }
+
+/// After a broker restart the routing and ticketing consumers resume: feedback
+/// accepted after the restart still becomes an owned ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_resumes_after_a_broker_restart() {
+    let mut e = env(Backend::Sqlite).await;
+    let before = e
+        .submit(&response(
+            "relationship-nps",
+            "ACME-001",
+            "R_b1",
+            json!({"nps": 1}),
+            json!({}),
+        ))
+        .await;
+    e.routed(&before).await;
+    e.nats.restart();
+    // Intake answers 503 until the client has reconnected; retry like an upstream would.
+    let doc = response(
+        "relationship-nps",
+        "ACME-001",
+        "R_b2",
+        json!({"nps": 2}),
+        json!({}),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let after = loop {
+        let (status, _, body) =
+            http_post(e.app.http_addr, "/v1/feedback", doc.to_string().as_bytes()).await;
+        if status == 202 {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            break v["feedback_id"].as_str().unwrap().to_string();
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "intake never recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let (_, tickets) = e.routed(&after).await;
+    assert_eq!(tickets[0].owner_email, CSM);
+}
