@@ -1,6 +1,7 @@
 //! Accepting feedback: validate, check the account, append durably.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use closeloop_directory::records::{AccountKind, RecordKey, RecordKind};
@@ -66,7 +67,13 @@ pub struct Intake {
     db: Db,
     store: closeloop_eventstore::EventStore,
     feedback: Executor<FeedbackAggregate>,
+    /// Accounts seen in the directory. Accounts are never deleted (only
+    /// upserted), so a positive answer stays true and the lookup is skipped.
+    known_accounts: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Accounts remembered as known (the set is emptied when full).
+const KNOWN_ACCOUNTS: usize = 100_000;
 
 impl Intake {
     pub fn new(
@@ -79,6 +86,7 @@ impl Intake {
             db,
             feedback: Executor::new(store.clone()),
             store,
+            known_accounts: Arc::default(),
         }
     }
 
@@ -88,27 +96,7 @@ impl Intake {
         let catalog = self.catalog.as_ref().ok_or(SubmitError::NoPrograms)?;
         let feedback =
             canonical::parse(doc, catalog, SystemTime::now()).map_err(SubmitError::Invalid)?;
-        let known = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
-            .bind(feedback.account_id.as_str())
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| SubmitError::Unavailable(format!("directory unavailable: {e}")))?;
-        // The view may lag a directory import that just finished: the
-        // account's own events are the authority.
-        let known = match known {
-            Some(_) => true,
-            None => {
-                let key = RecordKey::of::<AccountKind>(feedback.account_id.as_str());
-                let subject = self
-                    .store
-                    .prefix()
-                    .aggregate_subject(AccountKind::TYPE, &key.to_string());
-                self.store
-                    .has_events(&subject)
-                    .await
-                    .map_err(|e| SubmitError::Unavailable(e.to_string()))?
-            }
-        };
+        let known = self.account_known(feedback.account_id.as_str()).await?;
         if !known {
             return Err(SubmitError::Invalid(vec![Problem {
                 pointer: "/account_id".into(),
@@ -141,6 +129,40 @@ impl Intake {
             outcome,
             sequence: done.sequence,
         })
+    }
+
+    /// Whether the account is in the directory: remembered, else the view,
+    /// else (the view may lag an import that just finished) the account's
+    /// own events, which are the authority.
+    async fn account_known(&self, account: &str) -> Result<bool, SubmitError> {
+        if self.known_accounts.lock().expect("accounts").contains(account) {
+            return Ok(true);
+        }
+        let in_view = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
+            .bind(account)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(|e| SubmitError::Unavailable(format!("directory unavailable: {e}")))?
+            .is_some();
+        let known = in_view || {
+            let key = RecordKey::of::<AccountKind>(account);
+            let subject = self
+                .store
+                .prefix()
+                .aggregate_subject(AccountKind::TYPE, &key.to_string());
+            self.store
+                .has_events(&subject)
+                .await
+                .map_err(|e| SubmitError::Unavailable(e.to_string()))?
+        };
+        if known {
+            let mut set = self.known_accounts.lock().expect("accounts");
+            if set.len() >= KNOWN_ACCOUNTS {
+                set.clear();
+            }
+            set.insert(account.to_string());
+        }
+        Ok(known)
     }
 
     /// Submits each document on its own (results in input order). Items are
