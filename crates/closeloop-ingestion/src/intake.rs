@@ -135,7 +135,12 @@ impl Intake {
     /// else (the view may lag an import that just finished) the account's
     /// own events, which are the authority.
     async fn account_known(&self, account: &str) -> Result<bool, SubmitError> {
-        if self.known_accounts.lock().expect("accounts").contains(account) {
+        if self
+            .known_accounts
+            .lock()
+            .expect("accounts")
+            .contains(account)
+        {
             return Ok(true);
         }
         let in_view = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
