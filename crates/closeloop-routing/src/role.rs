@@ -216,6 +216,19 @@ impl Router {
     ) -> Result<Decision, String> {
         let version = &self.catalog.version;
         let first = crate::decide(f, program, version, snap);
+        let needs_turns = first.routes.iter().any(|r| r.rotation.is_some());
+        // A redelivered response that was decided before takes no new turns
+        // (its decision stands, even if the programs file changed since).
+        if needs_turns
+            && self
+                .routing
+                .load(id)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+        {
+            return Ok(first);
+        }
         let mut took = false;
         for r in &first.routes {
             let Some(team) = &r.rotation else { continue };
