@@ -4,15 +4,10 @@ use closeloop_proto::v1;
 use closeloop_tests::{App, Backend, Nats, TestDb, http_post, spawn_app, unique_prefix};
 use serde_json::{Value, json};
 
+/// The shipped example document (docs/ingestion.md points at it).
 fn example() -> Value {
-    json!({
-      "response_id": "R_5f2a", "source": "qualtrics",
-      "program": "relationship-nps", "account_id": "ACME-001",
-      "respondent": {"email": "cio@acme.example", "name": "Dana Li", "role": "CIO"},
-      "submitted_at": "2026-11-02T09:30:00Z",
-      "answers": {"nps": 3, "partnership": 6, "future_plans": 7, "comment": "Upgrade broke our workflows"},
-      "attributes": {"region": "EMEA", "implementation_led_by": "partner", "partner_id": "P-042"}
-    })
+    let path = closeloop_tests::example("feedback/relationship-nps-detractor.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 async fn with_account(app: &App) {

@@ -327,15 +327,12 @@ mod tests {
         humantime::parse_rfc3339("2026-11-22T12:00:00Z").unwrap()
     }
 
+    /// The shipped example document (so the documented example stays valid).
     fn example() -> Value {
-        json!({
-          "response_id": "R_5f2a", "source": "qualtrics",
-          "program": "relationship-nps", "account_id": "ACME-001",
-          "respondent": {"email": "cio@acme.example", "name": "Dana Li", "role": "CIO"},
-          "submitted_at": "2026-11-02T09:30:00Z",
-          "answers": {"nps": 3, "partnership": 6, "future_plans": 7, "comment": "Upgrade broke our workflows"},
-          "attributes": {"region": "EMEA", "implementation_led_by": "partner", "partner_id": "P-042"}
-        })
+        serde_json::from_str(include_str!(
+            "../../../deploy/examples/feedback/relationship-nps-detractor.json"
+        ))
+        .unwrap()
     }
 
     fn pointers(r: Result<Feedback, Vec<Problem>>) -> Vec<String> {
