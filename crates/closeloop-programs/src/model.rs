@@ -90,6 +90,17 @@ pub struct Sla {
     pub close_within: Duration,
 }
 
+impl Sla {
+    /// The clocks a ticket carries (whole seconds).
+    pub fn policy(&self) -> closeloop_domain::SlaPolicy {
+        closeloop_domain::SlaPolicy {
+            first_contact_secs: self.first_contact.as_secs(),
+            escalate_after_secs: self.escalate_after.as_secs(),
+            close_within_secs: self.close_within.as_secs(),
+        }
+    }
+}
+
 impl Default for Sla {
     fn default() -> Self {
         Sla {
@@ -156,5 +167,20 @@ impl Program {
 
     pub fn workflow(&self, id: &str) -> Option<&Workflow> {
         self.workflows.iter().find(|w| w.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_workflow_sla_is_the_tickets_default() {
+        // A ticket opened by hand and one opened by a workflow without an
+        // `sla:` block must run the same clocks (48 h, 7 d, 30 d).
+        assert_eq!(
+            Sla::default().policy(),
+            closeloop_domain::SlaPolicy::default()
+        );
     }
 }

@@ -346,11 +346,7 @@ fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snaps
             unresolved_stakeholders: r.unresolved_stakeholders.clone(),
             guide: Some(closeloop_proto::convert::guide(&r.guide)),
             require_opportunity: r.closure.require_opportunity,
-            sla: Some(v1::SlaPolicy {
-                first_contact_secs: r.sla.first_contact.as_secs(),
-                escalate_after_secs: r.sla.escalate_after.as_secs(),
-                close_within_secs: r.sla.close_within.as_secs(),
-            }),
+            sla: Some(closeloop_proto::convert::sla(&r.sla.policy())),
         })
         .collect();
 }
