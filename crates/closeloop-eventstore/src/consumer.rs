@@ -239,7 +239,7 @@ async fn read<H: Handler>(
     spec: &ConsumerSpec,
     handler: &H,
     mut messages: pull::Stream,
-    lanes: Vec<tokio::sync::mpsc::Sender<jetstream::Message>>,
+    lanes: Vec<tokio::sync::mpsc::Sender<(String, jetstream::Message)>>,
 ) -> Result<(), String> {
     let connects = || {
         js.client()
@@ -263,8 +263,9 @@ async fn read<H: Handler>(
                 continue;
             }
         };
-        let lane = lane_of(&handler.key(&msg), lanes.len());
-        if lanes[lane].send(msg).await.is_err() {
+        let key = handler.key(&msg);
+        let lane = lane_of(&key, lanes.len());
+        if lanes[lane].send((key, msg)).await.is_err() {
             return Err("a consumer lane stopped".into());
         }
     }
@@ -284,12 +285,11 @@ async fn lane<H: Handler>(
     prefix: &Prefix,
     spec: &ConsumerSpec,
     handler: &H,
-    mut rx: tokio::sync::mpsc::Receiver<jetstream::Message>,
+    mut rx: tokio::sync::mpsc::Receiver<(String, jetstream::Message)>,
 ) -> Result<(), String> {
     let mut held: std::collections::HashSet<String> = Default::default();
-    while let Some(msg) = rx.recv().await {
+    while let Some((key, msg)) = rx.recv().await {
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-        let key = handler.key(&msg);
         let verdict = if held.contains(&key) {
             Verdict::Retry("an earlier message of the same key is being retried".into())
         } else {
