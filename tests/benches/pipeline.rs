@@ -108,14 +108,7 @@ async fn main() {
     let app = spawn_app(&nats.url(), &db.url, &prefix).await;
     app.import_example_directory().await;
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-    let before_events = {
-        let js = async_nats::jetstream::new(nats.client().await);
-        let mut s = js
-            .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
-            .await
-            .unwrap();
-        s.info().await.unwrap().state.messages
-    };
+    let before_events = nats.event_count(&prefix).await;
 
     let docs: Vec<Value> = (0..n).map(response).collect();
     let bodies: Vec<Vec<u8>> = docs
@@ -140,11 +133,7 @@ async fn main() {
     );
 
     let trace = std::env::var_os("BENCH_TRACE").is_some();
-    let js = async_nats::jetstream::new(nats.client().await);
-    let events_stream = js
-        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
-        .await
-        .unwrap();
+    let events_stream = nats.events_stream(&prefix).await;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let tickets = count(&pool, "SELECT COUNT(*) FROM tickets").await;
@@ -174,14 +163,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(if trace { 250 } else { 20 })).await;
     }
     let e2e = t0.elapsed();
-    let events = {
-        let js = async_nats::jetstream::new(nats.client().await);
-        let mut s = js
-            .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
-            .await
-            .unwrap();
-        s.info().await.unwrap().state.messages - before_events
-    };
+    let events = nats.event_count(&prefix).await - before_events;
     let intake_rate = n as f64 / intake.as_secs_f64();
     let e2e_rate = n as f64 / e2e.as_secs_f64();
     let per = events as f64 / n as f64;

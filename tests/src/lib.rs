@@ -85,6 +85,23 @@ impl Nats {
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url()).await.unwrap()
     }
+
+    /// The event stream of the install with `prefix` (named as the server names it).
+    pub async fn events_stream(&self, prefix: &str) -> async_nats::jetstream::stream::Stream {
+        let name = closeloop_eventstore::Prefix::parse(prefix)
+            .unwrap()
+            .events_stream();
+        async_nats::jetstream::new(self.client().await)
+            .get_stream(name)
+            .await
+            .unwrap()
+    }
+
+    /// How many events the install with `prefix` has stored.
+    pub async fn event_count(&self, prefix: &str) -> u64 {
+        let mut s = self.events_stream(prefix).await;
+        s.info().await.unwrap().state.messages
+    }
 }
 
 impl Drop for Nats {
@@ -520,11 +537,7 @@ pub async fn routing_decision(
 ) -> closeloop_proto::v1::RoutingDecided {
     use closeloop_proto::v1::routing_event::Event;
     use prost::Message;
-    let js = async_nats::jetstream::new(nats.client().await);
-    let stream = js
-        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
-        .await
-        .unwrap();
+    let stream = nats.events_stream(prefix).await;
     let subject = format!("{prefix}.events.routing.{feedback_id}");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -545,11 +558,7 @@ pub async fn routing_decision(
 
 /// Every event on one subject, decoded by the caller.
 pub async fn subject_payloads(nats: &Nats, prefix: &str, subject: &str) -> Vec<Vec<u8>> {
-    let js = async_nats::jetstream::new(nats.client().await);
-    let stream = js
-        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
-        .await
-        .unwrap();
+    let stream = nats.events_stream(prefix).await;
     let mut out = Vec::new();
     let mut seq = 0;
     while let Ok(m) = stream.get_first_raw_message_by_subject(subject, seq).await {

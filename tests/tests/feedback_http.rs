@@ -46,11 +46,7 @@ async fn received_duplicate_updated(backend: Backend) {
     assert_eq!(upd["feedback_id"], first["feedback_id"]);
 
     // Exactly two feedback events are stored for the response.
-    let js = async_nats::jetstream::new(nats.client().await);
-    let stream = js
-        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
-        .await
-        .unwrap();
+    let stream = nats.events_stream(&prefix).await;
     let subject = format!(
         "{prefix}.events.feedback.{}",
         first["feedback_id"].as_str().unwrap()

@@ -497,9 +497,7 @@ async fn redelivering_every_event_to_routing_and_ticketing_writes_nothing() {
         e.routed(&fid).await;
         ids.push(fid);
     }
-    let js = async_nats::jetstream::new(e.nats.client().await);
-    let stream_name = format!("{}_EVENTS", e.prefix.to_uppercase());
-    let mut stream = js.get_stream(&stream_name).await.unwrap();
+    let mut stream = e.nats.events_stream(&e.prefix).await;
     let before = stream.info().await.unwrap().state.messages;
 
     // Reset both consumers: they are recreated from the start of the stream

@@ -121,11 +121,7 @@ async fn events_carry_the_documented_envelope() {
     let r = c.open_ticket(req).await.unwrap().into_inner();
     let id = r.ticket.unwrap().id;
 
-    let js = jetstream::new(nats.client().await);
-    let stream = js
-        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
-        .await
-        .unwrap();
+    let stream = nats.events_stream(&prefix).await;
     let msg = stream.get_raw_message(r.sequence).await.unwrap();
     assert_eq!(msg.subject.as_str(), format!("{prefix}.events.ticket.{id}"));
     let h = |k: &str| {
@@ -177,10 +173,7 @@ async fn stream_is_provisioned_idempotently_and_verified() {
         .await
         .unwrap();
     let js = jetstream::new(nats.client().await);
-    let mut s = js
-        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
-        .await
-        .unwrap();
+    let mut s = nats.events_stream(&prefix).await;
     let cfg = s.info().await.unwrap().config.clone();
     assert!(cfg.deny_delete && cfg.deny_purge && cfg.allow_direct);
     assert_eq!(cfg.subjects, [format!("{prefix}.events.>")]);
@@ -188,7 +181,9 @@ async fn stream_is_provisioned_idempotently_and_verified() {
     // A stream of the same name that would expire events is refused at start.
     let bad = unique_prefix();
     js.create_stream(jetstream::stream::Config {
-        name: format!("{}_EVENTS", bad.to_uppercase()),
+        name: closeloop_eventstore::Prefix::parse(&bad)
+            .unwrap()
+            .events_stream(),
         subjects: vec![format!("{bad}.events.>")],
         max_age: Duration::from_secs(3600),
         ..Default::default()

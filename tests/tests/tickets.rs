@@ -297,12 +297,7 @@ async fn list_filters_and_pages(backend: Backend) {
 
 /// Counts messages on the install's event stream.
 async fn stream_messages(nats: &Nats, prefix: &str) -> u64 {
-    let js = async_nats::jetstream::new(nats.client().await);
-    let mut s = js
-        .get_stream(format!("{}_EVENTS", prefix.to_uppercase()))
-        .await
-        .unwrap();
-    s.info().await.unwrap().state.messages
+    nats.event_count(prefix).await
 }
 
 async fn retried_requests_write_once(backend: Backend) {
