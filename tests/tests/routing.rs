@@ -636,3 +636,70 @@ async fn routing_resumes_after_a_broker_restart() {
     let (_, tickets) = e.routed(&after).await;
     assert_eq!(tickets[0].owner_email, CSM);
 }
+
+/// Right after an import the directory views may not have the account or the
+/// team yet; routing then reads the directory's own events (the authority)
+/// instead of falling back to the fallback owner. Here the views never catch
+/// up: no projector runs at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_reads_the_directory_events_when_the_views_lag() {
+    use closeloop_eventstore::{EventContext, EventStore, Prefix, StoreConfig};
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = EventStore::open(
+        nats.client().await,
+        StoreConfig {
+            prefix: Prefix::parse(&unique_prefix()).unwrap(),
+            ..StoreConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let views = closeloop_readmodel::Db::connect(&db.url).await.unwrap();
+    let writer = closeloop_directory::writer::DirectoryWriter::new(store.clone());
+    let ctx = |_: &str| EventContext::default();
+    writer
+        .account(
+            &v1::Account {
+                id: "ACME-001".into(),
+                name: "Acme Corp".into(),
+                team: vec![v1::AccountTeamMember {
+                    role: "csm".into(),
+                    email: CSM.into(),
+                }],
+                ..Default::default()
+            },
+            None,
+            ctx,
+        )
+        .await
+        .unwrap();
+    writer
+        .team(
+            &v1::Team {
+                id: "partner-success".into(),
+                name: "Partner Success".into(),
+                members: vec!["ps.one@vendor.example".into()],
+                ..Default::default()
+            },
+            None,
+            ctx,
+        )
+        .await
+        .unwrap();
+    let catalog = std::sync::Arc::new(
+        closeloop_programs::Catalog::load(&closeloop_tests::example("programs.yaml")).unwrap(),
+    );
+    let router = closeloop_routing::role::Router::new(catalog.clone(), views, store, Vec::new());
+    let program = catalog.program("implementation-csat").unwrap();
+    let snap = router.snapshot("ACME-001", program).await.unwrap();
+    let (_, account) = snap.account.expect("the account, from its events");
+    assert_eq!(account.team.get("csm").map(String::as_str), Some(CSM));
+    assert_eq!(
+        snap.teams.get("partner-success"),
+        Some(&vec!["ps.one@vendor.example".to_string()])
+    );
+    // An account that was never imported is still unknown (and routes to the fallback).
+    let missing = router.snapshot("NOPE-404", program).await.unwrap();
+    assert!(missing.account.is_none());
+}

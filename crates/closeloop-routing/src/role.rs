@@ -27,17 +27,14 @@ use crate::events::{
 };
 use crate::rotation::{RotationAggregate, TakeTurn, TeamKey};
 use crate::sql::{self, Snapshot};
-use crate::{Decision, Resolution, Route};
+use crate::{AccountInfo, Decision, Resolution, Route};
+use closeloop_directory::records::{AccountKind, Directory, RecordKey, TeamKind};
 
 /// Who routing events say acted.
 pub const ACTOR: &str = "closeloop-routing";
 
 /// Durable consumer name on the event stream.
 pub const CONSUMER: &str = "routing";
-
-/// Deliveries during which a missing account is treated as read-model lag
-/// (ingestion checked it exists) before routing falls back.
-const ACCOUNT_LAG_DELIVERIES: i64 = 5;
 
 /// What the routing consumer reads.
 pub fn consumer_spec(prefix: &Prefix) -> ConsumerSpec {
@@ -76,6 +73,9 @@ pub struct Router {
     /// process: a cached snapshot is reused only while none has moved.
     directory: Vec<Progress>,
     snapshots: SnapshotCache,
+    /// The directory's own records, read when a view has not caught up yet.
+    accounts: Executor<Directory<AccountKind>>,
+    teams: Executor<Directory<TeamKind>>,
 }
 
 impl Router {
@@ -92,7 +92,9 @@ impl Router {
             catalog,
             db,
             routing: Executor::new(store.clone()),
-            rotation: Executor::new(store),
+            rotation: Executor::new(store.clone()),
+            accounts: Executor::new(store.clone()),
+            teams: Executor::new(store),
             directory,
             snapshots: Arc::default(),
         }
@@ -108,8 +110,10 @@ impl Router {
     }
 
     /// The account's and program's directory snapshot, from the cache while
-    /// the directory has not changed, else from the views.
-    async fn snapshot(&self, account: &str, program: &Program) -> Result<Snapshot, sqlx::Error> {
+    /// the directory has not changed, else from the views; what a view does
+    /// not have yet (an import that just finished) is read from the
+    /// directory's events, which are the authority.
+    pub async fn snapshot(&self, account: &str, program: &Program) -> Result<Snapshot, String> {
         let key = (account.to_string(), program.id.clone());
         let generation = self.generation();
         if !self.directory.is_empty()
@@ -118,8 +122,22 @@ impl Router {
         {
             return Ok(snap.clone());
         }
-        let snap = sql::load(&self.db, account, &teams(program)).await?;
-        // Only complete snapshots are kept: a missing account may be lag.
+        let wanted = teams(program);
+        let mut snap = sql::load(&self.db, account, &wanted)
+            .await
+            .map_err(|e| format!("directory read failed: {e}"))?;
+        if snap.account.is_none() {
+            snap.account = self.account_from_events(account).await?;
+        }
+        for team in &wanted {
+            if snap.teams.contains_key(team) {
+                continue;
+            }
+            if let Some(members) = self.team_from_events(team).await? {
+                snap.teams.insert(team.clone(), members);
+            }
+        }
+        // An account that is nowhere is not cached: it may be imported next.
         if snap.account.is_some() && !self.directory.is_empty() {
             let mut cache = self.snapshots.lock().expect("cache");
             if cache.len() >= SNAPSHOT_CACHE {
@@ -130,12 +148,48 @@ impl Router {
         Ok(snap)
     }
 
+    async fn account_from_events(
+        &self,
+        account: &str,
+    ) -> Result<Option<(String, AccountInfo)>, String> {
+        let stored = self
+            .accounts
+            .load(RecordKey::of::<AccountKind>(account))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(stored.map(|s| {
+            let a = s.record;
+            let team = a
+                .team
+                .iter()
+                .map(|(r, e)| (r.clone(), e.to_string()))
+                .collect();
+            (
+                account.to_string(),
+                AccountInfo {
+                    name: a.name,
+                    region: a.region,
+                    segment: a.segment,
+                    team,
+                },
+            )
+        }))
+    }
+
+    async fn team_from_events(&self, team: &str) -> Result<Option<Vec<String>>, String> {
+        let stored = self
+            .teams
+            .load(RecordKey::of::<TeamKind>(team))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(stored.map(|s| s.record.members.iter().map(|m| m.to_string()).collect()))
+    }
+
     async fn decide(
         &self,
         id: FeedbackId,
         f: &Feedback,
         feedback_sequence: u64,
-        delivered: i64,
         ctx: &EventContext,
     ) -> Verdict {
         // A redelivery of a decided response computes the same decision and
@@ -160,14 +214,8 @@ impl Router {
             Some(program) => {
                 let mut snap = match self.snapshot(f.account_id.as_str(), program).await {
                     Ok(s) => s,
-                    Err(e) => return Verdict::Retry(format!("directory read failed: {e}")),
+                    Err(e) => return Verdict::Retry(e),
                 };
-                if snap.account.is_none() && delivered < ACCOUNT_LAG_DELIVERIES {
-                    return Verdict::Retry(format!(
-                        "account {} is not in the directory view yet",
-                        f.account_id
-                    ));
-                }
                 let d = match self.take_turns(id, f, program, &mut snap, ctx).await {
                     Ok(d) => d,
                     Err(e) => return Verdict::Retry(e),
@@ -361,12 +409,11 @@ impl Handler for Router {
             Ok(r) => r,
             Err(e) => return Verdict::DeadLetter(e),
         };
-        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
         let ctx = EventContext::caused_by(stored.envelope.as_ref(), ACTOR);
         match &event {
             FeedbackEvent::Received(f) => {
                 let id = FeedbackId::of(&f.source, &f.response_id);
-                self.decide(id, f, sequence, delivered, &ctx).await
+                self.decide(id, f, sequence, &ctx).await
             }
             FeedbackEvent::Updated { feedback, revision } => {
                 let id = FeedbackId::of(&feedback.source, &feedback.response_id);
