@@ -445,21 +445,13 @@ macro_rules! on_both_backends {
     };
 }
 
-/// The example directory file's shape.
-#[derive(serde::Deserialize)]
-struct DirectoryFile {
-    people: Vec<closeloop_directory::rows::PersonRow>,
-    teams: Vec<closeloop_directory::rows::TeamRow>,
-    accounts: Vec<closeloop_directory::rows::AccountRow>,
-}
-
 impl App {
     /// Imports `deploy/examples/directory.yaml` over gRPC and waits until
     /// the directory views hold all of it.
     pub async fn import_example_directory(&self) {
         use closeloop_proto::v1;
         let text = std::fs::read_to_string(example("directory.yaml")).unwrap();
-        let file: DirectoryFile = serde_norway::from_str(&text).unwrap();
+        let file: closeloop_directory::rows::DirectoryFile = serde_norway::from_str(&text).unwrap();
         let mut d = self.directory().await;
         for p in &file.people {
             d.upsert_person(v1::UpsertPersonRequest {

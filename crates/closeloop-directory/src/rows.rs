@@ -92,3 +92,16 @@ impl AccountRow {
         }
     }
 }
+
+/// A YAML directory file (`closeloop directory import`,
+/// `deploy/examples/directory.yaml`): people, teams and accounts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFile {
+    #[serde(default)]
+    pub people: Vec<PersonRow>,
+    #[serde(default)]
+    pub teams: Vec<TeamRow>,
+    #[serde(default)]
+    pub accounts: Vec<AccountRow>,
+}

@@ -4,18 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use closeloop_directory::rows::{AccountRow, TeamRow};
+use closeloop_directory::rows::DirectoryFile;
 use closeloop_programs::Catalog;
 use closeloop_programs::canonical::{self, Feedback};
 use closeloop_routing::{AccountInfo, Decision, DirectoryView, Resolution, decide};
 use serde_json::{Value, json};
-
-/// The parts of the example directory routing reads (people are ignored).
-#[derive(serde::Deserialize)]
-struct File {
-    teams: Vec<TeamRow>,
-    accounts: Vec<AccountRow>,
-}
 
 /// The example directory in memory.
 #[derive(Clone)]
@@ -46,7 +39,7 @@ fn example(name: &str) -> String {
 }
 
 fn directory() -> Snapshot {
-    let f: File = serde_norway::from_str(&example("directory.yaml")).unwrap();
+    let f: DirectoryFile = serde_norway::from_str(&example("directory.yaml")).unwrap();
     Snapshot {
         accounts: f
             .accounts

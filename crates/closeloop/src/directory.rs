@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use closeloop_directory::rows::{AccountRow, PersonRow, TeamRow};
+use closeloop_directory::rows::DirectoryFile;
 use closeloop_proto::v1;
 use closeloop_proto::v1::directory_service_client::DirectoryServiceClient;
-use serde::Deserialize;
 use tonic::transport::Channel;
 
 use crate::client::{self, CliError};
@@ -43,17 +42,6 @@ enum DirectoryCommand {
     Team { id: String },
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    people: Vec<PersonRow>,
-    #[serde(default)]
-    teams: Vec<TeamRow>,
-    #[serde(default)]
-    accounts: Vec<AccountRow>,
-}
-
 /// One record to upsert, with where it came from (for error messages).
 enum Record {
     Person(String, v1::Person),
@@ -62,7 +50,8 @@ enum Record {
 }
 
 fn from_yaml(text: &str) -> Result<Vec<Record>, CliError> {
-    let f: File = serde_norway::from_str(text).map_err(|e| CliError::Usage(e.to_string()))?;
+    let f: DirectoryFile =
+        serde_norway::from_str(text).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut out = Vec::new();
     for (i, p) in f.people.iter().enumerate() {
         out.push(Record::Person(
