@@ -395,13 +395,34 @@ pub fn example(name: &str) -> PathBuf {
 
 /// Minimal HTTP/1.1 POST with a JSON body: (status, content-type, body).
 pub async fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, String, String) {
+    http_request(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await
+}
+
+/// Minimal HTTP/1.1 request: (status, content-type, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    );
+    ));
     s.write_all(head.as_bytes()).await.unwrap();
     // The server may answer (413) before reading a large body; ignore a reset here.
     let _ = s.write_all(body).await;

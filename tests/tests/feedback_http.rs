@@ -41,6 +41,7 @@ async fn received_duplicate_updated(backend: Backend) {
 
     let mut changed = example();
     changed["answers"]["comment"] = json!("Upgrade broke our workflows; SSO is down too");
+    changed["revised_at"] = json!("2026-11-02T10:00:00Z");
     let (s, _, upd) = post(&app, &changed).await;
     assert_eq!((s, &upd["status"]), (202, &json!("updated")), "{upd}");
     assert_eq!(upd["feedback_id"], first["feedback_id"]);

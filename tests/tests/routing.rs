@@ -332,6 +332,7 @@ async fn updates_duplicates_and_directory_changes(backend: Backend) {
     // The comment arrives later: an update attached to the existing ticket.
     let mut revised = doc.clone();
     revised["answers"]["comment"] = json!("Upgrade broke our workflows");
+    revised["revised_at"] = json!("2026-11-02T10:15:00Z");
     e.submit(&revised).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let got = loop {

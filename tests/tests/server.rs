@@ -100,6 +100,54 @@ async fn probes_metrics_health_and_reflection() {
     app.stop().await.unwrap();
 }
 
+/// Older grpcurl releases and IDE plugins speak only reflection v1alpha.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_v1alpha_clients_too() {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let channel = tonic::transport::Channel::from_shared(app.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut refl = ServerReflectionClient::new(channel);
+    let requests = vec![
+        MessageRequest::ListServices(String::new()),
+        MessageRequest::FileContainingSymbol("closeloop.v1.TicketService".into()),
+    ];
+    let mut resp = refl
+        .server_reflection_info(futures::stream::iter(requests.into_iter().map(|r| {
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(r),
+            }
+        })))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Ok(msg)) = resp.next().await else {
+        panic!("no v1alpha reflection answer")
+    };
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection answer")
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"closeloop.v1.FeedbackService".to_string()), "{names:?}");
+    let Some(Ok(msg)) = resp.next().await else {
+        panic!("no answer for the symbol")
+    };
+    let Some(MessageResponse::FileDescriptorResponse(files)) = msg.message_response else {
+        panic!("unexpected reflection answer: {msg:?}")
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    app.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_carry_the_documented_envelope() {
     let nats = Nats::start();

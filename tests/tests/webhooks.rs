@@ -59,6 +59,8 @@ fn delighted_body(event: &str, comment: Option<&str>) -> Vec<u8> {
             "person": {"id": "5975", "email": "cio@acme.example", "name": "Dana Li"},
             "survey_type": "nps", "score": 4, "comment": comment,
             "created_at": 1762075800,
+            // Delighted stamps every change; the comment comes a minute later.
+            "updated_at": if comment.is_some() { 1762075860 } else { 1762075800 },
             "person_properties": {"account_id": "ACME-001", "region": "EMEA", "role": "CIO"},
             "additional_answers": []
         }
@@ -161,6 +163,17 @@ async fn delighted_and_formbricks_deliveries_become_feedback_and_tickets() {
     .await;
     assert_eq!((s, upd["status"].as_str()), (202, Some("updated")), "{upd}");
     assert_eq!(upd["feedback_id"], first["feedback_id"]);
+    // Delighted redelivering `created` after `updated`: a duplicate of the
+    // first delivery, answered at once, never applied over the comment.
+    let (s, late) = post(
+        addr,
+        "/v1/webhooks/delighted",
+        &signed_delighted(&created),
+        &created,
+    )
+    .await;
+    assert_eq!((s, late["status"].as_str()), (202, Some("duplicate")), "{late}");
+    assert_eq!(late["sequence"], first["sequence"]);
     let fid = first["feedback_id"].as_str().unwrap();
     let d = routing_decision(&nats, &prefix, fid).await;
     assert_eq!(d.tickets.len(), 1);

@@ -226,13 +226,6 @@ impl<K: RecordKind> Aggregate for Directory<K> {
         state.sequence
     }
 
-    fn event_id(id: RecordKey, request_id: &str) -> String {
-        Uuid::new_v5(
-            &EVENT_NS,
-            format!("{}/{id}/{request_id}", K::TYPE).as_bytes(),
-        )
-        .to_string()
-    }
 
     fn encode(
         _id: RecordKey,

@@ -272,8 +272,6 @@ pub struct TicketId(Uuid);
 
 /// Namespace for deterministic ticket ids (UUIDv5).
 const TICKET_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0001);
-/// Namespace for deterministic event ids (UUIDv5).
-const EVENT_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0002);
 
 impl TicketId {
     pub fn parse(field: &str, value: &str) -> Result<Self, FieldViolation> {
@@ -306,16 +304,6 @@ impl TicketId {
             &TICKET_NS,
             format!("feedback/{feedback_id}/{workflow_id}").as_bytes(),
         ))
-    }
-
-    /// The deterministic id of the event that `request_id` writes on this ticket.
-    /// Sent as `Nats-Msg-Id`, so a retried publish is de-duplicated by the broker.
-    pub fn event_id(&self, request_id: &str) -> String {
-        Uuid::new_v5(
-            &EVENT_NS,
-            format!("ticket/{}/{request_id}", self.0).as_bytes(),
-        )
-        .to_string()
     }
 }
 
@@ -493,7 +481,6 @@ mod tests {
         let a = TicketId::for_manual_request(&r);
         assert_eq!(a, TicketId::for_manual_request(&r));
         assert_eq!(TicketId::parse("id", &a.to_string()).unwrap(), a);
-        assert_ne!(a.event_id("req-1"), a.event_id("req-2"));
         assert!(TicketId::parse("ticket_id", "not-a-uuid").is_err());
         assert_ne!(
             TicketId::for_feedback("f1", "w1"),

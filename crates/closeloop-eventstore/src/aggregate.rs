@@ -117,9 +117,6 @@ pub trait Aggregate: Send + Sync + 'static {
     /// Stream sequence of the last event folded into `state`.
     fn sequence(state: &Self::State) -> u64;
 
-    /// Deterministic event id of `request_id`'s event on `id`.
-    fn event_id(id: Self::Id, request_id: &str) -> String;
-
     fn encode(
         id: Self::Id,
         event_id: &str,
@@ -180,6 +177,25 @@ pub struct ExecutorMetrics {
     pub conflicts: AtomicU64,
     /// Commands that gave up after [`MAX_ATTEMPTS`] (answered `ABORTED`).
     pub aborted: AtomicU64,
+}
+
+/// Namespace of event ids (UUIDv5).
+const EVENT_NS: uuid::Uuid = uuid::Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_00e0);
+
+/// The id of the event that request `request_id` appends to aggregate `id`
+/// of type `kind` right after the subject's stream sequence `after` (0: the
+/// aggregate's first event). Sent as `Nats-Msg-Id` and `Closeloop-Event-Id`.
+///
+/// Unique per event forever: one event is appended after any one sequence of
+/// a subject, and the type and id name the subject. Deterministic per
+/// request: a retried command whose append had not landed writes the same id
+/// (the broker drops a second copy); one whose append had landed is answered
+/// by the aggregate's own record of the request and writes nothing. Never
+/// derived from content alone, so content that returns to an earlier version
+/// is a new event with a new id.
+pub fn event_id(kind: &str, id: &dyn Display, after: u64, request_id: &str) -> String {
+    uuid::Uuid::new_v5(&EVENT_NS, format!("{kind}/{id}/{after}/{request_id}").as_bytes())
+        .to_string()
 }
 
 /// How often a command is re-decided after losing a race.
@@ -275,20 +291,19 @@ impl<A: Aggregate> Executor<A> {
     /// Appends `event` on top of `state` (expected last sequence: the
     /// state's, 0 for a new aggregate) and folds it in; `None` when another
     /// writer appended first or the broker already holds this event id.
-    #[allow(clippy::too_many_arguments)]
     async fn try_append(
         &self,
         id: A::Id,
         subject: &str,
         state: Option<A::State>,
-        event_id: &str,
         request_id: &str,
         ctx: &EventContext,
         event: &A::Event,
     ) -> Result<Option<Executed<A::State>>, ExecuteError<A::Rule>> {
         let at = SystemTime::now();
-        let (env, payload) = A::encode(id, event_id, request_id, at, ctx, event);
         let expected = state.as_ref().map_or(0, A::sequence);
+        let event_id = event_id(A::TYPE, &id, expected, request_id);
+        let (env, payload) = A::encode(id, &event_id, request_id, at, ctx, event);
         match self.store.append(subject, expected, &env, payload).await {
             Ok(ack) if !ack.duplicate => {
                 let rec = A::recorded(id, event, ack.sequence, request_id, at, ctx);
@@ -344,7 +359,6 @@ impl<A: Aggregate> Executor<A> {
         command: &A::Command,
     ) -> Result<Executed<A::State>, ExecuteError<A::Rule>> {
         let subject = self.subject(id);
-        let event_id = A::event_id(id, request_id);
         let mut state = match self.take_cached(id) {
             Some(s) => Some(s),
             // Not in memory. A command that would create the aggregate is
@@ -354,7 +368,7 @@ impl<A: Aggregate> Executor<A> {
             None => match A::decide(id, None, request_id, command) {
                 Ok(Decision::Append(event)) => {
                     match self
-                        .try_append(id, &subject, None, &event_id, request_id, ctx, &event)
+                        .try_append(id, &subject, None, request_id, ctx, &event)
                         .await?
                     {
                         Some(done) => return Ok(done),
@@ -390,7 +404,7 @@ impl<A: Aggregate> Executor<A> {
                 Decision::Append(event) => event,
             };
             match self
-                .try_append(id, &subject, state, &event_id, request_id, ctx, &event)
+                .try_append(id, &subject, state, request_id, ctx, &event)
                 .await?
             {
                 Some(done) => return Ok(done),

@@ -23,7 +23,7 @@ mod store;
 pub mod traceparent;
 
 pub use aggregate::{
-    Aggregate, Carried, Decision, EventContext, ExecuteError, Executed, Executor, ExecutorMetrics,
+    Aggregate, Carried, Decision, EventContext, event_id, ExecuteError, Executed, Executor, ExecutorMetrics,
 };
 pub use envelope::{Envelope, headers};
 pub use prefix::{Prefix, PrefixError};

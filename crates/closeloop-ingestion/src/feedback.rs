@@ -1,6 +1,13 @@
 //! Feedback as an aggregate: one per `(source, response_id)`.
+//!
+//! Revisions of a response are ordered by [`Feedback::revised`]
+//! (`revised_at`, else `submitted_at`), then by content digest, whatever
+//! order they arrive in: a newer revision is `FeedbackUpdated`; an older one
+//! arriving late is recorded as `FeedbackSuperseded` and never applied; any
+//! content the response has had before (current, older or superseded) is a
+//! duplicate and writes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::fmt;
 use std::time::SystemTime;
@@ -44,17 +51,30 @@ impl fmt::Display for FeedbackId {
 /// What the stream holds for one response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedbackState {
+    /// The newest revision (by [`Feedback::revised`], then content).
     pub feedback: Feedback,
     /// 0 until the first update.
     pub revision: u32,
+    /// Stream sequence of the last event (the concurrency token).
     pub sequence: u64,
+    /// Every content the response has had (received, updated or
+    /// superseded): its [`content_digest`] and the sequence of its event.
+    pub seen: HashMap<u128, u64>,
 }
 
 /// What happened to a response.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedbackEvent {
     Received(Feedback),
-    Updated { feedback: Feedback, revision: u32 },
+    Updated {
+        feedback: Feedback,
+        revision: u32,
+    },
+    /// An older revision that arrived after a newer one: recorded, not applied.
+    Superseded {
+        feedback: Feedback,
+        current_revision: u32,
+    },
 }
 
 pub fn to_proto(id: FeedbackId, f: &Feedback) -> v1::Feedback {
@@ -75,6 +95,7 @@ pub fn to_proto(id: FeedbackId, f: &Feedback) -> v1::Feedback {
             role: f.respondent.role.clone(),
         }),
         submitted_at: Some(convert::timestamp(f.submitted_at)),
+        revised_at: f.revised_at.map(convert::timestamp),
         answers: f
             .answers
             .iter()
@@ -127,18 +148,31 @@ pub fn from_proto(p: &v1::Feedback) -> Result<Feedback, String> {
             .as_ref()
             .map(convert::from_timestamp)
             .unwrap_or_default(),
+        revised_at: p.revised_at.as_ref().map(convert::from_timestamp),
         answers,
         attributes: p.attributes.clone().into_iter().collect(),
     })
 }
 
-/// A request id derived from the content, so a resubmission of the same
-/// document dedupes at the broker as well as in `decide`. The protobuf
-/// encoding is deterministic (map fields are ordered), so the id is stable
+/// A digest of one revision's content: UUIDv5 of its protobuf encoding,
+/// which is deterministic (map fields are ordered), so the digest is stable
 /// across builds and replicas.
-pub fn content_request_id(id: FeedbackId, f: &Feedback) -> String {
-    let bytes = to_proto(id, f).encode_to_vec();
-    format!("content-{}", Uuid::new_v5(&EVENT_NS, &bytes).simple())
+pub fn content_digest(f: &Feedback) -> u128 {
+    let id = FeedbackId::of(&f.source, &f.response_id);
+    Uuid::new_v5(&EVENT_NS, &to_proto(id, f).encode_to_vec()).as_u128()
+}
+
+/// The request id of a submission: its content digest. It names the
+/// request (causation id, logs); the event id is the executor's, from the
+/// response and its position, so content that returns to an earlier
+/// version is a new event with a new id.
+pub fn content_request_id(f: &Feedback) -> String {
+    format!("content-{}", Uuid::from_u128(content_digest(f)).simple())
+}
+
+/// How revisions are ordered: when made, then content.
+fn order(f: &Feedback, digest: u128) -> (Timestamp, u128) {
+    (f.revised(), digest)
 }
 
 /// Feedback as an [`Aggregate`].
@@ -160,40 +194,59 @@ impl Aggregate for FeedbackAggregate {
         _request_id: &str,
         f: &Feedback,
     ) -> Result<Decision<FeedbackEvent>, Infallible> {
-        Ok(match state {
-            None => Decision::Append(FeedbackEvent::Received(f.clone())),
-            Some(s) if &s.feedback == f => Decision::AlreadyApplied {
-                sequence: s.sequence,
-            },
-            Some(s) => Decision::Append(FeedbackEvent::Updated {
+        let Some(s) = state else {
+            return Ok(Decision::Append(FeedbackEvent::Received(f.clone())));
+        };
+        let digest = content_digest(f);
+        if let Some(&sequence) = s.seen.get(&digest) {
+            return Ok(Decision::AlreadyApplied { sequence });
+        }
+        let current = order(&s.feedback, content_digest(&s.feedback));
+        Ok(Decision::Append(if order(f, digest) > current {
+            FeedbackEvent::Updated {
                 feedback: f.clone(),
                 revision: s.revision + 1,
-            }),
-        })
+            }
+        } else {
+            FeedbackEvent::Superseded {
+                feedback: f.clone(),
+                current_revision: s.revision,
+            }
+        }))
     }
 
     fn evolve(
-        _state: Option<FeedbackState>,
+        state: Option<FeedbackState>,
         (event, sequence): &Self::Recorded,
     ) -> Option<FeedbackState> {
-        let (feedback, revision) = match event {
-            FeedbackEvent::Received(f) => (f.clone(), 0),
-            FeedbackEvent::Updated { feedback, revision } => (feedback.clone(), *revision),
+        let (feedback, applied) = match event {
+            FeedbackEvent::Received(f) => (f, Some(0)),
+            FeedbackEvent::Updated { feedback, revision } => (feedback, Some(*revision)),
+            FeedbackEvent::Superseded { feedback, .. } => (feedback, None),
         };
-        Some(FeedbackState {
-            feedback,
-            revision,
-            sequence: *sequence,
-        })
+        let mut s = match (state, applied) {
+            (Some(mut s), Some(revision)) => {
+                s.feedback = feedback.clone();
+                s.revision = revision;
+                s
+            }
+            (Some(s), None) => s,
+            (None, _) => FeedbackState {
+                feedback: feedback.clone(),
+                revision: applied.unwrap_or(0),
+                sequence: 0,
+                seen: HashMap::new(),
+            },
+        };
+        s.seen.insert(content_digest(feedback), *sequence);
+        s.sequence = *sequence;
+        Some(s)
     }
 
     fn sequence(state: &FeedbackState) -> u64 {
         state.sequence
     }
 
-    fn event_id(id: FeedbackId, request_id: &str) -> String {
-        Uuid::new_v5(&EVENT_NS, format!("feedback/{id}/{request_id}").as_bytes()).to_string()
-    }
 
     fn encode(
         id: FeedbackId,
@@ -216,6 +269,16 @@ impl Aggregate for FeedbackAggregate {
                     revision: *revision,
                 }),
                 "closeloop.v1.FeedbackUpdated",
+            ),
+            FeedbackEvent::Superseded {
+                feedback,
+                current_revision,
+            } => (
+                Body::Superseded(v1::FeedbackSuperseded {
+                    feedback: Some(to_proto(id, feedback)),
+                    current_revision: *current_revision,
+                }),
+                "closeloop.v1.FeedbackSuperseded",
             ),
         };
         let msg = v1::FeedbackEvent {
@@ -247,6 +310,13 @@ impl Aggregate for FeedbackAggregate {
             }) => FeedbackEvent::Updated {
                 feedback: from_proto(&f)?,
                 revision,
+            },
+            Body::Superseded(v1::FeedbackSuperseded {
+                feedback: Some(f),
+                current_revision,
+            }) => FeedbackEvent::Superseded {
+                feedback: from_proto(&f)?,
+                current_revision,
             },
             _ => return Err("feedback event without feedback".into()),
         };
@@ -281,6 +351,7 @@ mod tests {
                 role: "CIO".into(),
             },
             submitted_at: Timestamp::from_micros(1_762_075_800_000_000),
+            revised_at: None,
             answers: [
                 ("nps".to_string(), AnswerValue::Int(3)),
                 ("comment".to_string(), AnswerValue::Text("broken".into())),
@@ -298,14 +369,13 @@ mod tests {
         let f = sample();
         let id = FeedbackId::of(&f.source, &f.response_id);
         assert_eq!(from_proto(&to_proto(id, &f)).unwrap(), f);
-        assert_eq!(
-            content_request_id(id, &f),
-            content_request_id(id, &f.clone())
-        );
+        assert_eq!(content_request_id(&f), content_request_id(&f.clone()));
         let mut g = f.clone();
         g.answers
             .insert("comment".into(), AnswerValue::Text("fixed".into()));
-        assert_ne!(content_request_id(id, &f), content_request_id(id, &g));
+        assert_ne!(content_request_id(&f), content_request_id(&g));
+        g.revised_at = Some(Timestamp::from_micros(1_762_075_900_000_000));
+        assert_eq!(from_proto(&to_proto(id, &g)).unwrap(), g);
     }
 
     #[test]
@@ -313,9 +383,8 @@ mod tests {
         // A golden value: the id must not change between builds or
         // replicas, or a resubmission would not dedupe at the broker.
         let f = sample();
-        let id = FeedbackId::of(&f.source, &f.response_id);
         assert_eq!(
-            content_request_id(id, &f),
+            content_request_id(&f),
             "content-cdb14c0dd1be592eb5e713c09111f33d"
         );
     }
@@ -334,6 +403,7 @@ mod tests {
         let mut g = f.clone();
         g.answers
             .insert("comment".into(), AnswerValue::Text("added later".into()));
+        g.revised_at = Some(Timestamp::from_micros(1_762_075_860_000_000));
         assert_eq!(
             FeedbackAggregate::decide(id, Some(&s), "r2", &g).unwrap(),
             Decision::Append(FeedbackEvent::Updated {
@@ -341,5 +411,100 @@ mod tests {
                 revision: 1
             })
         );
+    }
+
+    /// Folds `events` (sequences 1, 2, ...) into a state.
+    fn fold(events: &[FeedbackEvent]) -> Option<FeedbackState> {
+        events.iter().zip(1..).fold(None, |s, (e, seq)| {
+            FeedbackAggregate::evolve(s, &(e.clone(), seq))
+        })
+    }
+
+    fn revised(f: &Feedback, comment: &str, secs_later: i64) -> Feedback {
+        let mut g = f.clone();
+        g.answers
+            .insert("comment".into(), AnswerValue::Text(comment.into()));
+        g.revised_at = Some(Timestamp::from_micros(
+            f.submitted_at.as_micros() + secs_later * 1_000_000,
+        ));
+        g
+    }
+
+    #[test]
+    fn content_returning_to_an_earlier_version_is_a_duplicate_of_that_version() {
+        // created (A), updated (B), then created redelivered (A).
+        let a = sample();
+        let id = FeedbackId::of(&a.source, &a.response_id);
+        let b = revised(&a, "more detail", 60);
+        let s = fold(&[
+            FeedbackEvent::Received(a.clone()),
+            FeedbackEvent::Updated {
+                feedback: b.clone(),
+                revision: 1,
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            FeedbackAggregate::decide(id, Some(&s), "r", &a).unwrap(),
+            Decision::AlreadyApplied { sequence: 1 }
+        );
+        assert_eq!(
+            FeedbackAggregate::decide(id, Some(&s), "r", &b).unwrap(),
+            Decision::AlreadyApplied { sequence: 2 }
+        );
+        // The customer genuinely went back to A's answers later: a new revision.
+        let mut a2 = a.clone();
+        a2.revised_at = Some(Timestamp::from_micros(a.submitted_at.as_micros() + 120_000_000));
+        assert_eq!(
+            FeedbackAggregate::decide(id, Some(&s), "r", &a2).unwrap(),
+            Decision::Append(FeedbackEvent::Updated {
+                feedback: a2,
+                revision: 2
+            })
+        );
+    }
+
+    #[test]
+    fn an_older_revision_arriving_late_is_superseded_never_applied() {
+        let a = sample();
+        let id = FeedbackId::of(&a.source, &a.response_id);
+        let b = revised(&a, "first edit", 60);
+        let c = revised(&a, "second edit", 120);
+        // c arrives first (as Received), then the older b.
+        let s = fold(&[FeedbackEvent::Received(c.clone())]).unwrap();
+        let d = FeedbackAggregate::decide(id, Some(&s), "r", &b).unwrap();
+        let late = FeedbackEvent::Superseded {
+            feedback: b.clone(),
+            current_revision: 0,
+        };
+        assert_eq!(d, Decision::Append(late.clone()));
+        let s = fold(&[FeedbackEvent::Received(c.clone()), late]).unwrap();
+        assert_eq!((&s.feedback, s.revision, s.sequence), (&c, 0, 2));
+        // Its redelivery is a duplicate; the original (older still) is superseded.
+        assert_eq!(
+            FeedbackAggregate::decide(id, Some(&s), "r", &b).unwrap(),
+            Decision::AlreadyApplied { sequence: 2 }
+        );
+        assert!(matches!(
+            FeedbackAggregate::decide(id, Some(&s), "r", &a).unwrap(),
+            Decision::Append(FeedbackEvent::Superseded { .. })
+        ));
+    }
+
+    #[test]
+    fn revisions_made_at_the_same_time_are_ordered_by_content_alike_in_any_arrival_order() {
+        let a = sample();
+        let id = FeedbackId::of(&a.source, &a.response_id);
+        let mut b = a.clone();
+        b.answers.insert("nps".into(), AnswerValue::Int(4));
+        let newest = |x: &Feedback, y: &Feedback| {
+            let s = fold(&[FeedbackEvent::Received(x.clone())]).unwrap();
+            match FeedbackAggregate::decide(id, Some(&s), "r", y).unwrap() {
+                Decision::Append(FeedbackEvent::Updated { feedback, .. }) => feedback,
+                Decision::Append(FeedbackEvent::Superseded { .. }) => x.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(newest(&a, &b), newest(&b, &a));
     }
 }

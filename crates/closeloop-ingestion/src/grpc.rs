@@ -47,12 +47,14 @@ pub fn to_json(f: &v1::Feedback) -> Value {
         }
         m.insert("respondent".into(), Value::Object(o));
     }
-    if let Some(t) = &f.submitted_at {
-        let at = convert::from_timestamp(t).to_system_time();
-        m.insert(
-            "submitted_at".into(),
-            json!(humantime::format_rfc3339_micros(at).to_string()),
-        );
+    for (key, t) in [("submitted_at", &f.submitted_at), ("revised_at", &f.revised_at)] {
+        if let Some(t) = t {
+            let at = convert::from_timestamp(t).to_system_time();
+            m.insert(
+                key.into(),
+                json!(humantime::format_rfc3339_micros(at).to_string()),
+            );
+        }
     }
     let answers: Map<String, Value> = f
         .answers
@@ -106,6 +108,7 @@ fn status(o: Outcome) -> v1::SubmitStatus {
         Outcome::Received => v1::SubmitStatus::Received,
         Outcome::Updated => v1::SubmitStatus::Updated,
         Outcome::Duplicate => v1::SubmitStatus::Duplicate,
+        Outcome::Superseded => v1::SubmitStatus::Superseded,
     }
 }
 

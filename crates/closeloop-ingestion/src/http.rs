@@ -26,8 +26,14 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 /// Largest accepted batch body.
 pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
-/// An RFC 9457 problem document.
-fn problem(
+/// Where the `type` URIs of closeloop's problem documents point: each
+/// `<PROBLEM_BASE><kind>` is documented in `docs/ingestion.md`.
+pub const PROBLEM_BASE: &str = "https://closeloop.dev/problems/";
+
+/// An RFC 9457 problem document (`application/problem+json`): `type` is
+/// `PROBLEM_BASE` + `kind`, `detail` a sentence; structure goes in the
+/// `extra` extension member.
+pub fn problem(
     status: StatusCode,
     kind: &str,
     title: &str,
@@ -35,7 +41,7 @@ fn problem(
     extra: Option<(&str, Value)>,
 ) -> Response {
     let mut body = json!({
-        "type": format!("https://closeloop.dev/problems/{kind}"),
+        "type": format!("{PROBLEM_BASE}{kind}"),
         "title": title,
         "status": status.as_u16(),
         "detail": detail,
@@ -145,6 +151,9 @@ async fn delighted(
     let Some((cfg, key)) = &s.hooks.delighted else {
         return not_configured("delighted");
     };
+    if let Err(r) = json_content_type(&headers) {
+        return *r;
+    }
     let raw = match raw_body(body, BODY_LIMIT) {
         Ok(b) => b,
         Err(r) => return *r,
@@ -169,6 +178,9 @@ async fn formbricks(
     let Some((cfg, key)) = &s.hooks.formbricks else {
         return not_configured("formbricks");
     };
+    if let Err(r) = json_content_type(&headers) {
+        return *r;
+    }
     let raw = match raw_body(body, BODY_LIMIT) {
         Ok(b) => b,
         Err(r) => return *r,
@@ -191,8 +203,41 @@ async fn formbricks(
 }
 
 /// Reads a JSON body, or the problem document to answer instead.
-fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, Box<Response>> {
+fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Value, Box<Response>> {
+    json_content_type(headers)?;
     parse_json(&raw_body(body, limit)?)
+}
+
+/// `415` unless the request says its body is JSON (`application/json` or
+/// any `application/*+json`, parameters such as `charset` allowed).
+fn json_content_type(headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let given = header(headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
+    let media = given
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json"
+        || (media.starts_with("application/") && media.ends_with("+json"))
+    {
+        return Ok(());
+    }
+    Err(Box::new(problem(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        if given.is_empty() {
+            "the request has no Content-Type; send the JSON body with Content-Type: application/json".into()
+        } else {
+            format!("Content-Type is {given:?}; send the JSON body with Content-Type: application/json")
+        },
+        None,
+    )))
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, Box<Response>> {
@@ -249,7 +294,7 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let doc = match json_body(body, BODY_LIMIT) {
+    let doc = match json_body(&headers, body, BODY_LIMIT) {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -318,7 +363,7 @@ async fn submit_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let doc = match json_body(body, BATCH_BODY_LIMIT) {
+    let doc = match json_body(&headers, body, BATCH_BODY_LIMIT) {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -360,19 +405,41 @@ async fn submit_batch(
             Err(SubmitError::Unavailable(_) | SubmitError::NoPrograms)
         )
     });
-    let status = if unavailable {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else if stored == results.len() {
-        StatusCode::ACCEPTED
-    } else if stored == 0 {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::MULTI_STATUS
-    };
-    let body: Vec<Value> = results
+    let body: Value = results
         .iter()
         .enumerate()
         .map(|(i, r)| item(i, r))
         .collect();
-    (status, axum::Json(json!({ "results": body }))).into_response()
+    let n = results.len();
+    if unavailable {
+        let failed = results
+            .iter()
+            .filter(|r| matches!(r, Err(SubmitError::Unavailable(_) | SubmitError::NoPrograms)))
+            .count();
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Feedback not accepted",
+            format!(
+                "{failed} of {n} documents could not be stored; see results. \
+                 Retrying the whole batch is safe: stored items come back as duplicates"
+            ),
+            Some(("results", body)),
+        )
+    } else if stored == 0 {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-feedback",
+            "Invalid feedback",
+            format!("none of the {n} documents is valid; see results"),
+            Some(("results", body)),
+        )
+    } else {
+        let status = if stored == n {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::MULTI_STATUS
+        };
+        (status, axum::Json(json!({ "results": body }))).into_response()
+    }
 }

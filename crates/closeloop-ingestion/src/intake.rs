@@ -29,6 +29,10 @@ pub enum Outcome {
     Updated,
     /// Exactly this content was already accepted: nothing written.
     Duplicate,
+    /// An older revision than the current one (by `revised_at`, else
+    /// `submitted_at`, then content) arrived late: recorded as superseded,
+    /// the newer revision stays current.
+    Superseded,
 }
 
 impl Outcome {
@@ -37,6 +41,7 @@ impl Outcome {
             Outcome::Received => "received",
             Outcome::Updated => "updated",
             Outcome::Duplicate => "duplicate",
+            Outcome::Superseded => "superseded",
         }
     }
 }
@@ -92,22 +97,38 @@ impl Intake {
 
     /// Validates one canonical document and stores it durably before
     /// answering; `carried` is the request's trace and correlation metadata.
+    /// An invalid document is answered with every problem at once, the
+    /// directory check included.
     pub async fn submit(&self, doc: &Value, carried: &Carried) -> Result<Accepted, SubmitError> {
         let catalog = self.catalog.as_ref().ok_or(SubmitError::NoPrograms)?;
-        let feedback =
-            canonical::parse(doc, catalog, SystemTime::now()).map_err(SubmitError::Invalid)?;
-        let known = self.account_known(feedback.account_id.as_str()).await?;
-        if !known {
-            return Err(SubmitError::Invalid(vec![Problem {
+        let parsed = canonical::parse(doc, catalog, SystemTime::now());
+        let account = match &parsed {
+            Ok(f) => Some(f.account_id.clone()),
+            // The other fields' problems do not hide an unknown account.
+            Err(_) => doc
+                .get("account_id")
+                .and_then(Value::as_str)
+                .and_then(|a| closeloop_domain::AccountId::parse("account_id", a).ok()),
+        };
+        let unknown = match account {
+            Some(a) if !self.account_known(a.as_str()).await? => Some(Problem {
                 pointer: "/account_id".into(),
                 detail: format!(
-                    "{} is not an account in the directory (import it first: closeloop directory import)",
-                    feedback.account_id
+                    "{a} is not an account in the directory (import it first: closeloop directory import)"
                 ),
-            }]));
-        }
+            }),
+            _ => None,
+        };
+        let feedback = match (parsed, unknown) {
+            (Ok(f), None) => f,
+            (Ok(_), Some(p)) => return Err(SubmitError::Invalid(vec![p])),
+            (Err(mut problems), unknown) => {
+                problems.extend(unknown);
+                return Err(SubmitError::Invalid(problems));
+            }
+        };
         let id = FeedbackId::of(&feedback.source, &feedback.response_id);
-        let request_id = content_request_id(id, &feedback);
+        let request_id = content_request_id(&feedback);
         let ctx = carried.context(&request_id, String::new());
         let done = self
             .feedback
@@ -119,6 +140,8 @@ impl Intake {
             })?;
         let outcome = if done.replayed {
             Outcome::Duplicate
+        } else if done.state.feedback != feedback {
+            Outcome::Superseded
         } else if done.state.revision == 0 {
             Outcome::Received
         } else {

@@ -333,7 +333,7 @@ fn canonical(
     m: &Mapping,
     source: &str,
     response_id: &str,
-    submitted_at: &str,
+    (submitted_at, revised_at): (&str, Option<String>),
     vendor: &Value,
     defaults: &[(&str, &str)],
 ) -> Result<Value, Vec<MappingProblem>> {
@@ -388,7 +388,7 @@ fn canonical(
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(json!({
+    let mut doc = json!({
         "response_id": response_id,
         "source": source,
         "program": m.program,
@@ -397,7 +397,13 @@ fn canonical(
         "submitted_at": submitted_at,
         "answers": answers,
         "attributes": attributes,
-    }))
+    });
+    // The vendor's last-change time orders the revisions of a response, so a
+    // late `created` delivery never replaces an `updated` one.
+    if let Some(r) = revised_at.filter(|r| !r.is_empty()) {
+        doc["revised_at"] = Value::String(r);
+    }
+    Ok(doc)
 }
 
 fn rfc3339(unix: i64) -> String {
@@ -436,16 +442,14 @@ pub fn from_delighted(
             detail: "event_data.id is missing".into(),
         }]);
     }
-    let at = data
-        .get("created_at")
-        .and_then(Value::as_i64)
-        .map(rfc3339)
-        .unwrap_or_default();
+    let unix = |k: &str| data.get(k).and_then(Value::as_i64);
+    let at = unix("created_at").map(rfc3339).unwrap_or_default();
+    let revised = unix("updated_at").map(rfc3339);
     canonical(
         &cfg.mapping(),
         &cfg.source,
         &id,
-        &at,
+        (&at, revised),
         data,
         &[("email", "person.email"), ("name", "person.name")],
     )
@@ -483,11 +487,12 @@ pub fn from_formbricks(
         }]);
     }
     let at = data.get("createdAt").map(as_text).unwrap_or_default();
+    let revised = data.get("updatedAt").map(as_text);
     canonical(
         mapping,
         &cfg.source,
         &id,
-        &at,
+        (&at, revised),
         data,
         &[("email", "contactAttributes.email")],
     )
@@ -608,7 +613,7 @@ formbricks:
                 "id": "5435",
                 "person": {"id": "5975", "email": "cio@acme.example", "name": "Dana Li"},
                 "survey_type": "nps", "score": 3, "comment": "Upgrade broke our workflows",
-                "created_at": 1762075800,
+                "created_at": 1762075800, "updated_at": 1762075860,
                 "person_properties": {"account_id": "ACME-001", "region": "EMEA", "role": "CIO"},
                 "additional_answers": [
                     {"id": "9", "value": {"free_response": null, "scale": null,
@@ -624,6 +629,7 @@ formbricks:
         assert_eq!(doc["source"], "delighted");
         assert_eq!(doc["account_id"], "ACME-001");
         assert_eq!(doc["submitted_at"], "2025-11-02T09:30:00Z");
+        assert_eq!(doc["revised_at"], "2025-11-02T09:31:00Z");
         assert_eq!(
             doc["answers"],
             json!({"nps": 3, "comment": "Upgrade broke our workflows", "usage_intent": "reduce"})

@@ -51,17 +51,30 @@ pub struct Feedback {
     pub account_id: AccountId,
     pub respondent: Respondent,
     pub submitted_at: Timestamp,
+    /// When this revision was made (a vendor's `updated_at`); `None`: it is
+    /// the response as submitted. Orders revisions: see [`Feedback::revised`].
+    pub revised_at: Option<Timestamp>,
     pub answers: BTreeMap<String, AnswerValue>,
     pub attributes: BTreeMap<String, String>,
 }
 
-const FIELDS: [&str; 8] = [
+impl Feedback {
+    /// When this revision was made: `revised_at`, else `submitted_at`.
+    /// Revisions of one response are ordered by it, then by content, so a
+    /// late delivery of an older revision never replaces a newer one.
+    pub fn revised(&self) -> Timestamp {
+        self.revised_at.unwrap_or(self.submitted_at)
+    }
+}
+
+const FIELDS: [&str; 9] = [
     "response_id",
     "source",
     "program",
     "account_id",
     "respondent",
     "submitted_at",
+    "revised_at",
     "answers",
     "attributes",
 ];
@@ -241,6 +254,33 @@ pub fn parse(doc: &Value, catalog: &Catalog, now: SystemTime) -> Result<Feedback
             None
         }
     });
+    let revised_at = match obj.get("revised_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match parse_time(s) {
+            Ok(t) if t > now + FUTURE_SKEW => {
+                out.push(problem("/revised_at", format!("{s} is in the future")));
+                None
+            }
+            Ok(t) => {
+                let t = Timestamp::from_system_time(t);
+                if submitted_at.is_some_and(|sub| t < sub) {
+                    out.push(problem(
+                        "/revised_at",
+                        format!("{s} is before submitted_at; a revision follows the submission"),
+                    ));
+                }
+                Some(t)
+            }
+            Err(e) => {
+                out.push(problem("/revised_at", e));
+                None
+            }
+        },
+        Some(_) => {
+            out.push(problem("/revised_at", "must be a string (RFC 3339 time)"));
+            None
+        }
+    };
     let mut answers = BTreeMap::new();
     match obj.get("answers") {
         Some(Value::Object(a)) if !a.is_empty() => {
@@ -262,6 +302,7 @@ pub fn parse(doc: &Value, catalog: &Catalog, now: SystemTime) -> Result<Feedback
                 answers.insert(k.clone(), value);
             }
             if let Some(p) = program {
+                p.normalize_answers(&mut answers);
                 for (key, detail) in p.check_answers(&answers) {
                     out.push(problem(format!("/answers/{}", escape(&key)), detail));
                 }
@@ -302,6 +343,7 @@ pub fn parse(doc: &Value, catalog: &Catalog, now: SystemTime) -> Result<Feedback
                 account_id,
                 respondent,
                 submitted_at,
+                revised_at,
                 answers,
                 attributes,
             })
@@ -422,5 +464,37 @@ mod tests {
         ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn whole_number_floats_are_whole_numbers_and_fractions_are_named() {
+        let mut d = example();
+        d["answers"]["nps"] = json!(5.0);
+        let f = parse(&d, &catalog(), now()).unwrap();
+        assert_eq!(f.answers["nps"], AnswerValue::Int(5));
+        d["answers"]["nps"] = json!(5.5);
+        let e = parse(&d, &catalog(), now()).unwrap_err();
+        assert_eq!(e[0].pointer, "/answers/nps");
+        assert!(e[0].detail.starts_with("is 5.5; "), "{}", e[0].detail);
+        d["answers"]["nps"] = json!(11.0);
+        let e = parse(&d, &catalog(), now()).unwrap_err();
+        assert!(e[0].detail.starts_with("is 11; "), "{}", e[0].detail);
+    }
+
+    #[test]
+    fn revised_at_orders_revisions_and_must_follow_the_submission() {
+        let mut d = example();
+        let f = parse(&d, &catalog(), now()).unwrap();
+        assert_eq!((f.revised_at, f.revised()), (None, f.submitted_at));
+        d["revised_at"] = json!("2026-11-03T08:00:00+01:00");
+        let g = parse(&d, &catalog(), now()).unwrap();
+        assert_eq!(
+            g.revised(),
+            Timestamp::from_system_time(parse_time("2026-11-03T07:00:00Z").unwrap())
+        );
+        d["revised_at"] = json!("2020-01-01T00:00:00Z");
+        assert_eq!(pointers(parse(&d, &catalog(), now())), ["/revised_at"]);
+        d["revised_at"] = json!(17);
+        assert_eq!(pointers(parse(&d, &catalog(), now())), ["/revised_at"]);
     }
 }

@@ -29,7 +29,7 @@ impl AnswerValue {
     fn describe(&self) -> String {
         match self {
             AnswerValue::Int(i) => i.to_string(),
-            AnswerValue::Float(f) => f.to_string(),
+            AnswerValue::Float(f) => format!("{f:?}"),
             AnswerValue::Text(s) => format!("{s:?}"),
             AnswerValue::Bool(b) => b.to_string(),
         }
@@ -65,6 +65,26 @@ fn string_map<'k>(m: impl Iterator<Item = (&'k str, &'k String)>) -> Value {
 impl Program {
     /// Checks answers against the program's questions; returns
     /// `(answer key, problem)` for every bad, unknown or missing answer.
+    /// Reads whole-number floats (`5.0`, as many JSON encoders write a
+    /// whole number) as integers where the question takes a whole number
+    /// (NPS, scale). Anything else is left for [`Program::check_answers`]
+    /// to name (`5.5` stays a float and is refused with its value).
+    pub fn normalize_answers(&self, answers: &mut BTreeMap<String, AnswerValue>) {
+        for (key, value) in answers.iter_mut() {
+            let whole = matches!(
+                self.question(key).map(|q| &q.kind),
+                Some(QuestionKind::Nps | QuestionKind::Scale { .. })
+            );
+            if let (true, AnswerValue::Float(f)) = (whole, &*value)
+                && f.is_finite()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *value = AnswerValue::Int(*f as i64);
+            }
+        }
+    }
+
     pub fn check_answers(&self, answers: &BTreeMap<String, AnswerValue>) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         for (key, value) in answers {

@@ -15,9 +15,7 @@ use closeloop_programs::AnswerValue;
 use closeloop_proto::v1::routing_event::Event as Body;
 use closeloop_proto::{convert, v1};
 use prost::Message;
-use uuid::Uuid;
 
-const EVENT_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0032);
 
 pub const AGGREGATE: &str = "routing";
 
@@ -161,9 +159,6 @@ impl Aggregate for RoutingAggregate {
         state.sequence
     }
 
-    fn event_id(id: FeedbackId, request_id: &str) -> String {
-        Uuid::new_v5(&EVENT_NS, format!("routing/{id}/{request_id}").as_bytes()).to_string()
-    }
 
     fn encode(
         _id: FeedbackId,

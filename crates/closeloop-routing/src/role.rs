@@ -419,6 +419,8 @@ impl Handler for Router {
                 let id = FeedbackId::of(&feedback.source, &feedback.response_id);
                 self.attach(id, feedback, *revision, &ctx).await
             }
+            // A late older revision: the tickets keep the newer one.
+            FeedbackEvent::Superseded { .. } => Verdict::Done,
         }
     }
 }

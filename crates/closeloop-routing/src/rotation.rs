@@ -19,7 +19,6 @@ use prost::Message;
 use uuid::Uuid;
 
 const TEAM_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0030);
-const EVENT_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0031);
 
 pub const AGGREGATE: &str = "rotation";
 
@@ -98,9 +97,6 @@ impl Aggregate for RotationAggregate {
         state.sequence
     }
 
-    fn event_id(id: TeamKey, request_id: &str) -> String {
-        Uuid::new_v5(&EVENT_NS, format!("rotation/{id}/{request_id}").as_bytes()).to_string()
-    }
 
     fn encode(
         _id: TeamKey,

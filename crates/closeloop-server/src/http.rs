@@ -9,10 +9,11 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::Router;
 use axum::extract::State as Extract;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use closeloop_eventstore::ExecutorMetrics;
+use closeloop_ingestion::http::problem;
 use closeloop_eventstore::consumer::ConsumerMetrics;
 use closeloop_readmodel::{Db, Progress};
 use closeloop_routing::role::RoutingMetrics;
@@ -39,6 +40,30 @@ pub fn router(state: State) -> Router {
         .with_state(state)
 }
 
+/// Gives the whole HTTP API problem documents for unknown paths (404) and
+/// methods a path does not take (405), like every other error it answers.
+pub fn with_fallbacks(router: Router) -> Router {
+    router
+        .fallback(|uri: Uri| async move {
+            problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                format!("no endpoint at {}; see docs/ingestion.md and docs/operations.md", uri.path()),
+                None,
+            )
+        })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                format!("{} does not take {method}", uri.path()),
+                None,
+            )
+        })
+}
+
 async fn readyz(Extract(s): Extract<State>) -> Response {
     let nats_ok = s.nats.connection_state() == async_nats::connection::State::Connected;
     let db = s.db.ping().await;
@@ -50,18 +75,17 @@ async fn readyz(Extract(s): Extract<State>) -> Response {
     if nats_ok && db.is_ok() {
         (StatusCode::OK, Json(body)).into_response()
     } else {
-        let problem = json!({
-            "type": "about:blank",
-            "title": "not ready",
-            "status": 503,
-            "detail": body,
-        });
-        (
+        let failing: Vec<&str> = [("NATS", nats_ok), ("the database", db.is_ok())]
+            .into_iter()
+            .filter_map(|(what, ok)| (!ok).then_some(what))
+            .collect();
+        problem(
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            problem.to_string(),
+            "not-ready",
+            "Not ready",
+            format!("not ready: {} not answering; see checks", failing.join(" and ")),
+            Some(("checks", body)),
         )
-            .into_response()
     }
 }
 

@@ -171,13 +171,17 @@ pub async fn run(
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(closeloop_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both protocol versions: grpcurl and IDE plugins of
+    // before 2023 only speak v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(closeloop_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let mut grpc = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(reflection);
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut projector_progress = Vec::new();
@@ -311,7 +315,7 @@ pub async fn run(
         if let Some(intake) = intake {
             router = router.merge(closeloop_ingestion::http::router(intake, webhooks));
         }
-        axum::serve(http_listener, router)
+        axum::serve(http_listener, http::with_fallbacks(router))
             .with_graceful_shutdown(http_stop)
             .await
     });

@@ -49,9 +49,6 @@ impl Aggregate for TicketAggregate {
         state.sequence
     }
 
-    fn event_id(id: TicketId, request_id: &str) -> String {
-        id.event_id(request_id)
-    }
 
     fn encode(
         id: TicketId,

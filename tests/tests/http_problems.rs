@@ -1,0 +1,114 @@
+//! Every error of the HTTP API is an RFC 9457 problem document with a
+//! documented `type`, a string `detail` and structure in extension members.
+
+use closeloop_tests::{Backend, Nats, TestDb, http_request, spawn_app, unique_prefix};
+use serde_json::{Value, json};
+
+/// The problem `type`s documented in docs/ingestion.md.
+fn documented_types() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/ingestion.md"
+    ))
+    .unwrap();
+    doc.split('`')
+        .filter(|s| s.starts_with("https://closeloop.dev/problems/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Asserts an answer is a problem document of `kind` and returns it.
+fn problem(answer: (u16, String, String), status: u16, kind: &str) -> Value {
+    let (s, ct, body) = answer;
+    assert_eq!(s, status, "{body}");
+    assert_eq!(ct, "application/problem+json", "{body}");
+    let p: Value = serde_json::from_str(&body).unwrap();
+    let t = format!("https://closeloop.dev/problems/{kind}");
+    assert_eq!(p["type"], t, "{p}");
+    assert!(documented_types().contains(&t), "{t} is not in docs/ingestion.md");
+    assert_eq!(p["status"], status);
+    assert!(p["title"].is_string() && p["detail"].is_string(), "{p}");
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_http_error_is_a_documented_problem_document() {
+    let mut nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_account("ACME-001", "dana.li@vendor.example").await;
+    let addr = app.http_addr;
+    let json_ct = [("Content-Type", "application/json")];
+
+    problem(
+        http_request(addr, "GET", "/v1/nothing-here", &[], b"").await,
+        404,
+        "not-found",
+    );
+    problem(
+        http_request(addr, "GET", "/v1/feedback", &[], b"").await,
+        405,
+        "method-not-allowed",
+    );
+    let doc = std::fs::read(closeloop_tests::example(
+        "feedback/relationship-nps-detractor.json",
+    ))
+    .unwrap();
+    for ct in [
+        vec![("Content-Type", "text/plain")],
+        vec![("Content-Type", "application/x-www-form-urlencoded")],
+        vec![],
+    ] {
+        let p = problem(
+            http_request(addr, "POST", "/v1/feedback", &ct, &doc).await,
+            415,
+            "unsupported-media-type",
+        );
+        assert!(p["detail"].as_str().unwrap().contains("application/json"));
+    }
+    // JSON with a charset, and +json media types, are JSON.
+    for ct in ["application/json; charset=utf-8", "application/feedback+json"] {
+        let (s, _, body) =
+            http_request(addr, "POST", "/v1/feedback", &[("Content-Type", ct)], &doc).await;
+        assert_eq!(s, 202, "{ct}: {body}");
+    }
+    problem(
+        http_request(addr, "POST", "/v1/feedback", &json_ct, b"{").await,
+        400,
+        "malformed-json",
+    );
+    let p = problem(
+        http_request(
+            addr,
+            "POST",
+            "/v1/feedback:batch",
+            &json_ct,
+            json!([{"response_id": "x"}, {}]).to_string().as_bytes(),
+        )
+        .await,
+        422,
+        "invalid-feedback",
+    );
+    assert_eq!(p["results"][1]["status"], "invalid", "{p}");
+    problem(
+        http_request(addr, "POST", "/v1/webhooks/delighted", &json_ct, b"{}").await,
+        404,
+        "webhook-not-configured",
+    );
+
+    // Not ready: a string detail, the checks in an extension member.
+    nats.stop();
+    let mut answer = (0, String::new(), String::new());
+    for _ in 0..100 {
+        answer = http_request(addr, "GET", "/readyz", &[], b"").await;
+        if answer.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let p = problem(answer, 503, "not-ready");
+    assert!(p["detail"].as_str().unwrap().contains("NATS"), "{p}");
+    assert_eq!(p["checks"]["database"], "ok", "{p}");
+    nats.restart();
+    app.stop().await.unwrap();
+}
