@@ -372,6 +372,46 @@ impl App {
         })
         .await
         .unwrap();
+        self.seed_person(csm, None).await;
+    }
+
+    /// Puts person `email` (reporting to `manager`) in the directory and
+    /// waits until the view has them.
+    pub async fn seed_person(&self, email: &str, manager: Option<&str>) {
+        use closeloop_proto::v1;
+        let mut d = self.directory().await;
+        let r = d
+            .upsert_person(v1::UpsertPersonRequest {
+                person: Some(v1::Person {
+                    email: email.into(),
+                    name: format!("Person {email}"),
+                    manager_email: manager.unwrap_or_default().into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        d.get_person(v1::GetPersonRequest {
+            email: email.into(),
+            min_sequence: r.sequence,
+        })
+        .await
+        .unwrap();
+    }
+
+    /// The accounts and people the manual-ticket tests name: accounts
+    /// ACME-001, ACC-3, WAYNE-7 and A-1; owners dana@, lee@ and
+    /// b@vendor.example (reporting to lee@) and a@b.io.
+    pub async fn seed_ticket_directory(&self) {
+        self.seed_person("lee@vendor.example", None).await;
+        for account in ["ACME-001", "ACC-3", "WAYNE-7", "A-1"] {
+            self.seed_account(account, "dana@vendor.example").await;
+        }
+        for person in ["dana@vendor.example", "b@vendor.example", "a@b.io"] {
+            self.seed_person(person, Some("lee@vendor.example")).await;
+        }
     }
 
     pub async fn directory(

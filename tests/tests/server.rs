@@ -15,6 +15,7 @@ async fn probes_metrics_health_and_reflection() {
     let nats = Nats::start();
     let db = TestDb::new(Backend::Sqlite).await;
     let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
 
     let (status, body) = http_get(app.http_addr, "/healthz").await.unwrap();
     assert_eq!((status, body.trim()), (200, "ok"));
@@ -154,6 +155,7 @@ async fn events_carry_the_documented_envelope() {
     let db = TestDb::new(Backend::Sqlite).await;
     let prefix = unique_prefix();
     let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    app.seed_ticket_directory().await;
     let mut c = app.tickets().await;
     let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let mut req = tonic::Request::new(v1::OpenTicketRequest {
@@ -271,6 +273,7 @@ async fn broker_outage_is_unavailable_and_loses_nothing() {
     let mut nats = Nats::start();
     let db = TestDb::new(Backend::Sqlite).await;
     let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
     let mut c = app.tickets().await;
     let r = c
         .open_ticket(v1::OpenTicketRequest {

@@ -76,6 +76,7 @@ async fn every_command_over_grpc(backend: Backend) {
     let nats = Nats::start();
     let db = TestDb::new(backend).await;
     let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
     let mut c = app.tickets().await;
 
     let opened = open(
@@ -202,6 +203,7 @@ async fn list_filters_and_pages(backend: Backend) {
     let nats = Nats::start();
     let db = TestDb::new(backend).await;
     let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
     let mut c = app.tickets().await;
     let mut last = 0;
     let mut ids = Vec::new();
@@ -305,6 +307,9 @@ async fn retried_requests_write_once(backend: Backend) {
     let db = TestDb::new(backend).await;
     let prefix = unique_prefix();
     let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    app.seed_ticket_directory().await;
+    // Events of the directory seeded above: the counts below are the ticket's.
+    let base = stream_messages(&nats, &prefix).await;
     let mut c = app.tickets().await;
     let req = v1::OpenTicketRequest {
         request_id: "crm-call-4711".into(),
@@ -339,7 +344,7 @@ async fn retried_requests_write_once(backend: Backend) {
     let seqs: HashSet<_> = results.iter().map(|r| r.sequence).collect();
     assert_eq!(seqs.len(), 1);
     assert_eq!(results.iter().filter(|r| !r.replayed).count(), 1);
-    assert_eq!(stream_messages(&nats, &prefix).await, 2);
+    assert_eq!(stream_messages(&nats, &prefix).await, base + 2);
 
     // After a restart (no cache, outside the broker's duplicate window for
     // all we know) the ticket's own history still answers the retry.
@@ -349,7 +354,7 @@ async fn retried_requests_write_once(backend: Backend) {
     let r = c.add_note(note.clone()).await.unwrap().into_inner();
     assert!(r.replayed);
     assert_eq!(Some(r.sequence), seqs.into_iter().next());
-    assert_eq!(stream_messages(&nats, &prefix).await, 2);
+    assert_eq!(stream_messages(&nats, &prefix).await, base + 2);
 
     // The same request id for a different command is refused, not ignored.
     let err = c
@@ -367,6 +372,18 @@ async fn retried_requests_write_once(backend: Backend) {
         err.get_details_error_info().unwrap().reason,
         "REQUEST_ID_REUSED"
     );
+    // ... and so is the same request id for the same command with other
+    // content: its text is not silently dropped behind the first answer.
+    let mut other = note.clone();
+    other.text = "customer called back: all fixed".into();
+    let err = c.add_note(other).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        err.get_details_error_info().unwrap().reason,
+        "REQUEST_ID_REUSED"
+    );
+    assert!(err.message().contains("with other content"), "{}", err.message());
+    assert_eq!(stream_messages(&nats, &prefix).await, base + 2);
     let view = get(&mut c, &id, r.sequence).await.ticket.unwrap();
     assert_eq!(view.note_count, 1);
     app.stop().await.unwrap();
@@ -380,6 +397,7 @@ async fn racing_clients_lose_nothing(backend: Backend) {
     let db_b = TestDb::new(backend).await;
     let prefix = unique_prefix();
     let a = spawn_app(&nats.url(), &db_a.url, &prefix).await;
+    a.seed_ticket_directory().await;
     let b = spawn_app(&nats.url(), &db_b.url, &prefix).await;
     let mut ca = a.tickets().await;
     let cb = b.tickets().await;
@@ -469,6 +487,7 @@ async fn empty_database_rebuilds_identical_views(backend: Backend) {
     let db = TestDb::new(backend).await;
     let prefix = unique_prefix();
     let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    app.seed_ticket_directory().await;
     let mut c = app.tickets().await;
     let mut last = 0;
     for i in 0..6 {
@@ -511,6 +530,7 @@ async fn bad_input_gets_specific_errors(backend: Backend) {
     let nats = Nats::start();
     let db = TestDb::new(backend).await;
     let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
     let mut c = app.tickets().await;
     let id = open(&mut c, "ACME-001", "dana@vendor.example", "")
         .await
@@ -586,6 +606,41 @@ async fn bad_input_gets_specific_errors(backend: Backend) {
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(e.message().contains("already owned by dana@vendor.example"));
     assert_eq!(e.get_details_error_info().unwrap().reason, "SAME_OWNER");
+
+    // Manual tickets name only what exists: every unknown account, owner
+    // and program at once, as field details.
+    let e = c
+        .open_ticket(v1::OpenTicketRequest {
+            request_id: rid(),
+            account_id: "NOPE-1".into(),
+            owner_email: "ghost@vendor.example".into(),
+            program_id: "nps-2027".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert_eq!(e.get_details_error_info().unwrap().reason, "UNKNOWN_REFERENCE");
+    let f: Vec<_> = fields(&e).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(f, ["account_id", "owner_email", "program_id"]);
+    assert!(fields(&e)[2].1.contains("known: relationship-nps"));
+    // A known account and owner with a configured program is fine.
+    open(&mut c, "ACME-001", "b@vendor.example", "relationship-nps").await;
+    // Reassignment to someone outside the directory (escalation could
+    // never reach a manager).
+    let e = c
+        .reassign_ticket(v1::ReassignTicketRequest {
+            request_id: rid(),
+            ticket_id: id.clone(),
+            new_owner_email: "ghost@vendor.example".into(),
+            reason: "holiday cover".into(),
+            actor: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(fields(&e)[0].0, "new_owner_email");
+    assert!(fields(&e)[0].1.contains("not a person in the directory"));
 
     // Reassign without a reason; bad e-mail.
     let e = c

@@ -7,8 +7,11 @@
 //! * [`projection`]: the `accounts`, `people` and `teams` views, one
 //!   projection (and checkpoint) per record type.
 //! * [`grpc::DirectoryGrpc`] serves `closeloop.v1.DirectoryService`.
+//! * [`lookup::DirectoryLookup`]: what other components ask of the
+//!   directory (does this account, person or team exist?).
 
 pub mod grpc;
+pub mod lookup;
 pub mod projection;
 pub mod records;
 pub mod rows;

@@ -247,6 +247,72 @@ impl TicketCommand {
             TicketCommand::AttachFeedback { .. } => "feedback_revised",
         }
     }
+
+    /// The event this command asks for, before the ticket's state adds to it
+    /// (a reassignment's previous owner is left empty).
+    pub fn intended_event(&self) -> TicketEvent {
+        match self {
+            TicketCommand::Open {
+                account_id,
+                owner,
+                program_id,
+                title,
+                origin,
+                plan,
+            } => TicketEvent::Opened {
+                account_id: account_id.to_string(),
+                owner_email: owner.to_string(),
+                program_id: program_id
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                title: title.as_ref().map(|t| t.to_string()).unwrap_or_default(),
+                origin: origin.clone(),
+                plan: plan.clone(),
+            },
+            TicketCommand::LogContact { channel, summary } => TicketEvent::ContactLogged {
+                channel: *channel,
+                summary: summary.to_string(),
+            },
+            TicketCommand::AddNote { text } => TicketEvent::NoteAdded {
+                text: text.to_string(),
+            },
+            TicketCommand::Reassign { new_owner, reason } => TicketEvent::OwnerReassigned {
+                previous_owner_email: String::new(),
+                new_owner_email: new_owner.to_string(),
+                reason: reason.to_string(),
+            },
+            TicketCommand::RecordReply { text } => TicketEvent::CustomerReplied {
+                text: text.to_string(),
+            },
+            TicketCommand::Close(c) => TicketEvent::Closed {
+                root_cause_category: c.root_cause_category.as_str().to_string(),
+                root_cause: c.root_cause.to_string(),
+                actions_taken: c.actions_taken.to_string(),
+                opportunity: c
+                    .opportunity
+                    .as_ref()
+                    .map(|o| (o.kind.to_string(), o.amount)),
+            },
+            TicketCommand::Reopen { reason } => TicketEvent::Reopened {
+                reason: reason.to_string(),
+            },
+            TicketCommand::AttachFeedback { revision, summary } => TicketEvent::FeedbackRevised {
+                revision: *revision,
+                summary: summary.clone(),
+            },
+        }
+    }
+}
+
+/// Feeds formatted text into a hasher without building a string.
+struct HashWriter<'a>(&'a mut std::collections::hash_map::DefaultHasher);
+
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        std::hash::Hasher::write(self.0, s.as_bytes());
+        Ok(())
+    }
 }
 
 /// A fact about a ticket. Events hold plain values, not parsed newtypes: a
@@ -305,6 +371,27 @@ impl TicketEvent {
         }
     }
 
+    /// A fingerprint of what the request asked for: this event without what
+    /// the ticket's state added (a reassignment's previous owner). Equal for
+    /// a command's [`TicketCommand::intended_event`] and the event it wrote,
+    /// so a retry is told from a different request reusing its id. Compared
+    /// within one process only (state is rebuilt from events), so the
+    /// standard hasher's fixed keys are enough.
+    pub fn request_fingerprint(&self) -> u64 {
+        use std::fmt::Write as _;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut w = HashWriter(&mut h);
+        let _ = match self {
+            TicketEvent::OwnerReassigned {
+                new_owner_email,
+                reason,
+                ..
+            } => write!(w, "OwnerReassigned {new_owner_email:?} {reason:?}"),
+            other => write!(w, "{other:?}"),
+        };
+        std::hash::Hasher::finish(&h)
+    }
+
     /// Whether this event is an action by the ticket's owner (touches the ticket).
     pub fn is_owner_action(&self) -> bool {
         !matches!(
@@ -330,6 +417,8 @@ pub struct RecordedEvent {
 pub struct AppliedRequest {
     pub event_kind: &'static str,
     pub sequence: u64,
+    /// [`TicketEvent::request_fingerprint`] of the event it wrote.
+    pub fingerprint: u64,
 }
 
 /// The state of one ticket, rebuilt by folding its events with [`evolve`].
@@ -385,11 +474,15 @@ pub enum RuleViolation {
     #[error("ticket is already owned by {0}")]
     SameOwner(String),
     #[error(
-        "request_id {request_id:?} was already used for a {previous} command on this ticket; use a new request_id"
+        "request_id {request_id:?} was already used on this ticket for a {previous} command{}; \
+         a retry must repeat its request exactly: use a new request_id for a new request",
+        if *.same_kind { " with other content" } else { "" }
     )]
     RequestIdReused {
         request_id: String,
         previous: &'static str,
+        /// The earlier request was of the same kind, with other content.
+        same_kind: bool,
     },
 }
 
@@ -412,7 +505,10 @@ pub fn decide(
     if let Some(t) = state
         && let Some(prev) = t.applied.get(request_id)
     {
-        return if prev.event_kind == command.event_kind() {
+        let same_kind = prev.event_kind == command.event_kind();
+        return if same_kind
+            && prev.fingerprint == command.intended_event().request_fingerprint()
+        {
             Ok(Decision::AlreadyApplied {
                 sequence: prev.sequence,
             })
@@ -420,104 +516,58 @@ pub fn decide(
             Err(RuleViolation::RequestIdReused {
                 request_id: request_id.to_string(),
                 previous: prev.event_kind,
+                same_kind,
             })
         };
     }
     let t = match (state, command) {
-        (
-            None,
-            TicketCommand::Open {
-                account_id,
-                owner,
-                program_id,
-                title,
-                origin,
-                plan,
-            },
-        ) => {
-            return Ok(Decision::Append(TicketEvent::Opened {
-                account_id: account_id.to_string(),
-                owner_email: owner.to_string(),
-                program_id: program_id
-                    .as_ref()
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-                title: title.as_ref().map(|t| t.to_string()).unwrap_or_default(),
-                origin: origin.clone(),
-                plan: plan.clone(),
-            }));
+        (None, TicketCommand::Open { .. }) => {
+            return Ok(Decision::Append(command.intended_event()));
         }
         (Some(_), TicketCommand::Open { .. }) => return Err(RuleViolation::AlreadyExists(id)),
         (None, _) => return Err(RuleViolation::NotFound(id)),
         (Some(t), _) => t,
     };
-    let event = match command {
+    match command {
         TicketCommand::Open { .. } => unreachable!("handled above"),
-        TicketCommand::LogContact { channel, summary } => {
-            if t.status == Status::Closed {
-                return Err(RuleViolation::Closed("log a contact"));
-            }
-            TicketEvent::ContactLogged {
-                channel: *channel,
-                summary: summary.to_string(),
-            }
+        TicketCommand::LogContact { .. } if t.status == Status::Closed => {
+            return Err(RuleViolation::Closed("log a contact"));
         }
-        TicketCommand::AddNote { text } => TicketEvent::NoteAdded {
-            text: text.to_string(),
-        },
-        TicketCommand::Reassign { new_owner, reason } => {
+        TicketCommand::Reassign { new_owner, .. } => {
             if t.status == Status::Closed {
                 return Err(RuleViolation::Closed("reassign it"));
             }
             if new_owner.as_str() == t.owner_email {
                 return Err(RuleViolation::SameOwner(t.owner_email.clone()));
             }
-            TicketEvent::OwnerReassigned {
-                previous_owner_email: t.owner_email.clone(),
-                new_owner_email: new_owner.to_string(),
-                reason: reason.to_string(),
-            }
         }
-        TicketCommand::RecordReply { text } => TicketEvent::CustomerReplied {
-            text: text.to_string(),
-        },
         TicketCommand::Close(c) => match t.status {
             Status::Open => return Err(RuleViolation::CloseBeforeContact),
             Status::Contacted if t.plan.require_opportunity && c.opportunity.is_none() => {
                 return Err(RuleViolation::OpportunityRequired);
             }
             Status::Closed => return Err(RuleViolation::Closed("close it again")),
-            Status::Contacted => TicketEvent::Closed {
-                root_cause_category: c.root_cause_category.as_str().to_string(),
-                root_cause: c.root_cause.to_string(),
-                actions_taken: c.actions_taken.to_string(),
-                opportunity: c
-                    .opportunity
-                    .as_ref()
-                    .map(|o| (o.kind.to_string(), o.amount)),
-            },
+            Status::Contacted => {}
         },
-        TicketCommand::Reopen { reason } => {
-            if t.status != Status::Closed {
-                return Err(RuleViolation::NotClosed(t.status));
-            }
-            TicketEvent::Reopened {
-                reason: reason.to_string(),
-            }
+        TicketCommand::Reopen { .. } if t.status != Status::Closed => {
+            return Err(RuleViolation::NotClosed(t.status));
         }
-        TicketCommand::AttachFeedback { revision, summary } => {
-            if *revision <= t.feedback_revision {
-                // An older or repeated revision: already reflected.
-                return Ok(Decision::AlreadyApplied {
-                    sequence: t.sequence,
-                });
-            }
-            TicketEvent::FeedbackRevised {
-                revision: *revision,
-                summary: summary.clone(),
-            }
+        TicketCommand::AttachFeedback { revision, .. } if *revision <= t.feedback_revision => {
+            // An older or repeated revision: already reflected.
+            return Ok(Decision::AlreadyApplied {
+                sequence: t.sequence,
+            });
         }
-    };
+        _ => {}
+    }
+    let mut event = command.intended_event();
+    if let TicketEvent::OwnerReassigned {
+        previous_owner_email,
+        ..
+    } = &mut event
+    {
+        previous_owner_email.clone_from(&t.owner_email);
+    }
     Ok(Decision::Append(event))
 }
 
@@ -611,6 +661,7 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
             AppliedRequest {
                 event_kind: e.event.kind(),
                 sequence: e.sequence,
+                fingerprint: e.event.request_fingerprint(),
             },
         );
     }
@@ -701,6 +752,44 @@ mod tests {
             (t.status, t.reopen_count, t.closure),
             (Status::Open, 1, None)
         );
+    }
+
+    #[test]
+    fn a_request_id_reused_with_other_content_is_refused_not_replayed() {
+        let id = TicketId::for_manual_request(&rid("r0"));
+        let mut seq = 0;
+        let (s, _) = run(id, None, &mut seq, "r0", &open_cmd("a@x.io"));
+        let note = |t: &str| TicketCommand::AddNote { text: text(t) };
+        let (s, _) = run(id, s, &mut seq, "n1", &note("first"));
+        let (s, d) = run(id, s, &mut seq, "n1", &note("first"));
+        assert_eq!(d, Ok(Decision::AlreadyApplied { sequence: 2 }));
+        let (s, d) = run(id, s, &mut seq, "n1", &note("something else"));
+        assert_eq!(
+            d,
+            Err(RuleViolation::RequestIdReused {
+                request_id: "n1".into(),
+                previous: "note_added",
+                same_kind: true
+            })
+        );
+        assert!(d.unwrap_err().to_string().contains("with other content"));
+        // The open itself: same request id, another owner.
+        let (s, d) = run(id, s, &mut seq, "r0", &open_cmd("b@x.io"));
+        assert!(matches!(d, Err(RuleViolation::RequestIdReused { same_kind: true, .. })));
+        // A reassignment's retry matches although the state added the previous owner.
+        let to_b = TicketCommand::Reassign {
+            new_owner: Email::parse("o", "b@x.io").unwrap(),
+            reason: text("holiday"),
+        };
+        let (s, _) = run(id, s, &mut seq, "re", &to_b);
+        let (s, d) = run(id, s, &mut seq, "re", &to_b);
+        assert_eq!(d, Ok(Decision::AlreadyApplied { sequence: 3 }));
+        let to_c = TicketCommand::Reassign {
+            new_owner: Email::parse("o", "c@x.io").unwrap(),
+            reason: text("holiday"),
+        };
+        let (_, d) = run(id, s, &mut seq, "re", &to_c);
+        assert!(matches!(d, Err(RuleViolation::RequestIdReused { .. })));
     }
 
     #[test]

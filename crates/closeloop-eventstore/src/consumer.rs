@@ -358,7 +358,7 @@ async fn dead_letter(
     h.insert(dlq_headers::CONSUMER, consumer);
     h.insert(
         dlq_headers::DEAD_LETTERED_AT,
-        humantime::format_rfc3339_millis(SystemTime::now())
+        humantime::format_rfc3339_micros(SystemTime::now())
             .to_string()
             .as_str(),
     );

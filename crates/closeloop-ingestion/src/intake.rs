@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use closeloop_directory::records::{AccountKind, RecordKey, RecordKind};
+use closeloop_directory::lookup::DirectoryLookup;
+use closeloop_directory::records::AccountKind;
 use closeloop_eventstore::{Carried, ExecuteError, Executor};
 use closeloop_programs::Catalog;
 use closeloop_readmodel::Db;
@@ -69,8 +70,7 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub struct Intake {
     catalog: Option<Arc<Catalog>>,
-    db: Db,
-    store: closeloop_eventstore::EventStore,
+    directory: DirectoryLookup,
     feedback: Executor<FeedbackAggregate>,
     /// Accounts seen in the directory. Accounts are never deleted (only
     /// upserted), so a positive answer stays true and the lookup is skipped.
@@ -88,9 +88,8 @@ impl Intake {
     ) -> Self {
         Intake {
             catalog,
-            db,
             feedback: Executor::new(store.clone()),
-            store,
+            directory: DirectoryLookup::new(db, store),
             known_accounts: Arc::default(),
         }
     }
@@ -154,9 +153,8 @@ impl Intake {
         })
     }
 
-    /// Whether the account is in the directory: remembered, else the view,
-    /// else (the view may lag an import that just finished) the account's
-    /// own events, which are the authority.
+    /// Whether the account is in the directory: remembered, else asked of
+    /// the directory (its view, else the account's own events).
     async fn account_known(&self, account: &str) -> Result<bool, SubmitError> {
         if self
             .known_accounts
@@ -166,23 +164,11 @@ impl Intake {
         {
             return Ok(true);
         }
-        let in_view = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
-            .bind(account)
-            .fetch_optional(self.db.pool())
+        let known = self
+            .directory
+            .exists::<AccountKind>(account)
             .await
-            .map_err(|e| SubmitError::Unavailable(format!("directory unavailable: {e}")))?
-            .is_some();
-        let known = in_view || {
-            let key = RecordKey::of::<AccountKind>(account);
-            let subject = self
-                .store
-                .prefix()
-                .aggregate_subject(AccountKind::TYPE, &key.to_string());
-            self.store
-                .has_events(&subject)
-                .await
-                .map_err(|e| SubmitError::Unavailable(e.to_string()))?
-        };
+            .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
         if known {
             let mut set = self.known_accounts.lock().expect("accounts");
             if set.len() >= KNOWN_ACCOUNTS {

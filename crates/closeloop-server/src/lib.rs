@@ -208,7 +208,11 @@ pub async fn run(
             closeloop_ticketing::routes::RouteOpener::new(commands.clone()),
             stopped(),
         );
-        let svc = TicketGrpc::new(commands, db.clone(), progress_rx);
+        let references = closeloop_ticketing::grpc::References {
+            directory: closeloop_directory::lookup::DirectoryLookup::new(db.clone(), store.clone()),
+            catalog: catalog.clone(),
+        };
+        let svc = TicketGrpc::new(commands, db.clone(), progress_rx, references);
         health
             .set_serving::<TicketServiceServer<TicketGrpc>>()
             .await;

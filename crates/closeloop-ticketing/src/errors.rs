@@ -13,6 +13,13 @@ pub enum TicketError {
     Invalid(Vec<FieldViolation>),
     #[error(transparent)]
     Rule(#[from] RuleViolation),
+    #[error("not in the directory or the programs file: {}", .0.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "))]
+    UnknownReferences(Vec<FieldViolation>),
+    #[error(
+        "program_id {0:?} cannot be checked: the ticketing role runs without a programs file (--programs); \
+         leave program_id empty or configure the programs file"
+    )]
+    ProgramsNotConfigured(String),
     #[error("gave up after {0} attempts: the ticket kept changing under concurrent writers; retry")]
     Contention(u32),
     #[error("event store unavailable: {0}")]
@@ -83,6 +90,24 @@ impl From<TicketError> for Status {
                     ),
                 )
             }
+            TicketError::UnknownReferences(v) => {
+                let mut details = ErrorDetails::with_bad_request(
+                    v.into_iter()
+                        .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
+                        .collect::<Vec<_>>(),
+                );
+                details.set_error_info("UNKNOWN_REFERENCE", ERROR_DOMAIN, std::collections::HashMap::new());
+                Status::with_error_details(Code::NotFound, msg, details)
+            }
+            TicketError::ProgramsNotConfigured(_) => Status::with_error_details(
+                Code::FailedPrecondition,
+                msg,
+                ErrorDetails::with_error_info(
+                    "PROGRAMS_NOT_CONFIGURED",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
+                ),
+            ),
             TicketError::Contention(_) => Status::aborted(msg),
             TicketError::Unavailable(_)
             | TicketError::ReadModel(_)

@@ -1,6 +1,11 @@
 //! `closeloop.v1.TicketService` over gRPC.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use closeloop_directory::lookup::DirectoryLookup;
+use closeloop_directory::records::{AccountKind, PersonKind};
+use closeloop_programs::Catalog;
 
 use closeloop_domain::ticket::{Closure, Origin};
 use closeloop_domain::values::{REASON_MAX, TEXT_MAX, TITLE_MAX, Violations};
@@ -27,14 +32,111 @@ pub struct TicketGrpc {
     commands: TicketCommands,
     db: Db,
     progress: Progress,
+    references: References,
+}
+
+/// What a client's command may name: accounts and people of the directory,
+/// programs of the programs file (`None`: no programs file configured).
+#[derive(Clone)]
+pub struct References {
+    pub directory: DirectoryLookup,
+    pub catalog: Option<Arc<Catalog>>,
+}
+
+impl References {
+    /// Every account, person and program `cmd` names that does not exist,
+    /// as field violations (answered `NOT_FOUND`), or `ProgramsNotConfigured`.
+    async fn check(&self, cmd: &TicketCommand) -> Result<(), TicketError> {
+        let unavailable = |e: closeloop_directory::lookup::LookupError| {
+            TicketError::Unavailable(e.to_string())
+        };
+        let mut missing = Vec::new();
+        match cmd {
+            TicketCommand::Open {
+                account_id,
+                owner,
+                program_id,
+                ..
+            } => {
+                if !self
+                    .directory
+                    .exists::<AccountKind>(account_id.as_str())
+                    .await
+                    .map_err(unavailable)?
+                {
+                    missing.push(FieldViolation::new(
+                        "account_id",
+                        format!("{account_id} is not an account in the directory"),
+                    ));
+                }
+                self.person(owner, "owner_email", &mut missing).await?;
+                match (program_id, &self.catalog) {
+                    (None, _) => {}
+                    (Some(p), None) => {
+                        return Err(TicketError::ProgramsNotConfigured(p.to_string()));
+                    }
+                    (Some(p), Some(c)) if c.program(p.as_str()).is_none() => {
+                        let known: Vec<_> = c.programs.iter().map(|p| p.id.as_str()).collect();
+                        missing.push(FieldViolation::new(
+                            "program_id",
+                            format!(
+                                "{p} is not a configured program; known: {}",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                    (Some(_), Some(_)) => {}
+                }
+            }
+            TicketCommand::Reassign { new_owner, .. } => {
+                self.person(new_owner, "new_owner_email", &mut missing)
+                    .await?;
+            }
+            _ => {}
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(TicketError::UnknownReferences(missing))
+        }
+    }
+
+    async fn person(
+        &self,
+        email: &Email,
+        field: &str,
+        missing: &mut Vec<FieldViolation>,
+    ) -> Result<(), TicketError> {
+        let known = self
+            .directory
+            .exists::<PersonKind>(email.as_str())
+            .await
+            .map_err(|e| TicketError::Unavailable(e.to_string()))?;
+        if !known {
+            missing.push(FieldViolation::new(
+                field,
+                format!(
+                    "{email} is not a person in the directory (an owner needs a directory entry, \
+                     with a manager to escalate to: closeloop directory import)"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl TicketGrpc {
-    pub fn new(commands: TicketCommands, db: Db, progress: Progress) -> Self {
+    pub fn new(
+        commands: TicketCommands,
+        db: Db,
+        progress: Progress,
+        references: References,
+    ) -> Self {
         TicketGrpc {
             commands,
             db,
             progress,
+            references,
         }
     }
 
@@ -63,6 +165,7 @@ impl TicketGrpc {
         else {
             return Err(TicketError::Invalid(v.0).into());
         };
+        self.references.check(&cmd).await?;
         let ctx = event_context(req, &rid, actor);
         let Executed {
             state: ticket,

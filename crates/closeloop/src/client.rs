@@ -43,7 +43,13 @@ pub fn report(server: &str, e: CliError) -> ExitCode {
         CliError::Rpc(s) => {
             match s.get_details_bad_request() {
                 Some(br) if !br.field_violations.is_empty() => {
-                    eprintln!("error: invalid request");
+                    eprintln!(
+                        "error: {}",
+                        match s.code() {
+                            Code::NotFound => "not found in the directory or the programs file",
+                            _ => "invalid request",
+                        }
+                    );
                     for v in br.field_violations {
                         eprintln!("  {}: {}", v.field, v.description);
                     }

@@ -1,5 +1,6 @@
 //! `closeloop directory ...`: import and look up accounts, people and teams.
 
+use crate::output::outln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -224,7 +225,7 @@ async fn import(
             Err(s) => return Err(CliError::Rpc(s)),
         }
     }
-    println!(
+    outln!(
         "{}: {changed} upserted, {unchanged} unchanged, {failed} rejected",
         file.display()
     );
@@ -251,12 +252,12 @@ pub async fn run(args: DirectoryArgs) -> ExitCode {
                     })
                     .await?
                     .into_inner();
-                println!(
+                outln!(
                     "{:<10} {}\n{:<10} {}\n{:<10} {}\n{:<10} {}",
                     "id", a.id, "name", a.name, "region", a.region, "segment", a.segment
                 );
                 for m in a.team {
-                    println!("  {:<24} {}", m.role, m.email);
+                    outln!("  {:<24} {}", m.role, m.email);
                 }
             }
             DirectoryCommand::Person { email } => {
@@ -267,7 +268,7 @@ pub async fn run(args: DirectoryArgs) -> ExitCode {
                     })
                     .await?
                     .into_inner();
-                println!(
+                outln!(
                     "{:<10} {}\n{:<10} {}\n{:<10} {}",
                     "email",
                     p.email,
@@ -289,9 +290,9 @@ pub async fn run(args: DirectoryArgs) -> ExitCode {
                     })
                     .await?
                     .into_inner();
-                println!("{:<10} {}\n{:<10} {}", "id", t.id, "name", t.name);
+                outln!("{:<10} {}\n{:<10} {}", "id", t.id, "name", t.name);
                 for m in t.members {
-                    println!("  {m}");
+                    outln!("  {m}");
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! to a server's HTTP intake (`/v1/feedback:batch`, 500 per request), the
 //! same contract upstream systems use, and prints what became of each.
 
+use crate::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -133,9 +134,9 @@ pub async fn run(args: FeedbackArgs) -> ExitCode {
             match st {
                 "invalid" => {
                     invalid += 1;
-                    println!("{label}: invalid");
+                    outln!("{label}: invalid");
                     for e in r["errors"].as_array().into_iter().flatten() {
-                        println!(
+                        outln!(
                             "  {}: {}",
                             e["pointer"].as_str().unwrap_or(""),
                             e["detail"].as_str().unwrap_or("")
@@ -144,12 +145,12 @@ pub async fn run(args: FeedbackArgs) -> ExitCode {
                 }
                 "unavailable" => {
                     unavailable += 1;
-                    println!(
+                    outln!(
                         "{label}: not stored ({}); retry",
                         r["error"].as_str().unwrap_or("")
                     );
                 }
-                _ => println!(
+                _ => outln!(
                     "{label}: {st} {}",
                     r["feedback_id"].as_str().unwrap_or_default()
                 ),

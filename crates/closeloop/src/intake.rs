@@ -1,6 +1,7 @@
 //! `closeloop intake ...`: the NATS intake's dead letters (admin commands
 //! that talk to NATS directly).
 
+use crate::output::outln;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -80,7 +81,7 @@ pub async fn run(args: IntakeArgs) -> ExitCode {
                         })
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&json!({ "rejected": items })).expect("json")
                 );
@@ -88,10 +89,10 @@ pub async fn run(args: IntakeArgs) -> ExitCode {
             }
             Ok(list) => {
                 if list.is_empty() {
-                    println!("no rejected messages");
+                    outln!("no rejected messages");
                 }
                 for r in list {
-                    println!(
+                    outln!(
                         "{:<8} {}  {}\n         {}",
                         r.sequence, r.dead_lettered_at, r.original_subject, r.reason
                     );
@@ -105,7 +106,7 @@ pub async fn run(args: IntakeArgs) -> ExitCode {
         },
         IntakeCommand::Redrive { sequence } => match nats::redrive(&js, &prefix, sequence).await {
             Ok(subject) => {
-                println!("redriven {sequence} to {subject}");
+                outln!("redriven {sequence} to {subject}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

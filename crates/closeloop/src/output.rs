@@ -5,14 +5,38 @@ use closeloop_proto::convert::{from_timestamp, status_word};
 use closeloop_proto::v1;
 use serde_json::{Value, json};
 
+/// RFC 3339 with microseconds: the precision of gRPC answers and of the
+/// events' `Closeloop-Occurred-At`, so CLI output joins with both.
 fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Value {
     match ts {
         Some(t) => Value::String(
-            humantime::format_rfc3339_millis(from_timestamp(t).to_system_time()).to_string(),
+            humantime::format_rfc3339_micros(from_timestamp(t).to_system_time()).to_string(),
         ),
         None => Value::Null,
     }
 }
+
+/// Writes formatted output to stdout. A closed pipe (`closeloop ... | head`)
+/// ends the program quietly with exit code 0, as the reader has all it
+/// wanted; any other write error is reported with exit code 1.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` that exits quietly on a closed pipe (see [`write_stdout`]).
+macro_rules! outln {
+    () => { $crate::output::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+pub(crate) use outln;
 
 fn source_word(s: i32) -> &'static str {
     match v1::TicketSource::try_from(s) {
@@ -97,7 +121,7 @@ pub fn list_json(r: &v1::ListTicketsResponse) -> Value {
 }
 
 pub fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+    outln!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
 
 fn text(v: &Value) -> String {
@@ -125,75 +149,75 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
         ("closed", "closed_at"),
     ];
     for (label, key) in rows {
-        println!("{label:<14} {}", text(&v[key]));
+        outln!("{label:<14} {}", text(&v[key]));
     }
     if !t.owner_fallback_reason.is_empty() {
-        println!("{:<14} FALLBACK OWNER: {}", "flag", t.owner_fallback_reason);
+        outln!("{:<14} FALLBACK OWNER: {}", "flag", t.owner_fallback_reason);
     }
     if !t.stakeholder_emails.is_empty() {
-        println!("{:<14} {}", "stakeholders", t.stakeholder_emails.join(", "));
+        outln!("{:<14} {}", "stakeholders", t.stakeholder_emails.join(", "));
     }
-    println!(
+    outln!(
         "{:<14} first contact by {}, close by {}",
         "sla",
         text(&v["first_contact_due"]),
         text(&v["close_due"])
     );
     if t.require_opportunity {
-        println!("{:<14} closing needs an opportunity", "closure");
+        outln!("{:<14} closing needs an opportunity", "closure");
     }
     if t.feedback_revision > 0 {
-        println!("{:<14} revision {}", "feedback", t.feedback_revision);
+        outln!("{:<14} revision {}", "feedback", t.feedback_revision);
     }
     if let Some(g) = &t.guide {
-        println!("{:<14} {} {}", "guide", g.title, g.link);
+        outln!("{:<14} {} {}", "guide", g.title, g.link);
         for (i, step) in g.steps.iter().enumerate() {
-            println!("{:<14} {}. {step}", "", i + 1);
+            outln!("{:<14} {}. {step}", "", i + 1);
         }
         for p in &g.talking_points {
-            println!("{:<14} - {p}", "");
+            outln!("{:<14} - {p}", "");
         }
         for tpl in &g.templates {
-            println!("{:<14} template {:?}: {}", "", tpl.name, tpl.subject);
+            outln!("{:<14} template {:?}: {}", "", tpl.name, tpl.subject);
         }
         if !g.faq.is_empty() {
-            println!("{:<14} FAQ {}", "", g.faq);
+            outln!("{:<14} FAQ {}", "", g.faq);
         }
     }
     if let Some(c) = &t.closure {
-        println!(
+        outln!(
             "{:<14} {}",
             "root cause",
             format_args!("[{}] {}", c.root_cause_category, c.root_cause)
         );
-        println!("{:<14} {}", "actions", c.actions_taken);
+        outln!("{:<14} {}", "actions", c.actions_taken);
         if let Some(o) = &c.opportunity {
             match o.amount {
-                Some(a) => println!("{:<14} {} {a}", "opportunity", o.kind),
-                None => println!("{:<14} {}", "opportunity", o.kind),
+                Some(a) => outln!("{:<14} {} {a}", "opportunity", o.kind),
+                None => outln!("{:<14} {}", "opportunity", o.kind),
             }
         }
     }
-    println!(
+    outln!(
         "{:<14} {} contacts, {} notes, {} replies, {} reopens",
         "activity", t.contact_count, t.note_count, t.reply_count, t.reopen_count
     );
     if let Some(acts) = activity {
-        println!();
+        outln!();
         for a in acts {
             let at = text(&rfc3339(&a.occurred_at));
-            println!("  {at}  {:<16} {}", a.kind, a.detail);
+            outln!("  {at}  {:<16} {}", a.kind, a.detail);
         }
     }
 }
 
 pub fn print_list(r: &v1::ListTicketsResponse) {
-    println!(
+    outln!(
         "{:<36}  {:<9}  {:<28}  {:<14}  {:<18}  {:<20}  TITLE",
         "ID", "STATUS", "OWNER", "ACCOUNT", "PROGRAM", "OPENED"
     );
     for t in &r.tickets {
-        println!(
+        outln!(
             "{:<36}  {:<9}  {:<28}  {:<14}  {:<18}  {:<20}  {}",
             t.id,
             status_word(t.status),
@@ -212,6 +236,6 @@ pub fn print_list(r: &v1::ListTicketsResponse) {
         );
     }
     if !r.next_page_token.is_empty() {
-        println!("\nmore: --page-token {}", r.next_page_token);
+        outln!("\nmore: --page-token {}", r.next_page_token);
     }
 }

@@ -1,5 +1,6 @@
 //! `closeloop programs ...`: work with programs files offline.
 
+use crate::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,7 +26,7 @@ pub fn run(args: ProgramsArgs) -> ExitCode {
     match args.command {
         ProgramsCommand::Validate { file } => match Catalog::load(&file) {
             Ok(c) => {
-                println!(
+                outln!(
                     "{}: valid: {} programs, {} workflows, version {}",
                     file.display(),
                     c.programs.len(),
@@ -34,7 +35,7 @@ pub fn run(args: ProgramsArgs) -> ExitCode {
                 );
                 for p in &c.programs {
                     for w in &p.workflows {
-                        println!(
+                        outln!(
                             "  {:<20} {:<32} owner {:<24} when {}",
                             p.id,
                             w.id,

@@ -1,5 +1,6 @@
 //! `closeloop tickets ...`: the ticket client.
 
+use crate::output::outln;
 use std::process::ExitCode;
 
 use crate::client::{self, CliError};
@@ -308,7 +309,7 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
                     output::print_json(&output::ticket_json(&ticket, Some(&r.activity)))
                 }
                 Output::Table => output::print_ticket(&ticket, Some(&r.activity)),
-                Output::Id => println!("{}", ticket.id),
+                Output::Id => outln!("{}", ticket.id),
             }
             return Ok(());
         }
@@ -336,7 +337,7 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
             match args.output {
                 Output::Json => output::print_json(&output::list_json(&r)),
                 Output::Table => output::print_list(&r),
-                Output::Id => r.tickets.iter().for_each(|t| println!("{}", t.id)),
+                Output::Id => r.tickets.iter().for_each(|t| outln!("{}", t.id)),
             }
             return Ok(());
         }
@@ -345,10 +346,10 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
     let ticket = r.ticket.unwrap_or_default();
     match args.output {
         Output::Json => output::print_json(&output::ticket_json(&ticket, None)),
-        Output::Id => println!("{}", ticket.id),
+        Output::Id => outln!("{}", ticket.id),
         Output::Table => {
             if r.replayed {
-                println!("(request already applied; nothing new was written)");
+                outln!("(request already applied; nothing new was written)");
             }
             output::print_ticket(&ticket, None)
         }

@@ -27,6 +27,7 @@ async fn ticket_lifecycle_from_the_command_line() {
     let nats = Nats::start();
     let db = TestDb::new(Backend::Sqlite).await;
     let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
     let s = app.grpc_url();
 
     let open = [
@@ -130,11 +131,77 @@ async fn ticket_lifecycle_from_the_command_line() {
     app.stop().await.unwrap();
 }
 
+/// `closeloop tickets list | head` and the like: the reader goes away; the
+/// CLI must end quietly, not panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_cli_quietly() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
+    let s = app.grpc_url();
+    let open = ["open", "--account", "A-1", "--owner-email", "a@b.io"];
+    json(&cli(&s, &[&open[..], &["-o", "json"]].concat()).await);
+    for args in [vec!["list"], vec!["list", "-o", "json"]] {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .arg("tickets")
+            .arg("--server")
+            .arg(&s)
+            .args(&args)
+            .env_remove("CLOSELOOP_SERVER")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the CLI writes a byte.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().await.unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+        assert!(e.is_empty(), "{e}");
+    }
+}
+
+/// Timestamps in `-o json` have the microseconds gRPC answers and event
+/// headers carry, so scripts can join them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_timestamps_have_full_precision() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let prefix = unique_prefix();
+    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    app.seed_ticket_directory().await;
+    let s = app.grpc_url();
+    let t = json(
+        &cli(
+            &s,
+            &["open", "--account", "A-1", "--owner-email", "a@b.io", "-o", "json"],
+        )
+        .await,
+    );
+    let opened = t["opened_at"].as_str().unwrap();
+    let seq = t["sequence"].as_u64().unwrap();
+    let stream = nats.events_stream(&prefix).await;
+    let msg = stream.get_raw_message(seq).await.unwrap();
+    let header = msg
+        .headers
+        .get("Closeloop-Occurred-At")
+        .unwrap()
+        .to_string();
+    assert_eq!(opened, header);
+    let frac = opened.trim_end_matches('Z').rsplit('.').next().unwrap();
+    assert_eq!(frac.len(), 6, "{opened}");
+    let shown = json(&cli(&s, &["show", t["id"].as_str().unwrap(), "-o", "json"]).await);
+    assert_eq!(shown["opened_at"], opened);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_print_the_server_message_and_exit_non_zero() {
     let nats = Nats::start();
     let db = TestDb::new(Backend::Sqlite).await;
     let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
     let s = app.grpc_url();
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
 
@@ -204,6 +271,17 @@ async fn errors_print_the_server_message_and_exit_non_zero() {
         "{e}"
     );
     assert!(e.contains("root_cause: is required"), "{e}");
+
+    // An owner outside the directory: every unknown reference, exit 4.
+    let o = cli(
+        &s,
+        &["open", "--account", "A-9", "--owner-email", "ghost@b.io"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("account_id: A-9 is not an account in the directory"), "{e}");
+    assert!(e.contains("owner_email: ghost@b.io is not a person"), "{e}");
 
     // Caught before any network call.
     let o = cli(&s, &["contact", id, "--channel", "fax", "--summary", "x"]).await;
