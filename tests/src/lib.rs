@@ -402,14 +402,23 @@ impl App {
     }
 
     /// The accounts and people the manual-ticket tests name: accounts
-    /// ACME-001, ACC-3, WAYNE-7 and A-1; owners dana@, lee@ and
-    /// b@vendor.example (reporting to lee@) and a@b.io.
+    /// ACME-001, ACME-002, ACC-0 to ACC-9, WAYNE-7 and A-1; owners dana@,
+    /// a@ and b@vendor.example and a@b.io, reporting to lee@vendor.example.
     pub async fn seed_ticket_directory(&self) {
         self.seed_person("lee@vendor.example", None).await;
-        for account in ["ACME-001", "ACC-3", "WAYNE-7", "A-1"] {
-            self.seed_account(account, "dana@vendor.example").await;
+        let accounts = ["ACME-001", "ACME-002", "WAYNE-7", "A-1"]
+            .map(String::from)
+            .into_iter()
+            .chain((0..10).map(|i| format!("ACC-{i}")));
+        for account in accounts {
+            self.seed_account(&account, "dana@vendor.example").await;
         }
-        for person in ["dana@vendor.example", "b@vendor.example", "a@b.io"] {
+        for person in [
+            "dana@vendor.example",
+            "a@vendor.example",
+            "b@vendor.example",
+            "a@b.io",
+        ] {
             self.seed_person(person, Some("lee@vendor.example")).await;
         }
     }

@@ -60,7 +60,12 @@ fn types(events: &[(String, String)]) -> Vec<&str> {
 }
 
 fn unique_ids(events: &[(String, String)]) -> bool {
-    events.iter().map(|(_, id)| id).collect::<HashSet<_>>().len() == events.len()
+    events
+        .iter()
+        .map(|(_, id)| id)
+        .collect::<HashSet<_>>()
+        .len()
+        == events.len()
 }
 
 /// created (A), updated (B), created redelivered (A): the third is a

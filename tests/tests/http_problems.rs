@@ -6,11 +6,8 @@ use serde_json::{Value, json};
 
 /// The problem `type`s documented in docs/ingestion.md.
 fn documented_types() -> Vec<String> {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/ingestion.md"
-    ))
-    .unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ingestion.md"))
+        .unwrap();
     doc.split('`')
         .filter(|s| s.starts_with("https://closeloop.dev/problems/"))
         .map(str::to_string)
@@ -25,7 +22,10 @@ fn problem(answer: (u16, String, String), status: u16, kind: &str) -> Value {
     let p: Value = serde_json::from_str(&body).unwrap();
     let t = format!("https://closeloop.dev/problems/{kind}");
     assert_eq!(p["type"], t, "{p}");
-    assert!(documented_types().contains(&t), "{t} is not in docs/ingestion.md");
+    assert!(
+        documented_types().contains(&t),
+        "{t} is not in docs/ingestion.md"
+    );
     assert_eq!(p["status"], status);
     assert!(p["title"].is_string() && p["detail"].is_string(), "{p}");
     p
@@ -67,7 +67,10 @@ async fn every_http_error_is_a_documented_problem_document() {
         assert!(p["detail"].as_str().unwrap().contains("application/json"));
     }
     // JSON with a charset, and +json media types, are JSON.
-    for ct in ["application/json; charset=utf-8", "application/feedback+json"] {
+    for ct in [
+        "application/json; charset=utf-8",
+        "application/feedback+json",
+    ] {
         let (s, _, body) =
             http_request(addr, "POST", "/v1/feedback", &[("Content-Type", ct)], &doc).await;
         assert_eq!(s, 202, "{ct}: {body}");

@@ -138,7 +138,10 @@ async fn reflection_answers_v1alpha_clients_too() {
         panic!("unexpected reflection answer")
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"closeloop.v1.FeedbackService".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"closeloop.v1.FeedbackService".to_string()),
+        "{names:?}"
+    );
     let Some(Ok(msg)) = resp.next().await else {
         panic!("no answer for the symbol")
     };
@@ -204,6 +207,42 @@ async fn events_carry_the_documented_envelope() {
         Some(v1::ticket_event::Event::Opened(_))
     ));
     app.stop().await.unwrap();
+}
+
+/// Every role provisions the event, intake and dead-letter streams at start;
+/// on a fresh install they all do it at the same instant. Whoever loses the
+/// race to create a stream finds it and carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_starts_provision_each_stream_once_and_all_succeed() {
+    use closeloop_eventstore::{EventStore, Prefix, StoreConfig};
+    let nats = Nats::start();
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(nats.client().await);
+    }
+    for round in 0..25 {
+        let prefix = Prefix::parse(&unique_prefix()).unwrap();
+        let starts = clients.iter().map(|c| {
+            let (c, prefix) = (c.clone(), prefix.clone());
+            async move {
+                let store = EventStore::open(
+                    c,
+                    StoreConfig {
+                        prefix: prefix.clone(),
+                        ..StoreConfig::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                closeloop_ingestion::nats::ensure_streams(store.jetstream(), &prefix)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        });
+        for r in futures::future::join_all(starts).await {
+            assert!(r.is_ok(), "round {round}: {r:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,7 +172,11 @@ async fn delighted_and_formbricks_deliveries_become_feedback_and_tickets() {
         &created,
     )
     .await;
-    assert_eq!((s, late["status"].as_str()), (202, Some("duplicate")), "{late}");
+    assert_eq!(
+        (s, late["status"].as_str()),
+        (202, Some("duplicate")),
+        "{late}"
+    );
     assert_eq!(late["sequence"], first["sequence"]);
     let fid = first["feedback_id"].as_str().unwrap();
     let d = routing_decision(&nats, &prefix, fid).await;

@@ -226,7 +226,6 @@ impl<K: RecordKind> Aggregate for Directory<K> {
         state.sequence
     }
 
-
     fn encode(
         _id: RecordKey,
         event_id: &str,

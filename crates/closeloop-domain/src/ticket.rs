@@ -506,9 +506,7 @@ pub fn decide(
         && let Some(prev) = t.applied.get(request_id)
     {
         let same_kind = prev.event_kind == command.event_kind();
-        return if same_kind
-            && prev.fingerprint == command.intended_event().request_fingerprint()
-        {
+        return if same_kind && prev.fingerprint == command.intended_event().request_fingerprint() {
             Ok(Decision::AlreadyApplied {
                 sequence: prev.sequence,
             })
@@ -775,7 +773,13 @@ mod tests {
         assert!(d.unwrap_err().to_string().contains("with other content"));
         // The open itself: same request id, another owner.
         let (s, d) = run(id, s, &mut seq, "r0", &open_cmd("b@x.io"));
-        assert!(matches!(d, Err(RuleViolation::RequestIdReused { same_kind: true, .. })));
+        assert!(matches!(
+            d,
+            Err(RuleViolation::RequestIdReused {
+                same_kind: true,
+                ..
+            })
+        ));
         // A reassignment's retry matches although the state added the previous owner.
         let to_b = TicketCommand::Reassign {
             new_owner: Email::parse("o", "b@x.io").unwrap(),

@@ -194,8 +194,11 @@ const EVENT_NS: uuid::Uuid = uuid::Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f
 /// derived from content alone, so content that returns to an earlier version
 /// is a new event with a new id.
 pub fn event_id(kind: &str, id: &dyn Display, after: u64, request_id: &str) -> String {
-    uuid::Uuid::new_v5(&EVENT_NS, format!("{kind}/{id}/{after}/{request_id}").as_bytes())
-        .to_string()
+    uuid::Uuid::new_v5(
+        &EVENT_NS,
+        format!("{kind}/{id}/{after}/{request_id}").as_bytes(),
+    )
+    .to_string()
 }
 
 /// How often a command is re-decided after losing a race.

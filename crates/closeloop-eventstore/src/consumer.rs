@@ -60,20 +60,23 @@ pub fn dlq_subject(prefix: &Prefix, original: &str) -> String {
 
 /// Creates (or finds) the dead-letter stream.
 pub async fn ensure_dlq(js: &jetstream::Context, prefix: &Prefix) -> Result<(), String> {
-    js.get_or_create_stream(stream::Config {
-        name: dlq_stream(prefix),
-        description: Some(
-            "closeloop dead letters: messages that could not be processed, with the reason".into(),
-        ),
-        subjects: vec![format!("{prefix}.dlq.>")],
-        retention: RetentionPolicy::Limits,
-        storage: StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
+    crate::store::ensure_stream(
+        js,
+        stream::Config {
+            name: dlq_stream(prefix),
+            description: Some(
+                "closeloop dead letters: messages that could not be processed, with the reason"
+                    .into(),
+            ),
+            subjects: vec![format!("{prefix}.dlq.>")],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
+    )
     .await
     .map(|_| ())
-    .map_err(|e| e.to_string())
 }
 
 /// What a handler made of one message.

@@ -23,8 +23,12 @@ mod store;
 pub mod traceparent;
 
 pub use aggregate::{
-    Aggregate, Carried, Decision, EventContext, event_id, ExecuteError, Executed, Executor, ExecutorMetrics,
+    Aggregate, Carried, Decision, EventContext, ExecuteError, Executed, Executor, ExecutorMetrics,
+    event_id,
 };
 pub use envelope::{Envelope, headers};
 pub use prefix::{Prefix, PrefixError};
-pub use store::{AppendError, AppendOutcome, EventStore, StoreConfig, StoreError, StoredEvent};
+pub use store::{
+    AppendError, AppendOutcome, EventStore, PROVISION_PATIENCE, StoreConfig, StoreError,
+    StoredEvent, ensure_stream,
+};

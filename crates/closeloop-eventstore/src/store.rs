@@ -110,11 +110,11 @@ impl EventStore {
             ..Default::default()
         };
         let mut stream =
-            js.get_or_create_stream(wanted.clone())
+            ensure_stream(&js, wanted.clone())
                 .await
-                .map_err(|e| StoreError::Provision {
+                .map_err(|reason| StoreError::Provision {
                     stream: name.clone(),
-                    reason: e.to_string(),
+                    reason,
                 })?;
         let info = stream.info().await.map_err(|e| StoreError::Provision {
             stream: name.clone(),
@@ -271,6 +271,85 @@ impl EventStore {
     /// The JetStream context, for services that need more than events.
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.js
+    }
+}
+
+/// How long [`ensure_stream`] keeps trying through transient failures.
+pub const PROVISION_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Finds stream `cfg.name`, creating it when missing; the caller verifies
+/// the configuration of what it gets. Safe when every role of an install
+/// starts at the same instant: a stream another process created meanwhile
+/// (`stream name already in use`, or `subjects overlap` with the stream being
+/// created under the same name) is looked up again and returned, and
+/// transient failures (JetStream not ready yet, timeouts) are retried with a
+/// capped backoff for up to [`PROVISION_PATIENCE`]. Subjects owned by a
+/// stream of another name are reported as soon as that is clear.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    cfg: stream::Config,
+) -> Result<jetstream::stream::Stream, String> {
+    use async_nats::jetstream::ErrorCode;
+    use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(20);
+    let mut overlaps = 0;
+    loop {
+        let why = match js.get_stream(&cfg.name).await {
+            Ok(s) => return Ok(s),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    match js.create_stream(cfg.clone()).await {
+                        Ok(s) => return Ok(s),
+                        Err(e) => match e.kind() {
+                            // Created by another process between our look-up and create.
+                            CreateStreamErrorKind::JetStream(j)
+                                if j.error_code() == ErrorCode::STREAM_NAME_EXIST =>
+                            {
+                                e.to_string()
+                            }
+                            // Either the same race (the other creator's stream
+                            // owns the subjects: found on the next look-up), or a
+                            // stream of another name owns them: not transient.
+                            CreateStreamErrorKind::JetStream(j)
+                                if j.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP =>
+                            {
+                                overlaps += 1;
+                                if overlaps >= 5 {
+                                    return Err(format!(
+                                        "{e}: another stream owns subjects {:?}",
+                                        cfg.subjects
+                                    ));
+                                }
+                                e.to_string()
+                            }
+                            CreateStreamErrorKind::JetStream(_)
+                            | CreateStreamErrorKind::EmptyStreamName
+                            | CreateStreamErrorKind::InvalidStreamName
+                            | CreateStreamErrorKind::DomainAndExternalSet => {
+                                return Err(e.to_string());
+                            }
+                            _ => e.to_string(),
+                        },
+                    }
+                }
+                GetStreamErrorKind::EmptyName | GetStreamErrorKind::InvalidStreamName => {
+                    return Err(e.to_string());
+                }
+                _ => e.to_string(),
+            },
+        };
+        if started.elapsed() >= PROVISION_PATIENCE {
+            return Err(format!(
+                "{why} (still failing after {}s)",
+                PROVISION_PATIENCE.as_secs()
+            ));
+        }
+        tracing::debug!(stream = %cfg.name, reason = %why, "stream not provisioned yet; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
     }
 }
 

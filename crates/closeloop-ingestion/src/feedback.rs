@@ -247,7 +247,6 @@ impl Aggregate for FeedbackAggregate {
         state.sequence
     }
 
-
     fn encode(
         id: FeedbackId,
         event_id: &str,
@@ -454,7 +453,9 @@ mod tests {
         );
         // The customer genuinely went back to A's answers later: a new revision.
         let mut a2 = a.clone();
-        a2.revised_at = Some(Timestamp::from_micros(a.submitted_at.as_micros() + 120_000_000));
+        a2.revised_at = Some(Timestamp::from_micros(
+            a.submitted_at.as_micros() + 120_000_000,
+        ));
         assert_eq!(
             FeedbackAggregate::decide(id, Some(&s), "r", &a2).unwrap(),
             Decision::Append(FeedbackEvent::Updated {

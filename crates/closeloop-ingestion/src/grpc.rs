@@ -47,7 +47,10 @@ pub fn to_json(f: &v1::Feedback) -> Value {
         }
         m.insert("respondent".into(), Value::Object(o));
     }
-    for (key, t) in [("submitted_at", &f.submitted_at), ("revised_at", &f.revised_at)] {
+    for (key, t) in [
+        ("submitted_at", &f.submitted_at),
+        ("revised_at", &f.revised_at),
+    ] {
         if let Some(t) = t {
             let at = convert::from_timestamp(t).to_system_time();
             m.insert(

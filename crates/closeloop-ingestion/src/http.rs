@@ -234,7 +234,9 @@ fn json_content_type(headers: &HeaderMap) -> Result<(), Box<Response>> {
         if given.is_empty() {
             "the request has no Content-Type; send the JSON body with Content-Type: application/json".into()
         } else {
-            format!("Content-Type is {given:?}; send the JSON body with Content-Type: application/json")
+            format!(
+                "Content-Type is {given:?}; send the JSON body with Content-Type: application/json"
+            )
         },
         None,
     )))
@@ -414,7 +416,12 @@ async fn submit_batch(
     if unavailable {
         let failed = results
             .iter()
-            .filter(|r| matches!(r, Err(SubmitError::Unavailable(_) | SubmitError::NoPrograms)))
+            .filter(|r| {
+                matches!(
+                    r,
+                    Err(SubmitError::Unavailable(_) | SubmitError::NoPrograms)
+                )
+            })
             .count();
         problem(
             StatusCode::SERVICE_UNAVAILABLE,

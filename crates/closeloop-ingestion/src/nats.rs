@@ -47,17 +47,20 @@ pub async fn ensure_streams(
     js: &jetstream::Context,
     prefix: &Prefix,
 ) -> Result<(), IntakeSetupError> {
-    js.get_or_create_stream(stream::Config {
-        name: intake_stream(prefix),
-        description: Some("closeloop intake: upstream messages until processed".into()),
-        subjects: vec![format!("{prefix}.intake.>")],
-        retention: RetentionPolicy::WorkQueue,
-        storage: StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
+    closeloop_eventstore::ensure_stream(
+        js,
+        stream::Config {
+            name: intake_stream(prefix),
+            description: Some("closeloop intake: upstream messages until processed".into()),
+            subjects: vec![format!("{prefix}.intake.>")],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
+    )
     .await
-    .map_err(|e| IntakeSetupError(e.to_string()))?;
+    .map_err(IntakeSetupError)?;
     closeloop_eventstore::consumer::ensure_dlq(js, prefix)
         .await
         .map_err(IntakeSetupError)

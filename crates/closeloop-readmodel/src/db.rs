@@ -22,6 +22,11 @@ pub enum DbError {
     },
     #[error("cannot connect to {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
+    #[error("cannot lock {path} to migrate the SQLite database: {source}")]
+    MigrationLock {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -51,11 +56,15 @@ impl Db {
         };
         let mut connect_url = url.to_string();
         let mut opts = AnyPoolOptions::new();
+        let mut migration_lock = None;
         if backend == Backend::Sqlite {
             let path = url
                 .trim_start_matches("sqlite://")
                 .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or_default();
+            if path != ":memory:" {
+                migration_lock = Some(format!("{path}.migrate-lock"));
+            }
             if path != ":memory:"
                 && let Some(dir) = Path::new(path).parent()
                 && !dir.as_os_str().is_empty()
@@ -93,7 +102,19 @@ impl Db {
                 url: redact(url),
                 source,
             })?;
-        MIGRATOR.run(&pool).await?;
+        match migration_lock {
+            // SQLite has no advisory locks (sqlx's migrator lock is a no-op
+            // there): processes sharing the file take turns through an
+            // exclusive lock on a file beside it. PostgreSQL: sqlx takes
+            // an advisory lock per database.
+            Some(lock) => {
+                let guard = lock_file(&lock).await?;
+                let migrated = MIGRATOR.run(&pool).await;
+                drop(guard);
+                migrated?;
+            }
+            None => MIGRATOR.run(&pool).await?,
+        }
         Ok(Db { pool, backend })
     }
 
@@ -119,6 +140,29 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Waits for an exclusive lock on file `path` (created if missing); held
+/// until the returned file is dropped. Several processes starting on one
+/// SQLite file migrate it one after the other.
+async fn lock_file(path: &str) -> Result<std::fs::File, DbError> {
+    let path = path.to_string();
+    let io = |source: std::io::Error, path: &str| DbError::MigrationLock {
+        path: path.to_string(),
+        source,
+    };
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io(e, &path))?;
+        file.lock().map_err(|e| io(e, &path))?;
+        Ok(file)
+    })
+    .await
+    .expect("lock task")
 }
 
 /// Drops the password from a URL before it goes into an error message.

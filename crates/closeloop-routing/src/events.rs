@@ -16,7 +16,6 @@ use closeloop_proto::v1::routing_event::Event as Body;
 use closeloop_proto::{convert, v1};
 use prost::Message;
 
-
 pub const AGGREGATE: &str = "routing";
 
 /// Request id of the decision: there is one per response.
@@ -158,7 +157,6 @@ impl Aggregate for RoutingAggregate {
     fn sequence(state: &Routing) -> u64 {
         state.sequence
     }
-
 
     fn encode(
         _id: FeedbackId,

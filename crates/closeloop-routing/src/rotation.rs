@@ -97,7 +97,6 @@ impl Aggregate for RotationAggregate {
         state.sequence
     }
 
-
     fn encode(
         _id: TeamKey,
         event_id: &str,

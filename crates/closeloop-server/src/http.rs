@@ -13,8 +13,8 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use closeloop_eventstore::ExecutorMetrics;
-use closeloop_ingestion::http::problem;
 use closeloop_eventstore::consumer::ConsumerMetrics;
+use closeloop_ingestion::http::problem;
 use closeloop_readmodel::{Db, Progress};
 use closeloop_routing::role::RoutingMetrics;
 use serde_json::json;
@@ -49,7 +49,10 @@ pub fn with_fallbacks(router: Router) -> Router {
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "Not found",
-                format!("no endpoint at {}; see docs/ingestion.md and docs/operations.md", uri.path()),
+                format!(
+                    "no endpoint at {}; see docs/ingestion.md and docs/operations.md",
+                    uri.path()
+                ),
                 None,
             )
         })
@@ -83,7 +86,10 @@ async fn readyz(Extract(s): Extract<State>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
             "Not ready",
-            format!("not ready: {} not answering; see checks", failing.join(" and ")),
+            format!(
+                "not ready: {} not answering; see checks",
+                failing.join(" and ")
+            ),
             Some(("checks", body)),
         )
     }

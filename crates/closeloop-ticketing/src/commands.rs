@@ -49,7 +49,6 @@ impl Aggregate for TicketAggregate {
         state.sequence
     }
 
-
     fn encode(
         id: TicketId,
         event_id: &str,

@@ -96,7 +96,11 @@ impl From<TicketError> for Status {
                         .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
                         .collect::<Vec<_>>(),
                 );
-                details.set_error_info("UNKNOWN_REFERENCE", ERROR_DOMAIN, std::collections::HashMap::new());
+                details.set_error_info(
+                    "UNKNOWN_REFERENCE",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
+                );
                 Status::with_error_details(Code::NotFound, msg, details)
             }
             TicketError::ProgramsNotConfigured(_) => Status::with_error_details(

@@ -47,9 +47,8 @@ impl References {
     /// Every account, person and program `cmd` names that does not exist,
     /// as field violations (answered `NOT_FOUND`), or `ProgramsNotConfigured`.
     async fn check(&self, cmd: &TicketCommand) -> Result<(), TicketError> {
-        let unavailable = |e: closeloop_directory::lookup::LookupError| {
-            TicketError::Unavailable(e.to_string())
-        };
+        let unavailable =
+            |e: closeloop_directory::lookup::LookupError| TicketError::Unavailable(e.to_string());
         let mut missing = Vec::new();
         match cmd {
             TicketCommand::Open {

@@ -254,7 +254,14 @@ pub async fn run(args: DirectoryArgs) -> ExitCode {
                     .into_inner();
                 outln!(
                     "{:<10} {}\n{:<10} {}\n{:<10} {}\n{:<10} {}",
-                    "id", a.id, "name", a.name, "region", a.region, "segment", a.segment
+                    "id",
+                    a.id,
+                    "name",
+                    a.name,
+                    "region",
+                    a.region,
+                    "segment",
+                    a.segment
                 );
                 for m in a.team {
                     outln!("  {:<24} {}", m.role, m.email);

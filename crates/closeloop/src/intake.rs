@@ -94,7 +94,10 @@ pub async fn run(args: IntakeArgs) -> ExitCode {
                 for r in list {
                     outln!(
                         "{:<8} {}  {}\n         {}",
-                        r.sequence, r.dead_lettered_at, r.original_subject, r.reason
+                        r.sequence,
+                        r.dead_lettered_at,
+                        r.original_subject,
+                        r.reason
                     );
                 }
                 ExitCode::SUCCESS

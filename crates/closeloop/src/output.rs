@@ -200,7 +200,11 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
     }
     outln!(
         "{:<14} {} contacts, {} notes, {} replies, {} reopens",
-        "activity", t.contact_count, t.note_count, t.reply_count, t.reopen_count
+        "activity",
+        t.contact_count,
+        t.note_count,
+        t.reply_count,
+        t.reopen_count
     );
     if let Some(acts) = activity {
         outln!();
@@ -214,7 +218,12 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
 pub fn print_list(r: &v1::ListTicketsResponse) {
     outln!(
         "{:<36}  {:<9}  {:<28}  {:<14}  {:<18}  {:<20}  TITLE",
-        "ID", "STATUS", "OWNER", "ACCOUNT", "PROGRAM", "OPENED"
+        "ID",
+        "STATUS",
+        "OWNER",
+        "ACCOUNT",
+        "PROGRAM",
+        "OPENED"
     );
     for t in &r.tickets {
         outln!(

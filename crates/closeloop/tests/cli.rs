@@ -176,7 +176,15 @@ async fn json_timestamps_have_full_precision() {
     let t = json(
         &cli(
             &s,
-            &["open", "--account", "A-1", "--owner-email", "a@b.io", "-o", "json"],
+            &[
+                "open",
+                "--account",
+                "A-1",
+                "--owner-email",
+                "a@b.io",
+                "-o",
+                "json",
+            ],
         )
         .await,
     );
@@ -280,7 +288,10 @@ async fn errors_print_the_server_message_and_exit_non_zero() {
     .await;
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     let e = stderr(&o);
-    assert!(e.contains("account_id: A-9 is not an account in the directory"), "{e}");
+    assert!(
+        e.contains("account_id: A-9 is not an account in the directory"),
+        "{e}"
+    );
     assert!(e.contains("owner_email: ghost@b.io is not a person"), "{e}");
 
     // Caught before any network call.
