@@ -14,6 +14,10 @@ pub mod headers {
     pub const OCCURRED_AT: &str = "Closeloop-Occurred-At";
     pub const CORRELATION_ID: &str = "Closeloop-Correlation-Id";
     pub const CAUSATION_ID: &str = "Closeloop-Causation-Id";
+    /// Stream sequence of the previous event of the same aggregate (same
+    /// subject); `0` for its first event. Readers use it to apply one
+    /// aggregate's events in order whatever order they are delivered in.
+    pub const PREVIOUS_SEQUENCE: &str = "Closeloop-Previous-Sequence";
     pub const TRACEPARENT: &str = "traceparent";
     pub const CONTENT_TYPE: &str = "Content-Type";
 }

@@ -147,8 +147,9 @@ impl EventStore {
     }
 
     /// Appends one event to `subject` if the subject's last sequence is still
-    /// `expected_last` (0: the subject must be empty). A repeated event id
-    /// within the duplicate window returns the original sequence.
+    /// `expected_last` (0: the subject must be empty), recording that
+    /// sequence in `Closeloop-Previous-Sequence`. A repeated event id within
+    /// the duplicate window returns the original sequence.
     pub async fn append(
         &self,
         subject: &str,
@@ -157,10 +158,11 @@ impl EventStore {
         payload: Bytes,
     ) -> Result<AppendOutcome, AppendError> {
         let mut h = envelope.to_headers();
-        h.insert(
-            headers::EXPECTED_LAST_SUBJECT_SEQUENCE,
-            expected_last.to_string().as_str(),
-        );
+        let expected = expected_last.to_string();
+        h.insert(headers::EXPECTED_LAST_SUBJECT_SEQUENCE, expected.as_str());
+        // The server checks the line above; this one stays with the event
+        // for readers (Nats-* headers are the server's to keep or drop).
+        h.insert(headers::PREVIOUS_SEQUENCE, expected.as_str());
         let conflict = || AppendError::Conflict {
             subject: subject.to_string(),
             expected: expected_last,
