@@ -110,12 +110,7 @@ async fn a_restarted_connector_applies_each_tickets_events_in_order() {
         .get_or_create_consumer("crm-sync", config.clone())
         .await
         .unwrap();
-    let mut batch = consumer
-        .fetch()
-        .max_messages(10)
-        .messages()
-        .await
-        .unwrap();
+    let mut batch = consumer.fetch().max_messages(10).messages().await.unwrap();
     let mut handled = 0;
     while let Some(m) = batch.next().await {
         let m = m.unwrap();

@@ -53,6 +53,8 @@ impl fmt::Display for FeedbackId {
 pub struct FeedbackState {
     /// The newest revision (by [`Feedback::revised`], then content).
     pub feedback: Feedback,
+    /// Its [`content_digest`].
+    pub digest: u128,
     /// 0 until the first update.
     pub revision: u32,
     /// Stream sequence of the last event (the concurrency token).
@@ -201,7 +203,7 @@ impl Aggregate for FeedbackAggregate {
         if let Some(&sequence) = s.seen.get(&digest) {
             return Ok(Decision::AlreadyApplied { sequence });
         }
-        let current = order(&s.feedback, content_digest(&s.feedback));
+        let current = order(&s.feedback, s.digest);
         Ok(Decision::Append(if order(f, digest) > current {
             FeedbackEvent::Updated {
                 feedback: f.clone(),
@@ -224,21 +226,24 @@ impl Aggregate for FeedbackAggregate {
             FeedbackEvent::Updated { feedback, revision } => (feedback, Some(*revision)),
             FeedbackEvent::Superseded { feedback, .. } => (feedback, None),
         };
+        let digest = content_digest(feedback);
         let mut s = match (state, applied) {
             (Some(mut s), Some(revision)) => {
                 s.feedback = feedback.clone();
+                s.digest = digest;
                 s.revision = revision;
                 s
             }
             (Some(s), None) => s,
             (None, _) => FeedbackState {
                 feedback: feedback.clone(),
+                digest,
                 revision: applied.unwrap_or(0),
                 sequence: 0,
                 seen: HashMap::new(),
             },
         };
-        s.seen.insert(content_digest(feedback), *sequence);
+        s.seen.insert(digest, *sequence);
         s.sequence = *sequence;
         Some(s)
     }
