@@ -213,7 +213,65 @@ async fn bad_input(backend: Backend) {
     app.stop().await.unwrap();
 }
 
-closeloop_tests::on_both_backends!(upsert_get_and_idempotency, bad_input);
+/// A client's request id names one request: its late retry is answered from
+/// the record's history (never reverting a newer upsert), and the id reused
+/// for another record is refused.
+async fn request_ids_name_one_request(backend: Backend) {
+    let nats = Nats::start();
+    let db = TestDb::new(backend).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let mut d = app.directory().await;
+    let upsert = |rid: &str, csm: &str| v1::UpsertAccountRequest {
+        request_id: rid.into(),
+        account: Some(acme(csm)),
+        actor: String::new(),
+    };
+    let first = d
+        .upsert_account(upsert("import-1", "dana@vendor.example"))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = d
+        .upsert_account(upsert("import-2", "lee@vendor.example"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.changed && second.changed);
+    // import-1 retried late: the answer it had, and lee stays the CSM.
+    let late = d
+        .upsert_account(upsert("import-1", "dana@vendor.example"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((late.changed, late.sequence), (false, first.sequence));
+    let a = d
+        .get_account(v1::GetAccountRequest {
+            account_id: "ACME-001".into(),
+            min_sequence: second.sequence,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let csm = a.team.iter().find(|m| m.role == "csm").unwrap();
+    assert_eq!(csm.email, "lee@vendor.example", "{a:?}");
+    // import-1 reused for other content.
+    let e = d
+        .upsert_account(upsert("import-1", "kim@vendor.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert_eq!(
+        e.get_details_error_info().unwrap().reason,
+        "REQUEST_ID_REUSED"
+    );
+    app.stop().await.unwrap();
+}
+
+closeloop_tests::on_both_backends!(
+    upsert_get_and_idempotency,
+    bad_input,
+    request_ids_name_one_request
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_published_on_nats_are_upserted_or_parked() {

@@ -10,6 +10,7 @@ use closeloop_proto::v1::directory_service_server::DirectoryService;
 use closeloop_readmodel::{Db, Progress, wait_for};
 use sqlx::Row;
 use tonic::{Request, Response, Status};
+use tonic_types::StatusExt;
 
 use crate::projection::{ACCOUNT_VIEW, PERSON_VIEW, TEAM_VIEW};
 use crate::writer::{DirectoryWriter, Upserted, WriteError};
@@ -40,7 +41,15 @@ fn write_error(e: WriteError) -> Status {
     match e {
         WriteError::Invalid(v) => invalid_argument(v),
         WriteError::Store(e) => match e {
-            ExecuteError::Rule(never) => match never {},
+            ExecuteError::Rule(reused) => Status::with_error_details(
+                tonic::Code::FailedPrecondition,
+                reused.to_string(),
+                tonic_types::ErrorDetails::with_error_info(
+                    "REQUEST_ID_REUSED",
+                    "closeloop.dev",
+                    std::collections::HashMap::new(),
+                ),
+            ),
             ExecuteError::Contention(_) => Status::aborted(e.to_string()),
             ExecuteError::Unavailable(_) => Status::unavailable(e.to_string()),
             ExecuteError::Corrupt { .. } => Status::internal(e.to_string()),

@@ -37,6 +37,7 @@ impl Projection for AccountView {
         let Stored {
             record: a,
             sequence,
+            ..
         } = decode::<AccountKind>(ev)?;
         upsert_account(conn, &a, sequence).await?;
         Ok(())
@@ -99,6 +100,7 @@ impl Projection for PersonView {
         let Stored {
             record: p,
             sequence,
+            ..
         } = decode::<PersonKind>(ev)?;
         upsert_person(conn, &p, sequence).await?;
         Ok(())
@@ -141,6 +143,7 @@ impl Projection for TeamView {
         let Stored {
             record: t,
             sequence,
+            ..
         } = decode::<TeamKind>(ev)?;
         upsert_team(conn, &t, sequence).await?;
         Ok(())

@@ -1,6 +1,6 @@
 //! Directory records as aggregates.
 
-use std::convert::Infallible;
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::SystemTime;
@@ -184,11 +184,44 @@ pub fn team_from_proto(t: &v1::Team) -> Result<Team, Vec<closeloop_domain::Field
     Team::parse(&t.id, &t.name, &t.members)
 }
 
-/// A record as stored, with the sequence of its last change.
+/// One stored upsert: the record it wrote, its sequence and request id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored<R> {
     pub record: R,
     pub sequence: u64,
+    pub request_id: String,
+}
+
+/// A record as it stands, with the sequence of its last change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordState<R> {
+    pub record: R,
+    pub sequence: u64,
+    /// Client request ids applied to the record (content-derived ones are
+    /// not kept: equal content is already idempotent): the digest of the
+    /// record each wrote and its sequence.
+    pub requests: HashMap<String, (u128, u64)>,
+}
+
+/// A client's request id was used before on this record for another record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "request_id {0:?} was already used on this record with other content; \
+     a retry must repeat its request exactly: use a new request_id for a new request"
+)]
+pub struct RequestIdReused(pub String);
+
+/// Request ids the writer derives from content; all others are the client's.
+const CONTENT_REQUEST: &str = "content-";
+
+/// A digest of a record's wire form.
+fn digest<K: RecordKind>(r: &K::Record) -> u128 {
+    let bytes = v1::DirectoryEvent {
+        event: Some(K::to_body(r)),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    Uuid::new_v5(&EVENT_NS, &bytes).as_u128()
 }
 
 /// Directory records of kind `K` as an [`Aggregate`].
@@ -196,10 +229,10 @@ pub struct Directory<K>(PhantomData<K>);
 
 impl<K: RecordKind> Aggregate for Directory<K> {
     type Id = RecordKey;
-    type State = Stored<K::Record>;
+    type State = RecordState<K::Record>;
     type Command = K::Record;
     type Event = K::Record;
-    type Rule = Infallible;
+    type Rule = RequestIdReused;
     type Recorded = Stored<K::Record>;
 
     const TYPE: &'static str = K::TYPE;
@@ -207,9 +240,17 @@ impl<K: RecordKind> Aggregate for Directory<K> {
     fn decide(
         _id: RecordKey,
         state: Option<&Self::State>,
-        _request_id: &str,
+        request_id: &str,
         command: &K::Record,
-    ) -> Result<Decision<K::Record>, Infallible> {
+    ) -> Result<Decision<K::Record>, RequestIdReused> {
+        if let Some(&(wrote, sequence)) = state.and_then(|s| s.requests.get(request_id)) {
+            // A retry is answered from the record even if it changed since.
+            return if wrote == digest::<K>(command) {
+                Ok(Decision::AlreadyApplied { sequence })
+            } else {
+                Err(RequestIdReused(request_id.to_string()))
+            };
+        }
         Ok(match state {
             Some(s) if &s.record == command => Decision::AlreadyApplied {
                 sequence: s.sequence,
@@ -218,8 +259,19 @@ impl<K: RecordKind> Aggregate for Directory<K> {
         })
     }
 
-    fn evolve(_state: Option<Self::State>, event: &Self::Recorded) -> Option<Self::State> {
-        Some(event.clone())
+    fn evolve(state: Option<Self::State>, event: &Self::Recorded) -> Option<Self::State> {
+        let mut requests = state.map(|s| s.requests).unwrap_or_default();
+        if !event.request_id.is_empty() && !event.request_id.starts_with(CONTENT_REQUEST) {
+            requests.insert(
+                event.request_id.clone(),
+                (digest::<K>(&event.record), event.sequence),
+            );
+        }
+        Some(RecordState {
+            record: event.record.clone(),
+            sequence: event.sequence,
+            requests,
+        })
     }
 
     fn sequence(state: &Self::State) -> u64 {
@@ -256,6 +308,7 @@ impl<K: RecordKind> Aggregate for Directory<K> {
         Ok(Stored {
             record: K::from_body(&body)?,
             sequence: stored.sequence,
+            request_id: msg.request_id,
         })
     }
 
@@ -263,23 +316,22 @@ impl<K: RecordKind> Aggregate for Directory<K> {
         _id: RecordKey,
         event: &K::Record,
         sequence: u64,
-        _request_id: &str,
+        request_id: &str,
         _at: SystemTime,
         _ctx: &EventContext,
     ) -> Self::Recorded {
         Stored {
             record: event.clone(),
             sequence,
+            request_id: request_id.to_string(),
         }
     }
 }
 
 /// A content-derived request id, so re-sending an unchanged record is idempotent.
-pub fn content_request_id(body: &Body) -> String {
-    let bytes = v1::DirectoryEvent {
-        event: Some(body.clone()),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    format!("content-{}", Uuid::new_v5(&EVENT_NS, &bytes).simple())
+pub fn content_request_id<K: RecordKind>(record: &K::Record) -> String {
+    format!(
+        "{CONTENT_REQUEST}{}",
+        Uuid::from_u128(digest::<K>(record)).simple()
+    )
 }

@@ -1,14 +1,12 @@
 //! The single writer of directory records, shared by gRPC and the NATS intake.
 
-use std::convert::Infallible;
-
 use closeloop_domain::FieldViolation;
 use closeloop_eventstore::{EventContext, EventStore, ExecuteError, Executed, Executor};
 use closeloop_proto::v1;
 
 use crate::records::{
-    AccountKind, Directory, PersonKind, RecordKey, RecordKind, Stored, TeamKind,
-    account_from_proto, content_request_id, person_from_proto, team_from_proto,
+    AccountKind, Directory, PersonKind, RecordKey, RecordKind, RecordState, RequestIdReused,
+    TeamKind, account_from_proto, content_request_id, person_from_proto, team_from_proto,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +14,7 @@ pub enum WriteError {
     #[error("invalid record: {}", .0.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldViolation>),
     #[error(transparent)]
-    Store(#[from] ExecuteError<Infallible>),
+    Store(#[from] ExecuteError<RequestIdReused>),
 }
 
 /// Prefixes field names with the record's name (`account.team.csm`).
@@ -62,10 +60,10 @@ impl DirectoryWriter {
         record: K::Record,
         request_id: Option<&str>,
         ctx: impl FnOnce(&str) -> EventContext,
-    ) -> Result<Executed<Stored<K::Record>>, WriteError> {
+    ) -> Result<Executed<RecordState<K::Record>>, WriteError> {
         let request_id = match request_id {
             Some(r) if !r.trim().is_empty() => r.to_string(),
-            _ => content_request_id(&K::to_body(&record)),
+            _ => content_request_id::<K>(&record),
         };
         let ctx = ctx(&request_id);
         let key = RecordKey::of::<K>(&K::natural_id(&record));

@@ -46,6 +46,10 @@ impl Handler for DirectoryIntake {
                     .collect::<Vec<_>>()
                     .join("; "),
             ),
+            // Intake writes with content-derived request ids: never reused.
+            Err(WriteError::Store(closeloop_eventstore::ExecuteError::Rule(r))) => {
+                Verdict::DeadLetter(r.to_string())
+            }
             Err(WriteError::Store(e)) => Verdict::Retry(e.to_string()),
         }
     }
