@@ -43,6 +43,8 @@ bench:
 	@deploy/local/install-nats.sh
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
 	$(CARGO) bench -p closeloop-tests --bench pipeline
+	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
+	$(CARGO) bench -p closeloop-tests --bench commands
 
 lint: fmt clippy
 

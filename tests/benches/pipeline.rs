@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use closeloop_tests::{Backend, Nats, TestDb, spawn_app, unique_prefix};
+use closeloop_tests::{Backend, Nats, TestDb, raw_publish, spawn_app, unique_prefix};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -25,33 +25,6 @@ fn env_usize(k: &str, d: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(d)
-}
-
-async fn raw_publish(nats: &Nats, n: usize, in_flight: usize) -> f64 {
-    let js = async_nats::jetstream::new(nats.client().await);
-    let name = format!("RAW{in_flight}");
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("raw{in_flight}.>")],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let payload = bytes::Bytes::from(vec![b'x'; 300]);
-    let t = Instant::now();
-    let subject = format!("raw{in_flight}.m");
-    futures::stream::iter(0..n)
-        .map(|_| {
-            let js = js.clone();
-            let p = payload.clone();
-            let s = subject.clone();
-            async move { js.publish(s, p).await.unwrap().await.unwrap() }
-        })
-        .buffer_unordered(in_flight)
-        .for_each(|_| async {})
-        .await;
-    n as f64 / t.elapsed().as_secs_f64()
 }
 
 /// A response that opens exactly one ticket.

@@ -629,3 +629,34 @@ pub async fn subject_payloads(nats: &Nats, prefix: &str, subject: &str) -> Vec<V
     }
     out
 }
+
+/// The broker's raw JetStream publish rate on this machine (messages/s):
+/// `n` 300-byte messages to a fresh file-backed R1 stream, with `in_flight`
+/// acks awaited at once. The yardstick `make bench` measures closeloop against.
+pub async fn raw_publish(nats: &Nats, n: usize, in_flight: usize) -> f64 {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(nats.client().await);
+    let name = format!("RAW{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let subject = format!("{}.m", name.to_ascii_lowercase());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![subject.clone()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let payload = bytes::Bytes::from(vec![b'x'; 300]);
+    let t = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|_| {
+            let js = js.clone();
+            let p = payload.clone();
+            let s = subject.clone();
+            async move { js.publish(s, p).await.unwrap().await.unwrap() }
+        })
+        .buffer_unordered(in_flight)
+        .for_each(|_| async {})
+        .await;
+    n as f64 / t.elapsed().as_secs_f64()
+}
