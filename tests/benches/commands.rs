@@ -138,21 +138,23 @@ async fn main() {
     );
     println!(
         "{:<8} {:<5} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "clients", "ryw", "cmds/s", "of raw", "p50 ms", "p99 ms", "max ms", "read50", "read99",
+        "clients",
+        "ryw",
+        "cmds/s",
+        "of raw",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "read50",
+        "read99",
         "cycle99"
     );
     for clients in [1usize, 16] {
         for read in [false, true] {
             let per = if clients == 1 { cycles } else { cycles / 4 };
             let t = Instant::now();
-            let runs = (0..clients).map(|k| {
-                client(
-                    base.clone(),
-                    format!("{clients}-{read}-{k}"),
-                    per,
-                    read,
-                )
-            });
+            let runs = (0..clients)
+                .map(|k| client(base.clone(), format!("{clients}-{read}-{k}"), per, read));
             let all = futures::future::join_all(runs).await;
             let elapsed = t.elapsed().as_secs_f64();
             let mut s = Samples::default();

@@ -583,6 +583,11 @@ async fn a_poison_feedback_event_is_dead_lettered_and_routing_goes_on() {
     let err = closeloop_ingestion::nats::redrive(&js, &prefix, p.sequence)
         .await
         .unwrap_err();
+    assert!(matches!(
+        err,
+        closeloop_ingestion::nats::RedriveError::ParkedEvent { .. }
+    ));
+    let err = err.to_string();
     assert!(err.contains("only intake messages"), "{err}");
     let (_, body) = http_get(e.app.http_addr, "/metrics").await.unwrap();
     assert_eq!(

@@ -305,6 +305,29 @@ async fn stream_is_provisioned_idempotently_and_verified() {
         err.contains("incompatible configuration") && err.contains("max_age"),
         "{err}"
     );
+
+    // So is one that would let events be deleted or purged.
+    let deletable = unique_prefix();
+    let p = closeloop_eventstore::Prefix::parse(&deletable).unwrap();
+    js.create_stream(jetstream::stream::Config {
+        name: p.events_stream(),
+        subjects: vec![p.events_filter()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = closeloop_eventstore::EventStore::open(
+        nats.client().await,
+        closeloop_eventstore::StoreConfig {
+            prefix: p,
+            ..Default::default()
+        },
+    )
+    .await
+    .err()
+    .expect("a deletable stream is refused")
+    .to_string();
+    assert!(err.contains("deny_delete and deny_purge"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,6 +238,18 @@ impl Text {
     }
 
     /// Like [`Text::parse`] but an empty value is `None`.
+    /// A title made from other names (a workflow's name and an account's):
+    /// shortened to `max` characters with an ellipsis rather than refused,
+    /// so a long name never keeps a ticket from opening.
+    pub fn shortened(value: &str, max: usize) -> String {
+        let v = value.trim();
+        if v.chars().count() <= max {
+            v.to_string()
+        } else {
+            format!("{}…", truncate(v, max.saturating_sub(1)).trim_end())
+        }
+    }
+
     pub fn parse_optional(
         field: &str,
         value: &str,
@@ -473,6 +485,18 @@ mod tests {
         let err = Text::parse("note", &"x".repeat(11), 10).unwrap_err();
         assert_eq!(err.description, "is 11 characters; the limit is 10");
         assert!(Text::parse("t", "   ", 10).is_err());
+    }
+
+    #[test]
+    fn long_titles_are_shortened_to_the_limit() {
+        assert_eq!(
+            Text::shortened("  Detractor: Acme  ", 200),
+            "Detractor: Acme"
+        );
+        let long = Text::shortened(&"é".repeat(300), TITLE_MAX);
+        assert_eq!(long.chars().count(), TITLE_MAX);
+        assert!(long.ends_with('…'));
+        assert!(Text::parse("title", &long, TITLE_MAX).is_ok());
     }
 
     #[test]

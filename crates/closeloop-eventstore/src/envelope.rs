@@ -60,7 +60,8 @@ impl Envelope {
         }
     }
 
-    pub(crate) fn to_headers(&self) -> HeaderMap {
+    /// The headers it is stored with (without the append's concurrency headers).
+    pub fn to_headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(headers::MSG_ID, self.event_id.as_str());
         h.insert(headers::EVENT_ID, self.event_id.as_str());
@@ -91,7 +92,7 @@ impl Envelope {
     /// Reads an envelope back. Missing optional headers become empty values;
     /// a missing event type or unparsable time is reported as `None` so the
     /// caller can park the message instead of guessing.
-    pub(crate) fn from_headers(h: Option<&HeaderMap>) -> Option<Envelope> {
+    pub fn from_headers(h: Option<&HeaderMap>) -> Option<Envelope> {
         let h = h?;
         let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
         let occurred_at = humantime::parse_rfc3339(&get(headers::OCCURRED_AT)?).ok()?;

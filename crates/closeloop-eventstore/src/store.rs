@@ -380,5 +380,11 @@ fn incompatibilities(want: &stream::Config, have: &stream::Config) -> Vec<String
     if have.max_messages > 0 || have.max_messages_per_subject > 0 || have.max_bytes > 0 {
         p.push("message/byte limits are set; events must never be discarded".into());
     }
+    if !have.deny_delete || !have.deny_purge {
+        p.push(
+            "deny_delete and deny_purge must both be set (events are never deleted or purged)"
+                .into(),
+        );
+    }
     p
 }

@@ -182,52 +182,76 @@ pub async fn list_rejected(
 
 /// Publishes a parked message to its original subject again (after the cause
 /// was fixed, e.g. the account imported) and removes it from the dead letters.
+/// Why a dead letter was not redriven.
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    #[error("no dead letter {sequence}: {reason}")]
+    NotFound { sequence: u64, reason: String },
+    /// Events are immutable history: publishing one again would append a
+    /// copy. A parked event is replayed by fixing the cause and resetting the
+    /// consumer named in its headers.
+    #[error(
+        "dead letter {sequence} is the event {subject}, parked by consumer {consumer:?}; only intake \
+         messages can be redriven (events are never published twice)"
+    )]
+    ParkedEvent {
+        sequence: u64,
+        subject: String,
+        consumer: String,
+    },
+    #[error("dead letter {sequence} has no {header} header")]
+    Malformed { sequence: u64, header: &'static str },
+    #[error("NATS unavailable: {0}")]
+    Unavailable(String),
+}
+
 pub async fn redrive(
     js: &jetstream::Context,
     prefix: &Prefix,
     sequence: u64,
-) -> Result<String, String> {
+) -> Result<String, RedriveError> {
+    let unavailable = |e: &dyn std::fmt::Display| RedriveError::Unavailable(e.to_string());
     let stream = js
         .get_stream(dlq_stream(prefix))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| unavailable(&e))?;
     let m = stream
         .get_raw_message(sequence)
         .await
-        .map_err(|e| format!("no dead letter {sequence}: {e}"))?;
+        .map_err(|e| RedriveError::NotFound {
+            sequence,
+            reason: e.to_string(),
+        })?;
     let original = m
         .headers
         .get(headers::ORIGINAL_SUBJECT)
         .map(|v| v.as_str().to_string())
-        .ok_or_else(|| {
-            format!(
-                "dead letter {sequence} has no {} header",
-                headers::ORIGINAL_SUBJECT
-            )
+        .ok_or(RedriveError::Malformed {
+            sequence,
+            header: headers::ORIGINAL_SUBJECT,
         })?;
     if !original.starts_with(&format!("{prefix}.intake.")) {
-        // Events are immutable history: publishing one again would append a
-        // copy. A parked event is redriven by fixing the cause and resetting
-        // the consumer named in its headers.
-        return Err(format!(
-            "dead letter {sequence} is the event {original}, parked by consumer {:?}; only intake \
-             messages can be redriven (events are never published twice)",
-            m.headers
+        return Err(RedriveError::ParkedEvent {
+            sequence,
+            subject: original,
+            consumer: m
+                .headers
                 .get(headers::CONSUMER)
                 .map(|v| v.as_str().to_string())
-                .unwrap_or_default()
-        ));
+                .unwrap_or_default(),
+        });
     }
     let mut h = HeaderMap::new();
     h.insert("Closeloop-Redrive-Of", sequence.to_string().as_str());
     js.publish_with_headers(original.clone(), h, m.payload.clone())
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| unavailable(&e))?
         .await
-        .map_err(|e| e.to_string())?;
-    stream
-        .delete_message(sequence)
-        .await
-        .map_err(|e| format!("redriven, but could not remove dead letter {sequence}: {e}"))?;
+        .map_err(|e| unavailable(&e))?;
+    stream.delete_message(sequence).await.map_err(|e| {
+        unavailable(&format!(
+            "redriven, but could not remove dead letter {sequence}: {e}"
+        ))
+    })?;
     Ok(original)
 }

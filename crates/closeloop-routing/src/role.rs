@@ -386,7 +386,10 @@ fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snaps
             workflow_id: r.workflow_id.clone(),
             workflow_name: r.workflow_name.clone(),
             ticket_id: TicketId::for_feedback(&id.to_string(), &r.workflow_id).to_string(),
-            title: format!("{}: {account_name}", r.workflow_name),
+            title: closeloop_domain::Text::shortened(
+                &format!("{}: {account_name}", r.workflow_name),
+                closeloop_domain::values::TITLE_MAX,
+            ),
             owner_email: r.owner.clone(),
             owner_resolution: resolution(r),
             owner_fallback_reason: r.fallback_reason.clone().unwrap_or_default(),

@@ -90,6 +90,16 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Its state is large (every role's set-up): on the heap, not on the
+    // caller's stack or in the caller's future.
+    Box::pin(serve(config, listeners, shutdown)).await
+}
+
+async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     // Configuration errors first: they need no broker to be reported.
     let catalog = match &config.programs {
         None => None,

@@ -9,7 +9,7 @@
 //! nothing). Tickets of one decision are written concurrently.
 
 use closeloop_domain::ticket::{Origin, Plan};
-use closeloop_domain::values::TEXT_MAX;
+use closeloop_domain::values::TITLE_MAX;
 use closeloop_domain::{AccountId, Email, ProgramId, RuleViolation, Text, TicketCommand, TicketId};
 use closeloop_eventstore::consumer::{ConsumerSpec, Handler, Verdict, stored_event};
 use closeloop_eventstore::{EventContext, ExecuteError, Prefix};
@@ -55,7 +55,10 @@ pub fn open_command(
         account_id: AccountId::parse("account_id", &d.account_id).map_err(bad)?,
         owner: Email::parse("owner_email", &t.owner_email).map_err(bad)?,
         program_id: Some(ProgramId::parse("program_id", &d.program_id).map_err(bad)?),
-        title: Text::parse_optional("title", &t.title, TEXT_MAX).map_err(bad)?,
+        // Decisions recorded before titles were shortened at routing may be
+        // longer than a title may be: shortened here, never refused.
+        title: Text::parse_optional("title", &Text::shortened(&t.title, TITLE_MAX), TITLE_MAX)
+            .map_err(bad)?,
         origin: Origin::Workflow {
             feedback_id: d.feedback_id.clone(),
             workflow_id: t.workflow_id.clone(),

@@ -113,11 +113,12 @@ pub async fn run(args: IntakeArgs) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
+                use closeloop_ingestion::nats::RedriveError as E;
                 eprintln!("error: {e}");
-                ExitCode::from(if e.starts_with("no dead letter") {
-                    exit::NOT_FOUND
-                } else {
-                    exit::UNAVAILABLE
+                ExitCode::from(match e {
+                    E::NotFound { .. } => exit::NOT_FOUND,
+                    E::ParkedEvent { .. } | E::Malformed { .. } => exit::REFUSED,
+                    E::Unavailable(_) => exit::UNAVAILABLE,
                 })
             }
         },

@@ -1,0 +1,374 @@
+//! Stored events stay readable: one stored message (payload and envelope
+//! headers) of every event type, written once by the code of its time and
+//! kept in `tests/golden/events/`, must decode to the same domain event with
+//! every later version of closeloop. A change that cannot read one of these
+//! files breaks every install's history: add an upcaster instead.
+//!
+//! `CLOSELOOP_WRITE_GOLDEN=1 cargo test --test golden` writes the files of
+//! event types that have none yet (new types); existing files are never
+//! rewritten.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::HeaderMap;
+use closeloop_directory::records::{AccountKind, Directory, PersonKind, RecordKey, TeamKind};
+use closeloop_domain::directory::{Account, Person, Team};
+use closeloop_domain::ticket::{Guide, Origin, Plan, ResponseTemplate, SlaPolicy};
+use closeloop_domain::{AccountId, Channel, Email, TicketEvent, TicketId};
+use closeloop_eventstore::{Aggregate, Envelope, EventContext, StoredEvent, event_id};
+use closeloop_ingestion::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId};
+use closeloop_programs::AnswerValue;
+use closeloop_programs::canonical::{Feedback, Respondent};
+use closeloop_proto::v1;
+use closeloop_routing::events::RoutingAggregate;
+use closeloop_routing::rotation::{RotationAggregate, TeamKey};
+use closeloop_ticketing::commands::TicketAggregate;
+
+const SEQUENCE: u64 = 7;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/events")
+}
+
+fn at() -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(1_762_075_800_123_456)
+}
+
+fn ctx() -> EventContext {
+    EventContext {
+        actor: "dana.li@vendor.example".into(),
+        correlation_id: "crm-case-9".into(),
+        causation_id: "req-1".into(),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+    }
+}
+
+/// Checks (or, for a new type with `CLOSELOOP_WRITE_GOLDEN=1`, writes) the
+/// golden file `name` of `event` on aggregate `id`.
+fn golden<A: Aggregate>(name: &str, id: A::Id, event: A::Event) -> Result<(), String>
+where
+    A::Recorded: PartialEq + Debug,
+{
+    let payload_path = dir().join(format!("{name}.pb"));
+    let headers_path = dir().join(format!("{name}.headers.json"));
+    let request_id = "req-1";
+    if !payload_path.exists() {
+        if std::env::var("CLOSELOOP_WRITE_GOLDEN").as_deref() != Ok("1") {
+            return Err(format!(
+                "{name}: no golden file; write it with CLOSELOOP_WRITE_GOLDEN=1"
+            ));
+        }
+        let eid = event_id(A::TYPE, &id, 0, request_id);
+        let (env, payload) = A::encode(id, &eid, request_id, at(), &ctx(), &event);
+        let headers: BTreeMap<String, String> = env
+            .to_headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v[0].to_string()))
+            .collect();
+        std::fs::create_dir_all(dir()).unwrap();
+        std::fs::write(&payload_path, &payload).unwrap();
+        std::fs::write(
+            &headers_path,
+            serde_json::to_string_pretty(&headers).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let headers: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(&headers_path).unwrap()).unwrap();
+    let mut h = HeaderMap::new();
+    for (k, v) in &headers {
+        h.insert(k.as_str(), v.as_str());
+    }
+    let envelope = Envelope::from_headers(Some(&h))
+        .ok_or_else(|| format!("{name}: the envelope headers no longer parse"))?;
+    let stored = StoredEvent {
+        subject: format!("closeloop.events.{}.{id}", A::TYPE),
+        sequence: SEQUENCE,
+        envelope: Some(envelope),
+        payload: std::fs::read(&payload_path).unwrap().into(),
+    };
+    let decoded = A::decode(&stored).map_err(|e| format!("{name}: {e}"))?;
+    let want = A::recorded(id, &event, SEQUENCE, request_id, at(), &ctx());
+    if decoded != want {
+        return Err(format!("{name}: decodes to\n{decoded:#?}\nnot\n{want:#?}"));
+    }
+    Ok(())
+}
+
+fn email(s: &str) -> Email {
+    Email::parse("email", s).unwrap()
+}
+
+fn plan() -> Plan {
+    Plan {
+        stakeholders: vec!["ae@vendor.example".into(), "renewals@vendor.example".into()],
+        guide: Some(Guide {
+            title: "Detractor playbook".into(),
+            link: "https://wiki.vendor.example/cx/guides/nps-detractor".into(),
+            steps: vec!["Call within 48 hours".into(), "Find the root cause".into()],
+            templates: vec![ResponseTemplate {
+                name: "First outreach".into(),
+                subject: "Thank you for your feedback".into(),
+                body: "Hello {{name}}".into(),
+            }],
+            talking_points: vec!["Listen first".into()],
+            faq: "https://wiki.vendor.example/cx/faq".into(),
+        }),
+        sla: SlaPolicy {
+            first_contact_secs: 86_400,
+            escalate_after_secs: 5 * 86_400,
+            close_within_secs: 20 * 86_400,
+        },
+        fallback_reason: Some("account ACME-001 has no csm".into()),
+        config_version: "sha256:4f2a".into(),
+        require_opportunity: true,
+    }
+}
+
+fn feedback(comment: &str, revised: Option<i64>) -> Feedback {
+    Feedback {
+        response_id: "R_5f2a".into(),
+        source: "qualtrics".into(),
+        program: "relationship-nps".into(),
+        account_id: AccountId::parse("account_id", "ACME-001").unwrap(),
+        respondent: Respondent {
+            email: Some(email("cio@acme.example")),
+            name: "Dana Li".into(),
+            role: "CIO".into(),
+        },
+        submitted_at: closeloop_domain::Timestamp::from_micros(1_762_075_800_000_000),
+        revised_at: revised.map(closeloop_domain::Timestamp::from_micros),
+        answers: [
+            ("nps".to_string(), AnswerValue::Int(3)),
+            ("comment".to_string(), AnswerValue::Text(comment.into())),
+            ("effort".to_string(), AnswerValue::Float(2.5)),
+            ("renew".to_string(), AnswerValue::Bool(false)),
+        ]
+        .into_iter()
+        .collect(),
+        attributes: [("region".to_string(), "EMEA".to_string())]
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn routed_ticket() -> v1::RoutedTicket {
+    v1::RoutedTicket {
+        workflow_id: "rnps-detractor".into(),
+        workflow_name: "NPS detractor follow-up".into(),
+        ticket_id: TicketId::for_feedback("f-1", "rnps-detractor").to_string(),
+        title: "NPS detractor follow-up: Acme Corp".into(),
+        owner_email: "dana.li@vendor.example".into(),
+        owner_resolution: "role:csm".into(),
+        owner_fallback_reason: String::new(),
+        stakeholder_emails: vec!["ae@vendor.example".into()],
+        unresolved_stakeholders: vec!["role:renewals".into()],
+        guide: Some(closeloop_proto::convert::guide(
+            plan().guide.as_ref().unwrap(),
+        )),
+        require_opportunity: true,
+        sla: Some(closeloop_proto::convert::sla(&plan().sla)),
+    }
+}
+
+#[test]
+fn every_stored_event_type_still_decodes() {
+    let ticket = TicketId::for_feedback("f-1", "rnps-detractor");
+    let fid = FeedbackId::of("qualtrics", "R_5f2a");
+    let mut failures = Vec::new();
+    let mut check = |r: Result<(), String>| {
+        if let Err(e) = r {
+            failures.push(e);
+        }
+    };
+
+    // Tickets.
+    let opened = |origin: Origin, plan: Plan| TicketEvent::Opened {
+        account_id: "ACME-001".into(),
+        owner_email: "dana.li@vendor.example".into(),
+        program_id: "relationship-nps".into(),
+        title: "NPS detractor follow-up: Acme Corp".into(),
+        origin,
+        plan: Box::new(plan),
+    };
+    let t = |name: &str, e: TicketEvent| golden::<TicketAggregate>(name, ticket, e);
+    check(t(
+        "ticket-opened-manual",
+        opened(Origin::Manual, Plan::default()),
+    ));
+    check(t(
+        "ticket-opened-workflow",
+        opened(
+            Origin::Workflow {
+                feedback_id: fid.to_string(),
+                workflow_id: "rnps-detractor".into(),
+            },
+            plan(),
+        ),
+    ));
+    check(t(
+        "ticket-contact-logged",
+        TicketEvent::ContactLogged {
+            channel: Channel::Phone,
+            summary: "Called the CIO".into(),
+        },
+    ));
+    check(t(
+        "ticket-note-added",
+        TicketEvent::NoteAdded {
+            text: "Left a voicemail".into(),
+        },
+    ));
+    check(t(
+        "ticket-owner-reassigned",
+        TicketEvent::OwnerReassigned {
+            previous_owner_email: "dana.li@vendor.example".into(),
+            new_owner_email: "lee@vendor.example".into(),
+            reason: "holiday cover".into(),
+        },
+    ));
+    check(t(
+        "ticket-customer-replied",
+        TicketEvent::CustomerReplied {
+            text: "Thanks for calling".into(),
+        },
+    ));
+    check(t(
+        "ticket-closed",
+        TicketEvent::Closed {
+            root_cause_category: "product".into(),
+            root_cause: "SSO regression in 7.2".into(),
+            actions_taken: "Hotfix deployed; weekly check-ins".into(),
+            opportunity: Some(("expansion".into(), Some(12_500.0))),
+        },
+    ));
+    check(t(
+        "ticket-reopened",
+        TicketEvent::Reopened {
+            reason: "customer still unhappy".into(),
+        },
+    ));
+    check(t(
+        "ticket-feedback-revised",
+        TicketEvent::FeedbackRevised {
+            revision: 2,
+            summary: "comment: \"SSO is down too\"".into(),
+        },
+    ));
+
+    // Feedback.
+    let f = |name: &str, e: FeedbackEvent| golden::<FeedbackAggregate>(name, fid, e);
+    check(f(
+        "feedback-received",
+        FeedbackEvent::Received(feedback("Upgrade broke our workflows", None)),
+    ));
+    check(f(
+        "feedback-updated",
+        FeedbackEvent::Updated {
+            feedback: feedback("SSO is down too", Some(1_762_079_400_000_000)),
+            revision: 1,
+        },
+    ));
+    check(f(
+        "feedback-superseded",
+        FeedbackEvent::Superseded {
+            feedback: feedback("older", Some(1_762_076_000_000_000)),
+            current_revision: 1,
+        },
+    ));
+
+    // Routing and rotations.
+    use v1::routing_event::Event as Routing;
+    let r = |name: &str, e: Routing| golden::<RoutingAggregate>(name, fid, e);
+    check(r(
+        "routing-decided",
+        Routing::Decided(v1::RoutingDecided {
+            feedback_id: fid.to_string(),
+            program_id: "relationship-nps".into(),
+            account_id: "ACME-001".into(),
+            config_version: "sha256:4f2a".into(),
+            tickets: vec![routed_ticket()],
+            unmatched: false,
+            unmatched_reason: String::new(),
+            trigger_errors: vec![v1::TriggerError {
+                workflow_id: "rnps-passive".into(),
+                error: "no such key: partnership".into(),
+            }],
+            feedback_sequence: 3,
+            answers: [("nps".to_string(), "3".to_string())].into_iter().collect(),
+        }),
+    ));
+    check(r(
+        "routing-unmatched",
+        Routing::Decided(v1::RoutingDecided {
+            feedback_id: fid.to_string(),
+            program_id: "retired-program".into(),
+            account_id: "ACME-001".into(),
+            unmatched: true,
+            unmatched_reason: "program retired-program is not configured".into(),
+            ..Default::default()
+        }),
+    ));
+    check(r(
+        "routing-feedback-attached",
+        Routing::Attached(v1::FeedbackAttached {
+            feedback_id: fid.to_string(),
+            revision: 1,
+            ticket_ids: vec![routed_ticket().ticket_id],
+            summary: "comment: \"SSO is down too\"".into(),
+            answers: [("comment".to_string(), "SSO is down too".to_string())]
+                .into_iter()
+                .collect(),
+        }),
+    ));
+    check(golden::<RotationAggregate>(
+        "rotation-turn-taken",
+        TeamKey::of("partner-success"),
+        v1::TurnTaken {
+            team: "partner-success".into(),
+            route_key: format!("{fid}/impl-csat-partner"),
+            turn: 4,
+        },
+    ));
+
+    // Directory records.
+    check(golden::<Directory<AccountKind>>(
+        "directory-account-upserted",
+        RecordKey::of::<AccountKind>("ACME-001"),
+        Account {
+            id: AccountId::parse("id", "ACME-001").unwrap(),
+            name: "Acme Corp".into(),
+            region: "EMEA".into(),
+            segment: "enterprise".into(),
+            team: [
+                ("csm".to_string(), email("dana.li@vendor.example")),
+                ("account_executive".to_string(), email("ae@vendor.example")),
+            ]
+            .into_iter()
+            .collect(),
+        },
+    ));
+    check(golden::<Directory<PersonKind>>(
+        "directory-person-upserted",
+        RecordKey::of::<PersonKind>("dana.li@vendor.example"),
+        Person {
+            email: email("dana.li@vendor.example"),
+            name: "Dana Li".into(),
+            manager: Some(email("lee@vendor.example")),
+        },
+    ));
+    check(golden::<Directory<TeamKind>>(
+        "directory-team-upserted",
+        RecordKey::of::<TeamKind>("partner-success"),
+        Team {
+            id: "partner-success".into(),
+            name: "Partner success".into(),
+            members: vec![email("kim@vendor.example"), email("raj@vendor.example")],
+        },
+    ));
+
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
