@@ -329,12 +329,22 @@ async fn serve(
         if let Some(intake) = intake {
             router = router.merge(closeloop_ingestion::http::router(intake, webhooks));
         }
+        use axum::serve::ListenerExt;
+        let http_listener = http_listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on an HTTP connection");
+            }
+        });
         axum::serve(http_listener, http::with_fallbacks(router))
             .with_graceful_shutdown(http_stop)
             .await
     });
 
-    let grpc_incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc);
+    // TCP_NODELAY on every accepted connection: without it a response
+    // written in two segments (e.g. a WINDOW_UPDATE, then the answer) waits
+    // for the client's delayed ACK, about 40 ms (Nagle's algorithm).
+    let grpc_incoming =
+        tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
     let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(grpc_incoming, stopped()));
 
     shutdown.await;
