@@ -6,6 +6,9 @@
 //! authority. Records are upserted, never deleted, so a record found once
 //! stays found.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use closeloop_eventstore::EventStore;
 use closeloop_readmodel::Db;
 
@@ -24,7 +27,13 @@ pub enum LookupError {
 pub struct DirectoryLookup {
     db: Db,
     store: EventStore,
+    /// Records found before, as `<type>/<natural id>`: records are never
+    /// deleted, so a positive answer stays true and costs no I/O again.
+    known: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Records remembered as found (the set is emptied when full).
+const KNOWN_MAX: usize = 100_000;
 
 /// A record kind whose view can answer "is it there?".
 pub trait Viewed: RecordKind {
@@ -46,25 +55,40 @@ impl Viewed for TeamKind {
 
 impl DirectoryLookup {
     pub fn new(db: Db, store: EventStore) -> Self {
-        DirectoryLookup { db, store }
+        DirectoryLookup {
+            db,
+            store,
+            known: Arc::default(),
+        }
     }
 
     /// Whether a record of kind `K` with `natural_id` (an account id, a
     /// person's normalised e-mail, a team id) is in the directory.
     pub async fn exists<K: Viewed>(&self, natural_id: &str) -> Result<bool, LookupError> {
-        let in_view = sqlx::query(K::EXISTS_SQL)
+        let memo = format!("{}/{natural_id}", K::TYPE);
+        if self.known.lock().expect("known").contains(&memo) {
+            return Ok(true);
+        }
+        let found = sqlx::query(K::EXISTS_SQL)
             .bind(natural_id)
             .fetch_optional(self.db.pool())
             .await?
-            .is_some();
-        if in_view {
-            return Ok(true);
+            .is_some()
+            || {
+                let key = RecordKey::of::<K>(natural_id);
+                let subject = self
+                    .store
+                    .prefix()
+                    .aggregate_subject(K::TYPE, &key.to_string());
+                self.store.has_events(&subject).await?
+            };
+        if found {
+            let mut known = self.known.lock().expect("known");
+            if known.len() >= KNOWN_MAX {
+                known.clear();
+            }
+            known.insert(memo);
         }
-        let key = RecordKey::of::<K>(natural_id);
-        let subject = self
-            .store
-            .prefix()
-            .aggregate_subject(K::TYPE, &key.to_string());
-        Ok(self.store.has_events(&subject).await?)
+        Ok(found)
     }
 }

@@ -1,7 +1,6 @@
 //! Accepting feedback: validate, check the account, append durably.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use closeloop_directory::lookup::DirectoryLookup;
@@ -72,13 +71,7 @@ pub struct Intake {
     catalog: Option<Arc<Catalog>>,
     directory: DirectoryLookup,
     feedback: Executor<FeedbackAggregate>,
-    /// Accounts seen in the directory. Accounts are never deleted (only
-    /// upserted), so a positive answer stays true and the lookup is skipped.
-    known_accounts: Arc<Mutex<HashSet<String>>>,
 }
-
-/// Accounts remembered as known (the set is emptied when full).
-const KNOWN_ACCOUNTS: usize = 100_000;
 
 impl Intake {
     pub fn new(
@@ -90,7 +83,6 @@ impl Intake {
             catalog,
             feedback: Executor::new(store.clone()),
             directory: DirectoryLookup::new(db, store),
-            known_accounts: Arc::default(),
         }
     }
 
@@ -153,30 +145,12 @@ impl Intake {
         })
     }
 
-    /// Whether the account is in the directory: remembered, else asked of
-    /// the directory (its view, else the account's own events).
+    /// Whether the account is in the directory (remembered once found).
     async fn account_known(&self, account: &str) -> Result<bool, SubmitError> {
-        if self
-            .known_accounts
-            .lock()
-            .expect("accounts")
-            .contains(account)
-        {
-            return Ok(true);
-        }
-        let known = self
-            .directory
+        self.directory
             .exists::<AccountKind>(account)
             .await
-            .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
-        if known {
-            let mut set = self.known_accounts.lock().expect("accounts");
-            if set.len() >= KNOWN_ACCOUNTS {
-                set.clear();
-            }
-            set.insert(account.to_string());
-        }
-        Ok(known)
+            .map_err(|e| SubmitError::Unavailable(e.to_string()))
     }
 
     /// Submits each document on its own (results in input order). Items are

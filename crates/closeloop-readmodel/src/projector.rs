@@ -216,8 +216,18 @@ async fn apply_batch<P: Projection>(
     Ok(last)
 }
 
+/// How long a read-your-writes query waits on the local projector before it
+/// also asks the shared checkpoint (another replica may be the one that
+/// projected the event, on PostgreSQL), and then how often it asks again.
+const SHARED_CHECK: Duration = Duration::from_millis(20);
+
 /// Waits until projection `name` has applied stream sequence `seq`, for read-
 /// your-writes queries. Returns the checkpoint reached, `Err` with it on timeout.
+///
+/// The local projector usually commits an event a millisecond or two after
+/// it was appended and says so on `progress`, so that is awaited first with
+/// no I/O; the database's checkpoint is read only when the local projector is
+/// slower than [`SHARED_CHECK`] or absent.
 pub async fn wait_for(
     db: &Db,
     name: &str,
@@ -226,26 +236,26 @@ pub async fn wait_for(
     timeout: Duration,
 ) -> Result<u64, u64> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut shared = 0;
+    let mut local_gone = false;
     loop {
         let local = *progress.borrow_and_update();
         if local >= seq {
             return Ok(local);
         }
-        // Another replica may be the one projecting (PostgreSQL).
-        let shared = db.checkpoint(name).await.unwrap_or(0);
-        if shared >= seq {
-            return Ok(shared);
-        }
-        let at = local.max(shared);
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return Err(at),
-            changed = progress.changed() => {
-                if changed.is_err() {
-                    // No local projector: poll the shared checkpoint.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+        let woke_by_progress = tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Err(local.max(shared)),
+            changed = progress.changed(), if !local_gone => {
+                local_gone = changed.is_err();
+                !local_gone
             }
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::time::sleep(SHARED_CHECK) => false,
+        };
+        if !woke_by_progress {
+            shared = db.checkpoint(name).await.unwrap_or(shared);
+            if shared >= seq {
+                return Ok(shared);
+            }
         }
     }
 }
