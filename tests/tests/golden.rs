@@ -14,18 +14,18 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
+use closeloop_contracts::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId};
+use closeloop_contracts::rotation::{RotationAggregate, TeamKey};
+use closeloop_contracts::routing::RoutingAggregate;
+use closeloop_contracts::ticket::TicketAggregate;
 use closeloop_directory::records::{AccountKind, Directory, PersonKind, RecordKey, TeamKind};
 use closeloop_domain::directory::{Account, Person, Team};
 use closeloop_domain::ticket::{Guide, Origin, Plan, ResponseTemplate, SlaPolicy};
 use closeloop_domain::{AccountId, Channel, Email, TicketEvent, TicketId};
 use closeloop_eventstore::{Aggregate, Envelope, EventContext, StoredEvent, event_id};
-use closeloop_ingestion::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId};
 use closeloop_programs::AnswerValue;
 use closeloop_programs::canonical::{Feedback, Respondent};
 use closeloop_proto::v1;
-use closeloop_routing::events::RoutingAggregate;
-use closeloop_routing::rotation::{RotationAggregate, TeamKey};
-use closeloop_ticketing::commands::TicketAggregate;
 
 const SEQUENCE: u64 = 7;
 

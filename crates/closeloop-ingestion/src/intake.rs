@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::canonical::{self, Problem};
-use crate::feedback::{FeedbackAggregate, FeedbackId, content_request_id};
+use closeloop_contracts::feedback::{FeedbackAggregate, FeedbackId, content_request_id};
 
 /// Most responses in one batch.
 pub const BATCH_MAX: usize = 500;

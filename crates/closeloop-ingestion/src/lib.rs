@@ -8,7 +8,8 @@
 /// The canonical feedback contract (defined with the programs it is checked against).
 pub use closeloop_programs::canonical;
 pub mod directory_intake;
-pub mod feedback;
+/// The feedback aggregate (moved to the event contracts).
+pub use closeloop_contracts::feedback;
 pub mod grpc;
 pub mod http;
 pub mod intake;

@@ -10,16 +10,15 @@
 //!
 //! Teams assign round-robin: the view says which turn of the team's rotation
 //! a route takes ([`DirectoryView::turn`]); the routing role keeps those
-//! turns durable ([`rotation`]) so restarts and replicas continue the
+//! turns durable (`closeloop_contracts::rotation`) so restarts and replicas continue the
 //! rotation instead of starting it over.
 //!
-//! The rest of the crate is the routing role's I/O: [`events`] (the routing
-//! aggregate, one per response), [`rotation`], [`sql`] (the directory view
-//! over the read model) and [`role`] (the consumer of feedback events).
+//! The rest of the crate is the routing role's I/O: [`sql`] (the directory
+//! view over the read model) and [`role`] (the consumer of feedback events).
+//! Its aggregates (the routing decision of a response, team rotations) and
+//! their events are in `closeloop_contracts::{routing, rotation}`.
 
-pub mod events;
 pub mod role;
-pub mod rotation;
 pub mod sql;
 
 use std::collections::BTreeMap;

@@ -13,21 +13,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use closeloop_contracts::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId};
 use closeloop_domain::TicketId;
 use closeloop_eventstore::consumer::{ConsumerSpec, Handler, Verdict, stored_event};
 use closeloop_eventstore::{Aggregate, EventContext, ExecuteError, Executor, Prefix};
-use closeloop_ingestion::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId};
 use closeloop_programs::canonical::Feedback;
 use closeloop_programs::{Catalog, OwnerRule, Program};
 use closeloop_proto::v1;
 use closeloop_readmodel::{Db, Progress};
 
-use crate::events::{
-    DECIDE_REQUEST, RoutingAggregate, RoutingCommand, answers_text, revision_request,
-};
-use crate::rotation::{RotationAggregate, TakeTurn, TeamKey};
 use crate::sql::{self, Snapshot};
 use crate::{AccountInfo, Decision, Resolution, Route};
+use closeloop_contracts::rotation::{RotationAggregate, TakeTurn, TeamKey};
+use closeloop_contracts::routing::{
+    DECIDE_REQUEST, RoutingAggregate, RoutingCommand, answers_text, revision_request,
+};
 use closeloop_directory::records::{AccountKind, Directory, RecordKey, TeamKind};
 
 /// Who routing events say acted.
@@ -41,7 +41,7 @@ pub fn consumer_spec(prefix: &Prefix) -> ConsumerSpec {
     ConsumerSpec::new(
         prefix.events_stream(),
         CONSUMER,
-        prefix.aggregate_filter(closeloop_ingestion::feedback::AGGREGATE),
+        prefix.aggregate_filter(closeloop_contracts::feedback::AGGREGATE),
     )
 }
 
@@ -328,7 +328,7 @@ impl Router {
     }
 }
 
-fn verdict(e: ExecuteError<crate::events::RoutingRule>) -> Verdict {
+fn verdict(e: ExecuteError<closeloop_contracts::routing::RoutingRule>) -> Verdict {
     match e {
         // The decision is not recorded yet (it is being retried): keep order.
         ExecuteError::Rule(r) => Verdict::Retry(r.to_string()),

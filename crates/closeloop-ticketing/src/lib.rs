@@ -10,7 +10,6 @@
 //! * [`routes::RouteOpener`] opens the tickets routing decided and attaches
 //!   revised feedback to them.
 
-pub mod codec;
 pub mod commands;
 pub mod errors;
 pub mod grpc;

@@ -7,8 +7,6 @@ use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_readmodel::{Projection, ProjectionError};
 use sqlx::AnyConnection;
 
-use crate::codec;
-
 /// Checkpoint name of the ticket-state projection.
 pub const NAME: &str = "ticket_state";
 
@@ -28,7 +26,8 @@ impl Projection for TicketStateProjection {
         conn: &mut AnyConnection,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let rec = codec::decode(event).map_err(|e| ProjectionError::Poison(e.to_string()))?;
+        let rec = closeloop_contracts::ticket::decode(event)
+            .map_err(|e| ProjectionError::Poison(e.to_string()))?;
         apply(conn, &rec).await?;
         Ok(())
     }

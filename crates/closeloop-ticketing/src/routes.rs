@@ -8,27 +8,24 @@
 //! every ticket of the response (an older or repeated revision writes
 //! nothing). Tickets of one decision are written concurrently.
 
+use closeloop_contracts::routing::RoutingAggregate;
 use closeloop_domain::ticket::{Origin, Plan};
 use closeloop_domain::values::TITLE_MAX;
 use closeloop_domain::{AccountId, Email, ProgramId, RuleViolation, Text, TicketCommand, TicketId};
 use closeloop_eventstore::consumer::{ConsumerSpec, Handler, Verdict, stored_event};
-use closeloop_eventstore::{EventContext, ExecuteError, Prefix};
+use closeloop_eventstore::{Aggregate, EventContext, ExecuteError, Prefix};
 use closeloop_proto::v1;
 use closeloop_proto::v1::routing_event::Event as Body;
-use prost::Message;
 
 use crate::commands::TicketCommands;
 
 pub const ACTOR: &str = "closeloop-ticketing";
 pub const CONSUMER: &str = "ticketing-routes";
-/// Aggregate type of routing events (`closeloop-routing` writes them).
-pub const ROUTING_AGGREGATE: &str = "routing";
-
 pub fn consumer_spec(prefix: &Prefix) -> ConsumerSpec {
     ConsumerSpec::new(
         prefix.events_stream(),
         CONSUMER,
-        prefix.aggregate_filter(ROUTING_AGGREGATE),
+        prefix.aggregate_filter(RoutingAggregate::TYPE),
     )
 }
 
@@ -113,17 +110,13 @@ impl Handler for RouteOpener {
             Ok(s) => s,
             Err(e) => return Verdict::DeadLetter(e),
         };
-        let event = match v1::RoutingEvent::decode(stored.payload.as_ref()) {
-            Ok(e) => e,
-            Err(e) => {
-                return Verdict::DeadLetter(format!(
-                    "payload is not a closeloop.v1.RoutingEvent: {e}"
-                ));
-            }
+        let event = match RoutingAggregate::decode(&stored) {
+            Ok((event, _)) => event,
+            Err(e) => return Verdict::DeadLetter(e),
         };
         let ctx = EventContext::caused_by(stored.envelope.as_ref(), ACTOR);
-        match event.event {
-            Some(Body::Decided(d)) => {
+        match event {
+            Body::Decided(d) => {
                 let mut commands = Vec::new();
                 for t in &d.tickets {
                     match open_command(&d, t) {
@@ -143,7 +136,7 @@ impl Handler for RouteOpener {
                 });
                 worst(futures::future::join_all(runs).await)
             }
-            Some(Body::Attached(a)) => {
+            Body::Attached(a) => {
                 let cmd = TicketCommand::AttachFeedback {
                     revision: a.revision,
                     summary: a.summary.clone(),
@@ -167,7 +160,6 @@ impl Handler for RouteOpener {
                 });
                 worst(futures::future::join_all(runs).await)
             }
-            None => Verdict::DeadLetter("routing event without a body (newer version?)".into()),
         }
     }
 }

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use crate::feedback::FeedbackId;
 use bytes::Bytes;
 use closeloop_domain::Timestamp;
 use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
-use closeloop_ingestion::feedback::FeedbackId;
 use closeloop_programs::AnswerValue;
 use closeloop_proto::v1::routing_event::Event as Body;
 use closeloop_proto::{convert, v1};

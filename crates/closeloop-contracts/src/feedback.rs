@@ -21,7 +21,7 @@ use closeloop_proto::{convert, v1};
 use prost::Message;
 use uuid::Uuid;
 
-use crate::canonical::{Feedback, Respondent};
+use closeloop_programs::canonical::{Feedback, Respondent};
 
 const FEEDBACK_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0020);
 const EVENT_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0021);

@@ -1,0 +1,21 @@
+//! The event contracts: for every aggregate type of closeloop, its subject
+//! token, the wire codec of its events (a protobuf payload with metadata, and
+//! the envelope headers) and the [`closeloop_eventstore::Aggregate`] that ties
+//! the codec to the aggregate's `decide`/`evolve`.
+//!
+//! Every role crate reads and writes events through these contracts and
+//! never through another role's crate: routing reads feedback events,
+//! ticketing reads routing decisions, and the coming escalation, notification
+//! and analytics roles read tickets, all from here. `docs/events.md` is the
+//! public description of the same contracts.
+//!
+//! * [`ticket`]: `closeloop.v1.TicketEvent`, one aggregate per ticket.
+//! * [`feedback`]: `closeloop.v1.FeedbackEvent`, one per survey response.
+//! * [`routing`]: `closeloop.v1.RoutingEvent`, the routing decision of one
+//!   response and the revisions attached to its tickets.
+//! * [`rotation`]: `closeloop.v1.RotationEvent`, one per team in rotation.
+
+pub mod feedback;
+pub mod rotation;
+pub mod routing;
+pub mod ticket;

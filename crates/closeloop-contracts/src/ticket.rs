@@ -1,0 +1,154 @@
+//! Tickets: `<prefix>.events.ticket.<ticket_id>`. The domain's pure
+//! `decide`/`evolve` ([`closeloop_domain::ticket`]) and the protobuf codec
+//! (payload `closeloop.v1.TicketEvent` + envelope headers).
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use closeloop_domain::ticket::{self, Decision as DomainDecision};
+use closeloop_domain::{
+    RecordedEvent, RuleViolation, Ticket, TicketCommand, TicketEvent, TicketId, Timestamp,
+};
+use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
+use closeloop_proto::{convert, v1};
+use prost::Message;
+
+/// Aggregate type name: subjects are `<prefix>.events.ticket.<ticket_id>`.
+pub const AGGREGATE: &str = "ticket";
+
+pub fn encode(
+    ticket_id: TicketId,
+    event_id: &str,
+    request_id: &str,
+    at: SystemTime,
+    ctx: &EventContext,
+    event: &TicketEvent,
+) -> (Envelope, Bytes) {
+    let msg = v1::TicketEvent {
+        event_id: event_id.to_string(),
+        ticket_id: ticket_id.to_string(),
+        occurred_at: Some(convert::timestamp(Timestamp::from_system_time(at))),
+        request_id: request_id.to_string(),
+        actor: ctx.actor.clone(),
+        correlation_id: ctx.correlation_id.clone(),
+        causation_id: ctx.causation_id.clone(),
+        event: Some(convert::event_body(event)),
+    };
+    // Schema version 1, application/protobuf.
+    let env = Envelope::protobuf(event_id, convert::event_type_name(event), at, ctx);
+    (env, Bytes::from(msg.encode_to_vec()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("payload is not a closeloop.v1.TicketEvent: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("event type {0:?} is unknown to this version (written by a newer closeloop?)")]
+    UnknownType(String),
+    #[error("ticket id {0:?} in payload is not a UUID")]
+    BadTicketId(String),
+}
+
+pub fn decode(ev: &StoredEvent) -> Result<RecordedEvent, DecodeError> {
+    let msg = v1::TicketEvent::decode(ev.payload.as_ref())?;
+    let ticket_id = TicketId::parse("ticket_id", &msg.ticket_id)
+        .map_err(|_| DecodeError::BadTicketId(msg.ticket_id.clone()))?;
+    let event = msg
+        .event
+        .as_ref()
+        .and_then(convert::from_event_body)
+        .ok_or_else(|| {
+            DecodeError::UnknownType(
+                ev.envelope
+                    .as_ref()
+                    .map(|e| e.event_type.clone())
+                    .unwrap_or_default(),
+            )
+        })?;
+    let occurred_at = msg
+        .occurred_at
+        .as_ref()
+        .map(convert::from_timestamp)
+        .or_else(|| {
+            ev.envelope
+                .as_ref()
+                .map(|e| Timestamp::from_system_time(e.occurred_at))
+        })
+        .unwrap_or_default();
+    Ok(RecordedEvent {
+        ticket_id,
+        sequence: ev.sequence,
+        occurred_at,
+        request_id: msg.request_id,
+        actor: msg.actor,
+        event,
+    })
+}
+
+/// Tickets as an [`Aggregate`]: the domain's pure `decide`/`evolve` and the
+/// protobuf codec.
+pub struct TicketAggregate;
+
+impl Aggregate for TicketAggregate {
+    type Id = TicketId;
+    type State = Ticket;
+    type Command = TicketCommand;
+    type Event = TicketEvent;
+    type Rule = RuleViolation;
+    type Recorded = RecordedEvent;
+
+    const TYPE: &'static str = AGGREGATE;
+
+    fn decide(
+        id: TicketId,
+        state: Option<&Ticket>,
+        request_id: &str,
+        command: &TicketCommand,
+    ) -> Result<Decision<TicketEvent>, RuleViolation> {
+        Ok(match ticket::decide(id, state, request_id, command)? {
+            DomainDecision::Append(e) => Decision::Append(e),
+            DomainDecision::AlreadyApplied { sequence } => Decision::AlreadyApplied { sequence },
+        })
+    }
+
+    fn evolve(state: Option<Ticket>, event: &RecordedEvent) -> Option<Ticket> {
+        ticket::evolve(state, event)
+    }
+
+    fn sequence(state: &Ticket) -> u64 {
+        state.sequence
+    }
+
+    fn encode(
+        id: TicketId,
+        event_id: &str,
+        request_id: &str,
+        at: SystemTime,
+        ctx: &EventContext,
+        event: &TicketEvent,
+    ) -> (Envelope, Bytes) {
+        encode(id, event_id, request_id, at, ctx, event)
+    }
+
+    fn decode(stored: &StoredEvent) -> Result<RecordedEvent, String> {
+        decode(stored).map_err(|e| e.to_string())
+    }
+
+    fn recorded(
+        id: TicketId,
+        event: &TicketEvent,
+        sequence: u64,
+        request_id: &str,
+        at: SystemTime,
+        ctx: &EventContext,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            ticket_id: id,
+            sequence,
+            occurred_at: closeloop_domain::Timestamp::from_system_time(at),
+            request_id: request_id.to_string(),
+            actor: ctx.actor.clone(),
+            event: event.clone(),
+        }
+    }
+}
