@@ -12,9 +12,13 @@
 //! * `DeadLetter(reason)`: parked in `<PREFIX>_DLQ` under
 //!   `<prefix>.dlq.<original subject without prefix>` with the reason in
 //!   headers, then acknowledged: nothing is silently dropped;
-//! * `Retry(why)`: negatively acknowledged with a delay (broker trouble, a
-//!   read model that has not caught up). Later messages of the same key
-//!   already queued are retried too, so their order holds.
+//! * `Retry(why)`: negatively acknowledged with the delay the spec's
+//!   [`RetryPolicy`] gives this delivery (broker trouble, a read model that
+//!   has not caught up). Later messages of the same key already queued are
+//!   retried too, so their order holds. At its last delivery a message that
+//!   still cannot be processed is parked like a dead letter, with the last
+//!   reason; so is one the broker delivered more often than that without an
+//!   answer (its handler crashed or hung).
 //!
 //! Handlers must be idempotent: a message can be delivered again after a
 //! crash between the side effect and the acknowledgement.
@@ -118,9 +122,48 @@ pub struct ConsumerSpec {
     pub filter: String,
     /// Most messages handled together.
     pub max_batch: usize,
-    /// Delay before a `Retry` is redelivered.
+    /// Delay before redelivery when parking itself failed (broker trouble).
     pub retry_delay: Duration,
+    /// How often, and how far apart, a `Retry` is redelivered.
+    pub retry: RetryPolicy,
     pub metrics: std::sync::Arc<ConsumerMetrics>,
+}
+
+/// Bounded redelivery: a message is delivered at most `max_deliver` times,
+/// each `Retry` waiting the next step of `backoff` (the last step repeats),
+/// then parked with the reason. JetStream's own `max_deliver` is left
+/// unlimited: on NATS 2.9 a message past it is dropped from the consumer
+/// without a trace, while parking here keeps it, with the reason, for replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_deliver: u64,
+    pub backoff: Vec<Duration>,
+}
+
+impl Default for RetryPolicy {
+    /// 12 deliveries over about 15 minutes: 1 s, 2 s, 5 s, 10 s, 30 s, 1 min,
+    /// then every 2 min.
+    fn default() -> Self {
+        RetryPolicy {
+            max_deliver: 12,
+            backoff: [1, 2, 5, 10, 30, 60, 120]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before the delivery after delivery `delivered` (1-based).
+    pub fn delay(&self, delivered: u64) -> Duration {
+        let step = (delivered.max(1) - 1) as usize;
+        self.backoff
+            .get(step)
+            .or(self.backoff.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
+    }
 }
 
 impl ConsumerSpec {
@@ -131,6 +174,7 @@ impl ConsumerSpec {
             filter,
             max_batch: 256,
             retry_delay: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
             metrics: Default::default(),
         }
     }
@@ -292,11 +336,23 @@ async fn lane<H: Handler>(
 ) -> Result<(), String> {
     let mut held: std::collections::HashSet<String> = Default::default();
     while let Some((key, msg)) = rx.recv().await {
-        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
-        let verdict = if held.contains(&key) {
+        let (seq, delivered) = msg
+            .info()
+            .map(|i| (i.stream_sequence, i.delivered.max(1) as u64))
+            .unwrap_or((0, 1));
+        let verdict = if delivered > spec.retry.max_deliver {
+            Verdict::DeadLetter(format!(
+                "delivered {delivered} times without an answer (the handler crashed or hung)"
+            ))
+        } else if held.contains(&key) {
             Verdict::Retry("an earlier message of the same key is being retried".into())
         } else {
-            handler.handle(&msg).await
+            match handler.handle(&msg).await {
+                Verdict::Retry(why) if delivered >= spec.retry.max_deliver => {
+                    Verdict::DeadLetter(format!("gave up after {delivered} deliveries: {why}"))
+                }
+                v => v,
+            }
         };
         let counter = match &verdict {
             Verdict::Done => &spec.metrics.done,
@@ -322,10 +378,11 @@ async fn lane<H: Handler>(
                 }
             }
             Verdict::Retry(why) => {
+                let delay = spec.retry.delay(delivered);
                 if held.insert(key) {
-                    tracing::warn!(consumer = %spec.durable, sequence = seq, %why, "message not processed; will retry");
+                    tracing::warn!(consumer = %spec.durable, sequence = seq, delivered, ?delay, %why, "message not processed; will retry");
                 }
-                msg.ack_with(AckKind::Nak(Some(spec.retry_delay)))
+                msg.ack_with(AckKind::Nak(Some(delay)))
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -380,4 +437,22 @@ async fn dead_letter(
     .await
     .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_schedule_steps_then_repeats_its_last_delay() {
+        let p = RetryPolicy::default();
+        let secs: Vec<u64> = (1..=9).map(|d| p.delay(d).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 5, 10, 30, 60, 120, 120, 120]);
+        assert_eq!(p.delay(0), Duration::from_secs(1));
+        let empty = RetryPolicy {
+            max_deliver: 3,
+            backoff: vec![],
+        };
+        assert_eq!(empty.delay(5), Duration::from_secs(1));
+    }
 }

@@ -1,0 +1,110 @@
+//! The durable consumer framework against a real nats-server: bounded
+//! redelivery with a backoff schedule, then the message parked with the
+//! reason; other keys flow on meanwhile.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use closeloop_eventstore::consumer::{
+    ConsumerSpec, Handler, RetryPolicy, Verdict, dlq_headers, dlq_stream, ensure_dlq, run_consumer,
+};
+use closeloop_eventstore::{Prefix, ensure_stream};
+use closeloop_tests::{Nats, unique_prefix};
+
+/// Fails every message on subject `*.bad`; handles the rest.
+#[derive(Clone, Default)]
+struct Flaky {
+    bad_calls: Arc<AtomicU64>,
+    good: Arc<AtomicU64>,
+}
+
+impl Handler for Flaky {
+    async fn handle(&self, msg: &jetstream::Message) -> Verdict {
+        if msg.subject.ends_with(".bad") {
+            let n = self.bad_calls.fetch_add(1, Ordering::SeqCst) + 1;
+            Verdict::Retry(format!("database down (attempt {n})"))
+        } else {
+            self.good.fetch_add(1, Ordering::SeqCst);
+            Verdict::Done
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_failing_is_parked_after_its_last_delivery() {
+    let nats = Nats::start();
+    let js = jetstream::new(nats.client().await);
+    let prefix = Prefix::parse(&unique_prefix()).unwrap();
+    let stream = format!("{}_WORK", prefix.as_str().to_ascii_uppercase());
+    ensure_stream(
+        &js,
+        jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{prefix}.work.>")],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    ensure_dlq(&js, &prefix).await.unwrap();
+    js.publish(format!("{prefix}.work.bad"), "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        js.publish(format!("{prefix}.work.good"), "y".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    let mut spec = ConsumerSpec::new(stream, "flaky", format!("{prefix}.work.>"));
+    spec.retry = RetryPolicy {
+        max_deliver: 4,
+        backoff: vec![Duration::from_millis(50), Duration::from_millis(100)],
+    };
+    let metrics = spec.metrics.clone();
+    let handler = Flaky::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_consumer(
+        js.clone(),
+        prefix.clone(),
+        spec,
+        handler.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let dlq = js.get_stream(dlq_stream(&prefix)).await.unwrap();
+    let subject = format!("{prefix}.dlq.work.bad");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let parked = loop {
+        if let Ok(m) = dlq.get_last_raw_message_by_subject(&subject).await {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "never parked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reason = parked.headers.get(dlq_headers::REASON).unwrap().to_string();
+    assert_eq!(
+        reason,
+        "gave up after 4 deliveries: database down (attempt 4)"
+    );
+    assert_eq!(
+        parked.headers.get(dlq_headers::CONSUMER).unwrap().as_str(),
+        "flaky"
+    );
+    // Exactly max_deliver attempts; the other key was never held up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(handler.bad_calls.load(Ordering::SeqCst), 4);
+    assert_eq!(handler.good.load(Ordering::SeqCst), 3);
+    assert_eq!(metrics.dead_lettered.load(Ordering::SeqCst), 1);
+    assert_eq!(metrics.retried.load(Ordering::SeqCst), 3);
+    let _ = stop.send(());
+    task.await.unwrap();
+}
