@@ -148,3 +148,49 @@ fn the_documented_crate_graph_is_the_real_one() {
         diffs.join("\n")
     );
 }
+
+/// Every crate's migrations, with the version range its new migrations take
+/// (versions 1-4 predate the ranges and stay where they are).
+fn migrators() -> Vec<(
+    &'static str,
+    &'static sqlx::migrate::Migrator,
+    std::ops::RangeInclusive<i64>,
+)> {
+    vec![
+        (
+            "closeloop-readmodel",
+            &closeloop_readmodel::MIGRATOR,
+            1..=999,
+        ),
+        (
+            "closeloop-directory",
+            &closeloop_directory::MIGRATOR,
+            1000..=1999,
+        ),
+        (
+            "closeloop-ticketing",
+            &closeloop_ticketing::MIGRATOR,
+            2000..=2999,
+        ),
+    ]
+}
+
+#[test]
+fn migration_versions_never_collide_and_stay_in_their_crates_range() {
+    const BEFORE_RANGES: [i64; 4] = [1, 2, 3, 4];
+    let mut seen = BTreeMap::new();
+    for (name, m, range) in migrators() {
+        for mig in m.iter() {
+            if let Some(other) = seen.insert(mig.version, name) {
+                panic!("version {} is in {other} and {name}", mig.version);
+            }
+            assert!(
+                BEFORE_RANGES.contains(&mig.version) || range.contains(&mig.version),
+                "{name}: migration {} is outside the crate's range {range:?} (docs/architecture.md)",
+                mig.version
+            );
+        }
+    }
+    closeloop_runtime::MigrationSet::of(migrators().into_iter().map(|(_, m, _)| m))
+        .expect("one migration history");
+}

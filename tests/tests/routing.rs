@@ -662,6 +662,16 @@ async fn routing_reads_the_directory_events_when_the_views_lag() {
     .await
     .unwrap();
     let views = closeloop_readmodel::Db::connect(&db.url).await.unwrap();
+    // The schema routing's role would run: the read model's and the directory's.
+    let schema = closeloop_runtime::MigrationSet::of([
+        &closeloop_readmodel::MIGRATOR,
+        &closeloop_directory::MIGRATOR,
+    ])
+    .unwrap();
+    views
+        .migrate(&schema.migrator().await.unwrap())
+        .await
+        .unwrap();
     let writer = closeloop_directory::writer::DirectoryWriter::new(store.clone());
     let ctx = |_: &str| EventContext::default();
     writer

@@ -16,3 +16,17 @@ pub mod projection;
 pub mod records;
 pub mod rows;
 pub mod writer;
+
+/// Starts the directory's views (once per process, whichever role asks
+/// first) and returns their progress, for read-your-writes and caches.
+pub fn project(setup: &mut closeloop_runtime::Setup) -> grpc::DirectoryProgress {
+    grpc::DirectoryProgress {
+        accounts: setup.project(projection::AccountView),
+        people: setup.project(projection::PersonView),
+        teams: setup.project(projection::TeamView),
+    }
+}
+
+/// The migrations of the tables this crate owns (versions unique across
+/// crates; see `closeloop_runtime::MigrationSet`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

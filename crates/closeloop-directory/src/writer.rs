@@ -70,6 +70,20 @@ impl DirectoryWriter {
         Ok(exec.execute(key, &request_id, &ctx, &record).await?)
     }
 
+    /// The executors' counters by aggregate type, for `/metrics`.
+    pub fn metrics(
+        &self,
+    ) -> Vec<(
+        &'static str,
+        std::sync::Arc<closeloop_eventstore::ExecutorMetrics>,
+    )> {
+        vec![
+            (AccountKind::TYPE, self.accounts.metrics()),
+            (PersonKind::TYPE, self.people.metrics()),
+            (TeamKind::TYPE, self.teams.metrics()),
+        ]
+    }
+
     pub async fn account(
         &self,
         a: &v1::Account,

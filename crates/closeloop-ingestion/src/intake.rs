@@ -86,6 +86,11 @@ impl Intake {
         }
     }
 
+    /// The feedback executor's counters, for `/metrics`.
+    pub fn metrics(&self) -> Arc<closeloop_eventstore::ExecutorMetrics> {
+        self.feedback.metrics()
+    }
+
     /// Validates one canonical document and stores it durably before
     /// answering; `carried` is the request's trace and correlation metadata.
     /// An invalid document is answered with every problem at once, the

@@ -14,4 +14,5 @@ pub mod grpc;
 pub mod http;
 pub mod intake;
 pub mod nats;
+pub mod role;
 pub mod webhooks;

@@ -38,13 +38,19 @@ pub enum DbError {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: the file that serialises migrations of processes sharing it.
+    migration_lock: Option<String>,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The read-model machinery's own tables (projector checkpoints, projection
+/// errors). Its one migration, version 1, predates per-service migrations
+/// and also created the first ticket tables; services' migrations live in
+/// their crates (`closeloop-directory`, `closeloop-ticketing`, ...).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Db {
-    /// Connects, creating a SQLite file (and its directory) if needed, and
-    /// applies pending migrations.
+    /// Connects, creating a SQLite file (and its directory) if needed.
+    /// Apply the schema with [`Db::migrate`].
     pub async fn connect(url: &str) -> Result<Db, DbError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
@@ -102,20 +108,31 @@ impl Db {
                 url: redact(url),
                 source,
             })?;
-        match migration_lock {
+        Ok(Db {
+            pool,
+            backend,
+            migration_lock,
+        })
+    }
+
+    /// Applies `migrator`'s pending migrations (with [`MIGRATOR`], the
+    /// read-model machinery's own). Safe when several processes start at
+    /// once on one database.
+    pub async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<(), DbError> {
+        match &self.migration_lock {
             // SQLite has no advisory locks (sqlx's migrator lock is a no-op
             // there): processes sharing the file take turns through an
             // exclusive lock on a file beside it. PostgreSQL: sqlx takes
             // an advisory lock per database.
             Some(lock) => {
-                let guard = lock_file(&lock).await?;
-                let migrated = MIGRATOR.run(&pool).await;
+                let guard = lock_file(lock).await?;
+                let migrated = migrator.run(&self.pool).await;
                 drop(guard);
                 migrated?;
             }
-            None => MIGRATOR.run(&pool).await?,
+            None => migrator.run(&self.pool).await?,
         }
-        Ok(Db { pool, backend })
+        Ok(())
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -195,9 +212,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cl-db-{}", std::process::id()));
         let url = format!("sqlite://{}/sub/rm.db", dir.display());
         let db = Db::connect(&url).await.unwrap();
+        db.migrate(&MIGRATOR).await.unwrap();
         assert_eq!(db.checkpoint("x").await.unwrap(), 0);
         drop(db);
         let db = Db::connect(&url).await.unwrap();
+        db.migrate(&MIGRATOR).await.unwrap();
         db.ping().await.unwrap();
         std::fs::remove_dir_all(dir).ok();
         assert!(matches!(

@@ -1,8 +1,9 @@
 //! SQL read models.
 //!
 //! * [`Db`]: one connection pool over SQLite (the embedded default) or
-//!   PostgreSQL (production, several replicas), chosen by URL; the schema's
-//!   migrations are embedded and run at connect.
+//!   PostgreSQL (production, several replicas), chosen by URL; each crate
+//!   that owns tables embeds its migrations, and [`Db::migrate`] applies
+//!   them safely under concurrent starts ([`MIGRATOR`] is this crate's own).
 //! * [`Projection`] and [`run_projector`]: a projector follows one aggregate
 //!   type on the event stream and applies events in batches; the checkpoint
 //!   is written in the same transaction as the view rows, so a view never
@@ -12,5 +13,5 @@
 mod db;
 mod projector;
 
-pub use db::{Backend, Db, DbError};
+pub use db::{Backend, Db, DbError, MIGRATOR};
 pub use projector::{Progress, Projection, ProjectionError, run_projector, wait_for};

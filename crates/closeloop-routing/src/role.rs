@@ -61,6 +61,74 @@ pub struct RoutingMetrics {
     pub fallback_owner: AtomicU64,
 }
 
+impl closeloop_runtime::MetricsSource for RoutingMetrics {
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        out.push_str(
+            "# HELP closeloop_routing_decisions_total Responses routed, by outcome (unmatched: no workflow triggered).\n\
+             # TYPE closeloop_routing_decisions_total counter\n",
+        );
+        for (outcome, c) in [("routed", &self.routed), ("unmatched", &self.unmatched)] {
+            let _ = writeln!(
+                out,
+                "closeloop_routing_decisions_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP closeloop_routing_fallback_owner_total Tickets routed to a program's fallback owner (flagged).\n\
+             # TYPE closeloop_routing_fallback_owner_total counter\n\
+             closeloop_routing_fallback_owner_total {}\n",
+            self.fallback_owner.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// The `routing` role: consumes feedback events and records routing
+/// decisions; projects the directory views it reads.
+pub struct Routing {
+    catalog: Arc<Catalog>,
+}
+
+impl Routing {
+    /// Routing needs the programs file (its workflows are what it routes to).
+    pub fn new(catalog: Option<Arc<Catalog>>) -> Result<Routing, closeloop_runtime::RoleError> {
+        let catalog = catalog.ok_or_else(|| {
+            closeloop_runtime::RoleError::new(
+                CONSUMER,
+                "the routing role needs a programs file: pass --programs or set CLOSELOOP_PROGRAMS",
+            )
+        })?;
+        Ok(Routing { catalog })
+    }
+}
+
+impl closeloop_runtime::Role for Routing {
+    fn name(&self) -> &'static str {
+        "routing"
+    }
+
+    fn migrations(&self) -> Vec<&'static sqlx::migrate::Migrator> {
+        vec![&closeloop_directory::MIGRATOR]
+    }
+
+    fn start<'a>(&'a self, s: &'a mut closeloop_runtime::Setup) -> closeloop_runtime::Started<'a> {
+        Box::pin(async move {
+            let directory = closeloop_directory::project(s);
+            let router = Router::new(
+                self.catalog.clone(),
+                s.db.clone(),
+                s.store.clone(),
+                vec![directory.accounts, directory.teams],
+            );
+            s.metrics(router.metrics());
+            s.consume(consumer_spec(&s.prefix), router);
+            Ok(())
+        })
+    }
+}
+
 /// The routing role's handler. Cheap to clone.
 #[derive(Clone)]
 pub struct Router {

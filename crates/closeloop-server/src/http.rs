@@ -16,7 +16,7 @@ use closeloop_eventstore::ExecutorMetrics;
 use closeloop_eventstore::consumer::ConsumerMetrics;
 use closeloop_ingestion::http::problem;
 use closeloop_readmodel::{Db, Progress};
-use closeloop_routing::role::RoutingMetrics;
+use closeloop_runtime::MetricsSource;
 use serde_json::json;
 
 use crate::Roles;
@@ -26,10 +26,12 @@ pub struct State {
     pub nats: async_nats::Client,
     pub db: Db,
     pub roles: Roles,
-    pub ticket_commands: Option<Arc<ExecutorMetrics>>,
+    /// Each aggregate executor's counters, by aggregate type.
+    pub executors: Vec<(&'static str, Arc<ExecutorMetrics>)>,
     pub projectors: Vec<(&'static str, Progress)>,
     pub consumers: Vec<(String, Arc<ConsumerMetrics>)>,
-    pub routing: Option<Arc<RoutingMetrics>>,
+    /// What the roles export beyond these.
+    pub metrics: Vec<Arc<dyn MetricsSource>>,
 }
 
 pub fn router(state: State) -> Router {
@@ -97,10 +99,11 @@ async fn readyz(Extract(s): Extract<State>) -> Response {
 
 async fn metrics(Extract(s): Extract<State>) -> Response {
     let mut out = String::new();
-    if let Some(m) = &s.ticket_commands {
-        out.push_str(
-            "# HELP closeloop_ticket_commands_total Ticket commands by outcome.\n\
-             # TYPE closeloop_ticket_commands_total counter\n",
+    for (aggregate, m) in &s.executors {
+        let _ = write!(
+            out,
+            "# HELP closeloop_{aggregate}_commands_total Commands on {aggregate} aggregates by outcome.\n\
+             # TYPE closeloop_{aggregate}_commands_total counter\n"
         );
         for (outcome, c) in [
             ("written", &m.written),
@@ -109,15 +112,15 @@ async fn metrics(Extract(s): Extract<State>) -> Response {
         ] {
             let _ = writeln!(
                 out,
-                "closeloop_ticket_commands_total{{outcome=\"{outcome}\"}} {}",
+                "closeloop_{aggregate}_commands_total{{outcome=\"{outcome}\"}} {}",
                 c.load(Ordering::Relaxed)
             );
         }
         let _ = write!(
             out,
-            "# HELP closeloop_ticket_command_conflicts_total Appends that lost an optimistic-concurrency race and were retried.\n\
-             # TYPE closeloop_ticket_command_conflicts_total counter\n\
-             closeloop_ticket_command_conflicts_total {}\n",
+            "# HELP closeloop_{aggregate}_command_conflicts_total Appends on {aggregate} aggregates that lost an optimistic-concurrency race and were retried.\n\
+             # TYPE closeloop_{aggregate}_command_conflicts_total counter\n\
+             closeloop_{aggregate}_command_conflicts_total {}\n",
             m.conflicts.load(Ordering::Relaxed)
         );
     }
@@ -153,25 +156,8 @@ async fn metrics(Extract(s): Extract<State>) -> Response {
             }
         }
     }
-    if let Some(m) = &s.routing {
-        out.push_str(
-            "# HELP closeloop_routing_decisions_total Responses routed, by outcome (unmatched: no workflow triggered).\n\
-             # TYPE closeloop_routing_decisions_total counter\n",
-        );
-        for (outcome, c) in [("routed", &m.routed), ("unmatched", &m.unmatched)] {
-            let _ = writeln!(
-                out,
-                "closeloop_routing_decisions_total{{outcome=\"{outcome}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let _ = write!(
-            out,
-            "# HELP closeloop_routing_fallback_owner_total Tickets routed to a program's fallback owner (flagged).\n\
-             # TYPE closeloop_routing_fallback_owner_total counter\n\
-             closeloop_routing_fallback_owner_total {}\n",
-            m.fallback_owner.load(Ordering::Relaxed)
-        );
+    for m in &s.metrics {
+        m.write(&mut out);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -11,16 +11,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use closeloop_directory::grpc::{DirectoryGrpc, DirectoryProgress};
-use closeloop_directory::projection::{AccountView, PersonView, TeamView};
-use closeloop_eventstore::consumer::ConsumerMetrics;
 use closeloop_eventstore::{EventStore, Prefix, StoreConfig};
-use closeloop_ingestion::grpc::FeedbackGrpc;
-use closeloop_proto::v1::directory_service_server::DirectoryServiceServer;
-use closeloop_proto::v1::feedback_service_server::FeedbackServiceServer;
-use closeloop_proto::v1::ticket_service_server::TicketServiceServer;
-use closeloop_readmodel::{Db, Progress, Projection, run_projector};
-use closeloop_ticketing::{commands::TicketCommands, grpc::TicketGrpc, projection};
+use closeloop_readmodel::Db;
+use closeloop_runtime::{MigrationSet, Role as RoleModule, Setup};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -45,14 +38,14 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("{0}")]
-    Intake(String),
-    #[error("the routing role needs a programs file: pass --programs or set CLOSELOOP_PROGRAMS")]
-    RoutingWithoutPrograms,
+    #[error(transparent)]
+    Role(#[from] closeloop_runtime::RoleError),
+    #[error(transparent)]
+    Roles(#[from] RolesError),
+    #[error(transparent)]
+    Migrations(#[from] closeloop_runtime::MigrationsError),
     #[error("programs file {path} is invalid:\n{errors}")]
     Programs { path: String, errors: String },
-    #[error("webhooks file {path} is invalid:\n{errors}")]
-    Webhooks { path: String, errors: String },
     #[error("cannot connect to NATS at {url}: {reason}")]
     Nats { url: String, reason: String },
     #[error(transparent)]
@@ -114,24 +107,6 @@ async fn serve(
             })?,
         )),
     };
-    let webhooks = match &config.webhooks {
-        None => None,
-        Some(path) => Some(std::sync::Arc::new(
-            closeloop_ingestion::webhooks::Webhooks::load(path).map_err(|errs| {
-                ServerError::Webhooks {
-                    path: path.display().to_string(),
-                    errors: errs
-                        .iter()
-                        .map(|e| format!("  {e}"))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                }
-            })?,
-        )),
-    };
-    if config.roles.contains(Role::Routing) && catalog.is_none() {
-        return Err(ServerError::RoutingWithoutPrograms);
-    }
     if let Some(c) = &catalog {
         tracing::info!(
             programs = c.programs.len(),
@@ -140,6 +115,12 @@ async fn serve(
             "programs loaded"
         );
     }
+    let modules = config
+        .roles
+        .iter()
+        .map(|r| module(r, &config, &catalog))
+        .collect::<Result<Vec<_>, _>>()?;
+
     let nats = async_nats::ConnectOptions::new()
         .name("closeloop")
         .connection_timeout(Duration::from_secs(5))
@@ -164,6 +145,11 @@ async fn serve(
     )
     .await?;
     let db = Db::connect(&config.database_url).await?;
+    let migrations = MigrationSet::of(
+        std::iter::once(&closeloop_readmodel::MIGRATOR)
+            .chain(modules.iter().flat_map(|m| m.migrations())),
+    )?;
+    db.migrate(&migrations.migrator().await?).await?;
     tracing::info!(
         roles = %config.roles,
         prefix = %config.prefix,
@@ -173,14 +159,27 @@ async fn serve(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let mut setup = Setup::new(
+        config.prefix.clone(),
+        store,
+        db.clone(),
+        catalog,
+        config.webhooks.clone(),
+        stop_rx,
+    );
+    for m in &modules {
+        m.start(&mut setup).await?;
+    }
+    let stopped = || setup.stopped();
+    let (grpc_stop, http_stop) = (stopped(), stopped());
+    let parts = setup.finish();
 
     let (health, health_service) = tonic_health::server::health_reporter();
+    for name in &parts.serving {
+        health
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
     // Reflection in both protocol versions: grpcurl and IDE plugins of
     // before 2023 only speak v1alpha.
     let reflection = || {
@@ -188,154 +187,32 @@ async fn serve(
             .register_encoded_file_descriptor_set(closeloop_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let mut grpc = tonic::transport::Server::builder()
+    let grpc = tonic::transport::Server::builder()
+        .add_routes(parts.grpc)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
 
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut projector_progress = Vec::new();
-    let mut intake = None;
-    let mut ticket_commands = None;
-    let mut consumers = Vec::new();
-    let mut routing_metrics = None;
-    if config.roles.contains(Role::Ticketing) {
-        let progress_rx = spawn_projector(
-            &mut tasks,
-            &mut projector_progress,
-            &db,
-            &store,
-            projection::TicketStateProjection,
-            stopped(),
-        );
-        let commands = TicketCommands::new(store.clone());
-        ticket_commands = Some(commands.metrics());
-        spawn_consumer(
-            &mut tasks,
-            &mut consumers,
-            &store,
-            closeloop_ticketing::routes::consumer_spec(&config.prefix),
-            closeloop_ticketing::routes::RouteOpener::new(commands.clone()),
-            stopped(),
-        );
-        let references = closeloop_ticketing::grpc::References {
-            directory: closeloop_directory::lookup::DirectoryLookup::new(db.clone(), store.clone()),
-            catalog: catalog.clone(),
-        };
-        let svc = TicketGrpc::new(commands, db.clone(), progress_rx, references);
-        health
-            .set_serving::<TicketServiceServer<TicketGrpc>>()
-            .await;
-        grpc = grpc.add_service(TicketServiceServer::new(svc));
-    }
-
-    // Ingestion serves the directory and routing reads it: either projects it.
-    let directory_progress =
-        if config.roles.contains(Role::Ingestion) || config.roles.contains(Role::Routing) {
-            let (tasks_, progress_) = (&mut tasks, &mut projector_progress);
-            Some(DirectoryProgress {
-                accounts: spawn_projector(tasks_, progress_, &db, &store, AccountView, stopped()),
-                people: spawn_projector(tasks_, progress_, &db, &store, PersonView, stopped()),
-                teams: spawn_projector(tasks_, progress_, &db, &store, TeamView, stopped()),
-            })
-        } else {
-            None
-        };
-
-    if let (true, Some(catalog)) = (config.roles.contains(Role::Routing), &catalog) {
-        let router = closeloop_routing::role::Router::new(
-            catalog.clone(),
-            db.clone(),
-            store.clone(),
-            directory_progress
-                .as_ref()
-                .map(|p| vec![p.accounts.clone(), p.teams.clone()])
-                .unwrap_or_default(),
-        );
-        routing_metrics = Some(router.metrics());
-        spawn_consumer(
-            &mut tasks,
-            &mut consumers,
-            &store,
-            closeloop_routing::role::consumer_spec(&config.prefix),
-            router,
-            stopped(),
-        );
-    }
-
-    if let (true, Some(progress)) = (config.roles.contains(Role::Ingestion), directory_progress) {
-        let directory_writer = closeloop_directory::writer::DirectoryWriter::new(store.clone());
-        let svc = DirectoryGrpc::new(directory_writer.clone(), db.clone(), progress);
-        health
-            .set_serving::<DirectoryServiceServer<DirectoryGrpc>>()
-            .await;
-        grpc = grpc.add_service(DirectoryServiceServer::new(svc));
-        let feedback_intake =
-            closeloop_ingestion::intake::Intake::new(catalog.clone(), db.clone(), store.clone());
-        health
-            .set_serving::<FeedbackServiceServer<FeedbackGrpc>>()
-            .await;
-        grpc = grpc.add_service(FeedbackServiceServer::new(FeedbackGrpc::new(
-            feedback_intake.clone(),
-        )));
-        closeloop_ingestion::nats::ensure_streams(store.jetstream(), &config.prefix)
-            .await
-            .map_err(|e| ServerError::Intake(e.to_string()))?;
-        spawn_consumer(
-            &mut tasks,
-            &mut consumers,
-            &store,
-            closeloop_ingestion::nats::intake_spec(
-                &config.prefix,
-                "directory-intake",
-                closeloop_ingestion::directory_intake::directory_subject(&config.prefix),
-            ),
-            closeloop_ingestion::directory_intake::DirectoryIntake {
-                writer: directory_writer,
-            },
-            stopped(),
-        );
-        if catalog.is_some() {
-            spawn_consumer(
-                &mut tasks,
-                &mut consumers,
-                &store,
-                closeloop_ingestion::nats::feedback_intake_spec(&config.prefix),
-                feedback_intake.clone(),
-                stopped(),
-            );
-        } else {
-            tracing::warn!(
-                "no --programs file: feedback intake answers 503 and {} is not consumed",
-                closeloop_ingestion::nats::feedback_subject(&config.prefix)
-            );
-        }
-        intake = Some(feedback_intake);
-    }
-
     let http_state = http::State {
         nats: nats.clone(),
-        db: db.clone(),
+        db,
         roles: config.roles.clone(),
-        ticket_commands,
-        projectors: projector_progress,
-        consumers,
-        routing: routing_metrics,
+        executors: parts.executors,
+        projectors: parts.projectors,
+        consumers: parts.consumers,
+        metrics: parts.metrics,
     };
     let http_listener = listeners.http;
-    let http_stop = stopped();
+    let role_routes = parts.http;
     let http_task = tokio::spawn(async move {
-        let mut router = http::router(http_state);
-        if let Some(intake) = intake {
-            router = router.merge(closeloop_ingestion::http::router(intake, webhooks));
-        }
+        let router = http::with_fallbacks(http::router(http_state).merge(role_routes));
         use axum::serve::ListenerExt;
         let http_listener = http_listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY on an HTTP connection");
             }
         });
-        axum::serve(http_listener, http::with_fallbacks(router))
+        axum::serve(http_listener, router)
             .with_graceful_shutdown(http_stop)
             .await
     });
@@ -345,13 +222,14 @@ async fn serve(
     // for the client's delayed ACK, about 40 ms (Nagle's algorithm).
     let grpc_incoming =
         tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
-    let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(grpc_incoming, stopped()));
+    let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(grpc_incoming, grpc_stop));
 
     shutdown.await;
     tracing::info!("shutting down: draining requests");
     let _ = stop_tx.send(true);
     let grpc_result = grpc_task.await.expect("grpc task panicked");
     let http_result = http_task.await.expect("http task panicked");
+    let mut tasks = parts.tasks;
     while tasks.join_next().await.is_some() {}
     // Flush anything buffered to the broker before exiting.
     let _ = nats.flush().await;
@@ -361,45 +239,23 @@ async fn serve(
     Ok(())
 }
 
-/// Starts `projection`'s projector and registers its progress for `/metrics`;
-/// returns the progress for read-your-writes queries.
-fn spawn_projector<P: Projection>(
-    tasks: &mut tokio::task::JoinSet<()>,
-    progress: &mut Vec<(&'static str, Progress)>,
-    db: &Db,
-    store: &EventStore,
-    projection: P,
-    stopped: impl Future<Output = ()> + Send + 'static,
-) -> Progress {
-    let (tx, rx) = watch::channel(0u64);
-    progress.push((projection.name(), rx.clone()));
-    tasks.spawn(run_projector(
-        db.clone(),
-        store.clone(),
-        projection,
-        tx,
-        stopped,
-    ));
-    rx
-}
-
-/// Starts a durable consumer and registers its counters for `/metrics`.
-fn spawn_consumer<H: closeloop_eventstore::consumer::Handler + 'static>(
-    tasks: &mut tokio::task::JoinSet<()>,
-    consumers: &mut Vec<(String, std::sync::Arc<ConsumerMetrics>)>,
-    store: &EventStore,
-    spec: closeloop_eventstore::consumer::ConsumerSpec,
-    handler: H,
-    stopped: impl Future<Output = ()> + Send + 'static,
-) {
-    consumers.push((spec.durable.clone(), spec.metrics.clone()));
-    tasks.spawn(closeloop_eventstore::consumer::run_consumer(
-        store.jetstream().clone(),
-        store.prefix().clone(),
-        spec,
-        handler,
-        stopped,
-    ));
+/// The role list: each implemented role's module, built from the process
+/// configuration (a new role is one line here, its crate and its manifests).
+fn module(
+    role: Role,
+    config: &Config,
+    catalog: &Option<std::sync::Arc<closeloop_programs::Catalog>>,
+) -> Result<Box<dyn RoleModule>, ServerError> {
+    Ok(match role {
+        Role::Ingestion => Box::new(closeloop_ingestion::role::Ingestion::new(
+            config.webhooks.as_deref(),
+        )?),
+        Role::Routing => Box::new(closeloop_routing::role::Routing::new(catalog.clone())?),
+        Role::Ticketing => Box::new(closeloop_ticketing::role::Ticketing),
+        other @ (Role::Escalation | Role::Notification | Role::Analytics) => {
+            return Err(ServerError::Roles(RolesError::NotAvailable(other.as_str())));
+        }
+    })
 }
 
 /// Parses a `--prefix` value.

@@ -94,6 +94,11 @@ impl Roles {
         Roles(Role::AVAILABLE.to_vec())
     }
 
+    /// The roles, in a fixed order.
+    pub fn iter(&self) -> impl Iterator<Item = Role> + '_ {
+        self.0.iter().copied()
+    }
+
     pub fn contains(&self, r: Role) -> bool {
         self.0.contains(&r)
     }

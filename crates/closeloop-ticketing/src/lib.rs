@@ -16,7 +16,12 @@ pub mod grpc;
 pub mod plan_json;
 pub mod projection;
 pub mod queries;
+pub mod role;
 pub mod routes;
 
 /// Aggregate type name: subjects are `<prefix>.events.ticket.<ticket_id>`.
-pub const AGGREGATE: &str = "ticket";
+pub use closeloop_contracts::ticket::AGGREGATE;
+
+/// The migrations of the tables this crate owns (versions unique across
+/// crates; see `closeloop_runtime::MigrationSet`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -1,0 +1,232 @@
+//! How a service plugs into `closeloop serve`.
+//!
+//! Each service crate (ingestion, routing, ticketing, and the coming
+//! escalation, notification, analytics) exposes one [`Role`]: its name, the
+//! migrations of the tables it owns, and [`Role::start`], which sets it up
+//! through a [`Setup`]: projectors, durable consumers, background tasks, gRPC
+//! services, HTTP routes and metrics. `closeloop-server` composes the roles
+//! it is asked to run; adding a role is its crate plus one line in the
+//! server's role list (and its Kubernetes manifests).
+//!
+//! Components several roles need (the directory's views) are started through
+//! the same [`Setup`]: a projector is started once per process whichever
+//! role asks for it first.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use closeloop_eventstore::consumer::{ConsumerMetrics, ConsumerSpec, Handler};
+use closeloop_eventstore::{EventStore, ExecutorMetrics, Prefix};
+use closeloop_programs::Catalog;
+use closeloop_readmodel::{Db, Progress, Projection, run_projector};
+use sqlx::migrate::Migrator;
+use tokio::sync::watch;
+
+mod migrations;
+
+pub use migrations::{MigrationSet, MigrationsError};
+
+/// A role's set-up failed; `closeloop serve` exits with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("{role}: {reason}")]
+pub struct RoleError {
+    pub role: &'static str,
+    pub reason: String,
+}
+
+impl RoleError {
+    pub fn new(role: &'static str, reason: impl std::fmt::Display) -> Self {
+        RoleError {
+            role,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// What a role's [`Role::start`] returns.
+pub type Started<'a> = Pin<Box<dyn Future<Output = Result<(), RoleError>> + Send + 'a>>;
+
+/// One service, as `closeloop serve --roles <name>` runs it.
+pub trait Role: Send + Sync {
+    /// Its name in `--roles`.
+    fn name(&self) -> &'static str;
+
+    /// The migrations of the tables it owns and of the components whose
+    /// tables it reads (all recorded in the database's one migration history).
+    fn migrations(&self) -> Vec<&'static Migrator>;
+
+    /// Starts it: whatever it runs and serves, registered on `setup`.
+    fn start<'a>(&'a self, setup: &'a mut Setup) -> Started<'a>;
+}
+
+/// Extra `/metrics` lines a role exports (Prometheus text format).
+pub trait MetricsSource: Send + Sync {
+    fn write(&self, out: &mut String);
+}
+
+/// What the process gives its roles, and collects from them.
+pub struct Setup {
+    pub prefix: Prefix,
+    pub store: EventStore,
+    pub db: Db,
+    /// The programs file, when one is configured.
+    pub catalog: Option<Arc<Catalog>>,
+    /// The vendor webhooks mapping file, when one is configured.
+    pub webhooks: Option<PathBuf>,
+    shutdown: watch::Receiver<bool>,
+    tasks: tokio::task::JoinSet<()>,
+    projectors: BTreeMap<&'static str, Progress>,
+    consumers: Vec<(String, Arc<ConsumerMetrics>)>,
+    executors: Vec<(&'static str, Arc<ExecutorMetrics>)>,
+    metrics: Vec<Arc<dyn MetricsSource>>,
+    grpc: tonic::service::RoutesBuilder,
+    serving: Vec<&'static str>,
+    http: axum::Router,
+}
+
+/// What [`Setup::finish`] hands back to the server.
+pub struct Assembled {
+    pub tasks: tokio::task::JoinSet<()>,
+    pub projectors: Vec<(&'static str, Progress)>,
+    pub consumers: Vec<(String, Arc<ConsumerMetrics>)>,
+    pub executors: Vec<(&'static str, Arc<ExecutorMetrics>)>,
+    pub metrics: Vec<Arc<dyn MetricsSource>>,
+    pub grpc: tonic::service::Routes,
+    /// Names of the gRPC services to report `SERVING` on grpc.health.v1.
+    pub serving: Vec<&'static str>,
+    pub http: axum::Router,
+}
+
+impl Setup {
+    pub fn new(
+        prefix: Prefix,
+        store: EventStore,
+        db: Db,
+        catalog: Option<Arc<Catalog>>,
+        webhooks: Option<PathBuf>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Setup {
+        Setup {
+            prefix,
+            store,
+            db,
+            catalog,
+            webhooks,
+            shutdown,
+            tasks: tokio::task::JoinSet::new(),
+            projectors: BTreeMap::new(),
+            consumers: Vec::new(),
+            executors: Vec::new(),
+            metrics: Vec::new(),
+            grpc: tonic::service::RoutesBuilder::default(),
+            serving: Vec::new(),
+            http: axum::Router::new(),
+        }
+    }
+
+    /// Resolves when the process is shutting down.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shutdown.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Starts `projection`'s projector, once per process: a second request
+    /// for the same projection returns the running one's progress.
+    pub fn project<P: Projection>(&mut self, projection: P) -> Progress {
+        let name = projection.name();
+        if let Some(p) = self.projectors.get(name) {
+            return p.clone();
+        }
+        let (tx, rx) = watch::channel(0u64);
+        self.projectors.insert(name, rx.clone());
+        let stopped = self.stopped();
+        self.tasks.spawn(run_projector(
+            self.db.clone(),
+            self.store.clone(),
+            projection,
+            tx,
+            stopped,
+        ));
+        rx
+    }
+
+    /// The progress of a projector started by any role, if one was.
+    pub fn progress(&self, name: &str) -> Option<Progress> {
+        self.projectors.get(name).cloned()
+    }
+
+    /// Runs a durable consumer; its counters go to `/metrics`.
+    pub fn consume<H: Handler + 'static>(&mut self, spec: ConsumerSpec, handler: H) {
+        self.consumers
+            .push((spec.durable.clone(), spec.metrics.clone()));
+        let stopped = self.stopped();
+        self.tasks
+            .spawn(closeloop_eventstore::consumer::run_consumer(
+                self.store.jetstream().clone(),
+                self.prefix.clone(),
+                spec,
+                handler,
+                stopped,
+            ));
+    }
+
+    /// Runs a background task until the process stops (the task is given
+    /// the shutdown signal through [`Setup::stopped`] if it needs it).
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Exports an aggregate executor's outcomes as `aggregate` in `/metrics`.
+    pub fn executor(&mut self, aggregate: &'static str, metrics: Arc<ExecutorMetrics>) {
+        self.executors.push((aggregate, metrics));
+    }
+
+    /// Exports more `/metrics` lines.
+    pub fn metrics(&mut self, source: Arc<dyn MetricsSource>) {
+        self.metrics.push(source);
+    }
+
+    /// Serves a gRPC service (and reports it `SERVING` on grpc.health.v1).
+    pub fn grpc<S>(&mut self, service: S)
+    where
+        S: tonic::codegen::Service<
+                tonic::codegen::http::Request<tonic::body::Body>,
+                Error = Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.serving.push(S::NAME);
+        self.grpc.add_service(service);
+    }
+
+    /// Serves HTTP routes on the HTTP address.
+    pub fn http(&mut self, routes: axum::Router) {
+        let router = std::mem::take(&mut self.http);
+        self.http = router.merge(routes);
+    }
+
+    /// Everything the roles registered.
+    pub fn finish(self) -> Assembled {
+        Assembled {
+            tasks: self.tasks,
+            projectors: self.projectors.into_iter().collect(),
+            consumers: self.consumers,
+            executors: self.executors,
+            metrics: self.metrics,
+            grpc: self.grpc.routes(),
+            serving: self.serving,
+            http: self.http,
+        }
+    }
+}
