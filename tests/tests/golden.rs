@@ -89,6 +89,7 @@ where
         sequence: SEQUENCE,
         envelope: Some(envelope),
         payload: std::fs::read(&payload_path).unwrap().into(),
+        pending: 0,
     };
     let decoded = A::decode(&stored).map_err(|e| format!("{name}: {e}"))?;
     let want = A::recorded(id, &event, SEQUENCE, request_id, at(), &ctx());

@@ -104,12 +104,16 @@ pub trait Handler: Send + Sync {
     fn handle(&self, msg: &jetstream::Message) -> impl Future<Output = Verdict> + Send;
 }
 
-/// Counters of one consumer, for `/metrics`.
+/// Counters of one consumer, for `/metrics` and `closeloop status`.
 #[derive(Debug, Default)]
 pub struct ConsumerMetrics {
     pub done: std::sync::atomic::AtomicU64,
     pub dead_lettered: std::sync::atomic::AtomicU64,
     pub retried: std::sync::atomic::AtomicU64,
+    /// Stream sequence of the last message delivered.
+    pub position: std::sync::atomic::AtomicU64,
+    /// Messages still to deliver after it (the consumer's lag).
+    pub pending: std::sync::atomic::AtomicU64,
 }
 
 /// Which messages a durable consumer takes.
@@ -190,6 +194,7 @@ pub fn stored_event(msg: &jetstream::Message) -> Result<StoredEvent, String> {
         sequence: info.stream_sequence,
         envelope: Envelope::from_headers(msg.headers.as_ref()),
         payload: msg.payload.clone(),
+        pending: info.pending,
     })
 }
 
@@ -310,6 +315,13 @@ async fn read<H: Handler>(
                 continue;
             }
         };
+        if let Ok(info) = msg.info() {
+            use std::sync::atomic::Ordering::Relaxed;
+            spec.metrics
+                .position
+                .fetch_max(info.stream_sequence, Relaxed);
+            spec.metrics.pending.store(info.pending, Relaxed);
+        }
         let key = handler.key(&msg);
         let lane = lane_of(&key, lanes.len());
         if lanes[lane].send((key, msg)).await.is_err() {

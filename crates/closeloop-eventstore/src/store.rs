@@ -75,6 +75,9 @@ pub struct StoredEvent {
     /// `None` when the message lacks closeloop headers (not written by closeloop).
     pub envelope: Option<Envelope>,
     pub payload: Bytes,
+    /// Events matching the reader's filter still to come after this one
+    /// when it was delivered (its lag); 0 when not read through a consumer.
+    pub pending: u64,
 }
 
 /// Handle on the install's event stream. Cheap to clone.

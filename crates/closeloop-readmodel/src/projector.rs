@@ -20,6 +20,10 @@ const RECONNECT_CHECK: Duration = Duration::from_secs(1);
 /// Receives the last sequence a projector has committed.
 pub type Progress = watch::Receiver<u64>;
 
+/// Events of a projector's filter on the stream that it has not applied yet
+/// (as of the last event it received): its lag, for `/metrics`.
+pub type Pending = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
     /// A database failure: the batch is rolled back and retried.
@@ -64,6 +68,7 @@ pub async fn run_projector<P: Projection>(
     store: EventStore,
     projection: P,
     progress: watch::Sender<u64>,
+    pending: Pending,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let name = projection.name();
@@ -73,7 +78,7 @@ pub async fn run_projector<P: Projection>(
     loop {
         let result = tokio::select! {
             _ = &mut shutdown => return,
-            r = follow_once(&db, &store, &projection, &filter, &progress) => r,
+            r = follow_once(&db, &store, &projection, &filter, &progress, &pending) => r,
         };
         match result {
             // Resubscribing on purpose (reconnect): start over promptly.
@@ -104,6 +109,7 @@ async fn follow_once<P: Projection>(
     projection: &P,
     filter: &str,
     progress: &watch::Sender<u64>,
+    pending: &Pending,
 ) -> Result<(), FollowError> {
     let name = projection.name();
     let start = db.checkpoint(name).await?;
@@ -141,7 +147,9 @@ async fn follow_once<P: Projection>(
                 _ => break,
             }
         }
+        let behind = batch.last().map_or(0, |e| e.pending);
         let last = apply_batch(db, projection, &batch).await?;
+        pending.store(behind, std::sync::atomic::Ordering::Relaxed);
         progress.send_if_modified(|p| {
             let changed = *p < last;
             *p = (*p).max(last);

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use closeloop_eventstore::consumer::{ConsumerMetrics, ConsumerSpec, Handler};
 use closeloop_eventstore::{EventStore, ExecutorMetrics, Prefix};
 use closeloop_programs::Catalog;
-use closeloop_readmodel::{Db, Progress, Projection, run_projector};
+use closeloop_readmodel::{Db, Pending, Progress, Projection, run_projector};
 use sqlx::migrate::Migrator;
 use tokio::sync::watch;
 
@@ -79,7 +79,7 @@ pub struct Setup {
     pub webhooks: Option<PathBuf>,
     shutdown: watch::Receiver<bool>,
     tasks: tokio::task::JoinSet<()>,
-    projectors: BTreeMap<&'static str, Progress>,
+    projectors: BTreeMap<&'static str, (Progress, Pending)>,
     consumers: Vec<(String, Arc<ConsumerMetrics>)>,
     executors: Vec<(&'static str, Arc<ExecutorMetrics>)>,
     metrics: Vec<Arc<dyn MetricsSource>>,
@@ -91,7 +91,8 @@ pub struct Setup {
 /// What [`Setup::finish`] hands back to the server.
 pub struct Assembled {
     pub tasks: tokio::task::JoinSet<()>,
-    pub projectors: Vec<(&'static str, Progress)>,
+    /// Each projector's committed sequence and pending events.
+    pub projectors: Vec<(&'static str, Progress, Pending)>,
     pub consumers: Vec<(String, Arc<ConsumerMetrics>)>,
     pub executors: Vec<(&'static str, Arc<ExecutorMetrics>)>,
     pub metrics: Vec<Arc<dyn MetricsSource>>,
@@ -140,17 +141,19 @@ impl Setup {
     /// for the same projection returns the running one's progress.
     pub fn project<P: Projection>(&mut self, projection: P) -> Progress {
         let name = projection.name();
-        if let Some(p) = self.projectors.get(name) {
+        if let Some((p, _)) = self.projectors.get(name) {
             return p.clone();
         }
         let (tx, rx) = watch::channel(0u64);
-        self.projectors.insert(name, rx.clone());
+        let pending = Pending::default();
+        self.projectors.insert(name, (rx.clone(), pending.clone()));
         let stopped = self.stopped();
         self.tasks.spawn(run_projector(
             self.db.clone(),
             self.store.clone(),
             projection,
             tx,
+            pending,
             stopped,
         ));
         rx
@@ -158,7 +161,7 @@ impl Setup {
 
     /// The progress of a projector started by any role, if one was.
     pub fn progress(&self, name: &str) -> Option<Progress> {
-        self.projectors.get(name).cloned()
+        self.projectors.get(name).map(|(p, _)| p.clone())
     }
 
     /// Runs a durable consumer; its counters go to `/metrics`.
@@ -220,7 +223,11 @@ impl Setup {
     pub fn finish(self) -> Assembled {
         Assembled {
             tasks: self.tasks,
-            projectors: self.projectors.into_iter().collect(),
+            projectors: self
+                .projectors
+                .into_iter()
+                .map(|(name, (progress, pending))| (name, progress, pending))
+                .collect(),
             consumers: self.consumers,
             executors: self.executors,
             metrics: self.metrics,

@@ -15,7 +15,7 @@ use axum::routing::get;
 use closeloop_eventstore::ExecutorMetrics;
 use closeloop_eventstore::consumer::ConsumerMetrics;
 use closeloop_ingestion::http::problem;
-use closeloop_readmodel::{Db, Progress};
+use closeloop_readmodel::{Db, Pending, Progress};
 use closeloop_runtime::MetricsSource;
 use serde_json::json;
 
@@ -28,7 +28,7 @@ pub struct State {
     pub roles: Roles,
     /// Each aggregate executor's counters, by aggregate type.
     pub executors: Vec<(&'static str, Arc<ExecutorMetrics>)>,
-    pub projectors: Vec<(&'static str, Progress)>,
+    pub projectors: Vec<(&'static str, Progress, Pending)>,
     pub consumers: Vec<(String, Arc<ConsumerMetrics>)>,
     /// What the roles export beyond these.
     pub metrics: Vec<Arc<dyn MetricsSource>>,
@@ -129,11 +129,22 @@ async fn metrics(Extract(s): Extract<State>) -> Response {
             "# HELP closeloop_projector_sequence Last event-stream sequence each projector committed.\n\
              # TYPE closeloop_projector_sequence gauge\n",
         );
-        for (name, p) in &s.projectors {
+        for (name, p, _) in &s.projectors {
             let _ = writeln!(
                 out,
                 "closeloop_projector_sequence{{projector=\"{name}\"}} {}",
                 *p.borrow()
+            );
+        }
+        out.push_str(
+            "# HELP closeloop_projector_pending Events of each projector's filter not applied yet (its lag).\n\
+             # TYPE closeloop_projector_pending gauge\n",
+        );
+        for (name, _, pending) in &s.projectors {
+            let _ = writeln!(
+                out,
+                "closeloop_projector_pending{{projector=\"{name}\"}} {}",
+                pending.load(Ordering::Relaxed)
             );
         }
     }
@@ -153,6 +164,24 @@ async fn metrics(Extract(s): Extract<State>) -> Response {
                     "closeloop_consumer_messages_total{{consumer=\"{name}\",verdict=\"{verdict}\"}} {}",
                     c.load(Ordering::Relaxed)
                 );
+            }
+        }
+        for (metric, help, pick) in [
+            (
+                "closeloop_consumer_position",
+                "Stream sequence of the last message each durable consumer received.",
+                (|m: &ConsumerMetrics| m.position.load(Ordering::Relaxed))
+                    as fn(&ConsumerMetrics) -> u64,
+            ),
+            (
+                "closeloop_consumer_pending",
+                "Messages each durable consumer has not received yet (its lag).",
+                |m: &ConsumerMetrics| m.pending.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = write!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge\n");
+            for (name, m) in &s.consumers {
+                let _ = writeln!(out, "{metric}{{consumer=\"{name}\"}} {}", pick(m));
             }
         }
     }

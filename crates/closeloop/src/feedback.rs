@@ -7,9 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::client::exit;
@@ -40,37 +37,7 @@ enum FeedbackCommand {
 
 /// Posts `body` as JSON; returns the status and the parsed answer.
 async fn post(url: &str, path: &str, body: Vec<u8>) -> Result<(u16, Value), String> {
-    let uri: hyper::Uri = format!("{}{path}", url.trim_end_matches('/'))
-        .parse()
-        .map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("--url {url:?}: only http:// is supported"));
-    }
-    let host = uri.host().unwrap_or("127.0.0.1").to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot reach closeloop at {url}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = hyper::Request::post(uri.path())
-        .header(hyper::header::HOST, format!("{host}:{port}"))
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let (status, bytes) = crate::http::request("POST", url, path, Some(body)).await?;
     Ok((
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),

@@ -4,9 +4,11 @@
 mod client;
 mod directory;
 mod feedback;
+mod http;
 mod intake;
 mod output;
 mod programs;
+mod status;
 mod tickets;
 
 use std::net::SocketAddr;
@@ -53,6 +55,9 @@ enum Command {
     Feedback(feedback::FeedbackArgs),
     /// The NATS intake's rejected (dead-lettered) messages: list and redrive.
     Intake(intake::IntakeArgs),
+    /// One process's roles, readiness, and each projector's and consumer's
+    /// position, lag and dead letters (from its /readyz and /metrics).
+    Status(status::StatusArgs),
 }
 
 #[derive(clap::Args)]
@@ -194,5 +199,6 @@ async fn main() -> ExitCode {
             init_logging(cli.log_format, "warn");
             directory::run(args).await
         }
+        Command::Status(args) => status::run(args).await,
     }
 }

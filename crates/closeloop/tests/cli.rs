@@ -604,3 +604,78 @@ async fn feedback_submit_reports_each_document_and_exits_3_on_invalid_ones() {
         .unwrap();
     assert_eq!(down.status.code(), Some(6));
 }
+
+/// `closeloop status`: one line per projector and consumer, with position
+/// and lag, from a running process's /readyz and /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_every_projector_and_consumer_with_its_lag() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.import_example_directory().await;
+    let doc = closeloop_tests::example("feedback/relationship-nps-detractor.json");
+    let (s, _, body) =
+        closeloop_tests::http_post(app.http_addr, "/v1/feedback", &std::fs::read(doc).unwrap())
+            .await;
+    assert_eq!(s, 202, "{body}");
+    let url = format!("http://{}", app.http_addr);
+    let status = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_closeloop"));
+        cmd.arg("status").arg("--url").arg(&url).args(args);
+        cmd.env_remove("CLOSELOOP_HTTP_URL");
+        cmd.output().unwrap()
+    };
+    // Wait until routing and ticketing have consumed the response.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let v = loop {
+        let o = status(&["-o", "json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let consumer = |n: &str| {
+            v["consumers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["consumer"] == n)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        if consumer("ticketing-routes")["done"].as_u64() >= Some(1) {
+            assert!(consumer("routing")["position"].as_u64().unwrap() > 0, "{v}");
+            assert_eq!(consumer("routing")["pending"], 0, "{v}");
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["roles"], "ingestion, routing, ticketing");
+    let projectors: Vec<_> = v["projectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["projector"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        projectors.contains(&"ticket_state".to_string()),
+        "{projectors:?}"
+    );
+    let text = status(&[]);
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.starts_with("roles"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("consumer") && l.contains("routing") && l.contains("pending 0")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("projector") && l.contains("ticket_state")),
+        "{text}"
+    );
+    // Nothing listening: exit 6.
+    app.stop().await.unwrap();
+    let down = status(&[]);
+    assert_eq!(down.status.code(), Some(6));
+}
