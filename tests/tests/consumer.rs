@@ -13,16 +13,21 @@ use closeloop_eventstore::consumer::{
 use closeloop_eventstore::{Prefix, ensure_stream};
 use closeloop_tests::{Nats, unique_prefix};
 
-/// Fails every message on subject `*.bad`; handles the rest.
+/// Fails every message on subject `*.bad` until `fixed`; handles the rest.
 #[derive(Clone, Default)]
 struct Flaky {
     bad_calls: Arc<AtomicU64>,
     good: Arc<AtomicU64>,
+    fixed: Arc<std::sync::atomic::AtomicBool>,
+    recovered: Arc<AtomicU64>,
 }
 
 impl Handler for Flaky {
     async fn handle(&self, msg: &jetstream::Message) -> Verdict {
-        if msg.subject.ends_with(".bad") {
+        if msg.subject.ends_with(".bad") && self.fixed.load(Ordering::SeqCst) {
+            self.recovered.fetch_add(1, Ordering::SeqCst);
+            Verdict::Done
+        } else if msg.subject.ends_with(".bad") {
             let n = self.bad_calls.fetch_add(1, Ordering::SeqCst) + 1;
             Verdict::Retry(format!("database down (attempt {n})"))
         } else {
@@ -105,6 +110,38 @@ async fn a_message_that_keeps_failing_is_parked_after_its_last_delivery() {
     assert_eq!(handler.good.load(Ordering::SeqCst), 3);
     assert_eq!(metrics.dead_lettered.load(Ordering::SeqCst), 1);
     assert_eq!(metrics.retried.load(Ordering::SeqCst), 3);
+
+    // The cause is fixed; the consumer replays from the parked message's
+    // sequence and the running process picks the replay up.
+    let letters = closeloop_eventstore::dlq::list(&js, &prefix, Some("flaky"))
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].original_sequence, 1);
+    assert!(
+        closeloop_eventstore::dlq::list(&js, &prefix, Some("someone-else"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    handler.fixed.store(true, Ordering::SeqCst);
+    let stream_name = format!("{}_WORK", prefix.as_str().to_ascii_uppercase());
+    let again = closeloop_eventstore::dlq::replay(&js, &stream_name, "flaky", 1)
+        .await
+        .unwrap();
+    assert_eq!(again, 4);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handler.recovered.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the replay never reached the handler"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(
+        closeloop_eventstore::dlq::replay(&js, &stream_name, "nobody", 1).await,
+        Err(closeloop_eventstore::dlq::DlqError::NoConsumer { .. })
+    ));
     let _ = stop.send(());
     task.await.unwrap();
 }

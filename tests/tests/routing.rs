@@ -571,7 +571,7 @@ async fn a_poison_feedback_event_is_dead_lettered_and_routing_goes_on() {
     let (d, _) = e.routed(&fid).await;
     assert_eq!(d.tickets.len(), 1);
     let prefix = closeloop_eventstore::Prefix::parse(&e.prefix).unwrap();
-    let parked = closeloop_ingestion::nats::list_rejected(&js, &prefix)
+    let parked = closeloop_eventstore::dlq::list(&js, &prefix, None)
         .await
         .unwrap();
     let p = parked
@@ -580,12 +580,12 @@ async fn a_poison_feedback_event_is_dead_lettered_and_routing_goes_on() {
         .expect("the poison event is in the dead-letter stream");
     assert!(p.reason.contains("FeedbackEvent"), "{}", p.reason);
     // It cannot be redriven by republishing: events are never published twice.
-    let err = closeloop_ingestion::nats::redrive(&js, &prefix, p.sequence)
+    let err = closeloop_eventstore::dlq::redrive(&js, &prefix, p.sequence)
         .await
         .unwrap_err();
     assert!(matches!(
         err,
-        closeloop_ingestion::nats::RedriveError::ParkedEvent { .. }
+        closeloop_eventstore::dlq::DlqError::ParkedEvent { .. }
     ));
     let err = err.to_string();
     assert!(err.contains("only intake messages"), "{err}");

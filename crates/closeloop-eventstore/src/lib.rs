@@ -17,6 +17,7 @@
 
 pub mod aggregate;
 pub mod consumer;
+pub mod dlq;
 mod envelope;
 mod prefix;
 mod store;

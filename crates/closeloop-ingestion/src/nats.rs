@@ -10,15 +10,12 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{
     self,
-    consumer::pull,
     stream::{self, RetentionPolicy, StorageType},
 };
 use closeloop_eventstore::consumer::ConsumerSpec;
 use closeloop_eventstore::{Carried, Prefix};
-use futures::StreamExt;
 use serde_json::Value;
 
 use crate::intake::{Intake, SubmitError};
@@ -118,140 +115,4 @@ pub fn intake_spec(prefix: &Prefix, name: &str, subject: String) -> ConsumerSpec
 /// The consumer `feedback-intake` of `<prefix>.intake.feedback`.
 pub fn feedback_intake_spec(prefix: &Prefix) -> ConsumerSpec {
     intake_spec(prefix, "feedback-intake", feedback_subject(prefix))
-}
-
-/// One parked message.
-#[derive(Debug, Clone)]
-pub struct Rejected {
-    /// Sequence in the dead-letter stream: the id to redrive.
-    pub sequence: u64,
-    pub original_subject: String,
-    pub reason: String,
-    pub dead_lettered_at: String,
-    pub payload: bytes::Bytes,
-}
-
-/// Every message in the dead-letter stream, oldest first.
-pub async fn list_rejected(
-    js: &jetstream::Context,
-    prefix: &Prefix,
-) -> Result<Vec<Rejected>, String> {
-    let mut stream = js.get_stream(dlq_stream(prefix)).await.map_err(|e| {
-        format!(
-            "no dead-letter stream {} (has closeloop run with this --prefix?): {e}",
-            dlq_stream(prefix)
-        )
-    })?;
-    let info = stream.info().await.map_err(|e| e.to_string())?;
-    if info.state.messages == 0 {
-        return Ok(Vec::new());
-    }
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: format!("{prefix}.dlq.>"),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    while let Some(m) = messages.next().await {
-        let m = m.map_err(|e| e.to_string())?;
-        let info = m.info().map_err(|e| e.to_string())?;
-        let (sequence, pending) = (info.stream_sequence, info.pending);
-        let h = |k: &str| {
-            m.headers
-                .as_ref()
-                .and_then(|h| h.get(k))
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_default()
-        };
-        out.push(Rejected {
-            sequence,
-            original_subject: h(headers::ORIGINAL_SUBJECT),
-            reason: h(headers::REASON),
-            dead_lettered_at: h(headers::DEAD_LETTERED_AT),
-            payload: m.payload.clone(),
-        });
-        if pending == 0 {
-            break;
-        }
-    }
-    Ok(out)
-}
-
-/// Publishes a parked message to its original subject again (after the cause
-/// was fixed, e.g. the account imported) and removes it from the dead letters.
-/// Why a dead letter was not redriven.
-#[derive(Debug, thiserror::Error)]
-pub enum RedriveError {
-    #[error("no dead letter {sequence}: {reason}")]
-    NotFound { sequence: u64, reason: String },
-    /// Events are immutable history: publishing one again would append a
-    /// copy. A parked event is replayed by fixing the cause and resetting the
-    /// consumer named in its headers.
-    #[error(
-        "dead letter {sequence} is the event {subject}, parked by consumer {consumer:?}; only intake \
-         messages can be redriven (events are never published twice)"
-    )]
-    ParkedEvent {
-        sequence: u64,
-        subject: String,
-        consumer: String,
-    },
-    #[error("dead letter {sequence} has no {header} header")]
-    Malformed { sequence: u64, header: &'static str },
-    #[error("NATS unavailable: {0}")]
-    Unavailable(String),
-}
-
-pub async fn redrive(
-    js: &jetstream::Context,
-    prefix: &Prefix,
-    sequence: u64,
-) -> Result<String, RedriveError> {
-    let unavailable = |e: &dyn std::fmt::Display| RedriveError::Unavailable(e.to_string());
-    let stream = js
-        .get_stream(dlq_stream(prefix))
-        .await
-        .map_err(|e| unavailable(&e))?;
-    let m = stream
-        .get_raw_message(sequence)
-        .await
-        .map_err(|e| RedriveError::NotFound {
-            sequence,
-            reason: e.to_string(),
-        })?;
-    let original = m
-        .headers
-        .get(headers::ORIGINAL_SUBJECT)
-        .map(|v| v.as_str().to_string())
-        .ok_or(RedriveError::Malformed {
-            sequence,
-            header: headers::ORIGINAL_SUBJECT,
-        })?;
-    if !original.starts_with(&format!("{prefix}.intake.")) {
-        return Err(RedriveError::ParkedEvent {
-            sequence,
-            subject: original,
-            consumer: m
-                .headers
-                .get(headers::CONSUMER)
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_default(),
-        });
-    }
-    let mut h = HeaderMap::new();
-    h.insert("Closeloop-Redrive-Of", sequence.to_string().as_str());
-    js.publish_with_headers(original.clone(), h, m.payload.clone())
-        .await
-        .map_err(|e| unavailable(&e))?
-        .await
-        .map_err(|e| unavailable(&e))?;
-    stream.delete_message(sequence).await.map_err(|e| {
-        unavailable(&format!(
-            "redriven, but could not remove dead letter {sequence}: {e}"
-        ))
-    })?;
-    Ok(original)
 }

@@ -53,8 +53,12 @@ enum Command {
     Directory(directory::DirectoryArgs),
     /// Submit canonical feedback documents to a running server (HTTP intake).
     Feedback(feedback::FeedbackArgs),
-    /// The NATS intake's rejected (dead-lettered) messages: list and redrive.
+    /// The NATS intake's rejected (dead-lettered) messages: list and redrive
+    /// (older names of `closeloop dlq list|redrive`).
     Intake(intake::IntakeArgs),
+    /// Every consumer's dead letters: list them, redrive intake messages,
+    /// replay an event consumer from a sequence.
+    Dlq(intake::DlqArgs),
     /// One process's roles, readiness, and each projector's and consumer's
     /// position, lag and dead letters (from its /readyz and /metrics).
     Status(status::StatusArgs),
@@ -200,5 +204,9 @@ async fn main() -> ExitCode {
             directory::run(args).await
         }
         Command::Status(args) => status::run(args).await,
+        Command::Dlq(args) => {
+            init_logging(cli.log_format, "warn");
+            intake::run_dlq(args).await
+        }
     }
 }

@@ -515,6 +515,37 @@ async fn nats_intake_parks_bad_messages_and_redrive_retries_them() {
     );
     assert_eq!(unknown["original_subject"], subject);
 
+    // The same through `closeloop dlq`, by consumer; replay is for event
+    // consumers only (intake messages are redriven), unknown consumers are 4.
+    let dlq = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .args(["dlq", "--nats-url", &nats.url(), "--prefix", &prefix])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = dlq(&["list", "--consumer", "feedback-intake", "-o", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dead_letters"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["dead_letters"][0]["consumer"], "feedback-intake");
+    let o = dlq(&["list", "--consumer", "routing", "-o", "json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["dead_letters"].as_array().unwrap().is_empty(), "{v}");
+    let o = dlq(&["replay", "--consumer", "feedback-intake", "--from", "1"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dlq redrive"));
+    let o = dlq(&["replay", "--consumer", "nobody", "--from", "1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = dlq(&["replay", "--consumer", "routing", "--from", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("replays from sequence 1"));
+
     // Fix the cause, then redrive.
     app.seed_account("ACME-001", "dana.li@vendor.example").await;
     let seq = unknown["sequence"].as_u64().unwrap().to_string();

@@ -1,0 +1,222 @@
+//! Dead-letter administration, for every consumer: list what was parked and
+//! why, redrive an intake message after fixing its cause, and replay an
+//! event consumer from a stream sequence (events are never published twice;
+//! the consumer reads them again and its idempotent handler skips what it
+//! had already done).
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{
+    self,
+    consumer::{DeliverPolicy, pull},
+};
+use futures::StreamExt;
+
+use crate::Prefix;
+use crate::consumer::{dlq_headers as headers, dlq_stream};
+
+/// One parked message.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Sequence in the dead-letter stream: the id to redrive.
+    pub sequence: u64,
+    /// The durable consumer that parked it.
+    pub consumer: String,
+    pub original_subject: String,
+    /// Its sequence in the stream it came from (the sequence to replay from).
+    pub original_sequence: u64,
+    pub reason: String,
+    pub dead_lettered_at: String,
+    pub payload: bytes::Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error("no dead letter {sequence}: {reason}")]
+    NotFound { sequence: u64, reason: String },
+    /// Events are immutable history: publishing one again would append a
+    /// copy. A parked event is replayed by its consumer instead.
+    #[error(
+        "dead letter {sequence} is the event {subject}, parked by consumer {consumer:?}; only intake \
+         messages can be redriven (events are never published twice): fix the cause, then \
+         `closeloop dlq replay --consumer {consumer} --from {original_sequence}`"
+    )]
+    ParkedEvent {
+        sequence: u64,
+        subject: String,
+        consumer: String,
+        original_sequence: u64,
+    },
+    #[error("dead letter {sequence} has no {header} header")]
+    Malformed { sequence: u64, header: &'static str },
+    #[error("no durable consumer {consumer:?} on stream {stream}")]
+    NoConsumer { stream: String, consumer: String },
+    #[error(
+        "{consumer:?} consumes intake messages, which are removed once handled: redrive its \
+         dead letters instead (`closeloop dlq redrive SEQ`)"
+    )]
+    IntakeConsumer { consumer: String },
+    #[error("NATS unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> DlqError {
+    DlqError::Unavailable(e.to_string())
+}
+
+fn header(h: Option<&HeaderMap>, k: &str) -> String {
+    h.and_then(|h| h.get(k))
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_default()
+}
+
+/// Every parked message (of `consumer`, if given), oldest first.
+pub async fn list(
+    js: &jetstream::Context,
+    prefix: &Prefix,
+    consumer: Option<&str>,
+) -> Result<Vec<DeadLetter>, DlqError> {
+    let mut stream = js.get_stream(dlq_stream(prefix)).await.map_err(|e| {
+        unavailable(format!(
+            "no dead-letter stream {} (has closeloop run with this --prefix?): {e}",
+            dlq_stream(prefix)
+        ))
+    })?;
+    let info = stream.info().await.map_err(unavailable)?;
+    if info.state.messages == 0 {
+        return Ok(Vec::new());
+    }
+    let reader = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: format!("{prefix}.dlq.>"),
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+    let mut messages = reader.messages().await.map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(m) = messages.next().await {
+        let m = m.map_err(unavailable)?;
+        let info = m.info().map_err(unavailable)?;
+        let (sequence, pending) = (info.stream_sequence, info.pending);
+        let h = |k| header(m.headers.as_ref(), k);
+        let letter = DeadLetter {
+            sequence,
+            consumer: h(headers::CONSUMER),
+            original_subject: h(headers::ORIGINAL_SUBJECT),
+            original_sequence: h(headers::ORIGINAL_SEQUENCE).parse().unwrap_or(0),
+            reason: h(headers::REASON),
+            dead_lettered_at: h(headers::DEAD_LETTERED_AT),
+            payload: m.payload.clone(),
+        };
+        if consumer.is_none_or(|c| c == letter.consumer) {
+            out.push(letter);
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Publishes a parked intake message to its original subject again (after
+/// the cause was fixed, e.g. the account imported) and removes it from the
+/// dead letters; returns that subject.
+pub async fn redrive(
+    js: &jetstream::Context,
+    prefix: &Prefix,
+    sequence: u64,
+) -> Result<String, DlqError> {
+    let stream = js
+        .get_stream(dlq_stream(prefix))
+        .await
+        .map_err(unavailable)?;
+    let m = stream
+        .get_raw_message(sequence)
+        .await
+        .map_err(|e| DlqError::NotFound {
+            sequence,
+            reason: e.to_string(),
+        })?;
+    let original = m
+        .headers
+        .get(headers::ORIGINAL_SUBJECT)
+        .map(|v| v.as_str().to_string())
+        .ok_or(DlqError::Malformed {
+            sequence,
+            header: headers::ORIGINAL_SUBJECT,
+        })?;
+    if !original.starts_with(&format!("{prefix}.intake.")) {
+        return Err(DlqError::ParkedEvent {
+            sequence,
+            subject: original,
+            consumer: header(Some(&m.headers), headers::CONSUMER),
+            original_sequence: header(Some(&m.headers), headers::ORIGINAL_SEQUENCE)
+                .parse()
+                .unwrap_or(0),
+        });
+    }
+    let mut h = HeaderMap::new();
+    h.insert("Closeloop-Redrive-Of", sequence.to_string().as_str());
+    js.publish_with_headers(original.clone(), h, m.payload.clone())
+        .await
+        .map_err(unavailable)?
+        .await
+        .map_err(unavailable)?;
+    stream.delete_message(sequence).await.map_err(|e| {
+        unavailable(format!(
+            "redriven, but could not remove dead letter {sequence}: {e}"
+        ))
+    })?;
+    Ok(original)
+}
+
+/// Makes durable consumer `consumer` of `stream` deliver again every message
+/// from stream sequence `from` on (after the cause of a parked event was
+/// fixed). The consumer is recreated with its configuration and that start;
+/// running processes pick it up within a second or two, and handlers, being
+/// idempotent, skip what they had already done. Returns how many messages
+/// its filter has from `from` on.
+pub async fn replay(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+    from: u64,
+) -> Result<u64, DlqError> {
+    let s = js.get_stream(stream).await.map_err(unavailable)?;
+    let info = match s.consumer_info(consumer).await {
+        Ok(i) => i,
+        Err(e) if e.to_string().contains("not found") => {
+            return Err(DlqError::NoConsumer {
+                stream: stream.to_string(),
+                consumer: consumer.to_string(),
+            });
+        }
+        Err(e) => return Err(unavailable(e)),
+    };
+    let mut config = info.config.clone();
+    config.deliver_policy = DeliverPolicy::ByStartSequence {
+        start_sequence: from.max(1),
+    };
+    s.delete_consumer(consumer).await.map_err(unavailable)?;
+    let created = s
+        .create_consumer(pull::Config {
+            durable_name: config.durable_name.clone(),
+            filter_subject: config.filter_subject.clone(),
+            deliver_policy: config.deliver_policy,
+            ack_policy: config.ack_policy,
+            ack_wait: config.ack_wait,
+            max_deliver: config.max_deliver,
+            max_ack_pending: config.max_ack_pending,
+            description: config.description.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+    let mut created = created;
+    let pending = created
+        .info()
+        .await
+        .map(|i| i.num_pending)
+        .map_err(unavailable)?;
+    Ok(pending)
+}
