@@ -46,10 +46,10 @@ impl EventContext {
             actor: actor.to_string(),
             correlation_id: cause.map(|e| e.correlation_id.clone()).unwrap_or_default(),
             causation_id: cause.map(|e| e.event_id.clone()).unwrap_or_default(),
-            traceparent: Some(match cause.and_then(|e| e.traceparent.as_deref()) {
-                Some(tp) => crate::traceparent::child_of(tp),
-                None => crate::traceparent::new_root(),
-            }),
+            traceparent: Some(crate::trace::for_event(
+                &tracing::Span::current(),
+                cause.and_then(|e| e.traceparent.as_deref()),
+            )),
         }
     }
 }
@@ -83,10 +83,10 @@ impl Carried {
                 .clone()
                 .unwrap_or_else(|| request_id.to_string()),
             causation_id: request_id.to_string(),
-            traceparent: Some(match &self.traceparent {
-                Some(tp) => crate::traceparent::child_of(tp),
-                None => crate::traceparent::new_root(),
-            }),
+            traceparent: Some(crate::trace::for_event(
+                &tracing::Span::current(),
+                self.traceparent.as_deref(),
+            )),
         }
     }
 }
@@ -458,6 +458,6 @@ mod tests {
         let none = Carried::from_lookup(|k| (k == "x-correlation-id").then(|| "x".repeat(129)));
         let ctx = none.context("req-2", String::new());
         assert_eq!(ctx.correlation_id, "req-2");
-        assert!(crate::traceparent::parse(ctx.traceparent.as_deref().unwrap()).is_some());
+        assert!(crate::trace::parse(ctx.traceparent.as_deref().unwrap()).is_some());
     }
 }

@@ -359,7 +359,21 @@ async fn lane<H: Handler>(
         } else if held.contains(&key) {
             Verdict::Retry("an earlier message of the same key is being retried".into())
         } else {
-            match handler.handle(&msg).await {
+            let span = tracing::info_span!(
+                "consume",
+                consumer = %spec.durable,
+                subject = %msg.subject,
+                sequence = seq,
+                delivered
+            );
+            crate::trace::follow(
+                &span,
+                msg.headers
+                    .as_ref()
+                    .and_then(|h| h.get(crate::headers::TRACEPARENT))
+                    .map(|v| v.as_str()),
+            );
+            match tracing::Instrument::instrument(handler.handle(&msg), span).await {
                 Verdict::Retry(why) if delivered >= spec.retry.max_deliver => {
                     Verdict::DeadLetter(format!("gave up after {delivered} deliveries: {why}"))
                 }

@@ -21,7 +21,7 @@ pub mod dlq;
 mod envelope;
 mod prefix;
 mod store;
-pub mod traceparent;
+pub mod trace;
 
 pub use aggregate::{
     Aggregate, Carried, Decision, EventContext, ExecuteError, Executed, Executor, ExecutorMetrics,

@@ -148,7 +148,14 @@ async fn follow_once<P: Projection>(
             }
         }
         let behind = batch.last().map_or(0, |e| e.pending);
-        let last = apply_batch(db, projection, &batch).await?;
+        let span = tracing::info_span!(
+            "project",
+            projector = name,
+            events = batch.len(),
+            first = batch[0].sequence
+        );
+        let last =
+            tracing::Instrument::instrument(apply_batch(db, projection, &batch), span).await?;
         pending.store(behind, std::sync::atomic::Ordering::Relaxed);
         progress.send_if_modified(|p| {
             let changed = *p < last;

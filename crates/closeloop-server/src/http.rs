@@ -42,6 +42,25 @@ pub fn router(state: State) -> Router {
         .with_state(state)
 }
 
+/// One span per request, a child of the caller's `traceparent`.
+pub async fn traced(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let span = tracing::info_span!(
+        "http",
+        method = %req.method(),
+        path = %req.uri().path(),
+        status = tracing::field::Empty
+    );
+    closeloop_eventstore::trace::follow(
+        &span,
+        req.headers()
+            .get(closeloop_eventstore::headers::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
+}
+
 /// Gives the whole HTTP API problem documents for unknown paths (404) and
 /// methods a path does not take (405), like every other error it answers.
 pub fn with_fallbacks(router: Router) -> Router {

@@ -188,6 +188,17 @@ async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let grpc = tonic::transport::Server::builder()
+        // One span per call, a child of the caller's traceparent.
+        .trace_fn(|req| {
+            let span = tracing::info_span!("grpc", path = %req.uri().path());
+            closeloop_eventstore::trace::follow(
+                &span,
+                req.headers()
+                    .get(closeloop_eventstore::headers::TRACEPARENT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            span
+        })
         .add_routes(parts.grpc)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
@@ -205,7 +216,8 @@ async fn serve(
     let http_listener = listeners.http;
     let role_routes = parts.http;
     let http_task = tokio::spawn(async move {
-        let router = http::with_fallbacks(http::router(http_state).merge(role_routes));
+        let router = http::with_fallbacks(http::router(http_state).merge(role_routes))
+            .layer(axum::middleware::from_fn(http::traced));
         use axum::serve::ListenerExt;
         let http_listener = http_listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {

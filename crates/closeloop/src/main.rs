@@ -9,6 +9,7 @@ mod intake;
 mod output;
 mod programs;
 mod status;
+mod telemetry;
 mod tickets;
 
 use std::net::SocketAddr;
@@ -106,15 +107,8 @@ struct ServeArgs {
 }
 
 fn init_logging(format: LogFormat, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    // Client commands: logs only; the handle has nothing to flush.
+    drop(telemetry::init(format, default, false));
 }
 
 async fn shutdown_signal() {
@@ -176,7 +170,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_logging(cli.log_format, "info");
+            let _telemetry = telemetry::init(cli.log_format, "info", true);
             match serve(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
