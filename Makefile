@@ -32,9 +32,11 @@ run: build
 demo: build
 	@deploy/local/demo.sh
 
-## test: needs nats-server on PATH (installed if missing) and PostgreSQL on 127.0.0.1:5432.
+## test: needs nats-server on PATH and the Prometheus text parser (both installed if missing)
+## and PostgreSQL on 127.0.0.1:5432 (started or installed by ensure-postgres.sh).
 test:
 	@deploy/local/install-nats.sh
+	@deploy/local/install-test-tools.sh
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
 	$(CARGO) test --workspace
 

@@ -90,14 +90,20 @@ async fn probes_metrics_health_and_reflection() {
     .unwrap();
     let (_, body) = http_get(app.http_addr, "/metrics").await.unwrap();
     assert!(
-        body.contains("closeloop_ticket_commands_total{outcome=\"written\"} 1"),
+        body.contains("closeloop_commands_total{aggregate=\"ticket\",outcome=\"written\"} 1"),
         "{body}"
     );
     assert!(body.contains(&format!(
         "closeloop_projector_sequence{{projector=\"ticket_state\"}} {}",
         r.sequence
     )));
-    assert_eq!(metric(&body, "closeloop_ticket_command_conflicts_total"), 0);
+    assert_eq!(
+        metric(
+            &body,
+            "closeloop_command_conflicts_total{aggregate=\"ticket\"}"
+        ),
+        0
+    );
     app.stop().await.unwrap();
 }
 
@@ -389,5 +395,102 @@ async fn broker_outage_is_unavailable_and_loses_nothing() {
         .into_inner();
     assert_eq!(view.ticket.unwrap().note_count, 1);
     assert_eq!(view.activity.len(), 2);
+    app.stop().await.unwrap();
+}
+
+/// `/metrics` as a scraper reads it: parsed by the reference parser (the
+/// Python `prometheus_client`, Debian's python3-prometheus-client), with
+/// request counts and latency histograms for gRPC and HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_with_the_reference_parser() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
+    let mut c = app.tickets().await;
+    c.open_ticket(v1::OpenTicketRequest {
+        request_id: "m-1".into(),
+        account_id: "ACME-001".into(),
+        owner_email: "dana@vendor.example".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let _ = http_get(app.http_addr, "/readyz").await.unwrap();
+    let (status, body) = http_get(app.http_addr, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    out[family.name] = {"type": family.type, "samples": [[s.name, s.labels, s.value] for s in family.samples]}
+print(json.dumps(out))
+"#;
+    let mut py = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (deploy/local/install-test-tools.sh installs the parser)");
+    use std::io::Write;
+    py.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the reference parser refused /metrics: {}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let families: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let family = |name: &str| families[name].clone();
+    assert_eq!(
+        family("closeloop_commands")["type"],
+        "counter",
+        "{families}"
+    );
+    assert_eq!(
+        family("closeloop_request_duration_seconds")["type"],
+        "histogram"
+    );
+    assert_eq!(family("closeloop_projector_pending")["type"], "gauge");
+    assert_eq!(family("closeloop_consumer_pending")["type"], "gauge");
+    let samples = |name: &str| {
+        family(name)["samples"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let has = |name: &str, want: &[(&str, &str)]| {
+        samples(name)
+            .iter()
+            .any(|s| want.iter().all(|(k, v)| s[1][*k].as_str() == Some(*v)))
+    };
+    assert!(
+        has(
+            "closeloop_requests",
+            &[
+                ("transport", "grpc"),
+                ("route", "/closeloop.v1.TicketService/OpenTicket"),
+                ("code", "0")
+            ]
+        ),
+        "{families}"
+    );
+    assert!(
+        has(
+            "closeloop_requests",
+            &[("transport", "http"), ("route", "/readyz"), ("code", "200")]
+        ),
+        "{families}"
+    );
+    assert!(has(
+        "closeloop_commands",
+        &[("aggregate", "ticket"), ("outcome", "written")]
+    ));
+    assert!(has(
+        "closeloop_consumer_messages",
+        &[("consumer", "routing")]
+    ));
     app.stop().await.unwrap();
 }

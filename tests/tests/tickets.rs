@@ -459,7 +459,10 @@ async fn racing_clients_lose_nothing(backend: Backend) {
         let (_, body) = closeloop_tests::http_get(app.http_addr, "/metrics")
             .await
             .unwrap();
-        conflicts += closeloop_tests::metric(&body, "closeloop_ticket_command_conflicts_total");
+        conflicts += closeloop_tests::metric(
+            &body,
+            "closeloop_command_conflicts_total{aggregate=\"ticket\"}",
+        );
     }
     eprintln!("racing: {conflicts} sequence conflicts resolved by the server");
     assert!(

@@ -62,25 +62,26 @@ pub struct RoutingMetrics {
 }
 
 impl closeloop_runtime::MetricsSource for RoutingMetrics {
-    fn write(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        out.push_str(
-            "# HELP closeloop_routing_decisions_total Responses routed, by outcome (unmatched: no workflow triggered).\n\
-             # TYPE closeloop_routing_decisions_total counter\n",
-        );
+    fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::family::Family;
+        let decisions = Family::<Vec<(String, String)>, Counter>::default();
         for (outcome, c) in [("routed", &self.routed), ("unmatched", &self.unmatched)] {
-            let _ = writeln!(
-                out,
-                "closeloop_routing_decisions_total{{outcome=\"{outcome}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
+            decisions
+                .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
+                .inc_by(c.load(Ordering::Relaxed));
         }
-        let _ = write!(
-            out,
-            "# HELP closeloop_routing_fallback_owner_total Tickets routed to a program's fallback owner (flagged).\n\
-             # TYPE closeloop_routing_fallback_owner_total counter\n\
-             closeloop_routing_fallback_owner_total {}\n",
-            self.fallback_owner.load(Ordering::Relaxed)
+        registry.register(
+            "closeloop_routing_decisions",
+            "Responses routed, by outcome (unmatched: no workflow triggered).",
+            decisions,
+        );
+        let fallback = Counter::<u64>::default();
+        fallback.inc_by(self.fallback_owner.load(Ordering::Relaxed));
+        registry.register(
+            "closeloop_routing_fallback_owner",
+            "Tickets routed to a program's fallback owner (flagged).",
+            fallback,
         );
     }
 }

@@ -63,9 +63,10 @@ pub trait Role: Send + Sync {
     fn start<'a>(&'a self, setup: &'a mut Setup) -> Started<'a>;
 }
 
-/// Extra `/metrics` lines a role exports (Prometheus text format).
+/// Metrics a role exports beyond its executors, consumers and projectors:
+/// registered into the scrape's `prometheus-client` registry.
 pub trait MetricsSource: Send + Sync {
-    fn write(&self, out: &mut String);
+    fn register(&self, registry: &mut prometheus_client::registry::Registry);
 }
 
 /// What the process gives its roles, and collects from them.

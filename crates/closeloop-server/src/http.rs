@@ -2,9 +2,7 @@
 //! the database answer; Kubernetes sends traffic only then) and `/metrics`
 //! (Prometheus text format).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::Router;
@@ -32,6 +30,8 @@ pub struct State {
     pub consumers: Vec<(String, Arc<ConsumerMetrics>)>,
     /// What the roles export beyond these.
     pub metrics: Vec<Arc<dyn MetricsSource>>,
+    /// gRPC calls and HTTP requests served.
+    pub requests: crate::metrics::Requests,
 }
 
 pub fn router(state: State) -> Router {
@@ -42,8 +42,15 @@ pub fn router(state: State) -> Router {
         .with_state(state)
 }
 
-/// One span per request, a child of the caller's `traceparent`.
-pub async fn traced(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// One span per request, a child of the caller's `traceparent`; counted and
+/// timed in `/metrics`.
+pub async fn traced(
+    Extract(requests): Extract<crate::metrics::Requests>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let path = req.uri().path().to_string();
     let span = tracing::info_span!(
         "http",
         method = %req.method(),
@@ -58,6 +65,12 @@ pub async fn traced(req: axum::extract::Request, next: axum::middleware::Next) -
     );
     let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     span.record("status", response.status().as_u16());
+    let route = if response.status() == StatusCode::NOT_FOUND && !path.starts_with("/v1/") {
+        "unmatched"
+    } else {
+        path.as_str()
+    };
+    requests.record("http", route, response.status().as_str(), started);
     response
 }
 
@@ -117,95 +130,12 @@ async fn readyz(Extract(s): Extract<State>) -> Response {
 }
 
 async fn metrics(Extract(s): Extract<State>) -> Response {
-    let mut out = String::new();
-    for (aggregate, m) in &s.executors {
-        let _ = write!(
-            out,
-            "# HELP closeloop_{aggregate}_commands_total Commands on {aggregate} aggregates by outcome.\n\
-             # TYPE closeloop_{aggregate}_commands_total counter\n"
-        );
-        for (outcome, c) in [
-            ("written", &m.written),
-            ("replayed", &m.replayed),
-            ("aborted", &m.aborted),
-        ] {
-            let _ = writeln!(
-                out,
-                "closeloop_{aggregate}_commands_total{{outcome=\"{outcome}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let _ = write!(
-            out,
-            "# HELP closeloop_{aggregate}_command_conflicts_total Appends on {aggregate} aggregates that lost an optimistic-concurrency race and were retried.\n\
-             # TYPE closeloop_{aggregate}_command_conflicts_total counter\n\
-             closeloop_{aggregate}_command_conflicts_total {}\n",
-            m.conflicts.load(Ordering::Relaxed)
-        );
-    }
-    if !s.projectors.is_empty() {
-        out.push_str(
-            "# HELP closeloop_projector_sequence Last event-stream sequence each projector committed.\n\
-             # TYPE closeloop_projector_sequence gauge\n",
-        );
-        for (name, p, _) in &s.projectors {
-            let _ = writeln!(
-                out,
-                "closeloop_projector_sequence{{projector=\"{name}\"}} {}",
-                *p.borrow()
-            );
-        }
-        out.push_str(
-            "# HELP closeloop_projector_pending Events of each projector's filter not applied yet (its lag).\n\
-             # TYPE closeloop_projector_pending gauge\n",
-        );
-        for (name, _, pending) in &s.projectors {
-            let _ = writeln!(
-                out,
-                "closeloop_projector_pending{{projector=\"{name}\"}} {}",
-                pending.load(Ordering::Relaxed)
-            );
-        }
-    }
-    if !s.consumers.is_empty() {
-        out.push_str(
-            "# HELP closeloop_consumer_messages_total Messages each durable consumer handled, by verdict.\n\
-             # TYPE closeloop_consumer_messages_total counter\n",
-        );
-        for (name, m) in &s.consumers {
-            for (verdict, c) in [
-                ("done", &m.done),
-                ("dead_letter", &m.dead_lettered),
-                ("retry", &m.retried),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "closeloop_consumer_messages_total{{consumer=\"{name}\",verdict=\"{verdict}\"}} {}",
-                    c.load(Ordering::Relaxed)
-                );
-            }
-        }
-        for (metric, help, pick) in [
-            (
-                "closeloop_consumer_position",
-                "Stream sequence of the last message each durable consumer received.",
-                (|m: &ConsumerMetrics| m.position.load(Ordering::Relaxed))
-                    as fn(&ConsumerMetrics) -> u64,
-            ),
-            (
-                "closeloop_consumer_pending",
-                "Messages each durable consumer has not received yet (its lag).",
-                |m: &ConsumerMetrics| m.pending.load(Ordering::Relaxed),
-            ),
-        ] {
-            let _ = write!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge\n");
-            for (name, m) in &s.consumers {
-                let _ = writeln!(out, "{metric}{{consumer=\"{name}\"}} {}", pick(m));
-            }
-        }
-    }
-    for m in &s.metrics {
-        m.write(&mut out);
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::encode(&s),
+    )
+        .into_response()
 }

@@ -5,6 +5,7 @@
 //! one role each, and in-process integration tests on random ports.
 
 mod http;
+mod metrics;
 mod roles;
 
 use std::future::Future;
@@ -187,7 +188,9 @@ async fn serve(
             .register_encoded_file_descriptor_set(closeloop_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    let requests = metrics::Requests::default();
     let grpc = tonic::transport::Server::builder()
+        .layer(metrics::GrpcMetrics(requests.clone()))
         // One span per call, a child of the caller's traceparent.
         .trace_fn(|req| {
             let span = tracing::info_span!("grpc", path = %req.uri().path());
@@ -212,12 +215,13 @@ async fn serve(
         projectors: parts.projectors,
         consumers: parts.consumers,
         metrics: parts.metrics,
+        requests: requests.clone(),
     };
     let http_listener = listeners.http;
     let role_routes = parts.http;
     let http_task = tokio::spawn(async move {
         let router = http::with_fallbacks(http::router(http_state).merge(role_routes))
-            .layer(axum::middleware::from_fn(http::traced));
+            .layer(axum::middleware::from_fn_with_state(requests, http::traced));
         use axum::serve::ListenerExt;
         let http_listener = http_listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
