@@ -20,8 +20,24 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 const HEADER: &str = "traceparent";
 
+/// Whether `value` has the exact shape of a version-00 `traceparent`
+/// (`00-` + 32 + `-` + 16 + `-` + 2 lowercase hex digits); the propagator
+/// itself accepts shorter ids.
+fn well_formed(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    matches!(parts.as_slice(), [v, t, p, f] if *v == "00" && hex(t, 32) && hex(p, 16) && hex(f, 2))
+}
+
 /// The span context a `traceparent` value names, if it is well formed.
 pub fn parse(traceparent: &str) -> Option<SpanContext> {
+    if !well_formed(traceparent.trim()) {
+        return None;
+    }
     let carrier = HashMap::from([(HEADER.to_string(), traceparent.trim().to_string())]);
     let cx = TraceContextPropagator::new().extract(&carrier);
     let sc = cx.span().span_context().clone();
