@@ -112,6 +112,22 @@ async fn every_http_error_is_a_documented_problem_document() {
     let p = problem(answer, 503, "not-ready");
     assert!(p["detail"].as_str().unwrap().contains("NATS"), "{p}");
     assert_eq!(p["checks"]["database"], "ok", "{p}");
+    // Consumers that lost the broker are reported too, once they notice.
+    let mut consumers_down = false;
+    for _ in 0..100 {
+        let (_, _, body) = http_request(addr, "GET", "/readyz", &[], b"").await;
+        let p: Value = serde_json::from_str(&body).unwrap();
+        if p["checks"]["consumers"]["routing"] == "not consuming" {
+            assert!(
+                p["detail"].as_str().unwrap().contains("consumer routing"),
+                "{p}"
+            );
+            consumers_down = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(consumers_down, "consumers never reported the broker outage");
     nats.restart();
     app.stop().await.unwrap();
 }

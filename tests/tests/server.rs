@@ -22,6 +22,15 @@ async fn probes_metrics_health_and_reflection() {
     let (status, body) = http_get(app.http_addr, "/readyz").await.unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("\"nats\":\"ok\""), "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for consumer in [
+        "routing",
+        "ticketing-routes",
+        "feedback-intake",
+        "directory-intake",
+    ] {
+        assert_eq!(ready["consumers"][consumer], "consuming", "{body}");
+    }
 
     let channel = tonic::transport::Channel::from_shared(app.grpc_url())
         .unwrap()

@@ -114,6 +114,10 @@ pub struct ConsumerMetrics {
     pub position: std::sync::atomic::AtomicU64,
     /// Messages still to deliver after it (the consumer's lag).
     pub pending: std::sync::atomic::AtomicU64,
+    /// Subscribed and reading: false while its subscription cannot be set
+    /// up (stream missing, broker down) and, within a second, while the
+    /// broker is unreachable; `/readyz` reports it.
+    pub consuming: std::sync::atomic::AtomicBool,
 }
 
 /// Which messages a durable consumer takes.
@@ -213,6 +217,9 @@ pub async fn run_consumer<H: Handler>(
             _ = &mut shutdown => return,
             r = consume(&js, &prefix, &spec, &handler) => r,
         };
+        spec.metrics
+            .consuming
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = r {
             tracing::error!(consumer = %spec.durable, error = %e, "consumer failed; restarting");
         }
@@ -255,6 +262,9 @@ async fn consume<H: Handler>(
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consuming");
+    spec.metrics
+        .consuming
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     // One lane per slice of the key space: a key's messages go down one lane
     // in order; lanes run concurrently, so round trips overlap without
     // waiting for a whole batch.
@@ -312,6 +322,11 @@ async fn read<H: Handler>(
                     tracing::info!(consumer = %spec.durable, "NATS reconnected; resubscribing");
                     return Ok(());
                 }
+                // Not consuming while the broker is away (reported by /readyz).
+                let up = js.client().connection_state() == async_nats::connection::State::Connected;
+                spec.metrics
+                    .consuming
+                    .store(up, std::sync::atomic::Ordering::Relaxed);
                 continue;
             }
         };

@@ -165,7 +165,8 @@ impl Setup {
         self.projectors.get(name).map(|(p, _)| p.clone())
     }
 
-    /// Runs a durable consumer; its counters go to `/metrics`.
+    /// Runs a durable consumer; its counters go to `/metrics`, and `/readyz`
+    /// answers 503 while it is not consuming (the role's readiness).
     pub fn consume<H: Handler + 'static>(&mut self, spec: ConsumerSpec, handler: H) {
         self.consumers
             .push((spec.durable.clone(), spec.metrics.clone()));

@@ -104,25 +104,37 @@ pub fn with_fallbacks(router: Router) -> Router {
 async fn readyz(Extract(s): Extract<State>) -> Response {
     let nats_ok = s.nats.connection_state() == async_nats::connection::State::Connected;
     let db = s.db.ping().await;
+    let mut failing: Vec<String> = [("NATS", nats_ok), ("the database", db.is_ok())]
+        .into_iter()
+        .filter_map(|(what, ok)| (!ok).then(|| what.to_string()))
+        .collect();
+    let mut consumers = serde_json::Map::new();
+    for (name, m) in &s.consumers {
+        let ok = m.consuming.load(std::sync::atomic::Ordering::Relaxed);
+        if !ok {
+            failing.push(format!("consumer {name}"));
+        }
+        consumers.insert(
+            name.clone(),
+            json!(if ok { "consuming" } else { "not consuming" }),
+        );
+    }
     let body = json!({
         "roles": s.roles.to_string(),
         "nats": if nats_ok { "ok".to_string() } else { format!("{}", s.nats.connection_state()) },
         "database": match &db { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+        "consumers": consumers,
     });
-    if nats_ok && db.is_ok() {
+    if failing.is_empty() {
         (StatusCode::OK, Json(body)).into_response()
     } else {
-        let failing: Vec<&str> = [("NATS", nats_ok), ("the database", db.is_ok())]
-            .into_iter()
-            .filter_map(|(what, ok)| (!ok).then_some(what))
-            .collect();
         problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
             "Not ready",
             format!(
                 "not ready: {} not answering; see checks",
-                failing.join(" and ")
+                failing.join(", ")
             ),
             Some(("checks", body)),
         )
