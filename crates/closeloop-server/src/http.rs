@@ -106,7 +106,8 @@ async fn readyz(Extract(s): Extract<State>) -> Response {
     let db = s.db.ping().await;
     let mut failing: Vec<String> = [("NATS", nats_ok), ("the database", db.is_ok())]
         .into_iter()
-        .filter_map(|(what, ok)| (!ok).then(|| what.to_string()))
+        .filter(|(_, ok)| !ok)
+        .map(|(what, _)| what.to_string())
         .collect();
     let mut consumers = serde_json::Map::new();
     for (name, m) in &s.consumers {
