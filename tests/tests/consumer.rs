@@ -145,3 +145,91 @@ async fn a_message_that_keeps_failing_is_parked_after_its_last_delivery() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+/// Records what it handled, in order.
+#[derive(Clone, Default)]
+struct Recorder(Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl Handler for Recorder {
+    async fn handle(&self, msg: &jetstream::Message) -> Verdict {
+        self.0.lock().unwrap().push((
+            msg.subject.to_string(),
+            String::from_utf8_lossy(&msg.payload).to_string(),
+        ));
+        Verdict::Done
+    }
+}
+
+/// A consumer over two subject filters on NATS 2.9 (one durable each),
+/// merged: every message of both, each subject's in order, nothing else;
+/// a replay covers both durables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_takes_several_subject_filters_in_order_per_subject() {
+    let nats = Nats::start();
+    let js = jetstream::new(nats.client().await);
+    let prefix = Prefix::parse(&unique_prefix()).unwrap();
+    let stream = format!("{}_WORK", prefix.as_str().to_ascii_uppercase());
+    ensure_stream(
+        &js,
+        jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{prefix}.work.>")],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    ensure_dlq(&js, &prefix).await.unwrap();
+    for (subject, n) in [
+        ("a.1", 1),
+        ("b.1", 1),
+        ("a.1", 2),
+        ("c.1", 1),
+        ("b.1", 2),
+        ("a.1", 3),
+    ] {
+        js.publish(format!("{prefix}.work.{subject}"), n.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let spec = ConsumerSpec::new(stream.clone(), "multi", format!("{prefix}.work.a.*"))
+        .also(format!("{prefix}.work.b.*"));
+    assert_eq!(spec.durable_for(1), "multi-1");
+    let handler = Recorder::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_consumer(
+        js.clone(),
+        prefix.clone(),
+        spec,
+        handler.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handler.0.lock().unwrap().len() < 5 {
+        assert!(Instant::now() < deadline, "{:?}", handler.0.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = handler.0.lock().unwrap().clone();
+    let of = |s: &str| -> Vec<String> {
+        got.iter()
+            .filter(|(subject, _)| subject.ends_with(s))
+            .map(|(_, n)| n.clone())
+            .collect()
+    };
+    assert_eq!(of(".a.1"), ["1", "2", "3"]);
+    assert_eq!(of(".b.1"), ["1", "2"]);
+    assert!(of(".c.1").is_empty(), "{got:?}");
+
+    // Replaying the consumer replays both of its durables.
+    let again = closeloop_eventstore::dlq::replay(&js, &stream, "multi", 1)
+        .await
+        .unwrap();
+    assert_eq!(again, 5);
+    let _ = stop.send(());
+    task.await.unwrap();
+}

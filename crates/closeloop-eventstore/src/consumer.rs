@@ -104,6 +104,37 @@ pub trait Handler: Send + Sync {
     fn handle(&self, msg: &jetstream::Message) -> impl Future<Output = Verdict> + Send;
 }
 
+/// A handler of one aggregate type's events, given them decoded with their
+/// envelope: what routing, ticketing and the coming services implement.
+/// [`Decoded`] makes one a [`Handler`]; a message that does not decode (a
+/// newer closeloop's event, a damaged payload) is parked with the decoder's
+/// reason, never handed on.
+pub trait EventHandler: Send + Sync {
+    type Aggregate: crate::Aggregate;
+
+    fn handle(
+        &self,
+        event: <Self::Aggregate as crate::Aggregate>::Recorded,
+        envelope: Option<&Envelope>,
+    ) -> impl Future<Output = Verdict> + Send;
+}
+
+/// An [`EventHandler`] as a [`Handler`] of the consumer's raw messages.
+pub struct Decoded<H>(pub H);
+
+impl<H: EventHandler> Handler for Decoded<H> {
+    async fn handle(&self, msg: &jetstream::Message) -> Verdict {
+        let stored = match stored_event(msg) {
+            Ok(s) => s,
+            Err(e) => return Verdict::DeadLetter(e),
+        };
+        match <H::Aggregate as crate::Aggregate>::decode(&stored) {
+            Ok(event) => self.0.handle(event, stored.envelope.as_ref()).await,
+            Err(e) => Verdict::DeadLetter(e),
+        }
+    }
+}
+
 /// Counters of one consumer, for `/metrics` and `closeloop status`.
 #[derive(Debug, Default)]
 pub struct ConsumerMetrics {
@@ -127,7 +158,11 @@ pub struct ConsumerSpec {
     pub stream: String,
     /// Durable consumer name (one per role and purpose).
     pub durable: String,
-    pub filter: String,
+    /// Subjects it takes. On NATS 2.9 a JetStream consumer has one filter,
+    /// so each filter gets a durable of its own ([`ConsumerSpec::durable_for`])
+    /// feeding the same ordered lanes: an aggregate's events are on one
+    /// subject, so its order holds without ordering across filters.
+    pub filters: Vec<String>,
     /// Most messages handled together.
     pub max_batch: usize,
     /// Delay before redelivery when parking itself failed (broker trouble).
@@ -179,11 +214,27 @@ impl ConsumerSpec {
         ConsumerSpec {
             stream,
             durable: durable.to_string(),
-            filter,
+            filters: vec![filter],
             max_batch: 256,
             retry_delay: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             metrics: Default::default(),
+        }
+    }
+
+    /// Takes `filter`'s subjects too.
+    pub fn also(mut self, filter: String) -> ConsumerSpec {
+        self.filters.push(filter);
+        self
+    }
+
+    /// The JetStream durable that reads filter `i`: the consumer's name for
+    /// the first, `<name>-<i>` for the others.
+    pub fn durable_for(&self, i: usize) -> String {
+        if i == 0 {
+            self.durable.clone()
+        } else {
+            format!("{}-{i}", self.durable)
         }
     }
 }
@@ -241,27 +292,33 @@ async fn consume<H: Handler>(
         .get_stream(&spec.stream)
         .await
         .map_err(|e| format!("stream {}: {e}", spec.stream))?;
-    let consumer = stream
-        .get_or_create_consumer(
-            &spec.durable,
-            pull::Config {
-                durable_name: Some(spec.durable.clone()),
-                filter_subject: spec.filter.clone(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_ack_pending: (spec.max_batch * 4) as i64,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(spec.max_batch)
-        .messages()
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(consumer = %spec.durable, filter = %spec.filter, "consuming");
+    let mut streams = Vec::with_capacity(spec.filters.len());
+    for (i, filter) in spec.filters.iter().enumerate() {
+        let durable = spec.durable_for(i);
+        let consumer = stream
+            .get_or_create_consumer(
+                &durable,
+                pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: filter.clone(),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: (spec.max_batch * 4) as i64,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        streams.push(
+            consumer
+                .stream()
+                .max_messages_per_batch(spec.max_batch)
+                .messages()
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        tracing::info!(consumer = %spec.durable, durable = %durable, filter = %filter, "consuming");
+    }
     spec.metrics
         .consuming
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -276,12 +333,20 @@ async fn consume<H: Handler>(
         lanes.push(lane(js, prefix, spec, handler, rx));
     }
     let mut lanes = std::pin::pin!(futures::future::try_join_all(lanes));
-    let reader = read(js, spec, handler, messages, senders);
+    let backlog: std::sync::Arc<[std::sync::atomic::AtomicU64]> =
+        spec.filters.iter().map(|_| Default::default()).collect();
+    let reader = futures::future::try_join_all(
+        streams
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| read(js, spec, handler, m, senders.clone(), (backlog.clone(), i))),
+    );
     tokio::select! {
         // Lanes end early only on an error (they otherwise run until the reader stops).
         r = &mut lanes => r.map(|_| ()),
         r = reader => {
             // Let the lanes finish what they hold, then report.
+            drop(senders);
             let drained = lanes.await;
             r?;
             drained.map(|_| ())
@@ -302,6 +367,7 @@ async fn read<H: Handler>(
     handler: &H,
     mut messages: pull::Stream,
     lanes: Vec<tokio::sync::mpsc::Sender<(String, jetstream::Message)>>,
+    (backlog, slot): (std::sync::Arc<[std::sync::atomic::AtomicU64]>, usize),
 ) -> Result<(), String> {
     let connects = || {
         js.client()
@@ -335,7 +401,9 @@ async fn read<H: Handler>(
             spec.metrics
                 .position
                 .fetch_max(info.stream_sequence, Relaxed);
-            spec.metrics.pending.store(info.pending, Relaxed);
+            backlog[slot].store(info.pending, Relaxed);
+            let total = backlog.iter().map(|b| b.load(Relaxed)).sum();
+            spec.metrics.pending.store(total, Relaxed);
         }
         let key = handler.key(&msg);
         let lane = lane_of(&key, lanes.len());

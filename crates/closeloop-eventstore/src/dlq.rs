@@ -170,39 +170,63 @@ pub async fn redrive(
     Ok(original)
 }
 
-/// Makes durable consumer `consumer` of `stream` deliver again every message
-/// from stream sequence `from` on (after the cause of a parked event was
-/// fixed). The consumer is recreated with its configuration and that start;
+/// Makes durable consumer `consumer` of `stream` (and its siblings
+/// `<consumer>-<n>`, one per further subject filter) deliver again every
+/// message from stream sequence `from` on (after the cause of a parked event
+/// was fixed). Each is recreated with its configuration and that start;
 /// running processes pick it up within a second or two, and handlers, being
 /// idempotent, skip what they had already done. Returns how many messages
-/// its filter has from `from` on.
+/// their filters have from `from` on.
 pub async fn replay(
     js: &jetstream::Context,
     stream: &str,
     consumer: &str,
     from: u64,
 ) -> Result<u64, DlqError> {
-    let s = js.get_stream(stream).await.map_err(unavailable)?;
-    let info = match s.consumer_info(consumer).await {
-        Ok(i) => i,
-        Err(e) if e.to_string().contains("not found") => {
-            return Err(DlqError::NoConsumer {
-                stream: stream.to_string(),
-                consumer: consumer.to_string(),
-            });
+    let mut s = js.get_stream(stream).await.map_err(unavailable)?;
+    let sibling = |name: &str| {
+        name == consumer
+            || name
+                .strip_prefix(consumer)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut names = Vec::new();
+    let mut listed = s.consumer_names();
+    while let Some(name) = listed.next().await {
+        let name = name.map_err(unavailable)?;
+        if sibling(&name) {
+            names.push(name);
         }
-        Err(e) => return Err(unavailable(e)),
-    };
-    let mut config = info.config.clone();
-    config.deliver_policy = DeliverPolicy::ByStartSequence {
-        start_sequence: from.max(1),
-    };
+    }
+    if !names.iter().any(|n| n == consumer) {
+        return Err(DlqError::NoConsumer {
+            stream: stream.to_string(),
+            consumer: consumer.to_string(),
+        });
+    }
+    let mut total = 0;
+    for name in names {
+        total += replay_one(&mut s, &name, from).await?;
+    }
+    Ok(total)
+}
+
+async fn replay_one(
+    s: &mut jetstream::stream::Stream,
+    consumer: &str,
+    from: u64,
+) -> Result<u64, DlqError> {
+    let info = s.consumer_info(consumer).await.map_err(unavailable)?;
+    let config = info.config.clone();
     s.delete_consumer(consumer).await.map_err(unavailable)?;
-    let created = s
+    let mut created = s
         .create_consumer(pull::Config {
             durable_name: config.durable_name.clone(),
             filter_subject: config.filter_subject.clone(),
-            deliver_policy: config.deliver_policy,
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            },
             ack_policy: config.ack_policy,
             ack_wait: config.ack_wait,
             max_deliver: config.max_deliver,
@@ -212,11 +236,9 @@ pub async fn replay(
         })
         .await
         .map_err(unavailable)?;
-    let mut created = created;
-    let pending = created
+    created
         .info()
         .await
         .map(|i| i.num_pending)
-        .map_err(unavailable)?;
-    Ok(pending)
+        .map_err(unavailable)
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use closeloop_contracts::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId};
 use closeloop_domain::TicketId;
-use closeloop_eventstore::consumer::{ConsumerSpec, Handler, Verdict, stored_event};
-use closeloop_eventstore::{Aggregate, EventContext, ExecuteError, Executor, Prefix};
+use closeloop_eventstore::consumer::{ConsumerSpec, Decoded, EventHandler, Verdict};
+use closeloop_eventstore::{Envelope, EventContext, ExecuteError, Executor, Prefix};
 use closeloop_programs::canonical::Feedback;
 use closeloop_programs::{Catalog, OwnerRule, Program};
 use closeloop_proto::v1;
@@ -124,7 +124,7 @@ impl closeloop_runtime::Role for Routing {
                 vec![directory.accounts, directory.teams],
             );
             s.metrics(router.metrics());
-            s.consume(consumer_spec(&s.prefix), router);
+            s.consume(consumer_spec(&s.prefix), Decoded(router));
             Ok(())
         })
     }
@@ -471,17 +471,15 @@ fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snaps
         .collect();
 }
 
-impl Handler for Router {
-    async fn handle(&self, msg: &async_nats::jetstream::Message) -> Verdict {
-        let stored = match stored_event(msg) {
-            Ok(s) => s,
-            Err(e) => return Verdict::DeadLetter(e),
-        };
-        let (event, sequence) = match FeedbackAggregate::decode(&stored) {
-            Ok(r) => r,
-            Err(e) => return Verdict::DeadLetter(e),
-        };
-        let ctx = EventContext::caused_by(stored.envelope.as_ref(), ACTOR);
+impl EventHandler for Router {
+    type Aggregate = FeedbackAggregate;
+
+    async fn handle(
+        &self,
+        (event, sequence): (FeedbackEvent, u64),
+        envelope: Option<&Envelope>,
+    ) -> Verdict {
+        let ctx = EventContext::caused_by(envelope, ACTOR);
         match &event {
             FeedbackEvent::Received(f) => {
                 let id = FeedbackId::of(&f.source, &f.response_id);

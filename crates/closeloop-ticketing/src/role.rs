@@ -2,6 +2,7 @@
 //! `TicketService`, and the consumer that opens the tickets routing decided.
 
 use closeloop_directory::lookup::DirectoryLookup;
+use closeloop_eventstore::consumer::Decoded;
 use closeloop_proto::v1::ticket_service_server::TicketServiceServer;
 use closeloop_runtime::{Role, Setup, Started};
 use sqlx::migrate::Migrator;
@@ -30,7 +31,7 @@ impl Role for Ticketing {
             s.executor(crate::AGGREGATE, commands.metrics());
             s.consume(
                 routes::consumer_spec(&s.prefix),
-                routes::RouteOpener::new(commands.clone()),
+                Decoded(routes::RouteOpener::new(commands.clone())),
             );
             let references = References {
                 directory: DirectoryLookup::new(s.db.clone(), s.store.clone()),

@@ -12,8 +12,8 @@ use closeloop_contracts::routing::RoutingAggregate;
 use closeloop_domain::ticket::{Origin, Plan};
 use closeloop_domain::values::TITLE_MAX;
 use closeloop_domain::{AccountId, Email, ProgramId, RuleViolation, Text, TicketCommand, TicketId};
-use closeloop_eventstore::consumer::{ConsumerSpec, Handler, Verdict, stored_event};
-use closeloop_eventstore::{Aggregate, EventContext, ExecuteError, Prefix};
+use closeloop_eventstore::consumer::{ConsumerSpec, EventHandler, Verdict};
+use closeloop_eventstore::{Aggregate, Envelope, EventContext, ExecuteError, Prefix};
 use closeloop_proto::v1;
 use closeloop_proto::v1::routing_event::Event as Body;
 
@@ -104,17 +104,11 @@ fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
     out
 }
 
-impl Handler for RouteOpener {
-    async fn handle(&self, msg: &async_nats::jetstream::Message) -> Verdict {
-        let stored = match stored_event(msg) {
-            Ok(s) => s,
-            Err(e) => return Verdict::DeadLetter(e),
-        };
-        let event = match RoutingAggregate::decode(&stored) {
-            Ok((event, _)) => event,
-            Err(e) => return Verdict::DeadLetter(e),
-        };
-        let ctx = EventContext::caused_by(stored.envelope.as_ref(), ACTOR);
+impl EventHandler for RouteOpener {
+    type Aggregate = RoutingAggregate;
+
+    async fn handle(&self, (event, _): (Body, u64), envelope: Option<&Envelope>) -> Verdict {
+        let ctx = EventContext::caused_by(envelope, ACTOR);
         match event {
             Body::Decided(d) => {
                 let mut commands = Vec::new();
