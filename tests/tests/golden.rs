@@ -328,7 +328,7 @@ fn every_stored_event_type_still_decodes() {
     check(golden::<RotationAggregate>(
         "rotation-turn-taken",
         TeamKey::of("partner-success"),
-        v1::TurnTaken {
+        closeloop_contracts::rotation::TurnTaken {
             team: "partner-success".into(),
             route_key: format!("{fid}/impl-csat-partner"),
             turn: 4,

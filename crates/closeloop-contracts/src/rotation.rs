@@ -5,7 +5,6 @@
 //! response takes the same turn again instead of a new one, and optimistic
 //! concurrency on the team's subject makes every routing replica agree.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::time::SystemTime;
@@ -38,20 +37,7 @@ impl fmt::Display for TeamKey {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rotation {
-    /// Turns given so far; the next route takes turn `turns`.
-    pub turns: u64,
-    /// Route key → the turn it took.
-    pub taken: HashMap<String, u64>,
-    pub sequence: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TakeTurn {
-    pub team: String,
-    pub route_key: String,
-}
+pub use closeloop_domain::rotation::{Rotation, TakeTurn, TurnTaken};
 
 pub struct RotationAggregate;
 
@@ -59,9 +45,9 @@ impl Aggregate for RotationAggregate {
     type Id = TeamKey;
     type State = Rotation;
     type Command = TakeTurn;
-    type Event = v1::TurnTaken;
+    type Event = TurnTaken;
     type Rule = Infallible;
-    type Recorded = (v1::TurnTaken, u64);
+    type Recorded = (TurnTaken, u64);
 
     const TYPE: &'static str = AGGREGATE;
 
@@ -70,27 +56,17 @@ impl Aggregate for RotationAggregate {
         state: Option<&Rotation>,
         _request_id: &str,
         cmd: &TakeTurn,
-    ) -> Result<Decision<v1::TurnTaken>, Infallible> {
-        if let Some(s) = state
-            && s.taken.contains_key(&cmd.route_key)
-        {
-            return Ok(Decision::AlreadyApplied {
-                sequence: s.sequence,
-            });
-        }
-        Ok(Decision::Append(v1::TurnTaken {
-            team: cmd.team.clone(),
-            route_key: cmd.route_key.clone(),
-            turn: state.map_or(0, |s| s.turns),
-        }))
+    ) -> Result<Decision<TurnTaken>, Infallible> {
+        Ok(match closeloop_domain::rotation::decide(state, cmd) {
+            closeloop_domain::Decision::Append(t) => Decision::Append(t),
+            closeloop_domain::Decision::AlreadyApplied { sequence } => {
+                Decision::AlreadyApplied { sequence }
+            }
+        })
     }
 
     fn evolve(state: Option<Rotation>, (t, sequence): &Self::Recorded) -> Option<Rotation> {
-        let mut s = state.unwrap_or_default();
-        s.taken.insert(t.route_key.clone(), t.turn);
-        s.turns = s.turns.max(t.turn + 1);
-        s.sequence = *sequence;
-        Some(s)
+        Some(closeloop_domain::rotation::evolve(state, t, *sequence))
     }
 
     fn sequence(state: &Rotation) -> u64 {
@@ -103,7 +79,7 @@ impl Aggregate for RotationAggregate {
         request_id: &str,
         at: SystemTime,
         ctx: &EventContext,
-        event: &v1::TurnTaken,
+        event: &TurnTaken,
     ) -> (Envelope, Bytes) {
         let msg = v1::RotationEvent {
             event_id: event_id.to_string(),
@@ -112,7 +88,11 @@ impl Aggregate for RotationAggregate {
             actor: ctx.actor.clone(),
             correlation_id: ctx.correlation_id.clone(),
             causation_id: ctx.causation_id.clone(),
-            event: Some(Body::TurnTaken(event.clone())),
+            event: Some(Body::TurnTaken(v1::TurnTaken {
+                team: event.team.clone(),
+                route_key: event.route_key.clone(),
+                turn: event.turn,
+            })),
         };
         let env = Envelope::protobuf(event_id, "closeloop.v1.TurnTaken", at, ctx);
         (env, Bytes::from(msg.encode_to_vec()))
@@ -122,49 +102,26 @@ impl Aggregate for RotationAggregate {
         let msg = v1::RotationEvent::decode(stored.payload.as_ref())
             .map_err(|e| format!("payload is not a closeloop.v1.RotationEvent: {e}"))?;
         match msg.event {
-            Some(Body::TurnTaken(t)) => Ok((t, stored.sequence)),
+            Some(Body::TurnTaken(t)) => Ok((
+                TurnTaken {
+                    team: t.team,
+                    route_key: t.route_key,
+                    turn: t.turn,
+                },
+                stored.sequence,
+            )),
             None => Err("rotation event without a body (newer version?)".into()),
         }
     }
 
     fn recorded(
         _id: TeamKey,
-        event: &v1::TurnTaken,
+        event: &TurnTaken,
         sequence: u64,
         _request_id: &str,
         _at: SystemTime,
         _ctx: &EventContext,
     ) -> Self::Recorded {
         (event.clone(), sequence)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn take(s: Option<Rotation>, key: &str, seq: u64) -> (Option<Rotation>, Option<u64>) {
-        let cmd = TakeTurn {
-            team: "ps".into(),
-            route_key: key.into(),
-        };
-        match RotationAggregate::decide(TeamKey::of("ps"), s.as_ref(), key, &cmd).unwrap() {
-            Decision::Append(t) => {
-                let turn = t.turn;
-                (RotationAggregate::evolve(s, &(t, seq)), Some(turn))
-            }
-            Decision::AlreadyApplied { .. } => (s, None),
-        }
-    }
-
-    #[test]
-    fn each_route_takes_one_turn_however_often_it_asks() {
-        let (s, t0) = take(None, "f1/w", 1);
-        let (s, t1) = take(s, "f2/w", 2);
-        let (s, again) = take(s, "f1/w", 3);
-        let (s, t2) = take(s, "f3/w", 4);
-        assert_eq!((t0, t1, again, t2), (Some(0), Some(1), None, Some(2)));
-        let s = s.unwrap();
-        assert_eq!((s.turns, s.taken["f1/w"], s.sequence), (3, 0, 4));
     }
 }

@@ -1,12 +1,14 @@
 //! Pure domain model of closeloop.
 //!
 //! Nothing here does I/O or knows about NATS, SQL or gRPC: values are parsed
-//! into newtypes at the edge ([`values`]), and the ticket aggregate
-//! ([`ticket`]) is a pair of pure functions, `decide` (command + state →
-//! event or rule violation) and `evolve` (state + event → state). The clock
-//! is an argument, so every decision is reproducible in tests.
+//! into newtypes at the edge ([`values`]), and each aggregate is a pair of
+//! pure functions, `decide` (command + state → event or rule violation) and
+//! `evolve` (state + event → state): tickets ([`ticket`]), team rotations
+//! ([`rotation`]). The clock is an argument, so every decision is
+//! reproducible in tests. Wire formats are `closeloop-contracts`' business.
 
 pub mod directory;
+pub mod rotation;
 pub mod ticket;
 pub mod time;
 pub mod values;
@@ -20,3 +22,12 @@ pub use values::{
     AccountId, Channel, Email, FieldViolation, OpportunityKind, ProgramId, RequestId,
     RootCauseCategory, Text, TicketId,
 };
+
+/// What a command means for an aggregate in its current state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision<E> {
+    /// Append this event.
+    Append(E),
+    /// The request was applied before, at this stream sequence: write nothing.
+    AlreadyApplied { sequence: u64 },
+}

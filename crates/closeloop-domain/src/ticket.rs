@@ -486,13 +486,8 @@ pub enum RuleViolation {
     },
 }
 
-/// The outcome of a decision: a new event to append, or the answer already
-/// given to this request id.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    Append(TicketEvent),
-    AlreadyApplied { sequence: u64 },
-}
+/// The outcome of a ticket decision.
+pub type Decision = crate::Decision<TicketEvent>;
 
 /// Decides what `command` on ticket `id` (in state `state`, `None` if it has no
 /// events yet) means. Pure: no clock reads, no I/O.
