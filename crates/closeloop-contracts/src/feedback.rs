@@ -1,13 +1,10 @@
-//! Feedback as an aggregate: one per `(source, response_id)`.
-//!
-//! Revisions of a response are ordered by [`Feedback::revised`]
-//! (`revised_at`, else `submitted_at`), then by content digest, whatever
-//! order they arrive in: a newer revision is `FeedbackUpdated`; an older one
-//! arriving late is recorded as `FeedbackSuperseded` and never applied; any
-//! content the response has had before (current, older or superseded) is a
-//! duplicate and writes nothing.
+//! Feedback as an aggregate: one per `(source, response_id)`, on
+//! `<prefix>.events.feedback.<feedback_id>`. The revision logic is the
+//! domain's ([`closeloop_domain::feedback`]); this is its wire contract and
+//! the content digest that orders and de-duplicates revisions (a UUIDv5 of
+//! the deterministic protobuf encoding, stable across builds).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::time::SystemTime;
@@ -48,36 +45,7 @@ impl fmt::Display for FeedbackId {
     }
 }
 
-/// What the stream holds for one response.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedbackState {
-    /// The newest revision (by [`Feedback::revised`], then content).
-    pub feedback: Feedback,
-    /// Its [`content_digest`].
-    pub digest: u128,
-    /// 0 until the first update.
-    pub revision: u32,
-    /// Stream sequence of the last event (the concurrency token).
-    pub sequence: u64,
-    /// Every content the response has had (received, updated or
-    /// superseded): its [`content_digest`] and the sequence of its event.
-    pub seen: HashMap<u128, u64>,
-}
-
-/// What happened to a response.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FeedbackEvent {
-    Received(Feedback),
-    Updated {
-        feedback: Feedback,
-        revision: u32,
-    },
-    /// An older revision that arrived after a newer one: recorded, not applied.
-    Superseded {
-        feedback: Feedback,
-        current_revision: u32,
-    },
-}
+pub use closeloop_domain::feedback::{FeedbackEvent, FeedbackState};
 
 pub fn to_proto(id: FeedbackId, f: &Feedback) -> v1::Feedback {
     v1::Feedback {
@@ -172,11 +140,6 @@ pub fn content_request_id(f: &Feedback) -> String {
     format!("content-{}", Uuid::from_u128(content_digest(f)).simple())
 }
 
-/// How revisions are ordered: when made, then content.
-fn order(f: &Feedback, digest: u128) -> (Timestamp, u128) {
-    (f.revised(), digest)
-}
-
 /// Feedback as an [`Aggregate`].
 pub struct FeedbackAggregate;
 
@@ -196,56 +159,24 @@ impl Aggregate for FeedbackAggregate {
         _request_id: &str,
         f: &Feedback,
     ) -> Result<Decision<FeedbackEvent>, Infallible> {
-        let Some(s) = state else {
-            return Ok(Decision::Append(FeedbackEvent::Received(f.clone())));
-        };
-        let digest = content_digest(f);
-        if let Some(&sequence) = s.seen.get(&digest) {
-            return Ok(Decision::AlreadyApplied { sequence });
-        }
-        let current = order(&s.feedback, s.digest);
-        Ok(Decision::Append(if order(f, digest) > current {
-            FeedbackEvent::Updated {
-                feedback: f.clone(),
-                revision: s.revision + 1,
-            }
-        } else {
-            FeedbackEvent::Superseded {
-                feedback: f.clone(),
-                current_revision: s.revision,
-            }
-        }))
+        Ok(
+            match closeloop_domain::feedback::decide(state, f, content_digest(f)) {
+                closeloop_domain::Decision::Append(e) => Decision::Append(e),
+                closeloop_domain::Decision::AlreadyApplied { sequence } => {
+                    Decision::AlreadyApplied { sequence }
+                }
+            },
+        )
     }
 
     fn evolve(
         state: Option<FeedbackState>,
         (event, sequence): &Self::Recorded,
     ) -> Option<FeedbackState> {
-        let (feedback, applied) = match event {
-            FeedbackEvent::Received(f) => (f, Some(0)),
-            FeedbackEvent::Updated { feedback, revision } => (feedback, Some(*revision)),
-            FeedbackEvent::Superseded { feedback, .. } => (feedback, None),
-        };
-        let digest = content_digest(feedback);
-        let mut s = match (state, applied) {
-            (Some(mut s), Some(revision)) => {
-                s.feedback = feedback.clone();
-                s.digest = digest;
-                s.revision = revision;
-                s
-            }
-            (Some(s), None) => s,
-            (None, _) => FeedbackState {
-                feedback: feedback.clone(),
-                digest,
-                revision: applied.unwrap_or(0),
-                sequence: 0,
-                seen: HashMap::new(),
-            },
-        };
-        s.seen.insert(digest, *sequence);
-        s.sequence = *sequence;
-        Some(s)
+        let digest = content_digest(event.feedback());
+        Some(closeloop_domain::feedback::evolve(
+            state, event, digest, *sequence,
+        ))
     }
 
     fn sequence(state: &FeedbackState) -> u64 {

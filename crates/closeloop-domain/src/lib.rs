@@ -3,11 +3,12 @@
 //! Nothing here does I/O or knows about NATS, SQL or gRPC: values are parsed
 //! into newtypes at the edge ([`values`]), and each aggregate is a pair of
 //! pure functions, `decide` (command + state → event or rule violation) and
-//! `evolve` (state + event → state): tickets ([`ticket`]), team rotations
-//! ([`rotation`]). The clock is an argument, so every decision is
+//! `evolve` (state + event → state): tickets ([`ticket`]), survey responses
+//! and their revisions ([`feedback`]), team rotations ([`rotation`]). The clock is an argument, so every decision is
 //! reproducible in tests. Wire formats are `closeloop-contracts`' business.
 
 pub mod directory;
+pub mod feedback;
 pub mod rotation;
 pub mod ticket;
 pub mod time;

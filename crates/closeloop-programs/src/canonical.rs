@@ -35,37 +35,8 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Respondent {
-    pub email: Option<Email>,
-    pub name: String,
-    pub role: String,
-}
-
-/// A validated survey response.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Feedback {
-    pub response_id: String,
-    pub source: String,
-    pub program: String,
-    pub account_id: AccountId,
-    pub respondent: Respondent,
-    pub submitted_at: Timestamp,
-    /// When this revision was made (a vendor's `updated_at`); `None`: it is
-    /// the response as submitted. Orders revisions: see [`Feedback::revised`].
-    pub revised_at: Option<Timestamp>,
-    pub answers: BTreeMap<String, AnswerValue>,
-    pub attributes: BTreeMap<String, String>,
-}
-
-impl Feedback {
-    /// When this revision was made: `revised_at`, else `submitted_at`.
-    /// Revisions of one response are ordered by it, then by content, so a
-    /// late delivery of an older revision never replaces a newer one.
-    pub fn revised(&self) -> Timestamp {
-        self.revised_at.unwrap_or(self.submitted_at)
-    }
-}
+/// The validated response and its respondent are domain types.
+pub use closeloop_domain::feedback::{Feedback, Respondent};
 
 const FIELDS: [&str; 9] = [
     "response_id",

@@ -7,32 +7,15 @@ use cel::{Context, ExecutionError, Value};
 
 use crate::model::{Program, QuestionKind};
 
-/// One answer as submitted.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AnswerValue {
-    Int(i64),
-    Float(f64),
-    Text(String),
-    Bool(bool),
-}
+/// One answer as submitted (a domain type).
+pub use closeloop_domain::feedback::AnswerValue;
 
-impl AnswerValue {
-    fn to_cel(&self) -> Value {
-        match self {
-            AnswerValue::Int(i) => Value::Int(*i),
-            AnswerValue::Float(f) => Value::Float(*f),
-            AnswerValue::Text(s) => Value::String(Arc::new(s.clone())),
-            AnswerValue::Bool(b) => Value::Bool(*b),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            AnswerValue::Int(i) => i.to_string(),
-            AnswerValue::Float(f) => format!("{f:?}"),
-            AnswerValue::Text(s) => format!("{s:?}"),
-            AnswerValue::Bool(b) => b.to_string(),
-        }
+fn to_cel(v: &AnswerValue) -> Value {
+    match v {
+        AnswerValue::Int(i) => Value::Int(*i),
+        AnswerValue::Float(f) => Value::Float(*f),
+        AnswerValue::Text(s) => Value::String(Arc::new(s.clone())),
+        AnswerValue::Bool(b) => Value::Bool(*b),
     }
 }
 
@@ -206,7 +189,7 @@ fn add_facts(ctx: &mut Context<'_, '_>, program_id: &str, facts: &Facts<'_>) {
     let answers: HashMap<String, Value> = facts
         .answers
         .iter()
-        .map(|(k, v)| (k.clone(), v.to_cel()))
+        .map(|(k, v)| (k.clone(), to_cel(v)))
         .collect();
     ctx.add_variable_from_value("answers", Value::from(answers));
     ctx.add_variable_from_value(
