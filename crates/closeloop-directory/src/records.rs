@@ -1,6 +1,5 @@
 //! Directory records as aggregates.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::SystemTime;
@@ -192,27 +191,7 @@ pub struct Stored<R> {
     pub request_id: String,
 }
 
-/// A record as it stands, with the sequence of its last change.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordState<R> {
-    pub record: R,
-    pub sequence: u64,
-    /// Client request ids applied to the record (content-derived ones are
-    /// not kept: equal content is already idempotent): the digest of the
-    /// record each wrote and its sequence.
-    pub requests: HashMap<String, (u128, u64)>,
-}
-
-/// A client's request id was used before on this record for another record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "request_id {0:?} was already used on this record with other content; \
-     a retry must repeat its request exactly: use a new request_id for a new request"
-)]
-pub struct RequestIdReused(pub String);
-
-/// Request ids the writer derives from content; all others are the client's.
-const CONTENT_REQUEST: &str = "content-";
+pub use closeloop_domain::directory::{CONTENT_REQUEST, RecordState, RequestIdReused};
 
 /// A digest of a record's wire form.
 fn digest<K: RecordKind>(r: &K::Record) -> u128 {
@@ -243,35 +222,29 @@ impl<K: RecordKind> Aggregate for Directory<K> {
         request_id: &str,
         command: &K::Record,
     ) -> Result<Decision<K::Record>, RequestIdReused> {
-        if let Some(&(wrote, sequence)) = state.and_then(|s| s.requests.get(request_id)) {
-            // A retry is answered from the record even if it changed since.
-            return if wrote == digest::<K>(command) {
-                Ok(Decision::AlreadyApplied { sequence })
-            } else {
-                Err(RequestIdReused(request_id.to_string()))
-            };
-        }
-        Ok(match state {
-            Some(s) if &s.record == command => Decision::AlreadyApplied {
-                sequence: s.sequence,
+        Ok(
+            match closeloop_domain::directory::decide(
+                state,
+                request_id,
+                command,
+                digest::<K>(command),
+            )? {
+                closeloop_domain::Decision::Append(r) => Decision::Append(r),
+                closeloop_domain::Decision::AlreadyApplied { sequence } => {
+                    Decision::AlreadyApplied { sequence }
+                }
             },
-            _ => Decision::Append(command.clone()),
-        })
+        )
     }
 
     fn evolve(state: Option<Self::State>, event: &Self::Recorded) -> Option<Self::State> {
-        let mut requests = state.map(|s| s.requests).unwrap_or_default();
-        if !event.request_id.is_empty() && !event.request_id.starts_with(CONTENT_REQUEST) {
-            requests.insert(
-                event.request_id.clone(),
-                (digest::<K>(&event.record), event.sequence),
-            );
-        }
-        Some(RecordState {
-            record: event.record.clone(),
-            sequence: event.sequence,
-            requests,
-        })
+        Some(closeloop_domain::directory::evolve(
+            state,
+            &event.record,
+            digest::<K>(&event.record),
+            &event.request_id,
+            event.sequence,
+        ))
     }
 
     fn sequence(state: &Self::State) -> u64 {

@@ -203,3 +203,104 @@ mod tests {
         assert_eq!(dup[0].field, "members[1]");
     }
 }
+
+/// A directory record as it stands, with the sequence of its last change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordState<R> {
+    pub record: R,
+    pub sequence: u64,
+    /// Client request ids applied to the record (content-derived ones are
+    /// not kept: equal content is already idempotent): the digest of the
+    /// record each wrote and its sequence.
+    pub requests: std::collections::HashMap<String, (u128, u64)>,
+}
+
+/// A client's request id was used before on this record for another record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "request_id {0:?} was already used on this record with other content; \
+     a retry must repeat its request exactly: use a new request_id for a new request"
+)]
+pub struct RequestIdReused(pub String);
+
+/// Request ids the writer derives from content start with this; all
+/// others are the client's.
+pub const CONTENT_REQUEST: &str = "content-";
+
+/// What upserting `record` (its wire digest `digest`) with `request_id`
+/// means: a client's request id is answered from history, even if the
+/// record changed since (a late retry never reverts a newer upsert), and
+/// refused with other content; an unchanged record writes nothing.
+pub fn decide<R: Clone + PartialEq>(
+    state: Option<&RecordState<R>>,
+    request_id: &str,
+    record: &R,
+    digest: u128,
+) -> Result<crate::Decision<R>, RequestIdReused> {
+    if let Some(&(wrote, sequence)) = state.and_then(|s| s.requests.get(request_id)) {
+        return if wrote == digest {
+            Ok(crate::Decision::AlreadyApplied { sequence })
+        } else {
+            Err(RequestIdReused(request_id.to_string()))
+        };
+    }
+    Ok(match state {
+        Some(s) if &s.record == record => crate::Decision::AlreadyApplied {
+            sequence: s.sequence,
+        },
+        _ => crate::Decision::Append(record.clone()),
+    })
+}
+
+/// Folds an upsert of `record` (digest `digest`, by `request_id`, stored at
+/// `sequence`) into the record.
+pub fn evolve<R: Clone>(
+    state: Option<RecordState<R>>,
+    record: &R,
+    digest: u128,
+    request_id: &str,
+    sequence: u64,
+) -> RecordState<R> {
+    let mut requests = state.map(|s| s.requests).unwrap_or_default();
+    if !request_id.is_empty() && !request_id.starts_with(CONTENT_REQUEST) {
+        requests.insert(request_id.to_string(), (digest, sequence));
+    }
+    RecordState {
+        record: record.clone(),
+        sequence,
+        requests,
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+    use crate::Decision;
+
+    #[test]
+    fn client_request_ids_name_one_upsert_content_ids_only_dedupe() {
+        let a = evolve(None, &"A".to_string(), 1, "import-1", 10);
+        let b = evolve(Some(a.clone()), &"B".to_string(), 2, "import-2", 11);
+        // A late retry of import-1 is answered from history, not re-applied.
+        assert_eq!(
+            decide(Some(&b), "import-1", &"A".to_string(), 1),
+            Ok(Decision::AlreadyApplied { sequence: 10 })
+        );
+        // import-1 with other content is refused.
+        assert_eq!(
+            decide(Some(&b), "import-1", &"C".to_string(), 3),
+            Err(RequestIdReused("import-1".into()))
+        );
+        // Content-derived ids are not remembered: going back to A is a change.
+        let by_content = evolve(Some(b.clone()), &"A".to_string(), 1, "content-x", 12);
+        assert!(!by_content.requests.contains_key("content-x"));
+        assert_eq!(
+            decide(Some(&b), "content-y", &"A".to_string(), 1),
+            Ok(Decision::Append("A".to_string()))
+        );
+        assert_eq!(
+            decide(Some(&b), "content-z", &"B".to_string(), 2),
+            Ok(Decision::AlreadyApplied { sequence: 11 })
+        );
+    }
+}
