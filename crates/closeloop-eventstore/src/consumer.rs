@@ -83,6 +83,25 @@ pub async fn ensure_dlq(js: &jetstream::Context, prefix: &Prefix) -> Result<(), 
     .map(|_| ())
 }
 
+/// Why a consumer stopped (it is restarted a second later).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("dead-letter stream unavailable: {0}")]
+    DeadLetterStream(String),
+    #[error("stream {stream} unavailable: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("cannot set up durable consumer {durable}: {reason}")]
+    Durable { durable: String, reason: String },
+    #[error("reading messages failed: {0}")]
+    Read(String),
+    #[error("acknowledging message {sequence} failed: {reason}")]
+    Ack { sequence: u64, reason: String },
+    #[error("parking message {sequence} failed: {reason}")]
+    Park { sequence: u64, reason: String },
+    #[error("a consumer lane stopped")]
+    LaneStopped,
+}
+
 /// What a handler made of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -286,12 +305,17 @@ async fn consume<H: Handler>(
     prefix: &Prefix,
     spec: &ConsumerSpec,
     handler: &H,
-) -> Result<(), String> {
-    ensure_dlq(js, prefix).await?;
+) -> Result<(), ConsumeError> {
+    ensure_dlq(js, prefix)
+        .await
+        .map_err(ConsumeError::DeadLetterStream)?;
     let stream = js
         .get_stream(&spec.stream)
         .await
-        .map_err(|e| format!("stream {}: {e}", spec.stream))?;
+        .map_err(|e| ConsumeError::Stream {
+            stream: spec.stream.clone(),
+            reason: e.to_string(),
+        })?;
     let mut streams = Vec::with_capacity(spec.filters.len());
     for (i, filter) in spec.filters.iter().enumerate() {
         let durable = spec.durable_for(i);
@@ -308,14 +332,20 @@ async fn consume<H: Handler>(
                 },
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ConsumeError::Durable {
+                durable: durable.clone(),
+                reason: e.to_string(),
+            })?;
         streams.push(
             consumer
                 .stream()
                 .max_messages_per_batch(spec.max_batch)
                 .messages()
                 .await
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| ConsumeError::Durable {
+                    durable: durable.clone(),
+                    reason: e.to_string(),
+                })?,
         );
         tracing::info!(consumer = %spec.durable, durable = %durable, filter = %filter, "consuming");
     }
@@ -368,7 +398,7 @@ async fn read<H: Handler>(
     mut messages: pull::Stream,
     lanes: Vec<tokio::sync::mpsc::Sender<(String, jetstream::Message)>>,
     (backlog, slot): (std::sync::Arc<[std::sync::atomic::AtomicU64]>, usize),
-) -> Result<(), String> {
+) -> Result<(), ConsumeError> {
     let connects = || {
         js.client()
             .statistics()
@@ -380,7 +410,7 @@ async fn read<H: Handler>(
     loop {
         let msg = tokio::select! {
             m = messages.next() => match m {
-                Some(m) => m.map_err(|e| e.to_string())?,
+                Some(m) => m.map_err(|e| ConsumeError::Read(e.to_string()))?,
                 None => return Ok(()),
             },
             _ = watchdog.tick() => {
@@ -408,7 +438,7 @@ async fn read<H: Handler>(
         let key = handler.key(&msg);
         let lane = lane_of(&key, lanes.len());
         if lanes[lane].send((key, msg)).await.is_err() {
-            return Err("a consumer lane stopped".into());
+            return Err(ConsumeError::LaneStopped);
         }
     }
 }
@@ -428,7 +458,13 @@ async fn lane<H: Handler>(
     spec: &ConsumerSpec,
     handler: &H,
     mut rx: tokio::sync::mpsc::Receiver<(String, jetstream::Message)>,
-) -> Result<(), String> {
+) -> Result<(), ConsumeError> {
+    let ack_failed = |sequence: u64| {
+        move |e: async_nats::Error| ConsumeError::Ack {
+            sequence,
+            reason: e.to_string(),
+        }
+    };
     let mut held: std::collections::HashSet<String> = Default::default();
     while let Some((key, msg)) = rx.recv().await {
         let (seq, delivered) = msg
@@ -470,19 +506,19 @@ async fn lane<H: Handler>(
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match verdict {
-            Verdict::Done => msg.ack().await.map_err(|e| e.to_string())?,
+            Verdict::Done => msg.ack().await.map_err(ack_failed(seq))?,
             Verdict::DeadLetter(reason) => {
                 match dead_letter(js, prefix, &spec.durable, &msg, seq, &reason).await {
                     Ok(()) => {
                         tracing::warn!(consumer = %spec.durable, sequence = seq, %reason, "message parked in the dead-letter stream");
-                        msg.ack().await.map_err(|e| e.to_string())?;
+                        msg.ack().await.map_err(ack_failed(seq))?;
                     }
                     Err(e) => {
                         tracing::error!(consumer = %spec.durable, sequence = seq, error = %e, "cannot dead-letter; will retry");
                         held.insert(key);
                         msg.ack_with(AckKind::Nak(Some(spec.retry_delay)))
                             .await
-                            .map_err(|e| e.to_string())?;
+                            .map_err(ack_failed(seq))?;
                     }
                 }
             }
@@ -493,7 +529,7 @@ async fn lane<H: Handler>(
                 }
                 msg.ack_with(AckKind::Nak(Some(delay)))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(ack_failed(seq))?;
             }
         }
         if rx.is_empty() {
@@ -510,7 +546,11 @@ async fn dead_letter(
     msg: &jetstream::Message,
     stream_sequence: u64,
     reason: &str,
-) -> Result<(), String> {
+) -> Result<(), ConsumeError> {
+    let park_failed = |e: &dyn std::fmt::Display| ConsumeError::Park {
+        sequence: stream_sequence,
+        reason: e.to_string(),
+    };
     let mut h = HeaderMap::new();
     // Header values are single lines; keep the reason readable and bounded.
     let reason: String = reason
@@ -542,9 +582,9 @@ async fn dead_letter(
         msg.payload.clone(),
     )
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(|e| park_failed(&e))?
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| park_failed(&e))?;
     Ok(())
 }
 

@@ -121,7 +121,8 @@ async fn follow_once<P: Projection>(
     tracing::info!(
         projector = name,
         from = start,
-        "projector following {filter}"
+        filter,
+        "projector following"
     );
     let connects = store.connects();
     let mut events = std::pin::pin!(store.follow(filter, start).await?);

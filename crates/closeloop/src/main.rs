@@ -174,7 +174,7 @@ async fn main() -> ExitCode {
             match serve(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
+                    tracing::error!(error = format!("{e:#}"), "closeloop serve failed");
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
