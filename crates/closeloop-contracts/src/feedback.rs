@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use closeloop_domain::{AccountId, Email, Timestamp};
+use closeloop_domain::{AccountId, Email};
 use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
 use closeloop_programs::AnswerValue;
 use closeloop_proto::v1::feedback_event::Event as Body;
@@ -216,26 +216,20 @@ impl Aggregate for FeedbackAggregate {
                 "closeloop.v1.FeedbackSuperseded",
             ),
         };
-        let msg = v1::FeedbackEvent {
-            event_id: event_id.to_string(),
-            occurred_at: Some(convert::timestamp(Timestamp::from_system_time(at))),
-            request_id: request_id.to_string(),
-            actor: ctx.actor.clone(),
-            correlation_id: ctx.correlation_id.clone(),
-            causation_id: ctx.causation_id.clone(),
-            event: Some(body),
-        };
-        let env = Envelope::protobuf(event_id, event_type, at, ctx);
-        (env, Bytes::from(msg.encode_to_vec()))
+        crate::codec::encode::<v1::FeedbackEvent>(
+            &id.to_string(),
+            event_id,
+            event_type,
+            request_id,
+            at,
+            ctx,
+            body,
+        )
     }
 
     fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String> {
-        let msg = v1::FeedbackEvent::decode(stored.payload.as_ref())
-            .map_err(|e| format!("payload is not a closeloop.v1.FeedbackEvent: {e}"))?;
-        let event = match msg
-            .event
-            .ok_or("feedback event without a body (newer version?)")?
-        {
+        let (_, body) = crate::codec::decode::<v1::FeedbackEvent>(stored)?;
+        let event = match body {
             Body::Received(v1::FeedbackReceived { feedback: Some(f) }) => {
                 FeedbackEvent::Received(from_proto(&f)?)
             }
@@ -273,6 +267,7 @@ impl Aggregate for FeedbackAggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use closeloop_domain::Timestamp;
 
     fn sample() -> Feedback {
         Feedback {

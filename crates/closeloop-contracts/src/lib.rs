@@ -14,7 +14,11 @@
 //! * [`routing`]: `closeloop.v1.RoutingEvent`, the routing decision of one
 //!   response and the revisions attached to its tickets.
 //! * [`rotation`]: `closeloop.v1.RotationEvent`, one per team in rotation.
+//! * [`directory`]: `closeloop.v1.DirectoryEvent`, one aggregate per
+//!   account, person and team record.
 
+pub mod codec;
+pub mod directory;
 pub mod feedback;
 pub mod rotation;
 pub mod routing;

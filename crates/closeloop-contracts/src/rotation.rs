@@ -10,11 +10,9 @@ use std::fmt;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use closeloop_domain::Timestamp;
 use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
+use closeloop_proto::v1;
 use closeloop_proto::v1::rotation_event::Event as Body;
-use closeloop_proto::{convert, v1};
-use prost::Message;
 use uuid::Uuid;
 
 const TEAM_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0030);
@@ -74,44 +72,38 @@ impl Aggregate for RotationAggregate {
     }
 
     fn encode(
-        _id: TeamKey,
+        id: TeamKey,
         event_id: &str,
         request_id: &str,
         at: SystemTime,
         ctx: &EventContext,
         event: &TurnTaken,
     ) -> (Envelope, Bytes) {
-        let msg = v1::RotationEvent {
-            event_id: event_id.to_string(),
-            occurred_at: Some(convert::timestamp(Timestamp::from_system_time(at))),
-            request_id: request_id.to_string(),
-            actor: ctx.actor.clone(),
-            correlation_id: ctx.correlation_id.clone(),
-            causation_id: ctx.causation_id.clone(),
-            event: Some(Body::TurnTaken(v1::TurnTaken {
+        crate::codec::encode::<v1::RotationEvent>(
+            &id.to_string(),
+            event_id,
+            "closeloop.v1.TurnTaken",
+            request_id,
+            at,
+            ctx,
+            Body::TurnTaken(v1::TurnTaken {
                 team: event.team.clone(),
                 route_key: event.route_key.clone(),
                 turn: event.turn,
-            })),
-        };
-        let env = Envelope::protobuf(event_id, "closeloop.v1.TurnTaken", at, ctx);
-        (env, Bytes::from(msg.encode_to_vec()))
+            }),
+        )
     }
 
     fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String> {
-        let msg = v1::RotationEvent::decode(stored.payload.as_ref())
-            .map_err(|e| format!("payload is not a closeloop.v1.RotationEvent: {e}"))?;
-        match msg.event {
-            Some(Body::TurnTaken(t)) => Ok((
-                TurnTaken {
-                    team: t.team,
-                    route_key: t.route_key,
-                    turn: t.turn,
-                },
-                stored.sequence,
-            )),
-            None => Err("rotation event without a body (newer version?)".into()),
-        }
+        let (_, Body::TurnTaken(t)) = crate::codec::decode::<v1::RotationEvent>(stored)?;
+        Ok((
+            TurnTaken {
+                team: t.team,
+                route_key: t.route_key,
+                turn: t.turn,
+            },
+            stored.sequence,
+        ))
     }
 
     fn recorded(

@@ -9,12 +9,10 @@ use std::time::SystemTime;
 
 use crate::feedback::FeedbackId;
 use bytes::Bytes;
-use closeloop_domain::Timestamp;
 use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
 use closeloop_programs::AnswerValue;
+use closeloop_proto::v1;
 use closeloop_proto::v1::routing_event::Event as Body;
-use closeloop_proto::{convert, v1};
-use prost::Message;
 
 pub const AGGREGATE: &str = "routing";
 
@@ -159,7 +157,7 @@ impl Aggregate for RoutingAggregate {
     }
 
     fn encode(
-        _id: FeedbackId,
+        id: FeedbackId,
         event_id: &str,
         request_id: &str,
         at: SystemTime,
@@ -170,25 +168,19 @@ impl Aggregate for RoutingAggregate {
             Body::Decided(_) => "closeloop.v1.RoutingDecided",
             Body::Attached(_) => "closeloop.v1.FeedbackAttached",
         };
-        let msg = v1::RoutingEvent {
-            event_id: event_id.to_string(),
-            occurred_at: Some(convert::timestamp(Timestamp::from_system_time(at))),
-            request_id: request_id.to_string(),
-            actor: ctx.actor.clone(),
-            correlation_id: ctx.correlation_id.clone(),
-            causation_id: ctx.causation_id.clone(),
-            event: Some(event.clone()),
-        };
-        let env = Envelope::protobuf(event_id, event_type, at, ctx);
-        (env, Bytes::from(msg.encode_to_vec()))
+        crate::codec::encode::<v1::RoutingEvent>(
+            &id.to_string(),
+            event_id,
+            event_type,
+            request_id,
+            at,
+            ctx,
+            event.clone(),
+        )
     }
 
     fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String> {
-        let msg = v1::RoutingEvent::decode(stored.payload.as_ref())
-            .map_err(|e| format!("payload is not a closeloop.v1.RoutingEvent: {e}"))?;
-        let body = msg
-            .event
-            .ok_or("routing event without a body (newer version?)")?;
+        let (_, body) = crate::codec::decode::<v1::RoutingEvent>(stored)?;
         Ok((body, stored.sequence))
     }
 

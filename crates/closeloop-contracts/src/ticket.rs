@@ -24,19 +24,15 @@ pub fn encode(
     ctx: &EventContext,
     event: &TicketEvent,
 ) -> (Envelope, Bytes) {
-    let msg = v1::TicketEvent {
-        event_id: event_id.to_string(),
-        ticket_id: ticket_id.to_string(),
-        occurred_at: Some(convert::timestamp(Timestamp::from_system_time(at))),
-        request_id: request_id.to_string(),
-        actor: ctx.actor.clone(),
-        correlation_id: ctx.correlation_id.clone(),
-        causation_id: ctx.causation_id.clone(),
-        event: Some(convert::event_body(event)),
-    };
-    // Schema version 1, application/protobuf.
-    let env = Envelope::protobuf(event_id, convert::event_type_name(event), at, ctx);
-    (env, Bytes::from(msg.encode_to_vec()))
+    crate::codec::encode::<v1::TicketEvent>(
+        &ticket_id.to_string(),
+        event_id,
+        convert::event_type_name(event),
+        request_id,
+        at,
+        ctx,
+        convert::event_body(event),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,8 @@
 pub mod grpc;
 pub mod lookup;
 pub mod projection;
-pub mod records;
+/// The directory records' event contract (in `closeloop-contracts`).
+pub use closeloop_contracts::directory as records;
 pub mod rows;
 pub mod writer;
 

@@ -5,11 +5,10 @@ use std::marker::PhantomData;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use closeloop_domain::Timestamp;
 use closeloop_domain::directory::{Account, Person, Team};
 use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
+use closeloop_proto::v1;
 use closeloop_proto::v1::directory_event::Event as Body;
-use closeloop_proto::{convert, v1};
 use prost::Message;
 use uuid::Uuid;
 
@@ -252,36 +251,30 @@ impl<K: RecordKind> Aggregate for Directory<K> {
     }
 
     fn encode(
-        _id: RecordKey,
+        id: RecordKey,
         event_id: &str,
         request_id: &str,
         at: SystemTime,
         ctx: &EventContext,
         event: &K::Record,
     ) -> (Envelope, Bytes) {
-        let msg = v1::DirectoryEvent {
-            event_id: event_id.to_string(),
-            occurred_at: Some(convert::timestamp(Timestamp::from_system_time(at))),
-            request_id: request_id.to_string(),
-            actor: ctx.actor.clone(),
-            correlation_id: ctx.correlation_id.clone(),
-            causation_id: ctx.causation_id.clone(),
-            event: Some(K::to_body(event)),
-        };
-        let env = Envelope::protobuf(event_id, K::EVENT_TYPE, at, ctx);
-        (env, Bytes::from(msg.encode_to_vec()))
+        crate::codec::encode::<v1::DirectoryEvent>(
+            &id.to_string(),
+            event_id,
+            K::EVENT_TYPE,
+            request_id,
+            at,
+            ctx,
+            K::to_body(event),
+        )
     }
 
     fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String> {
-        let msg = v1::DirectoryEvent::decode(stored.payload.as_ref())
-            .map_err(|e| format!("payload is not a closeloop.v1.DirectoryEvent: {e}"))?;
-        let body = msg
-            .event
-            .ok_or("directory event without a body (newer version?)")?;
+        let (meta, body) = crate::codec::decode::<v1::DirectoryEvent>(stored)?;
         Ok(Stored {
             record: K::from_body(&body)?,
             sequence: stored.sequence,
-            request_id: msg.request_id,
+            request_id: meta.request_id,
         })
     }
 
