@@ -221,19 +221,7 @@ impl<K: RecordKind> Aggregate for Directory<K> {
         request_id: &str,
         command: &K::Record,
     ) -> Result<Decision<K::Record>, RequestIdReused> {
-        Ok(
-            match closeloop_domain::directory::decide(
-                state,
-                request_id,
-                command,
-                digest::<K>(command),
-            )? {
-                closeloop_domain::Decision::Append(r) => Decision::Append(r),
-                closeloop_domain::Decision::AlreadyApplied { sequence } => {
-                    Decision::AlreadyApplied { sequence }
-                }
-            },
-        )
+        closeloop_domain::directory::decide(state, request_id, command, digest::<K>(command))
     }
 
     fn evolve(state: Option<Self::State>, event: &Self::Recorded) -> Option<Self::State> {

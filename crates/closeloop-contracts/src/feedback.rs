@@ -159,14 +159,11 @@ impl Aggregate for FeedbackAggregate {
         _request_id: &str,
         f: &Feedback,
     ) -> Result<Decision<FeedbackEvent>, Infallible> {
-        Ok(
-            match closeloop_domain::feedback::decide(state, f, content_digest(f)) {
-                closeloop_domain::Decision::Append(e) => Decision::Append(e),
-                closeloop_domain::Decision::AlreadyApplied { sequence } => {
-                    Decision::AlreadyApplied { sequence }
-                }
-            },
-        )
+        Ok(closeloop_domain::feedback::decide(
+            state,
+            f,
+            content_digest(f),
+        ))
     }
 
     fn evolve(

@@ -55,12 +55,7 @@ impl Aggregate for RotationAggregate {
         _request_id: &str,
         cmd: &TakeTurn,
     ) -> Result<Decision<TurnTaken>, Infallible> {
-        Ok(match closeloop_domain::rotation::decide(state, cmd) {
-            closeloop_domain::Decision::Append(t) => Decision::Append(t),
-            closeloop_domain::Decision::AlreadyApplied { sequence } => {
-                Decision::AlreadyApplied { sequence }
-            }
-        })
+        Ok(closeloop_domain::rotation::decide(state, cmd))
     }
 
     fn evolve(state: Option<Rotation>, (t, sequence): &Self::Recorded) -> Option<Rotation> {

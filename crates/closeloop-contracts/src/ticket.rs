@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use closeloop_domain::ticket::{self, Decision as DomainDecision};
+use closeloop_domain::ticket;
 use closeloop_domain::{
     RecordedEvent, RuleViolation, Ticket, TicketCommand, TicketEvent, TicketId, Timestamp,
 };
@@ -101,10 +101,7 @@ impl Aggregate for TicketAggregate {
         request_id: &str,
         command: &TicketCommand,
     ) -> Result<Decision<TicketEvent>, RuleViolation> {
-        Ok(match ticket::decide(id, state, request_id, command)? {
-            DomainDecision::Append(e) => Decision::Append(e),
-            DomainDecision::AlreadyApplied { sequence } => Decision::AlreadyApplied { sequence },
-        })
+        ticket::decide(id, state, request_id, command)
     }
 
     fn evolve(state: Option<Ticket>, event: &RecordedEvent) -> Option<Ticket> {

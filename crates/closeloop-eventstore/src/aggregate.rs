@@ -19,14 +19,9 @@ use bytes::Bytes;
 
 use crate::{AppendError, Envelope, EventStore, StoredEvent};
 
-/// What a command means for an aggregate in its current state.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision<E> {
-    /// Append this event.
-    Append(E),
-    /// The request id was applied before, at this sequence: write nothing.
-    AlreadyApplied { sequence: u64 },
-}
+/// What a command means for an aggregate in its current state (the
+/// domain's type: its pure `decide` functions return it).
+pub use closeloop_domain::Decision;
 
 /// Metadata a command passes down to the events it writes.
 #[derive(Debug, Clone, Default)]
