@@ -112,6 +112,15 @@ async fn follow_once<P: Projection>(
     pending: &Pending,
 ) -> Result<(), FollowError> {
     let name = projection.name();
+    // The checkpoint row exists from here on, so a batch only locks it.
+    sqlx::query(
+        "INSERT INTO projector_checkpoints (name, sequence, updated_at) VALUES ($1, 0, $2) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(now_micros())
+    .execute(db.pool())
+    .await?;
     let start = db.checkpoint(name).await?;
     progress.send_if_modified(|p| {
         let changed = *p < start;
@@ -174,14 +183,6 @@ async fn apply_batch<P: Projection>(
 ) -> Result<u64, sqlx::Error> {
     let name = projection.name();
     let mut tx = db.pool().begin().await?;
-    sqlx::query(
-        "INSERT INTO projector_checkpoints (name, sequence, updated_at) VALUES ($1, 0, $2) \
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(now_micros())
-    .execute(&mut *tx)
-    .await?;
     // Lock the checkpoint row so concurrent replicas (PostgreSQL) apply each
     // event once: whoever holds the lock skips what the other committed.
     let lock = match db.backend() {
