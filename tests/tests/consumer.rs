@@ -13,6 +13,27 @@ use closeloop_eventstore::consumer::{
 use closeloop_eventstore::{Prefix, ensure_stream};
 use closeloop_tests::{Nats, unique_prefix};
 
+/// A private broker with a stream `<PREFIX>_WORK` on `<prefix>.work.>` and
+/// the dead-letter stream.
+async fn work_stream() -> (Nats, jetstream::Context, Prefix, String) {
+    let nats = Nats::start();
+    let js = jetstream::new(nats.client().await);
+    let prefix = Prefix::parse(&unique_prefix()).unwrap();
+    let stream = format!("{}_WORK", prefix.as_str().to_ascii_uppercase());
+    ensure_stream(
+        &js,
+        jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{prefix}.work.>")],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    ensure_dlq(&js, &prefix).await.unwrap();
+    (nats, js, prefix, stream)
+}
+
 /// Fails every message on subject `*.bad` until `fixed`; handles the rest.
 #[derive(Clone, Default)]
 struct Flaky {
@@ -39,21 +60,7 @@ impl Handler for Flaky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_keeps_failing_is_parked_after_its_last_delivery() {
-    let nats = Nats::start();
-    let js = jetstream::new(nats.client().await);
-    let prefix = Prefix::parse(&unique_prefix()).unwrap();
-    let stream = format!("{}_WORK", prefix.as_str().to_ascii_uppercase());
-    ensure_stream(
-        &js,
-        jetstream::stream::Config {
-            name: stream.clone(),
-            subjects: vec![format!("{prefix}.work.>")],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    ensure_dlq(&js, &prefix).await.unwrap();
+    let (_nats, js, prefix, stream) = work_stream().await;
     js.publish(format!("{prefix}.work.bad"), "x".into())
         .await
         .unwrap()
@@ -67,7 +74,7 @@ async fn a_message_that_keeps_failing_is_parked_after_its_last_delivery() {
             .unwrap();
     }
 
-    let mut spec = ConsumerSpec::new(stream, "flaky", format!("{prefix}.work.>"));
+    let mut spec = ConsumerSpec::new(stream.clone(), "flaky", format!("{prefix}.work.>"));
     spec.retry = RetryPolicy {
         max_deliver: 4,
         backoff: vec![Duration::from_millis(50), Duration::from_millis(100)],
@@ -125,8 +132,7 @@ async fn a_message_that_keeps_failing_is_parked_after_its_last_delivery() {
             .is_empty()
     );
     handler.fixed.store(true, Ordering::SeqCst);
-    let stream_name = format!("{}_WORK", prefix.as_str().to_ascii_uppercase());
-    let again = closeloop_eventstore::dlq::replay(&js, &stream_name, "flaky", 1)
+    let again = closeloop_eventstore::dlq::replay(&js, &stream, "flaky", 1)
         .await
         .unwrap();
     assert_eq!(again, 4);
@@ -139,7 +145,7 @@ async fn a_message_that_keeps_failing_is_parked_after_its_last_delivery() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(matches!(
-        closeloop_eventstore::dlq::replay(&js, &stream_name, "nobody", 1).await,
+        closeloop_eventstore::dlq::replay(&js, &stream, "nobody", 1).await,
         Err(closeloop_eventstore::dlq::DlqError::NoConsumer { .. })
     ));
     let _ = stop.send(());
@@ -165,21 +171,7 @@ impl Handler for Recorder {
 /// a replay covers both durables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_takes_several_subject_filters_in_order_per_subject() {
-    let nats = Nats::start();
-    let js = jetstream::new(nats.client().await);
-    let prefix = Prefix::parse(&unique_prefix()).unwrap();
-    let stream = format!("{}_WORK", prefix.as_str().to_ascii_uppercase());
-    ensure_stream(
-        &js,
-        jetstream::stream::Config {
-            name: stream.clone(),
-            subjects: vec![format!("{prefix}.work.>")],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    ensure_dlq(&js, &prefix).await.unwrap();
+    let (_nats, js, prefix, stream) = work_stream().await;
     for (subject, n) in [
         ("a.1", 1),
         ("b.1", 1),

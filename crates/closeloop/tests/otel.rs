@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use closeloop_tests::{Backend, Nats, TestDb, http_get, unique_prefix};
+use closeloop_tests::{Backend, Nats, TestDb, free_addr, http_get, unique_prefix};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -67,13 +67,6 @@ impl TraceService for Receiver {
             partial_success: None,
         }))
     }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 struct Role {

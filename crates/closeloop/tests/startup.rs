@@ -7,18 +7,11 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use closeloop_tests::{Backend, Nats, TestDb, http_get, unique_prefix};
+use closeloop_tests::{Backend, Nats, TestDb, free_addr, http_get, unique_prefix};
 use tokio::process::{Child, Command};
 
 const ROLES: [&str; 3] = ["ingestion", "routing", "ticketing"];
 const ROUNDS: usize = 6;
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 struct Role {
     name: &'static str,
