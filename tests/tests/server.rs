@@ -426,6 +426,10 @@ async fn metrics_parse_with_the_reference_parser() {
     .await
     .unwrap();
     let _ = http_get(app.http_addr, "/readyz").await.unwrap();
+    // Paths nobody serves (a scanner's) share one series, whatever they are.
+    for path in ["/v1/no-such-thing", "/v1/feedback/../x", "/wp-login.php"] {
+        let _ = http_get(app.http_addr, path).await.unwrap();
+    }
     let (status, body) = http_get(app.http_addr, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     let script = r#"
@@ -493,6 +497,25 @@ print(json.dumps(out))
         ),
         "{families}"
     );
+    let http_routes: Vec<String> = samples("closeloop_requests")
+        .iter()
+        .filter(|s| s[1]["transport"] == "http")
+        .map(|s| s[1]["route"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        http_routes
+            .iter()
+            .all(|r| r == "/readyz" || r == "unmatched"),
+        "{http_routes:?}"
+    );
+    assert!(has(
+        "closeloop_requests",
+        &[
+            ("transport", "http"),
+            ("route", "unmatched"),
+            ("code", "404")
+        ]
+    ));
     assert!(has(
         "closeloop_commands",
         &[("aggregate", "ticket"), ("outcome", "written")]

@@ -65,7 +65,7 @@ pub async fn traced(
     );
     let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     span.record("status", response.status().as_u16());
-    let route = if response.status() == StatusCode::NOT_FOUND && !path.starts_with("/v1/") {
+    let route = if response.extensions().get::<Unmatched>().is_some() {
         "unmatched"
     } else {
         path.as_str()
@@ -79,7 +79,7 @@ pub async fn traced(
 pub fn with_fallbacks(router: Router) -> Router {
     router
         .fallback(|uri: Uri| async move {
-            problem(
+            unmatched(problem(
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "Not found",
@@ -88,17 +88,27 @@ pub fn with_fallbacks(router: Router) -> Router {
                     uri.path()
                 ),
                 None,
-            )
+            ))
         })
         .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
-            problem(
+            unmatched(problem(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
                 format!("{} does not take {method}", uri.path()),
                 None,
-            )
+            ))
         })
+}
+
+/// Marks a fallback's answer: it served no route, so `/metrics` counts it
+/// as `route="unmatched"` rather than under a path anyone can invent.
+#[derive(Clone, Copy)]
+struct Unmatched;
+
+fn unmatched(mut r: Response) -> Response {
+    r.extensions_mut().insert(Unmatched);
+    r
 }
 
 async fn readyz(Extract(s): Extract<State>) -> Response {
