@@ -160,11 +160,6 @@ impl Setup {
         rx
     }
 
-    /// The progress of a projector started by any role, if one was.
-    pub fn progress(&self, name: &str) -> Option<Progress> {
-        self.projectors.get(name).map(|(p, _)| p.clone())
-    }
-
     /// Runs a durable consumer; its counters go to `/metrics`, and `/readyz`
     /// answers 503 while it is not consuming (the role's readiness).
     pub fn consume<H: Handler + 'static>(&mut self, spec: ConsumerSpec, handler: H) {
