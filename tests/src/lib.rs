@@ -337,6 +337,51 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+/// `closeloop serve --roles <role>` as a process of its own, on free
+/// ports, with the example programs file (killed when dropped).
+pub struct RoleProcess {
+    pub role: &'static str,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub child: tokio::process::Child,
+}
+
+impl RoleProcess {
+    /// Starts `bin` (the test's `env!("CARGO_BIN_EXE_closeloop")`) for
+    /// `role` on NATS `nats`, database `db` and `prefix`, with `env` set;
+    /// its stderr is piped (read it when it exits early).
+    pub fn start(
+        bin: &str,
+        role: &'static str,
+        (nats, db, prefix): (&str, &str, &str),
+        env: &[(&str, String)],
+    ) -> RoleProcess {
+        let (grpc, http) = (free_addr(), free_addr());
+        let child = tokio::process::Command::new(bin)
+            .args(["serve", "--roles", role, "--nats-url", nats])
+            .args(["--database-url", db, "--prefix", prefix])
+            .arg("--grpc-addr")
+            .arg(grpc.to_string())
+            .arg("--http-addr")
+            .arg(http.to_string())
+            .arg("--programs")
+            .arg(example("programs.yaml"))
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        RoleProcess {
+            role,
+            grpc,
+            http,
+            child,
+        }
+    }
+}
+
 /// A unique prefix per test, so tests sharing a broker never meet.
 pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])

@@ -34,6 +34,38 @@ async fn work_stream() -> (Nats, jetstream::Context, Prefix, String) {
     (nats, js, prefix, stream)
 }
 
+/// A consumer running until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start<H: Handler + 'static>(
+        js: &jetstream::Context,
+        prefix: &Prefix,
+        spec: ConsumerSpec,
+        handler: H,
+    ) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_consumer(
+            js.clone(),
+            prefix.clone(),
+            spec,
+            handler,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Running { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+}
+
 /// Fails every message on subject `*.bad` until `fixed`; handles the rest.
 #[derive(Clone, Default)]
 struct Flaky {
@@ -81,16 +113,7 @@ async fn a_message_that_keeps_failing_is_parked_after_its_last_delivery() {
     };
     let metrics = spec.metrics.clone();
     let handler = Flaky::default();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run_consumer(
-        js.clone(),
-        prefix.clone(),
-        spec,
-        handler.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let running = Running::start(&js, &prefix, spec, handler.clone());
 
     let dlq = js.get_stream(dlq_stream(&prefix)).await.unwrap();
     let subject = format!("{prefix}.dlq.work.bad");
@@ -148,8 +171,7 @@ async fn a_message_that_keeps_failing_is_parked_after_its_last_delivery() {
         closeloop_eventstore::dlq::replay(&js, &stream, "nobody", 1).await,
         Err(closeloop_eventstore::dlq::DlqError::NoConsumer { .. })
     ));
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
 }
 
 /// Records what it handled, in order.
@@ -190,16 +212,7 @@ async fn a_consumer_takes_several_subject_filters_in_order_per_subject() {
         .also(format!("{prefix}.work.b.*"));
     assert_eq!(spec.durable_for(1), "multi-1");
     let handler = Recorder::default();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run_consumer(
-        js.clone(),
-        prefix.clone(),
-        spec,
-        handler.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let running = Running::start(&js, &prefix, spec, handler.clone());
     let deadline = Instant::now() + Duration::from_secs(20);
     while handler.0.lock().unwrap().len() < 5 {
         assert!(Instant::now() < deadline, "{:?}", handler.0.lock().unwrap());
@@ -222,6 +235,5 @@ async fn a_consumer_takes_several_subject_filters_in_order_per_subject() {
         .await
         .unwrap();
     assert_eq!(again, 5);
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
 }

@@ -5,11 +5,10 @@
 //! the span that wrote the event it handles.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use closeloop_tests::{Backend, Nats, TestDb, free_addr, http_get, unique_prefix};
+use closeloop_tests::{Backend, Nats, RoleProcess, TestDb, http_get, unique_prefix};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -17,7 +16,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use tokio::process::{Child, Command};
 
 /// One received span: service, name, trace id, span id, parent span id.
 #[derive(Debug, Clone)]
@@ -69,45 +67,18 @@ impl TraceService for Receiver {
     }
 }
 
-struct Role {
-    grpc: SocketAddr,
-    http: SocketAddr,
-    _child: Child,
-}
-
-fn start(role: &str, nats: &str, db: &str, prefix: &str, otlp: SocketAddr) -> Role {
-    let (grpc, http) = (free_addr(), free_addr());
-    let child = Command::new(env!("CARGO_BIN_EXE_closeloop"))
-        .args([
-            "serve",
-            "--roles",
-            role,
-            "--nats-url",
-            nats,
-            "--database-url",
-            db,
-        ])
-        .args(["--prefix", prefix])
-        .arg("--grpc-addr")
-        .arg(grpc.to_string())
-        .arg("--http-addr")
-        .arg(http.to_string())
-        .arg("--programs")
-        .arg(closeloop_tests::example("programs.yaml"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("OTEL_SERVICE_NAME", format!("closeloop-{role}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    Role {
-        grpc,
-        http,
-        _child: child,
-    }
+fn start(role: &'static str, nats: &str, db: &str, prefix: &str, otlp: SocketAddr) -> RoleProcess {
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        ("OTEL_SERVICE_NAME", format!("closeloop-{role}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+    ];
+    RoleProcess::start(
+        env!("CARGO_BIN_EXE_closeloop"),
+        role,
+        (nats, db, prefix),
+        &env,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +95,7 @@ async fn one_feedback_is_one_trace_across_the_three_roles() {
     let nats = Nats::start();
     let db = TestDb::new(Backend::Postgres).await;
     let prefix = unique_prefix();
-    let roles: Vec<Role> = ["ingestion", "routing", "ticketing"]
+    let roles: Vec<RoleProcess> = ["ingestion", "routing", "ticketing"]
         .iter()
         .map(|r| start(r, &nats.url(), &db.url, &prefix, otlp))
         .collect();

@@ -3,57 +3,25 @@
 //! must come up (migrations and stream provisioning are safe under
 //! concurrent starts), again and again.
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use closeloop_tests::{Backend, Nats, TestDb, free_addr, http_get, unique_prefix};
-use tokio::process::{Child, Command};
+use closeloop_tests::{Backend, Nats, RoleProcess, TestDb, http_get, unique_prefix};
 
 const ROLES: [&str; 3] = ["ingestion", "routing", "ticketing"];
 const ROUNDS: usize = 6;
 
-struct Role {
-    name: &'static str,
-    http: SocketAddr,
-    child: Child,
-}
-
-fn start(role: &'static str, nats: &str, db: &str, prefix: &str) -> Role {
-    let http = free_addr();
-    let child = Command::new(env!("CARGO_BIN_EXE_closeloop"))
-        .args([
-            "serve",
-            "--roles",
-            role,
-            "--nats-url",
-            nats,
-            "--database-url",
-            db,
-        ])
-        .args(["--prefix", prefix])
-        .arg("--grpc-addr")
-        .arg(free_addr().to_string())
-        .arg("--http-addr")
-        .arg(http.to_string())
-        .arg("--programs")
-        .arg(closeloop_tests::example("programs.yaml"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    Role {
-        name: role,
-        http,
-        child,
-    }
+fn start(role: &'static str, nats: &str, db: &str, prefix: &str) -> RoleProcess {
+    RoleProcess::start(
+        env!("CARGO_BIN_EXE_closeloop"),
+        role,
+        (nats, db, prefix),
+        &[],
+    )
 }
 
 /// Waits until every role answers `/readyz` 200; fails with the stderr of
 /// any role that exited instead.
-async fn all_ready(roles: &mut [Role], round: usize) {
+async fn all_ready(roles: &mut [RoleProcess], round: usize) {
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut ready = vec![false; roles.len()];
     while ready.iter().any(|r| !r) {
@@ -69,7 +37,7 @@ async fn all_ready(roles: &mut [Role], round: usize) {
                 }
                 panic!(
                     "round {round}: role {} exited ({status}) during a concurrent start:\n{err}",
-                    role.name
+                    role.role
                 );
             }
             if let Some((200, _)) = http_get(role.http, "/readyz").await {
@@ -83,7 +51,7 @@ async fn all_ready(roles: &mut [Role], round: usize) {
                 .iter()
                 .zip(&ready)
                 .filter(|(_, r)| !**r)
-                .map(|(role, _)| role.name)
+                .map(|(role, _)| role.role)
                 .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -96,7 +64,7 @@ async fn roles_started_together_all_come_up(backend: Backend) {
         // A fresh database and a fresh prefix (so fresh streams) each round.
         let db = TestDb::new(backend).await;
         let prefix = unique_prefix();
-        let mut roles: Vec<Role> = ROLES
+        let mut roles: Vec<RoleProcess> = ROLES
             .iter()
             .map(|r| start(r, &nats.url(), &db.url, &prefix))
             .collect();
