@@ -60,7 +60,11 @@ fn random_span_id() -> SpanId {
 
 /// A child of `parent` (same trace, a new span id), or a new sampled root.
 pub fn child_of(parent: Option<&str>) -> String {
-    let sc = match parent.and_then(parse) {
+    child_of_context(parent.and_then(parse).as_ref())
+}
+
+fn child_of_context(parent: Option<&SpanContext>) -> String {
+    let sc = match parent {
         Some(p) => SpanContext::new(
             p.trace_id(),
             random_span_id(),
@@ -93,13 +97,14 @@ pub fn follow(span: &tracing::Span, traceparent: Option<&str>) {
 pub fn for_event(span: &tracing::Span, parent: Option<&str>) -> String {
     let cx = span.context();
     let own = cx.span().span_context().clone();
+    let parent = parent.and_then(parse);
     let continues = parent
-        .and_then(parse)
+        .as_ref()
         .is_none_or(|p| p.trace_id() == own.trace_id());
     if own.is_valid() && continues {
         format(&own)
     } else {
-        child_of(parent)
+        child_of_context(parent.as_ref())
     }
 }
 
