@@ -14,15 +14,17 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
-use closeloop_contracts::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId};
-use closeloop_contracts::rotation::{RotationAggregate, TeamKey};
-use closeloop_contracts::routing::RoutingAggregate;
-use closeloop_contracts::ticket::TicketAggregate;
-use closeloop_directory::records::{AccountKind, Directory, PersonKind, RecordKey, TeamKind};
+use closeloop_contracts::feedback::{FeedbackContract, FeedbackEvent, FeedbackId, content_digest};
+use closeloop_contracts::rotation::{RotationContract, TeamKey};
+use closeloop_contracts::routing::RoutingContract;
+use closeloop_contracts::ticket::TicketContract;
+use closeloop_directory::records::{
+    AccountKind, Directory, PersonKind, RecordKind, TeamKind, upsert,
+};
 use closeloop_domain::directory::{Account, Person, Team};
 use closeloop_domain::ticket::{Guide, Origin, Plan, ResponseTemplate, SlaPolicy};
 use closeloop_domain::{AccountId, Channel, Email, TicketEvent, TicketId};
-use closeloop_eventstore::{Aggregate, Envelope, EventContext, StoredEvent, event_id};
+use closeloop_eventstore::{Aggregate, Contract, Envelope, EventContext, StoredEvent, event_id};
 use closeloop_programs::AnswerValue;
 use closeloop_programs::canonical::{Feedback, Respondent};
 use closeloop_proto::v1;
@@ -48,9 +50,13 @@ fn ctx() -> EventContext {
 
 /// Checks (or, for a new type with `CLOSELOOP_WRITE_GOLDEN=1`, writes) the
 /// golden file `name` of `event` on aggregate `id`.
-fn golden<A: Aggregate>(name: &str, id: A::Id, event: A::Event) -> Result<(), String>
+fn golden<C: Contract>(
+    name: &str,
+    id: <C::Aggregate as Aggregate>::Id,
+    event: <C::Aggregate as Aggregate>::Event,
+) -> Result<(), String>
 where
-    A::Recorded: PartialEq + Debug,
+    <C::Aggregate as Aggregate>::Recorded: PartialEq + Debug,
 {
     let payload_path = dir().join(format!("{name}.pb"));
     let headers_path = dir().join(format!("{name}.headers.json"));
@@ -61,8 +67,8 @@ where
                 "{name}: no golden file; write it with CLOSELOOP_WRITE_GOLDEN=1"
             ));
         }
-        let eid = event_id(A::TYPE, &id, 0, request_id);
-        let (env, payload) = A::encode(id, &eid, request_id, at(), &ctx(), &event);
+        let eid = event_id(C::Aggregate::TYPE, &id, 0, request_id);
+        let (env, payload) = C::encode(id, &eid, request_id, at(), &ctx(), &event);
         let headers: BTreeMap<String, String> = env
             .to_headers()
             .iter()
@@ -85,14 +91,14 @@ where
     let envelope = Envelope::from_headers(Some(&h))
         .ok_or_else(|| format!("{name}: the envelope headers no longer parse"))?;
     let stored = StoredEvent {
-        subject: format!("closeloop.events.{}.{id}", A::TYPE),
+        subject: format!("closeloop.events.{}.{id}", C::Aggregate::TYPE),
         sequence: SEQUENCE,
         envelope: Some(envelope),
         payload: std::fs::read(&payload_path).unwrap().into(),
         pending: 0,
     };
-    let decoded = A::decode(&stored).map_err(|e| format!("{name}: {e}"))?;
-    let want = A::recorded(id, &event, SEQUENCE, request_id, at(), &ctx());
+    let decoded = C::decode(&stored).map_err(|e| format!("{name}: {e}"))?;
+    let want = C::recorded(id, &event, SEQUENCE, request_id, at(), &ctx());
     if decoded != want {
         return Err(format!("{name}: decodes to\n{decoded:#?}\nnot\n{want:#?}"));
     }
@@ -195,7 +201,7 @@ fn every_stored_event_type_still_decodes() {
         origin,
         plan: Box::new(plan),
     };
-    let t = |name: &str, e: TicketEvent| golden::<TicketAggregate>(name, ticket, e);
+    let t = |name: &str, e: TicketEvent| golden::<TicketContract>(name, ticket, e);
     check(t(
         "ticket-opened-manual",
         opened(Origin::Manual, Plan::default()),
@@ -261,7 +267,10 @@ fn every_stored_event_type_still_decodes() {
     ));
 
     // Feedback.
-    let f = |name: &str, e: FeedbackEvent| golden::<FeedbackAggregate>(name, fid, e);
+    let f = |name: &str, e: FeedbackEvent| {
+        let digest = content_digest(e.feedback());
+        golden::<FeedbackContract>(name, fid, closeloop_domain::Digested { value: e, digest })
+    };
     check(f(
         "feedback-received",
         FeedbackEvent::Received(feedback("Upgrade broke our workflows", None)),
@@ -283,7 +292,9 @@ fn every_stored_event_type_still_decodes() {
 
     // Routing and rotations.
     use v1::routing_event::Event as Routing;
-    let r = |name: &str, e: Routing| golden::<RoutingAggregate>(name, fid, e);
+    let r = |name: &str, e: Routing| {
+        golden::<RoutingContract>(name, fid, closeloop_contracts::routing::from_proto(e))
+    };
     check(r(
         "routing-decided",
         Routing::Decided(v1::RoutingDecided {
@@ -325,7 +336,7 @@ fn every_stored_event_type_still_decodes() {
                 .collect(),
         }),
     ));
-    check(golden::<RotationAggregate>(
+    check(golden::<RotationContract>(
         "rotation-turn-taken",
         TeamKey::of("partner-success"),
         closeloop_contracts::rotation::TurnTaken {
@@ -338,8 +349,8 @@ fn every_stored_event_type_still_decodes() {
     // Directory records.
     check(golden::<Directory<AccountKind>>(
         "directory-account-upserted",
-        RecordKey::of::<AccountKind>("ACME-001"),
-        Account {
+        AccountKind::key("ACME-001"),
+        upsert::<AccountKind>(Account {
             id: AccountId::parse("id", "ACME-001").unwrap(),
             name: "Acme Corp".into(),
             region: "EMEA".into(),
@@ -350,25 +361,25 @@ fn every_stored_event_type_still_decodes() {
             ]
             .into_iter()
             .collect(),
-        },
+        }),
     ));
     check(golden::<Directory<PersonKind>>(
         "directory-person-upserted",
-        RecordKey::of::<PersonKind>("dana.li@vendor.example"),
-        Person {
+        PersonKind::key("dana.li@vendor.example"),
+        upsert::<PersonKind>(Person {
             email: email("dana.li@vendor.example"),
             name: "Dana Li".into(),
             manager: Some(email("lee@vendor.example")),
-        },
+        }),
     ));
     check(golden::<Directory<TeamKind>>(
         "directory-team-upserted",
-        RecordKey::of::<TeamKind>("partner-success"),
-        Team {
+        TeamKind::key("partner-success"),
+        upsert::<TeamKind>(Team {
             id: "partner-success".into(),
             name: "Partner success".into(),
             members: vec![email("kim@vendor.example"), email("raj@vendor.example")],
-        },
+        }),
     ));
 
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

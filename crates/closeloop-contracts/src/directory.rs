@@ -1,47 +1,36 @@
-//! Directory records as aggregates.
+//! Directory records: the wire contract of the domain's [`Records`] (one
+//! aggregate per account, person and team record).
 
-use std::fmt;
 use std::marker::PhantomData;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use closeloop_domain::Digested;
 use closeloop_domain::directory::{Account, Person, Team};
-use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
+use closeloop_eventstore::{Contract, DecodeError, Envelope, EventContext, StoredEvent};
 use closeloop_proto::v1;
 use closeloop_proto::v1::directory_event::Event as Body;
 use prost::Message;
 use uuid::Uuid;
 
-const KEY_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0010);
 const EVENT_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0011);
 
-/// Subject token of a record: a UUIDv5 of its type and natural id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RecordKey(Uuid);
-
-impl RecordKey {
-    pub fn of<K: RecordKind>(natural_id: &str) -> RecordKey {
-        RecordKey(Uuid::new_v5(
-            &KEY_NS,
-            format!("{}/{natural_id}", K::TYPE).as_bytes(),
-        ))
-    }
-}
-
-impl fmt::Display for RecordKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
+pub use closeloop_domain::directory::{Record, RecordKey, Records, Stored};
 
 /// A kind of directory record and its wire form.
 pub trait RecordKind: Send + Sync + 'static {
-    type Record: Clone + PartialEq + Send + Sync + 'static;
+    type Record: Record;
     /// Aggregate type, e.g. `account`.
-    const TYPE: &'static str;
+    const TYPE: &'static str = <Self::Record as Record>::TYPE;
     /// `Closeloop-Event-Type` of its upsert.
     const EVENT_TYPE: &'static str;
-    fn natural_id(r: &Self::Record) -> String;
+    fn natural_id(r: &Self::Record) -> String {
+        r.natural_id()
+    }
+    /// The subject token of the record with `natural_id`.
+    fn key(natural_id: &str) -> RecordKey {
+        RecordKey::of::<Self::Record>(natural_id)
+    }
     fn to_body(r: &Self::Record) -> Body;
     /// `Err` when the body is another kind or no longer parses.
     fn from_body(b: &Body) -> Result<Self::Record, String>;
@@ -57,11 +46,7 @@ fn violations(v: Vec<closeloop_domain::FieldViolation>) -> String {
 pub struct AccountKind;
 impl RecordKind for AccountKind {
     type Record = Account;
-    const TYPE: &'static str = "account";
     const EVENT_TYPE: &'static str = "closeloop.v1.AccountUpserted";
-    fn natural_id(r: &Account) -> String {
-        r.id.to_string()
-    }
     fn to_body(r: &Account) -> Body {
         Body::AccountUpserted(v1::AccountUpserted {
             account: Some(account_to_proto(r, 0)),
@@ -80,11 +65,7 @@ impl RecordKind for AccountKind {
 pub struct PersonKind;
 impl RecordKind for PersonKind {
     type Record = Person;
-    const TYPE: &'static str = "person";
     const EVENT_TYPE: &'static str = "closeloop.v1.PersonUpserted";
-    fn natural_id(r: &Person) -> String {
-        r.email.to_string()
-    }
     fn to_body(r: &Person) -> Body {
         Body::PersonUpserted(v1::PersonUpserted {
             person: Some(person_to_proto(r, 0)),
@@ -103,11 +84,7 @@ impl RecordKind for PersonKind {
 pub struct TeamKind;
 impl RecordKind for TeamKind {
     type Record = Team;
-    const TYPE: &'static str = "team";
     const EVENT_TYPE: &'static str = "closeloop.v1.TeamUpserted";
-    fn natural_id(r: &Team) -> String {
-        r.id.clone()
-    }
     fn to_body(r: &Team) -> Body {
         Body::TeamUpserted(v1::TeamUpserted {
             team: Some(team_to_proto(r, 0)),
@@ -182,14 +159,6 @@ pub fn team_from_proto(t: &v1::Team) -> Result<Team, Vec<closeloop_domain::Field
     Team::parse(&t.id, &t.name, &t.members)
 }
 
-/// One stored upsert: the record it wrote, its sequence and request id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stored<R> {
-    pub record: R,
-    pub sequence: u64,
-    pub request_id: String,
-}
-
 pub use closeloop_domain::directory::{CONTENT_REQUEST, RecordState, RequestIdReused};
 
 /// A digest of a record's wire form.
@@ -202,41 +171,30 @@ fn digest<K: RecordKind>(r: &K::Record) -> u128 {
     Uuid::new_v5(&EVENT_NS, &bytes).as_u128()
 }
 
-/// Directory records of kind `K` as an [`Aggregate`].
+/// The wire contract of directory records of kind `K`
+/// ([`Records`]`<K::Record>`): payload `closeloop.v1.DirectoryEvent`.
 pub struct Directory<K>(PhantomData<K>);
 
-impl<K: RecordKind> Aggregate for Directory<K> {
-    type Id = RecordKey;
-    type State = RecordState<K::Record>;
-    type Command = K::Record;
-    type Event = K::Record;
-    type Rule = RequestIdReused;
-    type Recorded = Stored<K::Record>;
-
-    const TYPE: &'static str = K::TYPE;
-
-    fn decide(
-        _id: RecordKey,
-        state: Option<&Self::State>,
-        request_id: &str,
-        command: &K::Record,
-    ) -> Result<Decision<K::Record>, RequestIdReused> {
-        closeloop_domain::directory::decide(state, request_id, command, digest::<K>(command))
+/// An upsert of `record`: the command, with its wire digest computed once.
+pub fn upsert<K: RecordKind>(record: K::Record) -> Digested<K::Record> {
+    let digest = digest::<K>(&record);
+    Digested {
+        value: record,
+        digest,
     }
+}
 
-    fn evolve(state: Option<Self::State>, event: &Self::Recorded) -> Option<Self::State> {
-        Some(closeloop_domain::directory::evolve(
-            state,
-            &event.record,
-            digest::<K>(&event.record),
-            &event.request_id,
-            event.sequence,
-        ))
-    }
+/// The record a stored upsert wrote, and its request id, without the
+/// digest (what views need).
+pub fn decode_record<K: RecordKind>(
+    stored: &StoredEvent,
+) -> Result<(K::Record, String), DecodeError> {
+    let (meta, body) = crate::codec::decode::<v1::DirectoryEvent>(stored)?;
+    Ok((K::from_body(&body)?, meta.request_id))
+}
 
-    fn sequence(state: &Self::State) -> u64 {
-        state.sequence
-    }
+impl<K: RecordKind> Contract for Directory<K> {
+    type Aggregate = Records<K::Record>;
 
     fn encode(
         id: RecordKey,
@@ -244,7 +202,7 @@ impl<K: RecordKind> Aggregate for Directory<K> {
         request_id: &str,
         at: SystemTime,
         ctx: &EventContext,
-        event: &K::Record,
+        event: &Digested<K::Record>,
     ) -> (Envelope, Bytes) {
         crate::codec::encode::<v1::DirectoryEvent>(
             &id.to_string(),
@@ -253,27 +211,27 @@ impl<K: RecordKind> Aggregate for Directory<K> {
             request_id,
             at,
             ctx,
-            K::to_body(event),
+            K::to_body(&event.value),
         )
     }
 
-    fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String> {
-        let (meta, body) = crate::codec::decode::<v1::DirectoryEvent>(stored)?;
+    fn decode(stored: &StoredEvent) -> Result<Stored<K::Record>, DecodeError> {
+        let (record, request_id) = decode_record::<K>(stored)?;
         Ok(Stored {
-            record: K::from_body(&body)?,
+            record: upsert::<K>(record),
             sequence: stored.sequence,
-            request_id: meta.request_id,
+            request_id,
         })
     }
 
     fn recorded(
         _id: RecordKey,
-        event: &K::Record,
+        event: &Digested<K::Record>,
         sequence: u64,
         request_id: &str,
         _at: SystemTime,
         _ctx: &EventContext,
-    ) -> Self::Recorded {
+    ) -> Stored<K::Record> {
         Stored {
             record: event.clone(),
             sequence,
@@ -283,9 +241,10 @@ impl<K: RecordKind> Aggregate for Directory<K> {
 }
 
 /// A content-derived request id, so re-sending an unchanged record is idempotent.
-pub fn content_request_id<K: RecordKind>(record: &K::Record) -> String {
+/// It is the digest the upsert already carries (see [`upsert`]).
+pub fn content_request_id<R>(upsert: &Digested<R>) -> String {
     format!(
         "{CONTENT_REQUEST}{}",
-        Uuid::from_u128(digest::<K>(record)).simple()
+        Uuid::from_u128(upsert.digest).simple()
     )
 }

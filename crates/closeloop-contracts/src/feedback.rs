@@ -5,13 +5,11 @@
 //! the deterministic protobuf encoding, stable across builds).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::fmt;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use closeloop_domain::{AccountId, Email};
-use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
+use closeloop_domain::{AccountId, Aggregate, Digested, Email};
+use closeloop_eventstore::{Contract, DecodeError, Envelope, EventContext, StoredEvent};
 use closeloop_programs::AnswerValue;
 use closeloop_proto::v1::feedback_event::Event as Body;
 use closeloop_proto::{convert, v1};
@@ -20,32 +18,14 @@ use uuid::Uuid;
 
 use closeloop_programs::canonical::{Feedback, Respondent};
 
-const FEEDBACK_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0020);
 const EVENT_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0021);
 
 /// Aggregate type: subjects are `<prefix>.events.feedback.<feedback_id>`.
-pub const AGGREGATE: &str = "feedback";
+pub const AGGREGATE: &str = FeedbackAggregate::TYPE;
 
-/// A feedback id: UUIDv5 of `(source, response_id)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FeedbackId(Uuid);
-
-impl FeedbackId {
-    pub fn of(source: &str, response_id: &str) -> FeedbackId {
-        FeedbackId(Uuid::new_v5(
-            &FEEDBACK_NS,
-            format!("{source}/{response_id}").as_bytes(),
-        ))
-    }
-}
-
-impl fmt::Display for FeedbackId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-pub use closeloop_domain::feedback::{FeedbackEvent, FeedbackState};
+pub use closeloop_domain::feedback::{
+    FeedbackAggregate, FeedbackEvent, FeedbackId, FeedbackState, StoredRevision,
+};
 
 pub fn to_proto(id: FeedbackId, f: &Feedback) -> v1::Feedback {
     v1::Feedback {
@@ -137,48 +117,26 @@ pub fn content_digest(f: &Feedback) -> u128 {
 /// response and its position, so content that returns to an earlier
 /// version is a new event with a new id.
 pub fn content_request_id(f: &Feedback) -> String {
-    format!("content-{}", Uuid::from_u128(content_digest(f)).simple())
+    request_id_of(content_digest(f))
 }
 
-/// Feedback as an [`Aggregate`].
-pub struct FeedbackAggregate;
+fn request_id_of(digest: u128) -> String {
+    format!("content-{}", Uuid::from_u128(digest).simple())
+}
 
-impl Aggregate for FeedbackAggregate {
-    type Id = FeedbackId;
-    type State = FeedbackState;
-    type Command = Feedback;
-    type Event = FeedbackEvent;
-    type Rule = Infallible;
-    type Recorded = (FeedbackEvent, u64);
+/// A submission of `f`: the command (with its content digest, computed
+/// once here) and its request id.
+pub fn submission(f: Feedback) -> (Digested<Feedback>, String) {
+    let digest = content_digest(&f);
+    (Digested { value: f, digest }, request_id_of(digest))
+}
 
-    const TYPE: &'static str = AGGREGATE;
+/// The wire contract of [`FeedbackAggregate`]: payload
+/// `closeloop.v1.FeedbackEvent`; a decoded revision gets its content digest.
+pub struct FeedbackContract;
 
-    fn decide(
-        _id: FeedbackId,
-        state: Option<&FeedbackState>,
-        _request_id: &str,
-        f: &Feedback,
-    ) -> Result<Decision<FeedbackEvent>, Infallible> {
-        Ok(closeloop_domain::feedback::decide(
-            state,
-            f,
-            content_digest(f),
-        ))
-    }
-
-    fn evolve(
-        state: Option<FeedbackState>,
-        (event, sequence): &Self::Recorded,
-    ) -> Option<FeedbackState> {
-        let digest = content_digest(event.feedback());
-        Some(closeloop_domain::feedback::evolve(
-            state, event, digest, *sequence,
-        ))
-    }
-
-    fn sequence(state: &FeedbackState) -> u64 {
-        state.sequence
-    }
+impl Contract for FeedbackContract {
+    type Aggregate = FeedbackAggregate;
 
     fn encode(
         id: FeedbackId,
@@ -186,9 +144,9 @@ impl Aggregate for FeedbackAggregate {
         request_id: &str,
         at: SystemTime,
         ctx: &EventContext,
-        event: &FeedbackEvent,
+        event: &Digested<FeedbackEvent>,
     ) -> (Envelope, Bytes) {
-        let (body, event_type) = match event {
+        let (body, event_type) = match &event.value {
             FeedbackEvent::Received(f) => (
                 Body::Received(v1::FeedbackReceived {
                     feedback: Some(to_proto(id, f)),
@@ -224,7 +182,7 @@ impl Aggregate for FeedbackAggregate {
         )
     }
 
-    fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String> {
+    fn decode(stored: &StoredEvent) -> Result<StoredRevision, DecodeError> {
         let (_, body) = crate::codec::decode::<v1::FeedbackEvent>(stored)?;
         let event = match body {
             Body::Received(v1::FeedbackReceived { feedback: Some(f) }) => {
@@ -246,25 +204,67 @@ impl Aggregate for FeedbackAggregate {
             },
             _ => return Err("feedback event without feedback".into()),
         };
-        Ok((event, stored.sequence))
+        Ok(StoredRevision {
+            event: Digested {
+                digest: content_digest(event.feedback()),
+                value: event,
+            },
+            sequence: stored.sequence,
+        })
     }
 
     fn recorded(
         _id: FeedbackId,
-        event: &FeedbackEvent,
+        event: &Digested<FeedbackEvent>,
         sequence: u64,
         _request_id: &str,
         _at: SystemTime,
         _ctx: &EventContext,
-    ) -> Self::Recorded {
-        (event.clone(), sequence)
+    ) -> StoredRevision {
+        StoredRevision {
+            event: event.clone(),
+            sequence,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use closeloop_domain::Timestamp;
+    use closeloop_domain::{Decision, Timestamp};
+
+    /// Decides a submission of `f`, answering the plain event.
+    fn decide_(
+        id: FeedbackId,
+        s: Option<&FeedbackState>,
+        r: &str,
+        f: &Feedback,
+    ) -> Result<Decision<FeedbackEvent>, std::convert::Infallible> {
+        Ok(
+            match FeedbackAggregate::decide(id, s, r, &submission(f.clone()).0)? {
+                Decision::Append(d) => Decision::Append(d.value),
+                Decision::AlreadyApplied { sequence } => Decision::AlreadyApplied { sequence },
+            },
+        )
+    }
+
+    /// Folds event `e` stored at `sequence`.
+    fn evolve_(
+        s: Option<FeedbackState>,
+        (e, sequence): &(FeedbackEvent, u64),
+    ) -> Option<FeedbackState> {
+        let digest = content_digest(e.feedback());
+        FeedbackAggregate::evolve(
+            s,
+            &StoredRevision {
+                event: Digested {
+                    value: e.clone(),
+                    digest,
+                },
+                sequence: *sequence,
+            },
+        )
+    }
 
     fn sample() -> Feedback {
         Feedback {
@@ -320,11 +320,11 @@ mod tests {
     fn same_content_is_a_duplicate_changed_content_an_update() {
         let f = sample();
         let id = FeedbackId::of(&f.source, &f.response_id);
-        let d = FeedbackAggregate::decide(id, None, "r", &f).unwrap();
+        let d = decide_(id, None, "r", &f).unwrap();
         assert_eq!(d, Decision::Append(FeedbackEvent::Received(f.clone())));
-        let s = FeedbackAggregate::evolve(None, &(FeedbackEvent::Received(f.clone()), 7)).unwrap();
+        let s = evolve_(None, &(FeedbackEvent::Received(f.clone()), 7)).unwrap();
         assert_eq!(
-            FeedbackAggregate::decide(id, Some(&s), "r", &f).unwrap(),
+            decide_(id, Some(&s), "r", &f).unwrap(),
             Decision::AlreadyApplied { sequence: 7 }
         );
         let mut g = f.clone();
@@ -332,7 +332,7 @@ mod tests {
             .insert("comment".into(), AnswerValue::Text("added later".into()));
         g.revised_at = Some(Timestamp::from_micros(1_762_075_860_000_000));
         assert_eq!(
-            FeedbackAggregate::decide(id, Some(&s), "r2", &g).unwrap(),
+            decide_(id, Some(&s), "r2", &g).unwrap(),
             Decision::Append(FeedbackEvent::Updated {
                 feedback: g,
                 revision: 1
@@ -342,9 +342,10 @@ mod tests {
 
     /// Folds `events` (sequences 1, 2, ...) into a state.
     fn fold(events: &[FeedbackEvent]) -> Option<FeedbackState> {
-        events.iter().zip(1..).fold(None, |s, (e, seq)| {
-            FeedbackAggregate::evolve(s, &(e.clone(), seq))
-        })
+        events
+            .iter()
+            .zip(1..)
+            .fold(None, |s, (e, seq)| evolve_(s, &(e.clone(), seq)))
     }
 
     fn revised(f: &Feedback, comment: &str, secs_later: i64) -> Feedback {
@@ -372,11 +373,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            FeedbackAggregate::decide(id, Some(&s), "r", &a).unwrap(),
+            decide_(id, Some(&s), "r", &a).unwrap(),
             Decision::AlreadyApplied { sequence: 1 }
         );
         assert_eq!(
-            FeedbackAggregate::decide(id, Some(&s), "r", &b).unwrap(),
+            decide_(id, Some(&s), "r", &b).unwrap(),
             Decision::AlreadyApplied { sequence: 2 }
         );
         // The customer genuinely went back to A's answers later: a new revision.
@@ -385,7 +386,7 @@ mod tests {
             a.submitted_at.as_micros() + 120_000_000,
         ));
         assert_eq!(
-            FeedbackAggregate::decide(id, Some(&s), "r", &a2).unwrap(),
+            decide_(id, Some(&s), "r", &a2).unwrap(),
             Decision::Append(FeedbackEvent::Updated {
                 feedback: a2,
                 revision: 2
@@ -401,7 +402,7 @@ mod tests {
         let c = revised(&a, "second edit", 120);
         // c arrives first (as Received), then the older b.
         let s = fold(&[FeedbackEvent::Received(c.clone())]).unwrap();
-        let d = FeedbackAggregate::decide(id, Some(&s), "r", &b).unwrap();
+        let d = decide_(id, Some(&s), "r", &b).unwrap();
         let late = FeedbackEvent::Superseded {
             feedback: b.clone(),
             current_revision: 0,
@@ -411,11 +412,11 @@ mod tests {
         assert_eq!((&s.feedback, s.revision, s.sequence), (&c, 0, 2));
         // Its redelivery is a duplicate; the original (older still) is superseded.
         assert_eq!(
-            FeedbackAggregate::decide(id, Some(&s), "r", &b).unwrap(),
+            decide_(id, Some(&s), "r", &b).unwrap(),
             Decision::AlreadyApplied { sequence: 2 }
         );
         assert!(matches!(
-            FeedbackAggregate::decide(id, Some(&s), "r", &a).unwrap(),
+            decide_(id, Some(&s), "r", &a).unwrap(),
             Decision::Append(FeedbackEvent::Superseded { .. })
         ));
     }
@@ -428,7 +429,7 @@ mod tests {
         b.answers.insert("nps".into(), AnswerValue::Int(4));
         let newest = |x: &Feedback, y: &Feedback| {
             let s = fold(&[FeedbackEvent::Received(x.clone())]).unwrap();
-            match FeedbackAggregate::decide(id, Some(&s), "r", y).unwrap() {
+            match decide_(id, Some(&s), "r", y).unwrap() {
                 Decision::Append(FeedbackEvent::Updated { feedback, .. }) => feedback,
                 Decision::Append(FeedbackEvent::Superseded { .. }) => x.clone(),
                 other => panic!("{other:?}"),

@@ -1,7 +1,8 @@
 //! The event contracts: for every aggregate type of closeloop, its subject
-//! token, the wire codec of its events (a protobuf payload with metadata, and
-//! the envelope headers) and the [`closeloop_eventstore::Aggregate`] that ties
-//! the codec to the aggregate's `decide`/`evolve`.
+//! token and the wire codec of its events (a protobuf payload with metadata,
+//! and the envelope headers): a [`closeloop_eventstore::Contract`] for each
+//! of the domain's aggregates, whose `decide`/`evolve` stay in
+//! `closeloop-domain`.
 //!
 //! Every role crate reads and writes events through these contracts and
 //! never through another role's crate: routing reads feedback events,

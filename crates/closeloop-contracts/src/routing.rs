@@ -1,160 +1,128 @@
-//! The routing aggregate: `<prefix>.events.routing.<feedback_id>`.
-//!
-//! Its first event is the decision (`RoutingDecided`, exactly one per
-//! response); each later revision of the response is attached to the tickets
-//! the decision opened (`FeedbackAttached`), never routed again.
+//! Routing decisions: `<prefix>.events.routing.<feedback_id>`. The decision
+//! logic is the domain's ([`closeloop_domain::routing`]); this is its wire
+//! contract (payload `closeloop.v1.RoutingEvent`).
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::feedback::FeedbackId;
 use bytes::Bytes;
-use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
-use closeloop_programs::AnswerValue;
-use closeloop_proto::v1;
+use closeloop_domain::Aggregate;
+use closeloop_domain::routing::TriggerError;
+use closeloop_eventstore::{Contract, DecodeError, Envelope, EventContext, StoredEvent};
 use closeloop_proto::v1::routing_event::Event as Body;
+use closeloop_proto::{convert, v1};
 
-pub const AGGREGATE: &str = "routing";
+pub use closeloop_domain::feedback::FeedbackId;
+pub use closeloop_domain::routing::{
+    DECIDE_REQUEST, FeedbackAttached, RoutedTicket, Routing, RoutingAggregate, RoutingCommand,
+    RoutingDecided, RoutingEvent, RoutingRule, StoredRouting, answers_text, change_summary,
+    revision_request,
+};
 
-/// Request id of the decision: there is one per response.
-pub const DECIDE_REQUEST: &str = "decide";
+pub const AGGREGATE: &str = RoutingAggregate::TYPE;
 
-/// Request id of attaching revision `r`.
-pub fn revision_request(r: u32) -> String {
-    format!("revision-{r}")
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Routing {
-    pub decided: v1::RoutingDecided,
-    pub decided_sequence: u64,
-    /// Last revision attached (0: the decision's).
-    pub revision: u32,
-    pub answers: BTreeMap<String, String>,
-    pub sequence: u64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RoutingCommand {
-    Decide(Box<v1::RoutingDecided>),
-    Attach {
-        revision: u32,
-        answers: BTreeMap<String, String>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RoutingRule {
-    /// A revision arrived before the decision (redelivery order): retry later.
-    #[error("response {0} has no routing decision yet")]
-    NotDecided(FeedbackId),
-}
-
-/// Answers as text, for decisions and change summaries.
-pub fn answers_text(answers: &BTreeMap<String, AnswerValue>) -> BTreeMap<String, String> {
-    answers
-        .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                AnswerValue::Int(i) => i.to_string(),
-                AnswerValue::Float(x) => x.to_string(),
-                AnswerValue::Text(s) => s.clone(),
-                AnswerValue::Bool(b) => b.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect()
-}
-
-/// What changed between two revisions, e.g. `comment: "too slow"; nps: 3 -> 6`.
-pub fn change_summary(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> String {
-    let mut parts = Vec::new();
-    for (k, v) in new {
-        match old.get(k) {
-            None => parts.push(format!("{k}: {v:?}")),
-            Some(o) if o != v => parts.push(format!("{k}: {o:?} -> {v:?}")),
-            Some(_) => {}
-        }
-    }
-    for k in old.keys().filter(|k| !new.contains_key(*k)) {
-        parts.push(format!("{k}: removed"));
-    }
-    if parts.is_empty() {
-        "answers unchanged (respondent or attributes changed)".into()
-    } else {
-        parts.join("; ")
+fn routed_to_proto(t: &RoutedTicket) -> v1::RoutedTicket {
+    v1::RoutedTicket {
+        workflow_id: t.workflow_id.clone(),
+        workflow_name: t.workflow_name.clone(),
+        ticket_id: t.ticket_id.clone(),
+        title: t.title.clone(),
+        owner_email: t.owner_email.clone(),
+        owner_resolution: t.owner_resolution.clone(),
+        owner_fallback_reason: t.owner_fallback_reason.clone().unwrap_or_default(),
+        stakeholder_emails: t.stakeholder_emails.clone(),
+        unresolved_stakeholders: t.unresolved_stakeholders.clone(),
+        guide: t.guide.as_ref().map(convert::guide),
+        sla: t.sla.as_ref().map(convert::sla),
+        require_opportunity: t.require_opportunity,
     }
 }
 
-pub struct RoutingAggregate;
+fn routed_from_proto(t: v1::RoutedTicket) -> RoutedTicket {
+    RoutedTicket {
+        workflow_id: t.workflow_id,
+        workflow_name: t.workflow_name,
+        ticket_id: t.ticket_id,
+        title: t.title,
+        owner_email: t.owner_email,
+        owner_resolution: t.owner_resolution,
+        owner_fallback_reason: Some(t.owner_fallback_reason).filter(|r| !r.is_empty()),
+        stakeholder_emails: t.stakeholder_emails,
+        unresolved_stakeholders: t.unresolved_stakeholders,
+        guide: t.guide.as_ref().map(convert::from_guide),
+        sla: t.sla.as_ref().map(convert::from_sla),
+        require_opportunity: t.require_opportunity,
+    }
+}
 
-impl Aggregate for RoutingAggregate {
-    type Id = FeedbackId;
-    type State = Routing;
-    type Command = RoutingCommand;
-    type Event = Body;
-    type Rule = RoutingRule;
-    type Recorded = (Body, u64);
-
-    const TYPE: &'static str = AGGREGATE;
-
-    fn decide(
-        id: FeedbackId,
-        state: Option<&Routing>,
-        _request_id: &str,
-        cmd: &RoutingCommand,
-    ) -> Result<Decision<Body>, RoutingRule> {
-        match (state, cmd) {
-            (None, RoutingCommand::Decide(d)) => Ok(Decision::Append(Body::Decided((**d).clone()))),
-            (Some(s), RoutingCommand::Decide(_)) => Ok(Decision::AlreadyApplied {
-                sequence: s.decided_sequence,
-            }),
-            (None, RoutingCommand::Attach { .. }) => Err(RoutingRule::NotDecided(id)),
-            (Some(s), RoutingCommand::Attach { revision, .. }) if *revision <= s.revision => {
-                Ok(Decision::AlreadyApplied {
-                    sequence: s.sequence,
+/// The protobuf body of a routing event.
+pub fn to_proto(e: &RoutingEvent) -> Body {
+    match e {
+        RoutingEvent::Decided(d) => Body::Decided(v1::RoutingDecided {
+            feedback_id: d.feedback_id.clone(),
+            program_id: d.program_id.clone(),
+            account_id: d.account_id.clone(),
+            config_version: d.config_version.clone(),
+            tickets: d.tickets.iter().map(routed_to_proto).collect(),
+            unmatched: d.unmatched,
+            unmatched_reason: d.unmatched_reason.clone(),
+            trigger_errors: d
+                .trigger_errors
+                .iter()
+                .map(|t| v1::TriggerError {
+                    workflow_id: t.workflow_id.clone(),
+                    error: t.error.clone(),
                 })
-            }
-            (Some(s), RoutingCommand::Attach { revision, answers }) => {
-                Ok(Decision::Append(Body::Attached(v1::FeedbackAttached {
-                    feedback_id: id.to_string(),
-                    revision: *revision,
-                    ticket_ids: s
-                        .decided
-                        .tickets
-                        .iter()
-                        .map(|t| t.ticket_id.clone())
-                        .collect(),
-                    summary: change_summary(&s.answers, answers),
-                    answers: answers.clone().into_iter().collect(),
-                })))
-            }
-        }
+                .collect(),
+            feedback_sequence: d.feedback_sequence,
+            answers: d.answers.clone().into_iter().collect(),
+        }),
+        RoutingEvent::Attached(a) => Body::Attached(v1::FeedbackAttached {
+            feedback_id: a.feedback_id.clone(),
+            revision: a.revision,
+            ticket_ids: a.ticket_ids.clone(),
+            summary: a.summary.clone(),
+            answers: a.answers.clone().into_iter().collect(),
+        }),
     }
+}
 
-    fn evolve(state: Option<Routing>, (event, sequence): &Self::Recorded) -> Option<Routing> {
-        match (state, event) {
-            (None, Body::Decided(d)) => Some(Routing {
-                answers: d.answers.clone().into_iter().collect(),
-                decided: d.clone(),
-                decided_sequence: *sequence,
-                revision: 0,
-                sequence: *sequence,
-            }),
-            (None, Body::Attached(_)) => None,
-            (Some(s), Body::Decided(_)) => Some(s),
-            (Some(mut s), Body::Attached(a)) => {
-                s.revision = s.revision.max(a.revision);
-                s.answers = a.answers.clone().into_iter().collect();
-                s.sequence = *sequence;
-                Some(s)
-            }
-        }
+/// The routing event of a protobuf body.
+pub fn from_proto(b: Body) -> RoutingEvent {
+    match b {
+        Body::Decided(d) => RoutingEvent::Decided(Box::new(RoutingDecided {
+            feedback_id: d.feedback_id,
+            program_id: d.program_id,
+            account_id: d.account_id,
+            config_version: d.config_version,
+            tickets: d.tickets.into_iter().map(routed_from_proto).collect(),
+            unmatched: d.unmatched,
+            unmatched_reason: d.unmatched_reason,
+            trigger_errors: d
+                .trigger_errors
+                .into_iter()
+                .map(|t| TriggerError {
+                    workflow_id: t.workflow_id,
+                    error: t.error,
+                })
+                .collect(),
+            feedback_sequence: d.feedback_sequence,
+            answers: d.answers.into_iter().collect(),
+        })),
+        Body::Attached(a) => RoutingEvent::Attached(FeedbackAttached {
+            feedback_id: a.feedback_id,
+            revision: a.revision,
+            ticket_ids: a.ticket_ids,
+            summary: a.summary,
+            answers: a.answers.into_iter().collect(),
+        }),
     }
+}
 
-    fn sequence(state: &Routing) -> u64 {
-        state.sequence
-    }
+/// The wire contract of [`RoutingAggregate`].
+pub struct RoutingContract;
+
+impl Contract for RoutingContract {
+    type Aggregate = RoutingAggregate;
 
     fn encode(
         id: FeedbackId,
@@ -162,11 +130,11 @@ impl Aggregate for RoutingAggregate {
         request_id: &str,
         at: SystemTime,
         ctx: &EventContext,
-        event: &Body,
+        event: &RoutingEvent,
     ) -> (Envelope, Bytes) {
         let event_type = match event {
-            Body::Decided(_) => "closeloop.v1.RoutingDecided",
-            Body::Attached(_) => "closeloop.v1.FeedbackAttached",
+            RoutingEvent::Decided(_) => "closeloop.v1.RoutingDecided",
+            RoutingEvent::Attached(_) => "closeloop.v1.FeedbackAttached",
         };
         crate::codec::encode::<v1::RoutingEvent>(
             &id.to_string(),
@@ -175,102 +143,67 @@ impl Aggregate for RoutingAggregate {
             request_id,
             at,
             ctx,
-            event.clone(),
+            to_proto(event),
         )
     }
 
-    fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String> {
+    fn decode(stored: &StoredEvent) -> Result<StoredRouting, DecodeError> {
         let (_, body) = crate::codec::decode::<v1::RoutingEvent>(stored)?;
-        Ok((body, stored.sequence))
+        Ok(StoredRouting {
+            event: from_proto(body),
+            sequence: stored.sequence,
+        })
     }
 
     fn recorded(
         _id: FeedbackId,
-        event: &Body,
+        event: &RoutingEvent,
         sequence: u64,
         _request_id: &str,
         _at: SystemTime,
         _ctx: &EventContext,
-    ) -> Self::Recorded {
-        (event.clone(), sequence)
+    ) -> StoredRouting {
+        StoredRouting {
+            event: event.clone(),
+            sequence,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn answers(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use closeloop_domain::ticket::{Guide, SlaPolicy};
 
     #[test]
-    fn one_decision_then_revisions_in_order() {
-        let id = FeedbackId::of("qualtrics", "R_1");
-        let decided = v1::RoutingDecided {
-            feedback_id: id.to_string(),
-            tickets: vec![v1::RoutedTicket {
-                ticket_id: "t1".into(),
+    fn a_decision_survives_the_wire() {
+        let e = RoutingEvent::Decided(Box::new(RoutingDecided {
+            feedback_id: "f".into(),
+            program_id: "p".into(),
+            account_id: "A-1".into(),
+            config_version: "v".into(),
+            tickets: vec![RoutedTicket {
+                workflow_id: "w".into(),
+                ticket_id: "t".into(),
+                owner_email: "o@v.io".into(),
+                owner_fallback_reason: Some("no csm".into()),
+                guide: Some(Guide {
+                    title: "G".into(),
+                    steps: vec!["call".into()],
+                    ..Default::default()
+                }),
+                sla: Some(SlaPolicy::default()),
+                require_opportunity: true,
                 ..Default::default()
             }],
-            answers: [("nps".to_string(), "3".to_string())].into_iter().collect(),
+            trigger_errors: vec![TriggerError {
+                workflow_id: "x".into(),
+                error: "no such key".into(),
+            }],
+            feedback_sequence: 4,
+            answers: [("nps".to_string(), "3".to_string())].into(),
             ..Default::default()
-        };
-        let attach = |r: u32, a: &[(&str, &str)]| RoutingCommand::Attach {
-            revision: r,
-            answers: answers(a),
-        };
-        assert_eq!(
-            RoutingAggregate::decide(id, None, "x", &attach(1, &[])),
-            Err(RoutingRule::NotDecided(id))
-        );
-        let d = RoutingAggregate::decide(
-            id,
-            None,
-            DECIDE_REQUEST,
-            &RoutingCommand::Decide(Box::new(decided.clone())),
-        )
-        .unwrap();
-        let Decision::Append(ev) = d else { panic!() };
-        let s = RoutingAggregate::evolve(None, &(ev, 5));
-        assert_eq!(
-            RoutingAggregate::decide(
-                id,
-                s.as_ref(),
-                DECIDE_REQUEST,
-                &RoutingCommand::Decide(Box::new(decided))
-            ),
-            Ok(Decision::AlreadyApplied { sequence: 5 })
-        );
-        let d = RoutingAggregate::decide(
-            id,
-            s.as_ref(),
-            "r1",
-            &attach(1, &[("nps", "3"), ("comment", "slow")]),
-        )
-        .unwrap();
-        let Decision::Append(Body::Attached(a)) = d else {
-            panic!()
-        };
-        assert_eq!(a.ticket_ids, ["t1"]);
-        assert_eq!(a.summary, "comment: \"slow\"");
-        let s = RoutingAggregate::evolve(s, &(Body::Attached(a), 9));
-        assert_eq!(
-            RoutingAggregate::decide(id, s.as_ref(), "r1", &attach(1, &[])),
-            Ok(Decision::AlreadyApplied { sequence: 9 })
-        );
-    }
-
-    #[test]
-    fn change_summary_names_added_changed_and_removed_answers() {
-        let old = answers(&[("nps", "3"), ("reason", "price")]);
-        let new = answers(&[("nps", "6"), ("comment", "ok")]);
-        assert_eq!(
-            change_summary(&old, &new),
-            "comment: \"ok\"; nps: \"3\" -> \"6\"; reason: removed"
-        );
+        }));
+        assert_eq!(from_proto(to_proto(&e)), e);
     }
 }

@@ -5,16 +5,14 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use closeloop_domain::ticket;
-use closeloop_domain::{
-    RecordedEvent, RuleViolation, Ticket, TicketCommand, TicketEvent, TicketId, Timestamp,
-};
-use closeloop_eventstore::{Aggregate, Decision, Envelope, EventContext, StoredEvent};
+pub use closeloop_domain::ticket::TicketAggregate;
+use closeloop_domain::{Aggregate, RecordedEvent, TicketEvent, TicketId, Timestamp};
+use closeloop_eventstore::{Contract, Envelope, EventContext, StoredEvent};
 use closeloop_proto::{convert, v1};
 use prost::Message;
 
 /// Aggregate type name: subjects are `<prefix>.events.ticket.<ticket_id>`.
-pub const AGGREGATE: &str = "ticket";
+pub const AGGREGATE: &str = TicketAggregate::TYPE;
 
 pub fn encode(
     ticket_id: TicketId,
@@ -81,36 +79,11 @@ pub fn decode(ev: &StoredEvent) -> Result<RecordedEvent, DecodeError> {
     })
 }
 
-/// Tickets as an [`Aggregate`]: the domain's pure `decide`/`evolve` and the
-/// protobuf codec.
-pub struct TicketAggregate;
+/// The wire contract of [`TicketAggregate`]: payload `closeloop.v1.TicketEvent`.
+pub struct TicketContract;
 
-impl Aggregate for TicketAggregate {
-    type Id = TicketId;
-    type State = Ticket;
-    type Command = TicketCommand;
-    type Event = TicketEvent;
-    type Rule = RuleViolation;
-    type Recorded = RecordedEvent;
-
-    const TYPE: &'static str = AGGREGATE;
-
-    fn decide(
-        id: TicketId,
-        state: Option<&Ticket>,
-        request_id: &str,
-        command: &TicketCommand,
-    ) -> Result<Decision<TicketEvent>, RuleViolation> {
-        ticket::decide(id, state, request_id, command)
-    }
-
-    fn evolve(state: Option<Ticket>, event: &RecordedEvent) -> Option<Ticket> {
-        ticket::evolve(state, event)
-    }
-
-    fn sequence(state: &Ticket) -> u64 {
-        state.sequence
-    }
+impl Contract for TicketContract {
+    type Aggregate = TicketAggregate;
 
     fn encode(
         id: TicketId,
@@ -123,8 +96,8 @@ impl Aggregate for TicketAggregate {
         encode(id, event_id, request_id, at, ctx, event)
     }
 
-    fn decode(stored: &StoredEvent) -> Result<RecordedEvent, String> {
-        decode(stored).map_err(|e| e.to_string())
+    fn decode(stored: &StoredEvent) -> Result<RecordedEvent, closeloop_eventstore::DecodeError> {
+        decode(stored).map_err(|e| e.to_string().into())
     }
 
     fn recorded(
@@ -138,7 +111,7 @@ impl Aggregate for TicketAggregate {
         RecordedEvent {
             ticket_id: id,
             sequence,
-            occurred_at: closeloop_domain::Timestamp::from_system_time(at),
+            occurred_at: Timestamp::from_system_time(at),
             request_id: request_id.to_string(),
             actor: ctx.actor.clone(),
             event: event.clone(),

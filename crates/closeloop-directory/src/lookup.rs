@@ -1,4 +1,5 @@
-//! The directory as other components read it.
+//! The directory as other components read it: its published queries.
+//! Other roles never read the directory's tables themselves.
 //!
 //! The views answer first; a record a view does not have yet (an import
 //! that finished a moment ago, or a process that projects no directory
@@ -9,10 +10,12 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use closeloop_eventstore::EventStore;
+use closeloop_domain::directory::{Account, Person, Team};
+use closeloop_eventstore::{EventStore, Executor};
 use closeloop_readmodel::Db;
+use sqlx::Row;
 
-use crate::records::{AccountKind, PersonKind, RecordKey, RecordKind, TeamKind};
+use crate::records::{AccountKind, Directory, PersonKind, RecordKind, TeamKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
@@ -20,6 +23,28 @@ pub enum LookupError {
     View(#[from] sqlx::Error),
     #[error("directory events unavailable: {0}")]
     Events(#[from] closeloop_eventstore::StoreError),
+    #[error("directory record unreadable: {0}")]
+    Record(String),
+}
+
+impl<R: std::fmt::Display> From<closeloop_eventstore::ExecuteError<R>> for LookupError {
+    fn from(e: closeloop_eventstore::ExecuteError<R>) -> Self {
+        match e {
+            closeloop_eventstore::ExecuteError::Corrupt { sequence, reason } => {
+                LookupError::Record(format!("event {sequence}: {reason}"))
+            }
+            other => LookupError::Record(other.to_string()),
+        }
+    }
+}
+
+fn unreadable(v: Vec<closeloop_domain::FieldViolation>) -> LookupError {
+    LookupError::Record(
+        v.iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 /// Which records exist. Cheap to clone.
@@ -27,6 +52,9 @@ pub enum LookupError {
 pub struct DirectoryLookup {
     db: Db,
     store: EventStore,
+    accounts: Executor<Directory<AccountKind>>,
+    people: Executor<Directory<PersonKind>>,
+    teams: Executor<Directory<TeamKind>>,
     /// Records found before, as `<type>/<natural id>`: records are never
     /// deleted, so a positive answer stays true and costs no I/O again.
     known: Arc<Mutex<HashSet<String>>>,
@@ -57,6 +85,9 @@ impl DirectoryLookup {
     pub fn new(db: Db, store: EventStore) -> Self {
         DirectoryLookup {
             db,
+            accounts: Executor::new(store.clone()),
+            people: Executor::new(store.clone()),
+            teams: Executor::new(store.clone()),
             store,
             known: Arc::default(),
         }
@@ -75,7 +106,7 @@ impl DirectoryLookup {
             .await?
             .is_some()
             || {
-                let key = RecordKey::of::<K>(natural_id);
+                let key = K::key(natural_id);
                 let subject = self
                     .store
                     .prefix()
@@ -90,5 +121,76 @@ impl DirectoryLookup {
             known.insert(memo);
         }
         Ok(found)
+    }
+
+    /// Account `id` with its account team: from its view, else (not
+    /// projected here yet) from its events.
+    pub async fn account(&self, id: &str) -> Result<Option<Account>, LookupError> {
+        let pool = self.db.pool();
+        let row = sqlx::query("SELECT name, region, segment FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        let Some(row) = row else {
+            let stored = self.accounts.load(AccountKind::key(id)).await?;
+            return Ok(stored.map(|s| s.record));
+        };
+        let team = sqlx::query("SELECT role, email FROM account_team WHERE account_id = $1")
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?;
+        let name: String = row.try_get(0)?;
+        let region: String = row.try_get(1)?;
+        let segment: String = row.try_get(2)?;
+        Account::parse(id, &name, &region, &segment, &team)
+            .map(Some)
+            .map_err(unreadable)
+    }
+
+    /// Team `id` with its members in rotation order: from its view, else
+    /// from its events.
+    pub async fn team(&self, id: &str) -> Result<Option<Team>, LookupError> {
+        let pool = self.db.pool();
+        let row = sqlx::query("SELECT name FROM teams WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        let Some(row) = row else {
+            let stored = self.teams.load(TeamKind::key(id)).await?;
+            return Ok(stored.map(|s| s.record));
+        };
+        let members =
+            sqlx::query("SELECT email FROM team_members WHERE team_id = $1 ORDER BY position")
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<Vec<String>, sqlx::Error>>()?;
+        let name: String = row.try_get(0)?;
+        Team::parse(id, &name, &members)
+            .map(Some)
+            .map_err(unreadable)
+    }
+
+    /// Person `email` (normalised) with their manager: from the view, else
+    /// from their events.
+    pub async fn person(&self, email: &str) -> Result<Option<Person>, LookupError> {
+        let row = sqlx::query("SELECT name, manager_email FROM people WHERE email = $1")
+            .bind(email)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else {
+            let stored = self.people.load(PersonKind::key(email)).await?;
+            return Ok(stored.map(|s| s.record));
+        };
+        let name: String = row.try_get(0)?;
+        let manager: Option<String> = row.try_get(1)?;
+        Person::parse(email, &name, manager.as_deref().unwrap_or(""))
+            .map(Some)
+            .map_err(unreadable)
     }
 }

@@ -2,14 +2,17 @@
 //! NATS 2.9 consumer follows one subject filter.
 
 use closeloop_domain::directory::{Account, Person, Team};
-use closeloop_eventstore::{Aggregate, Prefix, StoredEvent};
+use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_readmodel::{Projection, ProjectionError};
 use sqlx::AnyConnection;
 
-use crate::records::{AccountKind, Directory, PersonKind, RecordKind, Stored, TeamKind};
+use crate::records::{AccountKind, PersonKind, RecordKind, TeamKind, decode_record};
 
-fn decode<K: RecordKind>(ev: &StoredEvent) -> Result<Stored<K::Record>, ProjectionError> {
-    Directory::<K>::decode(ev).map_err(ProjectionError::Poison)
+/// The record an upsert wrote, and its sequence.
+fn decode<K: RecordKind>(ev: &StoredEvent) -> Result<(K::Record, u64), ProjectionError> {
+    decode_record::<K>(ev)
+        .map(|(r, _)| (r, ev.sequence))
+        .map_err(|e| ProjectionError::Poison(e.0))
 }
 
 /// Keeps only the newest version of a record (a replayed older one is skipped).
@@ -34,11 +37,7 @@ impl Projection for AccountView {
         conn: &mut AnyConnection,
         ev: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let Stored {
-            record: a,
-            sequence,
-            ..
-        } = decode::<AccountKind>(ev)?;
+        let (a, sequence) = decode::<AccountKind>(ev)?;
         upsert_account(conn, &a, sequence).await?;
         Ok(())
     }
@@ -97,11 +96,7 @@ impl Projection for PersonView {
         conn: &mut AnyConnection,
         ev: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let Stored {
-            record: p,
-            sequence,
-            ..
-        } = decode::<PersonKind>(ev)?;
+        let (p, sequence) = decode::<PersonKind>(ev)?;
         upsert_person(conn, &p, sequence).await?;
         Ok(())
     }
@@ -140,11 +135,7 @@ impl Projection for TeamView {
         conn: &mut AnyConnection,
         ev: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let Stored {
-            record: t,
-            sequence,
-            ..
-        } = decode::<TeamKind>(ev)?;
+        let (t, sequence) = decode::<TeamKind>(ev)?;
         upsert_team(conn, &t, sequence).await?;
         Ok(())
     }

@@ -5,8 +5,8 @@ use closeloop_eventstore::{EventContext, EventStore, ExecuteError, Executed, Exe
 use closeloop_proto::v1;
 
 use crate::records::{
-    AccountKind, Directory, PersonKind, RecordKey, RecordKind, RecordState, RequestIdReused,
-    TeamKind, account_from_proto, content_request_id, person_from_proto, team_from_proto,
+    AccountKind, Directory, PersonKind, RecordKind, RecordState, RequestIdReused, TeamKind,
+    account_from_proto, content_request_id, person_from_proto, team_from_proto, upsert,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -61,13 +61,14 @@ impl DirectoryWriter {
         request_id: Option<&str>,
         ctx: impl FnOnce(&str) -> EventContext,
     ) -> Result<Executed<RecordState<K::Record>>, WriteError> {
+        let key = K::key(&K::natural_id(&record));
+        let command = upsert::<K>(record);
         let request_id = match request_id {
             Some(r) if !r.trim().is_empty() => r.to_string(),
-            _ => content_request_id::<K>(&record),
+            _ => content_request_id(&command),
         };
         let ctx = ctx(&request_id);
-        let key = RecordKey::of::<K>(&K::natural_id(&record));
-        Ok(exec.execute(key, &request_id, &ctx, &record).await?)
+        Ok(exec.execute(key, &request_id, &ctx, &command).await?)
     }
 
     /// The executors' counters by aggregate type, for `/metrics`.

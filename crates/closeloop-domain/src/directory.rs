@@ -272,6 +272,110 @@ pub fn evolve<R: Clone>(
     }
 }
 
+/// A kind of directory record.
+pub trait Record: Clone + PartialEq + Send + Sync + 'static {
+    /// Aggregate type, e.g. `account`.
+    const TYPE: &'static str;
+    /// The id people use: an account id, a person's e-mail, a team id.
+    fn natural_id(&self) -> String;
+}
+
+impl Record for Account {
+    const TYPE: &'static str = "account";
+    fn natural_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl Record for Person {
+    const TYPE: &'static str = "person";
+    fn natural_id(&self) -> String {
+        self.email.to_string()
+    }
+}
+
+impl Record for Team {
+    const TYPE: &'static str = "team";
+    fn natural_id(&self) -> String {
+        self.id.clone()
+    }
+}
+
+const KEY_NS: uuid::Uuid = uuid::Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0010);
+
+/// Subject token of a record: a UUIDv5 of its type and natural id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordKey(uuid::Uuid);
+
+impl RecordKey {
+    pub fn of<R: Record>(natural_id: &str) -> RecordKey {
+        RecordKey(uuid::Uuid::new_v5(
+            &KEY_NS,
+            format!("{}/{natural_id}", R::TYPE).as_bytes(),
+        ))
+    }
+}
+
+impl std::fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// One stored upsert: the record it wrote (with its wire digest), its
+/// sequence and request id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored<R> {
+    pub record: crate::Digested<R>,
+    pub sequence: u64,
+    pub request_id: String,
+}
+
+/// Directory records of type `R` as an [`crate::Aggregate`]: a command is
+/// the whole record with its wire digest (the contract's).
+pub struct Records<R>(std::marker::PhantomData<R>);
+
+impl<R: Record> crate::Aggregate for Records<R> {
+    type Id = RecordKey;
+    type State = RecordState<R>;
+    type Command = crate::Digested<R>;
+    type Event = crate::Digested<R>;
+    type Rule = RequestIdReused;
+    type Recorded = Stored<R>;
+
+    const TYPE: &'static str = R::TYPE;
+
+    fn decide(
+        _id: RecordKey,
+        state: Option<&RecordState<R>>,
+        request_id: &str,
+        command: &crate::Digested<R>,
+    ) -> Result<crate::Decision<crate::Digested<R>>, RequestIdReused> {
+        Ok(
+            match decide(state, request_id, &command.value, command.digest)? {
+                crate::Decision::Append(_) => crate::Decision::Append(command.clone()),
+                crate::Decision::AlreadyApplied { sequence } => {
+                    crate::Decision::AlreadyApplied { sequence }
+                }
+            },
+        )
+    }
+
+    fn evolve(state: Option<RecordState<R>>, s: &Stored<R>) -> Option<RecordState<R>> {
+        Some(evolve(
+            state,
+            &s.record.value,
+            s.record.digest,
+            &s.request_id,
+            s.sequence,
+        ))
+    }
+
+    fn sequence(state: &RecordState<R>) -> u64 {
+        state.sequence
+    }
+}
+
 #[cfg(test)]
 mod record_tests {
     use super::*;

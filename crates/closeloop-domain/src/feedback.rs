@@ -11,7 +11,32 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::{AccountId, Decision, Email, Timestamp};
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::{AccountId, Decision, Digested, Email, Timestamp};
+
+const FEEDBACK_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0020);
+
+/// A feedback id: UUIDv5 of `(source, response_id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FeedbackId(Uuid);
+
+impl FeedbackId {
+    pub fn of(source: &str, response_id: &str) -> FeedbackId {
+        FeedbackId(Uuid::new_v5(
+            &FEEDBACK_NS,
+            format!("{source}/{response_id}").as_bytes(),
+        ))
+    }
+}
+
+impl fmt::Display for FeedbackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
 
 /// One answer as submitted.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,4 +196,50 @@ pub fn evolve(
     s.seen.insert(digest, sequence);
     s.sequence = sequence;
     s
+}
+
+/// A revision as stored: the event (with its content digest) and its
+/// stream sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRevision {
+    pub event: Digested<FeedbackEvent>,
+    pub sequence: u64,
+}
+
+/// Survey responses as an [`crate::Aggregate`]: a command is one revision
+/// with its content digest (the contract's), computed once where it enters.
+pub struct FeedbackAggregate;
+
+impl crate::Aggregate for FeedbackAggregate {
+    type Id = FeedbackId;
+    type State = FeedbackState;
+    type Command = Digested<Feedback>;
+    type Event = Digested<FeedbackEvent>;
+    type Rule = std::convert::Infallible;
+    type Recorded = StoredRevision;
+
+    const TYPE: &'static str = "feedback";
+
+    fn decide(
+        _id: FeedbackId,
+        state: Option<&FeedbackState>,
+        _request_id: &str,
+        f: &Digested<Feedback>,
+    ) -> Result<Decision<Digested<FeedbackEvent>>, std::convert::Infallible> {
+        Ok(match decide(state, &f.value, f.digest) {
+            Decision::Append(value) => Decision::Append(Digested {
+                value,
+                digest: f.digest,
+            }),
+            Decision::AlreadyApplied { sequence } => Decision::AlreadyApplied { sequence },
+        })
+    }
+
+    fn evolve(state: Option<FeedbackState>, r: &StoredRevision) -> Option<FeedbackState> {
+        Some(evolve(state, &r.event.value, r.event.digest, r.sequence))
+    }
+
+    fn sequence(state: &FeedbackState) -> u64 {
+        state.sequence
+    }
 }

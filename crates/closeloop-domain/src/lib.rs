@@ -3,17 +3,22 @@
 //! Nothing here does I/O or knows about NATS, SQL or gRPC: values are parsed
 //! into newtypes at the edge ([`values`]), and each aggregate is a pair of
 //! pure functions, `decide` (command + state → event or rule violation) and
-//! `evolve` (state + event → state): tickets ([`ticket`]), survey responses
-//! and their revisions ([`feedback`]), team rotations ([`rotation`]). The clock is an argument, so every decision is
+//! `evolve` (state + event → state), behind one [`Aggregate`] trait: tickets
+//! ([`ticket`]), survey responses and their revisions ([`feedback`]), routing
+//! decisions ([`routing`]), team rotations ([`rotation`]) and directory
+//! records ([`directory`]). The clock is an argument, so every decision is
 //! reproducible in tests. Wire formats are `closeloop-contracts`' business.
 
+pub mod aggregate;
 pub mod directory;
 pub mod feedback;
 pub mod rotation;
+pub mod routing;
 pub mod ticket;
 pub mod time;
 pub mod values;
 
+pub use aggregate::{Aggregate, Digested};
 pub use ticket::{
     Closure, Guide, Plan, RecordedEvent, ResponseTemplate, RuleViolation, SlaPolicy, Status,
     Ticket, TicketCommand, TicketEvent, decide, evolve,

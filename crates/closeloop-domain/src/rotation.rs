@@ -6,8 +6,29 @@
 //! turn again instead of a new one.
 
 use std::collections::HashMap;
+use std::fmt;
+
+use uuid::Uuid;
 
 use crate::Decision;
+
+const TEAM_NS: Uuid = Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0030);
+
+/// Subject token of a team's rotation: UUIDv5 of the team id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TeamKey(Uuid);
+
+impl TeamKey {
+    pub fn of(team: &str) -> TeamKey {
+        TeamKey(Uuid::new_v5(&TEAM_NS, team.as_bytes()))
+    }
+}
+
+impl fmt::Display for TeamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
 
 /// A team's rotation so far.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,6 +79,44 @@ pub fn evolve(state: Option<Rotation>, t: &TurnTaken, sequence: u64) -> Rotation
     s.turns = s.turns.max(t.turn + 1);
     s.sequence = sequence;
     s
+}
+
+/// A turn as stored, with its stream sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTurn {
+    pub turn: TurnTaken,
+    pub sequence: u64,
+}
+
+/// Team rotations as an [`crate::Aggregate`].
+pub struct RotationAggregate;
+
+impl crate::Aggregate for RotationAggregate {
+    type Id = TeamKey;
+    type State = Rotation;
+    type Command = TakeTurn;
+    type Event = TurnTaken;
+    type Rule = std::convert::Infallible;
+    type Recorded = StoredTurn;
+
+    const TYPE: &'static str = "rotation";
+
+    fn decide(
+        _id: TeamKey,
+        state: Option<&Rotation>,
+        _request_id: &str,
+        cmd: &TakeTurn,
+    ) -> Result<Decision<TurnTaken>, std::convert::Infallible> {
+        Ok(decide(state, cmd))
+    }
+
+    fn evolve(state: Option<Rotation>, t: &StoredTurn) -> Option<Rotation> {
+        Some(evolve(state, &t.turn, t.sequence))
+    }
+
+    fn sequence(state: &Rotation) -> u64 {
+        state.sequence
+    }
 }
 
 #[cfg(test)]

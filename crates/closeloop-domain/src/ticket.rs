@@ -661,6 +661,37 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
     Some(t)
 }
 
+/// Tickets as an [`crate::Aggregate`]: [`decide`] and [`evolve`].
+pub struct TicketAggregate;
+
+impl crate::Aggregate for TicketAggregate {
+    type Id = TicketId;
+    type State = Ticket;
+    type Command = TicketCommand;
+    type Event = TicketEvent;
+    type Rule = RuleViolation;
+    type Recorded = RecordedEvent;
+
+    const TYPE: &'static str = "ticket";
+
+    fn decide(
+        id: TicketId,
+        state: Option<&Ticket>,
+        request_id: &str,
+        command: &TicketCommand,
+    ) -> Result<Decision, RuleViolation> {
+        decide(id, state, request_id, command)
+    }
+
+    fn evolve(state: Option<Ticket>, event: &RecordedEvent) -> Option<Ticket> {
+        evolve(state, event)
+    }
+
+    fn sequence(state: &Ticket) -> u64 {
+        state.sequence
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -86,54 +85,64 @@ impl Carried {
     }
 }
 
-/// An aggregate type: pure decision and fold, plus its wire codec.
-pub trait Aggregate: Send + Sync + 'static {
-    type Id: Copy + Eq + Hash + Display + Send + Sync + 'static;
-    type State: Clone + Send + Sync + 'static;
-    type Command: Send + Sync;
-    type Event: Send + Sync;
-    /// A rule the command broke (answered to the client, not retried).
-    type Rule: Send;
-    /// A decoded stored event, as `evolve` takes it.
-    type Recorded: Send;
+/// The domain's aggregate trait: pure `decide`/`evolve`.
+pub use closeloop_domain::Aggregate;
 
-    /// Subject token of the type: `<prefix>.events.<TYPE>.<id>`.
-    const TYPE: &'static str;
+/// The `Aggregate` of contract `C`.
+pub type Of<C> = <C as Contract>::Aggregate;
 
-    fn decide(
-        id: Self::Id,
-        state: Option<&Self::State>,
-        request_id: &str,
-        command: &Self::Command,
-    ) -> Result<Decision<Self::Event>, Self::Rule>;
+/// Why a stored event cannot be read (a damaged payload, or a type or body
+/// this version does not know: written by a newer closeloop).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
 
-    fn evolve(state: Option<Self::State>, event: &Self::Recorded) -> Option<Self::State>;
+impl From<String> for DecodeError {
+    fn from(s: String) -> Self {
+        DecodeError(s)
+    }
+}
 
-    /// Stream sequence of the last event folded into `state`.
-    fn sequence(state: &Self::State) -> u64;
+impl From<&str> for DecodeError {
+    fn from(s: &str) -> Self {
+        DecodeError(s.to_string())
+    }
+}
 
+/// The wire contract of an aggregate type: how its events are encoded as
+/// stored messages (envelope headers and payload) and decoded back. The
+/// aggregate says what happens; the contract only how it is written down.
+/// Event ids and the metadata every event carries are built by the
+/// executor and the shared codec, not here.
+pub trait Contract: Send + Sync + 'static {
+    type Aggregate: Aggregate;
+
+    /// The stored form of `event` on instance `id`, written by request
+    /// `request_id` at `at` in context `ctx`, with id `event_id`.
     fn encode(
-        id: Self::Id,
+        id: <Self::Aggregate as Aggregate>::Id,
         event_id: &str,
         request_id: &str,
         at: SystemTime,
         ctx: &EventContext,
-        event: &Self::Event,
+        event: &<Self::Aggregate as Aggregate>::Event,
     ) -> (Envelope, Bytes);
 
-    fn decode(stored: &StoredEvent) -> Result<Self::Recorded, String>;
+    fn decode(
+        stored: &StoredEvent,
+    ) -> Result<<Self::Aggregate as Aggregate>::Recorded, DecodeError>;
 
-    /// What [`Aggregate::decode`] would return for `event` as just written at
-    /// `sequence` (with `request_id`, at `at`, by `ctx`): the executor folds
-    /// its own writes in without decoding the payload it just encoded.
+    /// What [`Contract::decode`] would return for `event` as just written
+    /// at `sequence` (with `request_id`, at `at`, by `ctx`): the executor
+    /// folds its own writes in without decoding what it just encoded.
     fn recorded(
-        id: Self::Id,
-        event: &Self::Event,
+        id: <Self::Aggregate as Aggregate>::Id,
+        event: &<Self::Aggregate as Aggregate>::Event,
         sequence: u64,
         request_id: &str,
         at: SystemTime,
         ctx: &EventContext,
-    ) -> Self::Recorded;
+    ) -> <Self::Aggregate as Aggregate>::Recorded;
 }
 
 /// What a command produced.
@@ -204,15 +213,21 @@ const CACHE_CAPACITY: usize = 10_000;
 type Locks<Id> = Arc<Mutex<HashMap<Id, Arc<tokio::sync::Mutex<()>>>>>;
 type Cache<Id, S> = Arc<Mutex<HashMap<Id, Arc<S>>>>;
 
-/// Executes commands on one aggregate type. Cheap to clone.
-pub struct Executor<A: Aggregate> {
+type Id<C> = <Of<C> as Aggregate>::Id;
+type State<C> = <Of<C> as Aggregate>::State;
+type Rule<C> = <Of<C> as Aggregate>::Rule;
+type Event<C> = <Of<C> as Aggregate>::Event;
+type Command<C> = <Of<C> as Aggregate>::Command;
+
+/// Executes commands on one aggregate type, through its contract. Cheap to clone.
+pub struct Executor<C: Contract> {
     store: EventStore,
-    cache: Cache<A::Id, A::State>,
-    locks: Locks<A::Id>,
+    cache: Cache<Id<C>, State<C>>,
+    locks: Locks<Id<C>>,
     metrics: Arc<ExecutorMetrics>,
 }
 
-impl<A: Aggregate> Clone for Executor<A> {
+impl<C: Contract> Clone for Executor<C> {
     fn clone(&self) -> Self {
         Executor {
             store: self.store.clone(),
@@ -223,7 +238,7 @@ impl<A: Aggregate> Clone for Executor<A> {
     }
 }
 
-impl<A: Aggregate> Executor<A> {
+impl<C: Contract> Executor<C> {
     pub fn new(store: EventStore) -> Self {
         Executor {
             store,
@@ -237,14 +252,14 @@ impl<A: Aggregate> Executor<A> {
         self.metrics.clone()
     }
 
-    pub fn subject(&self, id: A::Id) -> String {
+    pub fn subject(&self, id: Id<C>) -> String {
         self.store
             .prefix()
-            .aggregate_subject(A::TYPE, &id.to_string())
+            .aggregate_subject(Of::<C>::TYPE, &id.to_string())
     }
 
     /// Rebuilds an aggregate from its events (`None`: no events yet).
-    pub async fn load(&self, id: A::Id) -> Result<Option<A::State>, ExecuteError<A::Rule>> {
+    pub async fn load(&self, id: Id<C>) -> Result<Option<State<C>>, ExecuteError<Rule<C>>> {
         let events = self
             .store
             .read_aggregate(&self.subject(id))
@@ -252,11 +267,11 @@ impl<A: Aggregate> Executor<A> {
             .map_err(|e| ExecuteError::Unavailable(e.to_string()))?;
         let mut state = None;
         for ev in &events {
-            let rec = A::decode(ev).map_err(|reason| ExecuteError::Corrupt {
+            let rec = C::decode(ev).map_err(|e| ExecuteError::Corrupt {
                 sequence: ev.sequence,
-                reason,
+                reason: e.0,
             })?;
-            state = A::evolve(state, &rec);
+            state = Of::<C>::evolve(state, &rec);
         }
         Ok(state)
     }
@@ -264,25 +279,25 @@ impl<A: Aggregate> Executor<A> {
     /// Takes the cached state out for a command (the caller holds the
     /// instance's lock). Copied only if a caller still holds the previous
     /// result, so large aggregates are not cloned on every command.
-    fn take_cached(&self, id: A::Id) -> Option<A::State> {
+    fn take_cached(&self, id: Id<C>) -> Option<State<C>> {
         let arc = self.cache.lock().expect("cache lock").remove(&id)?;
         Some(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone()))
     }
 
-    fn remember(&self, id: A::Id, s: &Arc<A::State>) {
+    fn remember(&self, id: Id<C>, s: &Arc<State<C>>) {
         let mut c = self.cache.lock().expect("cache lock");
         if c.len() >= CACHE_CAPACITY && !c.contains_key(&id) {
             c.clear();
         }
         match c.get(&id) {
-            Some(old) if A::sequence(old) >= A::sequence(s) => {}
+            Some(old) if Of::<C>::sequence(old) >= Of::<C>::sequence(s) => {}
             _ => {
                 c.insert(id, s.clone());
             }
         }
     }
 
-    fn forget(&self, id: A::Id) {
+    fn forget(&self, id: Id<C>) {
         self.cache.lock().expect("cache lock").remove(&id);
     }
 
@@ -291,21 +306,21 @@ impl<A: Aggregate> Executor<A> {
     /// writer appended first or the broker already holds this event id.
     async fn try_append(
         &self,
-        id: A::Id,
+        id: Id<C>,
         subject: &str,
-        state: Option<A::State>,
+        state: Option<State<C>>,
         request_id: &str,
         ctx: &EventContext,
-        event: &A::Event,
-    ) -> Result<Option<Executed<A::State>>, ExecuteError<A::Rule>> {
+        event: &Event<C>,
+    ) -> Result<Option<Executed<State<C>>>, ExecuteError<Rule<C>>> {
         let at = SystemTime::now();
-        let expected = state.as_ref().map_or(0, A::sequence);
-        let event_id = event_id(A::TYPE, &id, expected, request_id);
-        let (env, payload) = A::encode(id, &event_id, request_id, at, ctx, event);
+        let expected = state.as_ref().map_or(0, Of::<C>::sequence);
+        let event_id = event_id(Of::<C>::TYPE, &id, expected, request_id);
+        let (env, payload) = C::encode(id, &event_id, request_id, at, ctx, event);
         match self.store.append(subject, expected, &env, payload).await {
             Ok(ack) if !ack.duplicate => {
-                let rec = A::recorded(id, event, ack.sequence, request_id, at, ctx);
-                let state = Arc::new(A::evolve(state, &rec).expect("evolve after append"));
+                let rec = C::recorded(id, event, ack.sequence, request_id, at, ctx);
+                let state = Arc::new(Of::<C>::evolve(state, &rec).expect("evolve after append"));
                 self.remember(id, &state);
                 self.metrics.written.fetch_add(1, Ordering::Relaxed);
                 Ok(Some(Executed {
@@ -325,11 +340,11 @@ impl<A: Aggregate> Executor<A> {
     /// Decides and appends `command` on aggregate `id`.
     pub async fn execute(
         &self,
-        id: A::Id,
+        id: Id<C>,
         request_id: &str,
         ctx: &EventContext,
-        command: &A::Command,
-    ) -> Result<Executed<A::State>, ExecuteError<A::Rule>> {
+        command: &Command<C>,
+    ) -> Result<Executed<State<C>>, ExecuteError<Rule<C>>> {
         let lock = self
             .locks
             .lock()
@@ -351,11 +366,11 @@ impl<A: Aggregate> Executor<A> {
 
     async fn execute_locked(
         &self,
-        id: A::Id,
+        id: Id<C>,
         request_id: &str,
         ctx: &EventContext,
-        command: &A::Command,
-    ) -> Result<Executed<A::State>, ExecuteError<A::Rule>> {
+        command: &Command<C>,
+    ) -> Result<Executed<State<C>>, ExecuteError<Rule<C>>> {
         let subject = self.subject(id);
         let mut state = match self.take_cached(id) {
             Some(s) => Some(s),
@@ -363,7 +378,7 @@ impl<A: Aggregate> Executor<A> {
             // first tried as a creation (expected last sequence 0): for a new
             // aggregate that saves the read before the write; if the subject
             // has events after all, the broker refuses and we load below.
-            None => match A::decide(id, None, request_id, command) {
+            None => match Of::<C>::decide(id, None, request_id, command) {
                 Ok(Decision::Append(event)) => {
                     match self
                         .try_append(id, &subject, None, request_id, ctx, &event)
@@ -377,7 +392,7 @@ impl<A: Aggregate> Executor<A> {
             },
         };
         for attempt in 1..=MAX_ATTEMPTS {
-            let decision = match A::decide(id, state.as_ref(), request_id, command) {
+            let decision = match Of::<C>::decide(id, state.as_ref(), request_id, command) {
                 Ok(d) => d,
                 Err(rule) => {
                     // Refused: the state is unchanged; keep it cached.
@@ -409,7 +424,7 @@ impl<A: Aggregate> Executor<A> {
                 // Another writer appended first, or the broker already holds
                 // this event id (an earlier attempt landed): reload, decide again.
                 None => {
-                    tracing::debug!(%id, attempt, kind = A::TYPE, "aggregate changed concurrently; reloading");
+                    tracing::debug!(%id, attempt, kind = Of::<C>::TYPE, "aggregate changed concurrently; reloading");
                     self.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
                     self.forget(id);
                     if attempt > 2 {

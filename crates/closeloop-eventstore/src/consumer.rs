@@ -123,17 +123,18 @@ pub trait Handler: Send + Sync {
     fn handle(&self, msg: &jetstream::Message) -> impl Future<Output = Verdict> + Send;
 }
 
-/// A handler of one aggregate type's events, given them decoded with their
-/// envelope: what routing, ticketing and the coming services implement.
+/// A handler of one aggregate type's events, given them decoded (through
+/// the type's [`crate::Contract`]) with their envelope: what routing,
+/// ticketing and the coming services implement.
 /// [`Decoded`] makes one a [`Handler`]; a message that does not decode (a
 /// newer closeloop's event, a damaged payload) is parked with the decoder's
 /// reason, never handed on.
 pub trait EventHandler: Send + Sync {
-    type Aggregate: crate::Aggregate;
+    type Contract: crate::Contract;
 
     fn handle(
         &self,
-        event: <Self::Aggregate as crate::Aggregate>::Recorded,
+        event: <crate::aggregate::Of<Self::Contract> as crate::Aggregate>::Recorded,
         envelope: Option<&Envelope>,
     ) -> impl Future<Output = Verdict> + Send;
 }
@@ -147,9 +148,9 @@ impl<H: EventHandler> Handler for Decoded<H> {
             Ok(s) => s,
             Err(e) => return Verdict::DeadLetter(e),
         };
-        match <H::Aggregate as crate::Aggregate>::decode(&stored) {
+        match <H::Contract as crate::Contract>::decode(&stored) {
             Ok(event) => self.0.handle(event, stored.envelope.as_ref()).await,
-            Err(e) => Verdict::DeadLetter(e),
+            Err(e) => Verdict::DeadLetter(e.0),
         }
     }
 }

@@ -12,8 +12,9 @@
 //!   whole aggregate type from a checkpoint ([`EventStore::follow`]) with
 //!   ordered consumers, which keep no state on the server: the checkpoint
 //!   lives with the reader (in its SQL transaction).
-//! * [`Executor`] runs commands on any [`Aggregate`]: the one writer of its
-//!   type, with optimistic concurrency, retries and idempotent request ids.
+//! * [`Executor`] runs commands on any [`Aggregate`] through its wire
+//!   [`Contract`]: the one writer of its type, with optimistic concurrency,
+//!   retries and idempotent request ids.
 
 pub mod aggregate;
 pub mod consumer;
@@ -24,8 +25,8 @@ mod store;
 pub mod trace;
 
 pub use aggregate::{
-    Aggregate, Carried, Decision, EventContext, ExecuteError, Executed, Executor, ExecutorMetrics,
-    event_id,
+    Aggregate, Carried, Contract, Decision, DecodeError, EventContext, ExecuteError, Executed,
+    Executor, ExecutorMetrics, event_id,
 };
 pub use envelope::{Envelope, headers};
 pub use prefix::{Prefix, PrefixError};

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::canonical::{self, Problem};
-use closeloop_contracts::feedback::{FeedbackAggregate, FeedbackId, content_request_id};
+use closeloop_contracts::feedback::{FeedbackContract, FeedbackId, submission};
 
 /// Most responses in one batch.
 pub const BATCH_MAX: usize = 500;
@@ -70,7 +70,7 @@ pub enum SubmitError {
 pub struct Intake {
     catalog: Option<Arc<Catalog>>,
     directory: DirectoryLookup,
-    feedback: Executor<FeedbackAggregate>,
+    feedback: Executor<FeedbackContract>,
 }
 
 impl Intake {
@@ -124,11 +124,11 @@ impl Intake {
             }
         };
         let id = FeedbackId::of(&feedback.source, &feedback.response_id);
-        let request_id = content_request_id(&feedback);
+        let (submission, request_id) = submission(feedback);
         let ctx = carried.context(&request_id, String::new());
         let done = self
             .feedback
-            .execute(id, &request_id, &ctx, &feedback)
+            .execute(id, &request_id, &ctx, &submission)
             .await
             .map_err(|e| match e {
                 ExecuteError::Rule(never) => match never {},
@@ -136,7 +136,7 @@ impl Intake {
             })?;
         let outcome = if done.replayed {
             Outcome::Duplicate
-        } else if done.state.feedback != feedback {
+        } else if done.state.digest != submission.digest {
             Outcome::Superseded
         } else if done.state.revision == 0 {
             Outcome::Received

@@ -13,13 +13,14 @@
 //! turns durable (`closeloop_contracts::rotation`) so restarts and replicas continue the
 //! rotation instead of starting it over.
 //!
-//! The rest of the crate is the routing role's I/O: [`sql`] (the directory
-//! view over the read model) and [`role`] (the consumer of feedback events).
-//! Its aggregates (the routing decision of a response, team rotations) and
-//! their events are in `closeloop_contracts::{routing, rotation}`.
+//! The rest of the crate is the routing role's I/O, [`role`]: the consumer
+//! of feedback events, which reads the directory through its published
+//! queries (`closeloop_directory::lookup`). The aggregates it writes (the
+//! routing decision of a response, team rotations) are the domain's
+//! (`closeloop_domain::{routing, rotation}`), their events' wire form is in
+//! `closeloop_contracts::{routing, rotation}`.
 
 pub mod role;
-pub mod sql;
 
 use std::collections::BTreeMap;
 

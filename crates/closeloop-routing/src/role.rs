@@ -9,26 +9,25 @@
 //! idempotent: a redelivered event finds its decision or revision already
 //! recorded and writes nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use closeloop_contracts::feedback::{FeedbackAggregate, FeedbackEvent, FeedbackId};
+use closeloop_contracts::feedback::{FeedbackContract, FeedbackEvent, FeedbackId, StoredRevision};
 use closeloop_domain::TicketId;
+use closeloop_domain::routing::{RoutedTicket, RoutingDecided, TriggerError};
 use closeloop_eventstore::consumer::{ConsumerSpec, Decoded, EventHandler, Verdict};
 use closeloop_eventstore::{Envelope, EventContext, ExecuteError, Executor, Prefix};
 use closeloop_programs::canonical::Feedback;
 use closeloop_programs::{Catalog, OwnerRule, Program};
-use closeloop_proto::v1;
 use closeloop_readmodel::{Db, Progress};
 
-use crate::sql::{self, Snapshot};
-use crate::{AccountInfo, Decision, Resolution, Route};
-use closeloop_contracts::rotation::{RotationAggregate, TakeTurn, TeamKey};
+use crate::{AccountInfo, Decision, DirectoryView, Resolution, Route};
+use closeloop_contracts::rotation::{RotationContract, TakeTurn, TeamKey};
 use closeloop_contracts::routing::{
-    DECIDE_REQUEST, RoutingAggregate, RoutingCommand, answers_text, revision_request,
+    DECIDE_REQUEST, RoutingCommand, RoutingContract, answers_text, revision_request,
 };
-use closeloop_directory::records::{AccountKind, Directory, RecordKey, TeamKind};
+use closeloop_directory::lookup::DirectoryLookup;
 
 /// Who routing events say acted.
 pub const ACTOR: &str = "closeloop-routing";
@@ -43,6 +42,37 @@ pub fn consumer_spec(prefix: &Prefix) -> ConsumerSpec {
         CONSUMER,
         prefix.aggregate_filter(closeloop_contracts::feedback::AGGREGATE),
     )
+}
+
+/// A snapshot of what one routing decision needs, plus the rotation turns
+/// the routing role has taken for its routes.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub account: Option<(String, AccountInfo)>,
+    /// Team id → members in rotation order; absent: unknown team.
+    pub teams: BTreeMap<String, Vec<String>>,
+    /// (team, workflow id) → turn.
+    pub turns: HashMap<(String, String), u64>,
+}
+
+impl DirectoryView for Snapshot {
+    fn account(&self, id: &str) -> Option<AccountInfo> {
+        self.account
+            .as_ref()
+            .filter(|(a, _)| a == id)
+            .map(|(_, info)| info.clone())
+    }
+
+    fn team_members(&self, team: &str) -> Option<Vec<String>> {
+        self.teams.get(team).cloned()
+    }
+
+    fn turn(&self, team: &str, workflow_id: &str) -> u64 {
+        self.turns
+            .get(&(team.to_string(), workflow_id.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// Directory snapshots kept between responses (per account and program).
@@ -135,16 +165,14 @@ impl closeloop_runtime::Role for Routing {
 pub struct Router {
     metrics: Arc<RoutingMetrics>,
     catalog: Arc<Catalog>,
-    db: Db,
-    routing: Executor<RoutingAggregate>,
-    rotation: Executor<RotationAggregate>,
+    /// The directory's published queries.
+    directory_lookup: DirectoryLookup,
+    routing: Executor<RoutingContract>,
+    rotation: Executor<RotationContract>,
     /// Progress of the directory projectors (accounts, teams) in this
     /// process: a cached snapshot is reused only while none has moved.
     directory: Vec<Progress>,
     snapshots: SnapshotCache,
-    /// The directory's own records, read when a view has not caught up yet.
-    accounts: Executor<Directory<AccountKind>>,
-    teams: Executor<Directory<TeamKind>>,
 }
 
 impl Router {
@@ -159,11 +187,9 @@ impl Router {
         Router {
             metrics: Arc::default(),
             catalog,
-            db,
+            directory_lookup: DirectoryLookup::new(db, store.clone()),
             routing: Executor::new(store.clone()),
-            rotation: Executor::new(store.clone()),
-            accounts: Executor::new(store.clone()),
-            teams: Executor::new(store),
+            rotation: Executor::new(store),
             directory,
             snapshots: Arc::default(),
         }
@@ -192,17 +218,37 @@ impl Router {
             return Ok(snap.clone());
         }
         let wanted = teams(program);
-        let mut snap = sql::load(&self.db, account, &wanted)
+        let mut snap = Snapshot::default();
+        let unavailable = |e: closeloop_directory::lookup::LookupError| e.to_string();
+        if let Some(a) = self
+            .directory_lookup
+            .account(account)
             .await
-            .map_err(|e| format!("directory read failed: {e}"))?;
-        if snap.account.is_none() {
-            snap.account = self.account_from_events(account).await?;
+            .map_err(unavailable)?
+        {
+            let team = a
+                .team
+                .iter()
+                .map(|(r, e)| (r.clone(), e.to_string()))
+                .collect();
+            snap.account = Some((
+                account.to_string(),
+                AccountInfo {
+                    name: a.name,
+                    region: a.region,
+                    segment: a.segment,
+                    team,
+                },
+            ));
         }
         for team in &wanted {
-            if snap.teams.contains_key(team) {
-                continue;
-            }
-            if let Some(members) = self.team_from_events(team).await? {
+            if let Some(t) = self
+                .directory_lookup
+                .team(team)
+                .await
+                .map_err(unavailable)?
+            {
+                let members = t.members.iter().map(|m| m.to_string()).collect();
                 snap.teams.insert(team.clone(), members);
             }
         }
@@ -217,43 +263,6 @@ impl Router {
         Ok(snap)
     }
 
-    async fn account_from_events(
-        &self,
-        account: &str,
-    ) -> Result<Option<(String, AccountInfo)>, String> {
-        let stored = self
-            .accounts
-            .load(RecordKey::of::<AccountKind>(account))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(stored.map(|s| {
-            let a = s.record;
-            let team = a
-                .team
-                .iter()
-                .map(|(r, e)| (r.clone(), e.to_string()))
-                .collect();
-            (
-                account.to_string(),
-                AccountInfo {
-                    name: a.name,
-                    region: a.region,
-                    segment: a.segment,
-                    team,
-                },
-            )
-        }))
-    }
-
-    async fn team_from_events(&self, team: &str) -> Result<Option<Vec<String>>, String> {
-        let stored = self
-            .teams
-            .load(RecordKey::of::<TeamKind>(team))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(stored.map(|s| s.record.members.iter().map(|m| m.to_string()).collect()))
-    }
-
     async fn decide(
         &self,
         id: FeedbackId,
@@ -263,13 +272,13 @@ impl Router {
     ) -> Verdict {
         // A redelivery of a decided response computes the same decision and
         // finds it recorded (the decide request id), writing nothing.
-        let mut decided = v1::RoutingDecided {
+        let mut decided = RoutingDecided {
             feedback_id: id.to_string(),
             program_id: f.program.clone(),
             account_id: f.account_id.to_string(),
             config_version: self.catalog.version.clone(),
             feedback_sequence,
-            answers: answers_text(&f.answers).into_iter().collect(),
+            answers: answers_text(&f.answers),
             ..Default::default()
         };
         match self.catalog.program(&f.program) {
@@ -296,7 +305,7 @@ impl Router {
         let fallbacks = decided
             .tickets
             .iter()
-            .filter(|t| !t.owner_fallback_reason.is_empty())
+            .filter(|t| t.owner_fallback_reason.is_some())
             .count() as u64;
         match self
             .routing
@@ -432,7 +441,7 @@ fn resolution(r: &Route) -> String {
     }
 }
 
-fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snapshot, f: &Feedback) {
+fn fill(out: &mut RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snapshot, f: &Feedback) {
     let account_name = snap
         .account
         .as_ref()
@@ -443,7 +452,7 @@ fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snaps
     out.trigger_errors = d
         .trigger_errors
         .iter()
-        .map(|(w, e)| v1::TriggerError {
+        .map(|(w, e)| TriggerError {
             workflow_id: w.clone(),
             error: e.clone(),
         })
@@ -451,7 +460,7 @@ fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snaps
     out.tickets = d
         .routes
         .iter()
-        .map(|r| v1::RoutedTicket {
+        .map(|r| RoutedTicket {
             workflow_id: r.workflow_id.clone(),
             workflow_name: r.workflow_name.clone(),
             ticket_id: TicketId::for_feedback(&id.to_string(), &r.workflow_id).to_string(),
@@ -461,26 +470,23 @@ fn fill(out: &mut v1::RoutingDecided, id: FeedbackId, d: &Decision, snap: &Snaps
             ),
             owner_email: r.owner.clone(),
             owner_resolution: resolution(r),
-            owner_fallback_reason: r.fallback_reason.clone().unwrap_or_default(),
+            owner_fallback_reason: r.fallback_reason.clone(),
             stakeholder_emails: r.stakeholders.clone(),
             unresolved_stakeholders: r.unresolved_stakeholders.clone(),
-            guide: Some(closeloop_proto::convert::guide(&r.guide)),
+            guide: Some(r.guide.clone()),
             require_opportunity: r.closure.require_opportunity,
-            sla: Some(closeloop_proto::convert::sla(&r.sla.policy())),
+            sla: Some(r.sla.policy()),
         })
         .collect();
 }
 
 impl EventHandler for Router {
-    type Aggregate = FeedbackAggregate;
+    type Contract = FeedbackContract;
 
-    async fn handle(
-        &self,
-        (event, sequence): (FeedbackEvent, u64),
-        envelope: Option<&Envelope>,
-    ) -> Verdict {
+    async fn handle(&self, stored: StoredRevision, envelope: Option<&Envelope>) -> Verdict {
         let ctx = EventContext::caused_by(envelope, ACTOR);
-        match &event {
+        let sequence = stored.sequence;
+        match &stored.event.value {
             FeedbackEvent::Received(f) => {
                 let id = FeedbackId::of(&f.source, &f.response_id);
                 self.decide(id, f, sequence, &ctx).await

@@ -8,14 +8,14 @@
 //! every ticket of the response (an older or repeated revision writes
 //! nothing). Tickets of one decision are written concurrently.
 
-use closeloop_contracts::routing::RoutingAggregate;
+use closeloop_contracts::routing::{
+    RoutedTicket, RoutingAggregate, RoutingContract, RoutingDecided, RoutingEvent, StoredRouting,
+};
 use closeloop_domain::ticket::{Origin, Plan};
 use closeloop_domain::values::TITLE_MAX;
 use closeloop_domain::{AccountId, Email, ProgramId, RuleViolation, Text, TicketCommand, TicketId};
 use closeloop_eventstore::consumer::{ConsumerSpec, EventHandler, Verdict};
 use closeloop_eventstore::{Aggregate, Envelope, EventContext, ExecuteError, Prefix};
-use closeloop_proto::v1;
-use closeloop_proto::v1::routing_event::Event as Body;
 
 use crate::commands::TicketCommands;
 
@@ -43,8 +43,8 @@ impl RouteOpener {
 
 /// The open command for one routed ticket; `Err` names what is malformed.
 pub fn open_command(
-    d: &v1::RoutingDecided,
-    t: &v1::RoutedTicket,
+    d: &RoutingDecided,
+    t: &RoutedTicket,
 ) -> Result<(TicketId, TicketCommand), String> {
     let bad = |v: closeloop_domain::FieldViolation| format!("route {}: {v}", t.workflow_id);
     let id = TicketId::for_feedback(&d.feedback_id, &t.workflow_id);
@@ -62,13 +62,9 @@ pub fn open_command(
         },
         plan: Box::new(Plan {
             stakeholders: t.stakeholder_emails.clone(),
-            guide: t.guide.as_ref().map(closeloop_proto::convert::from_guide),
-            sla: t
-                .sla
-                .as_ref()
-                .map(closeloop_proto::convert::from_sla)
-                .unwrap_or_default(),
-            fallback_reason: Some(t.owner_fallback_reason.clone()).filter(|r| !r.is_empty()),
+            guide: t.guide.clone(),
+            sla: t.sla.unwrap_or_default(),
+            fallback_reason: t.owner_fallback_reason.clone(),
             config_version: d.config_version.clone(),
             require_opportunity: t.require_opportunity,
         }),
@@ -105,12 +101,12 @@ fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
 }
 
 impl EventHandler for RouteOpener {
-    type Aggregate = RoutingAggregate;
+    type Contract = RoutingContract;
 
-    async fn handle(&self, (event, _): (Body, u64), envelope: Option<&Envelope>) -> Verdict {
+    async fn handle(&self, stored: StoredRouting, envelope: Option<&Envelope>) -> Verdict {
         let ctx = EventContext::caused_by(envelope, ACTOR);
-        match event {
-            Body::Decided(d) => {
+        match stored.event {
+            RoutingEvent::Decided(d) => {
                 let mut commands = Vec::new();
                 for t in &d.tickets {
                     match open_command(&d, t) {
@@ -130,7 +126,7 @@ impl EventHandler for RouteOpener {
                 });
                 worst(futures::future::join_all(runs).await)
             }
-            Body::Attached(a) => {
+            RoutingEvent::Attached(a) => {
                 let cmd = TicketCommand::AttachFeedback {
                     revision: a.revision,
                     summary: a.summary.clone(),
@@ -178,18 +174,18 @@ mod tests {
 
     #[test]
     fn a_routed_ticket_becomes_an_open_command_with_its_plan() {
-        let d = v1::RoutingDecided {
+        let d = RoutingDecided {
             feedback_id: "f1".into(),
             program_id: "relationship-nps".into(),
             account_id: "ACME-001".into(),
             config_version: "v9".into(),
             ..Default::default()
         };
-        let t = v1::RoutedTicket {
+        let t = RoutedTicket {
             workflow_id: "nps-detractor".into(),
             title: "Detractor: ACME".into(),
             owner_email: "csm@vendor.example".into(),
-            owner_fallback_reason: "account ACME-001 has no csm".into(),
+            owner_fallback_reason: Some("account ACME-001 has no csm".into()),
             stakeholder_emails: vec!["ae@vendor.example".into()],
             ..Default::default()
         };
@@ -202,7 +198,7 @@ mod tests {
         assert_eq!(plan.sla, SlaPolicy::default());
         assert_eq!(plan.config_version, "v9");
         assert!(plan.fallback_reason.is_some());
-        let broken = v1::RoutedTicket {
+        let broken = RoutedTicket {
             owner_email: "not-an-email".into(),
             ..t
         };
