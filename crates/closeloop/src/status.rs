@@ -1,7 +1,9 @@
-//! `closeloop status`: what one closeloop process is doing, from its
-//! `/readyz` and `/metrics`: one line for its roles and readiness, one per
-//! projector (position, lag) and per durable consumer (position, lag,
-//! dead letters, retries).
+//! `closeloop status`: what closeloop processes are doing, from each one's
+//! `/readyz` and `/metrics`: per process, one line for its roles and
+//! readiness, one per projector (position, lag) and per durable consumer
+//! (position, lag, dead letters and retries since it started); with
+//! `--nats-url`, also what each consumer has parked in the dead-letter
+//! stream (what `closeloop dlq list` lists).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -14,14 +16,23 @@ use crate::output::outln;
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// The process's HTTP address (plain http: in-cluster or through a
-    /// port-forward; on Kubernetes, one pod's).
+    /// A process's HTTP address (plain http: in-cluster or through a
+    /// port-forward; on Kubernetes, one pod's). Repeat the flag, or separate
+    /// addresses with commas, to report on several processes (one per role).
     #[arg(
-        long,
+        long = "url",
         env = "CLOSELOOP_HTTP_URL",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:8080"
     )]
-    url: String,
+    urls: Vec<String>,
+    /// Also count each consumer's parked messages in the dead-letter stream
+    /// on this NATS server.
+    #[arg(long, env = "CLOSELOOP_NATS_URL")]
+    nats_url: Option<String>,
+    /// The install's subject prefix (with --nats-url).
+    #[arg(long, env = "CLOSELOOP_PREFIX", default_value = "closeloop")]
+    prefix: String,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     output: Format,
@@ -96,26 +107,16 @@ fn names(s: &Samples, metric: &str, label: &str) -> Vec<String> {
     v
 }
 
-pub async fn run(args: StatusArgs) -> ExitCode {
-    let (ready_status, ready_body) =
-        match crate::http::request("GET", &args.url, "/readyz", None).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(exit::UNAVAILABLE);
-            }
-        };
+/// One process's report, or why there is none.
+async fn process(url: &str) -> Result<Value, String> {
+    let (ready_status, ready_body) = crate::http::request("GET", url, "/readyz", None)
+        .await
+        .map_err(|e| e.to_string())?;
     let ready: Value = serde_json::from_slice(&ready_body).unwrap_or(Value::Null);
-    let metrics = match crate::http::request("GET", &args.url, "/metrics", None).await {
+    let metrics = match crate::http::request("GET", url, "/metrics", None).await {
         Ok((200, body)) => parse(&String::from_utf8_lossy(&body)),
-        Ok((status, _)) => {
-            eprintln!("error: {} answered {status} for /metrics", args.url);
-            return ExitCode::from(exit::UNAVAILABLE);
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(exit::UNAVAILABLE);
-        }
+        Ok((status, _)) => return Err(format!("{url} answered {status} for /metrics")),
+        Err(e) => return Err(e.to_string()),
     };
     let roles = ready
         .get("roles")
@@ -123,7 +124,6 @@ pub async fn run(args: StatusArgs) -> ExitCode {
         .and_then(Value::as_str)
         .unwrap_or("?")
         .to_string();
-    let is_ready = ready_status == 200;
     let projectors: Vec<Value> = names(&metrics, "closeloop_projector_sequence", "projector")
         .into_iter()
         .map(|p| {
@@ -156,45 +156,116 @@ pub async fn run(args: StatusArgs) -> ExitCode {
             })
         })
         .collect();
-    match args.output {
-        Format::Json => crate::output::print_json(&serde_json::json!({
-            "url": args.url,
-            "ready": is_ready,
-            "roles": roles,
-            "readiness": ready,
-            "projectors": projectors,
-            "consumers": consumers,
-        })),
-        Format::Text => {
-            outln!(
-                "{:<10} {:<22} {}",
-                "roles",
-                roles,
-                if is_ready { "ready" } else { "NOT READY" }
-            );
-            for p in &projectors {
-                outln!(
-                    "{:<10} {:<22} position {:<10} pending {}",
-                    "projector",
-                    p["projector"].as_str().unwrap_or_default(),
-                    p["position"],
-                    p["pending"]
-                );
+    Ok(serde_json::json!({
+        "url": url,
+        "ready": ready_status == 200,
+        "roles": roles,
+        "readiness": ready,
+        "projectors": projectors,
+        "consumers": consumers,
+    }))
+}
+
+/// Parked messages per consumer in the dead-letter stream.
+async fn parked(nats_url: &str, prefix: &str) -> Result<BTreeMap<String, u64>, String> {
+    let prefix = closeloop_eventstore::Prefix::parse(prefix).map_err(|e| e.to_string())?;
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(nats_url)
+        .await
+        .map_err(|e| format!("cannot connect to NATS at {nats_url}: {e}"))?;
+    let js = async_nats::jetstream::new(client);
+    let letters = closeloop_eventstore::dlq::list(&js, &prefix, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for l in letters {
+        *out.entry(l.consumer).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
+pub async fn run(args: StatusArgs) -> ExitCode {
+    let mut processes = Vec::new();
+    let mut all_ready = true;
+    for url in &args.urls {
+        match process(url).await {
+            Ok(p) => {
+                all_ready &= p["ready"] == true;
+                processes.push(p);
             }
-            for c in &consumers {
-                outln!(
-                    "{:<10} {:<22} position {:<10} pending {:<8} dead letters {:<6} retries {}",
-                    "consumer",
-                    c["consumer"].as_str().unwrap_or_default(),
-                    c["position"],
-                    c["pending"],
-                    c["dead_letters"],
-                    c["retries"]
-                );
+            Err(e) => {
+                all_ready = false;
+                eprintln!("error: {e}");
+                processes.push(serde_json::json!({"url": url, "ready": false, "error": e}));
             }
         }
     }
-    if is_ready {
+    let parked = match &args.nats_url {
+        None => None,
+        Some(n) => match parked(n, &args.prefix).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(exit::UNAVAILABLE);
+            }
+        },
+    };
+    match args.output {
+        Format::Json => crate::output::print_json(&serde_json::json!({
+            "ready": all_ready,
+            "processes": processes,
+            "parked": parked,
+        })),
+        Format::Text => {
+            for p in &processes {
+                if let Some(e) = p.get("error") {
+                    outln!(
+                        "{:<10} {:<22} UNREACHABLE: {}",
+                        "process",
+                        p["url"].as_str().unwrap_or_default(),
+                        e.as_str().unwrap_or_default()
+                    );
+                    continue;
+                }
+                outln!(
+                    "{:<10} {:<22} {}  ({})",
+                    "roles",
+                    p["roles"].as_str().unwrap_or_default(),
+                    if p["ready"] == true {
+                        "ready"
+                    } else {
+                        "NOT READY"
+                    },
+                    p["url"].as_str().unwrap_or_default()
+                );
+                for p in p["projectors"].as_array().into_iter().flatten() {
+                    outln!(
+                        "{:<10} {:<22} position {:<10} pending {}",
+                        "projector",
+                        p["projector"].as_str().unwrap_or_default(),
+                        p["position"],
+                        p["pending"]
+                    );
+                }
+                for c in p["consumers"].as_array().into_iter().flatten() {
+                    outln!(
+                        "{:<10} {:<22} position {:<10} pending {:<8} dead letters {:<6} retries {}",
+                        "consumer",
+                        c["consumer"].as_str().unwrap_or_default(),
+                        c["position"],
+                        c["pending"],
+                        c["dead_letters"],
+                        c["retries"]
+                    );
+                }
+            }
+            for (consumer, n) in parked.iter().flatten() {
+                outln!("{:<10} {:<22} parked {n}", "dlq", consumer);
+            }
+        }
+    }
+    if all_ready {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(exit::UNAVAILABLE)

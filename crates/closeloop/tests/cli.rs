@@ -642,8 +642,16 @@ async fn feedback_submit_reports_each_document_and_exits_3_on_invalid_ones() {
 async fn status_shows_every_projector_and_consumer_with_its_lag() {
     let nats = Nats::start();
     let db = TestDb::new(Backend::Sqlite).await;
-    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let prefix = unique_prefix();
+    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
     app.import_example_directory().await;
+    // One message the intake cannot read: parked by feedback-intake.
+    let js = async_nats::jetstream::new(nats.client().await);
+    js.publish(format!("{prefix}.intake.feedback"), "not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let doc = closeloop_tests::example("feedback/relationship-nps-detractor.json");
     let (s, _, body) =
         closeloop_tests::http_post(app.http_addr, "/v1/feedback", &std::fs::read(doc).unwrap())
@@ -653,7 +661,9 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
     let status = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_closeloop"));
         cmd.arg("status").arg("--url").arg(&url).args(args);
-        cmd.env_remove("CLOSELOOP_HTTP_URL");
+        cmd.env_remove("CLOSELOOP_HTTP_URL")
+            .env_remove("CLOSELOOP_NATS_URL")
+            .env_remove("CLOSELOOP_PREFIX");
         cmd.output().unwrap()
     };
     // Wait until routing and ticketing have consumed the response.
@@ -661,7 +671,9 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
     let v = loop {
         let o = status(&["-o", "json"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let all: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(all["processes"].as_array().unwrap().len(), 1, "{all}");
+        let v = all["processes"][0].clone();
         let consumer = |n: &str| {
             v["consumers"]
                 .as_array()
@@ -703,6 +715,41 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
     assert!(
         text.lines()
             .any(|l| l.starts_with("projector") && l.contains("ticket_state")),
+        "{text}"
+    );
+    // With the broker: what each consumer has parked in the dead-letter stream.
+    let nats_url = nats.url();
+    let with_dlq = ["--nats-url", nats_url.as_str(), "--prefix", prefix.as_str()];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let o = status(&[&with_dlq[..], &["-o", "json"]].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        if v["parked"]["feedback-intake"] == 1 {
+            assert!(v["parked"].get("routing").is_none(), "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = status(&with_dlq);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("dlq")
+            && l.contains("feedback-intake")
+            && l.ends_with("parked 1")),
+        "{text}"
+    );
+    // Several processes (one per role on Kubernetes): one block each; one
+    // that does not answer is reported, and the exit code says so.
+    let several = status(&["--url", "http://127.0.0.1:1"]);
+    assert_eq!(several.status.code(), Some(6));
+    let text = String::from_utf8_lossy(&several.stdout);
+    assert!(text.starts_with("roles"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("process")
+            && l.contains("127.0.0.1:1")
+            && l.contains("UNREACHABLE")),
         "{text}"
     );
     // Nothing listening: exit 6.
