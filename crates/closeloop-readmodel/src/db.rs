@@ -37,9 +37,45 @@ pub enum DbError {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// Where projectors write. SQLite: a pool of one connection of its own,
+    /// so a projector never queues for a connection behind readers (SQLite
+    /// has one writer at a time anyway); PostgreSQL: the shared pool.
+    writer: AnyPool,
     backend: Backend,
     /// SQLite: the file that serialises migrations of processes sharing it.
     migration_lock: Option<String>,
+    /// SQLite: the WAL checkpoint task, stopped with the last clone.
+    _checkpointer: Option<std::sync::Arc<AbortOnDrop>>,
+}
+
+/// Aborts its task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often the WAL is checkpointed into the database file.
+const WAL_CHECKPOINT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checkpoints a SQLite WAL now and then, off the projectors' commit path
+/// (a `PASSIVE` checkpoint never blocks the writer or readers; pages still
+/// in use are copied on a later round).
+async fn checkpoint_wal(pool: AnyPool) {
+    let mut tick = tokio::time::interval(WAL_CHECKPOINT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_all(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying on the next round");
+        }
+    }
 }
 
 /// The read-model machinery's own tables (projector checkpoints, projection
@@ -63,6 +99,7 @@ impl Db {
         let mut connect_url = url.to_string();
         let mut opts = AnyPoolOptions::new();
         let mut migration_lock = None;
+        let mut own_writer = false;
         if backend == Backend::Sqlite {
             let path = url
                 .trim_start_matches("sqlite://")
@@ -70,6 +107,7 @@ impl Db {
             let path = path.split('?').next().unwrap_or_default();
             if path != ":memory:" {
                 migration_lock = Some(format!("{path}.migrate-lock"));
+                own_writer = true;
             }
             if path != ":memory:"
                 && let Some(dir) = Path::new(path).parent()
@@ -101,17 +139,50 @@ impl Db {
         } else {
             opts = opts.max_connections(10);
         }
-        let pool = opts
-            .connect(&connect_url)
-            .await
-            .map_err(|source| DbError::Connect {
-                url: redact(url),
-                source,
-            })?;
+        let connect = |opts: AnyPoolOptions| {
+            let connect_url = connect_url.clone();
+            async move {
+                opts.connect(&connect_url)
+                    .await
+                    .map_err(|source| DbError::Connect {
+                        url: redact(url),
+                        source,
+                    })
+            }
+        };
+        // The writer does not checkpoint the WAL itself (a checkpoint is
+        // what fsyncs, and it would stall the commit that crossed the
+        // threshold): a background task checkpoints instead.
+        let writer_opts = own_writer.then(|| {
+            opts.clone().max_connections(1).after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode=WAL",
+                        "PRAGMA busy_timeout=10000",
+                        "PRAGMA synchronous=NORMAL",
+                        "PRAGMA wal_autocheckpoint=0",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+        });
+        let pool = connect(opts).await?;
+        let (writer, checkpointer) = match writer_opts {
+            Some(o) => {
+                let writer = connect(o).await?;
+                let task = tokio::spawn(checkpoint_wal(pool.clone()));
+                (writer, Some(std::sync::Arc::new(AbortOnDrop(task))))
+            }
+            None => (pool.clone(), None),
+        };
         Ok(Db {
             pool,
+            writer,
             backend,
             migration_lock,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -137,6 +208,11 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool projectors write through (see the field's note).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     pub fn backend(&self) -> Backend {

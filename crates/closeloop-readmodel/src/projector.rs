@@ -182,7 +182,7 @@ async fn apply_batch<P: Projection>(
     batch: &[StoredEvent],
 ) -> Result<u64, sqlx::Error> {
     let name = projection.name();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.writer().begin().await?;
     // Lock the checkpoint row so concurrent replicas (PostgreSQL) apply each
     // event once: whoever holds the lock skips what the other committed.
     let lock = match db.backend() {
