@@ -5,13 +5,15 @@
 //! pure functions, `decide` (command + state → event or rule violation) and
 //! `evolve` (state + event → state), behind one [`Aggregate`] trait: tickets
 //! ([`ticket`]), survey responses and their revisions ([`feedback`]), routing
-//! decisions ([`routing`]), team rotations ([`rotation`]) and directory
-//! records ([`directory`]). The clock is an argument, so every decision is
+//! decisions ([`routing`]), team rotations ([`rotation`]), directory
+//! records ([`directory`]) and notifications ([`notification`], with the
+//! pure decision of who hears what). The clock is an argument, so every decision is
 //! reproducible in tests. Wire formats are `closeloop-contracts`' business.
 
 pub mod aggregate;
 pub mod directory;
 pub mod feedback;
+pub mod notification;
 pub mod rotation;
 pub mod routing;
 pub mod ticket;

@@ -1,0 +1,672 @@
+//! Who hears what: one pure function from a ticket event to the notices it
+//! causes ([`notices`]), and the life of one notice as an aggregate
+//! ([`NotificationAggregate`]: requested, attempted, delivered, gave up).
+//!
+//! The decision, case by case:
+//! * the **owner** of a new or reassigned ticket gets an actionable alert,
+//!   and a customer reply on the ticket; owner alerts are always immediate;
+//! * **stakeholders** get an FYI when the ticket opens, is reassigned or is
+//!   reopened, and the documented outcome when it closes, immediately or in
+//!   their daily digest as they prefer;
+//! * the previous owner of a reassigned ticket gets an FYI;
+//! * a person who would hear one event twice (the owner is also a
+//!   stakeholder) hears it once, in the owner's role;
+//! * a person whose channel is `none` hears nothing.
+//!
+//! A new kind of event (escalations) is one new arm of [`notices`].
+
+use crate::Decision;
+use crate::ticket::{Ticket, TicketEvent};
+
+/// Where a person is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NotifyChannel {
+    Email,
+    Chat,
+}
+
+impl NotifyChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyChannel::Email => "email",
+            NotifyChannel::Chat => "chat",
+        }
+    }
+}
+
+/// When a person hears stakeholder FYIs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Cadence {
+    /// As they happen (the default).
+    #[default]
+    Immediate,
+    /// One message a day at `hour` (0-23) local time in time zone `tz`
+    /// (an IANA name), listing the day's FYIs.
+    DailyDigest { hour: u8, tz: String },
+}
+
+/// A person's notification preferences (from the directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preferences {
+    /// Empty: the person is told nothing (`none`).
+    pub channels: Vec<NotifyChannel>,
+    pub cadence: Cadence,
+}
+
+impl Default for Preferences {
+    /// E-mail, immediately: what a person not in the directory gets.
+    fn default() -> Self {
+        Preferences {
+            channels: vec![NotifyChannel::Email],
+            cadence: Cadence::Immediate,
+        }
+    }
+}
+
+/// Why someone is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// The owner of a new ticket: act on it.
+    OwnerAssigned,
+    /// The new owner of a reassigned ticket: act on it.
+    OwnerReassigned,
+    /// The owner: the customer replied on the ticket.
+    CustomerReplied,
+    /// A stakeholder: a ticket was opened.
+    OpenedFyi,
+    /// A stakeholder or the previous owner: the ticket changed hands.
+    ReassignedFyi,
+    /// A stakeholder: the ticket was closed; here is what was done.
+    ClosedOutcome,
+    /// A stakeholder: a closed ticket was reopened.
+    ReopenedFyi,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::OwnerAssigned => "owner_assigned",
+            NoticeKind::OwnerReassigned => "owner_reassigned",
+            NoticeKind::CustomerReplied => "customer_replied",
+            NoticeKind::OpenedFyi => "opened_fyi",
+            NoticeKind::ReassignedFyi => "reassigned_fyi",
+            NoticeKind::ClosedOutcome => "closed_outcome",
+            NoticeKind::ReopenedFyi => "reopened_fyi",
+        }
+    }
+
+    /// Owner alerts are actionable and always immediate.
+    pub fn is_owner_alert(self) -> bool {
+        matches!(
+            self,
+            NoticeKind::OwnerAssigned | NoticeKind::OwnerReassigned | NoticeKind::CustomerReplied
+        )
+    }
+}
+
+/// One person told one thing on one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub recipient: String,
+    pub kind: NoticeKind,
+    pub channel: NotifyChannel,
+    /// `None`: send now; else in the recipient's daily digest.
+    pub digest: Option<Cadence>,
+}
+
+/// The notices ticket event `event` causes, given the ticket after it
+/// (`ticket`) and each person's preferences (`prefs`, by e-mail). Pure.
+pub fn notices(
+    event: &TicketEvent,
+    ticket: &Ticket,
+    prefs: &dyn Fn(&str) -> Preferences,
+) -> Vec<Notice> {
+    let owner = ticket.owner_email.as_str();
+    let stakeholders = || ticket.plan.stakeholders.iter().map(String::as_str);
+    let mut who: Vec<(&str, NoticeKind)> = Vec::new();
+    match event {
+        TicketEvent::Opened { .. } => {
+            who.push((owner, NoticeKind::OwnerAssigned));
+            who.extend(stakeholders().map(|s| (s, NoticeKind::OpenedFyi)));
+        }
+        TicketEvent::OwnerReassigned {
+            previous_owner_email,
+            ..
+        } => {
+            who.push((owner, NoticeKind::OwnerReassigned));
+            who.push((previous_owner_email.as_str(), NoticeKind::ReassignedFyi));
+            who.extend(stakeholders().map(|s| (s, NoticeKind::ReassignedFyi)));
+        }
+        TicketEvent::CustomerReplied { .. } => who.push((owner, NoticeKind::CustomerReplied)),
+        TicketEvent::Closed { .. } => {
+            who.extend(stakeholders().map(|s| (s, NoticeKind::ClosedOutcome)));
+        }
+        TicketEvent::Reopened { .. } => {
+            who.extend(stakeholders().map(|s| (s, NoticeKind::ReopenedFyi)));
+        }
+        TicketEvent::ContactLogged { .. }
+        | TicketEvent::NoteAdded { .. }
+        | TicketEvent::FeedbackRevised { .. } => {}
+    }
+    let mut out: Vec<Notice> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (person, kind) in who {
+        let person = person.trim().to_ascii_lowercase();
+        // The first reason wins: the owner's role before a stakeholder's.
+        if person.is_empty() || seen.contains(&person) {
+            continue;
+        }
+        seen.push(person.clone());
+        let p = prefs(&person);
+        let digest = match (&p.cadence, kind.is_owner_alert()) {
+            (Cadence::DailyDigest { .. }, false) => Some(p.cadence.clone()),
+            _ => None,
+        };
+        for channel in &p.channels {
+            out.push(Notice {
+                recipient: person.clone(),
+                kind,
+                channel: *channel,
+                digest: digest.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Namespace of notification ids (UUIDv5).
+const NOTIFICATION_NS: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6c0e_1f0b_5d3a_4b7e_9a51_7f3c_2e8d_0040);
+
+/// A notification's id: UUIDv5 of (causing event id, recipient, channel).
+/// Deterministic: a redelivered or replayed event names the same
+/// notifications, so nothing is sent twice under a new id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NotificationId(uuid::Uuid);
+
+impl NotificationId {
+    pub fn of(event_id: &str, recipient: &str, channel: NotifyChannel) -> NotificationId {
+        NotificationId(uuid::Uuid::new_v5(
+            &NOTIFICATION_NS,
+            format!(
+                "{event_id}/{}/{}",
+                recipient.to_ascii_lowercase(),
+                channel.as_str()
+            )
+            .as_bytes(),
+        ))
+    }
+}
+
+impl std::fmt::Display for NotificationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The receiver accepted it (SMTP 250, HTTP 2xx).
+    Delivered,
+    /// A failure worth retrying (timeouts, 5xx, 429), with the receiver's
+    /// status code when there was one.
+    Retryable { status: Option<u16>, error: String },
+    /// A failure retrying cannot fix (a refused address, HTTP 410).
+    Permanent { status: Option<u16>, error: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationCommand {
+    Request {
+        ticket_id: String,
+        cause_event_id: String,
+        recipient: String,
+        channel: NotifyChannel,
+        kind: NoticeKind,
+    },
+    RecordAttempt {
+        attempt: u32,
+        outcome: AttemptOutcome,
+    },
+    /// The last retry failed: stop.
+    GiveUp { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationEvent {
+    Requested {
+        ticket_id: String,
+        cause_event_id: String,
+        recipient: String,
+        channel: NotifyChannel,
+        kind: NoticeKind,
+    },
+    Attempted {
+        attempt: u32,
+        outcome: AttemptOutcome,
+    },
+    Delivered {
+        attempt: u32,
+    },
+    GaveUp {
+        attempts: u32,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    GaveUp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub ticket_id: String,
+    pub recipient: String,
+    pub channel: NotifyChannel,
+    pub kind: NoticeKind,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub sequence: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotificationRule {
+    #[error("notification {0} was never requested")]
+    NotRequested(NotificationId),
+    #[error("notification {0} is finished ({1:?}); nothing more is recorded")]
+    Finished(NotificationId, DeliveryStatus),
+}
+
+/// A notification event as stored, with its stream sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNotification {
+    pub event: NotificationEvent,
+    pub sequence: u64,
+}
+
+/// One notification's life as an [`crate::Aggregate`].
+pub struct NotificationAggregate;
+
+impl crate::Aggregate for NotificationAggregate {
+    type Id = NotificationId;
+    type State = Notification;
+    type Command = NotificationCommand;
+    type Event = NotificationEvent;
+    type Rule = NotificationRule;
+    type Recorded = StoredNotification;
+
+    const TYPE: &'static str = "notification";
+
+    fn decide(
+        id: NotificationId,
+        state: Option<&Notification>,
+        _request_id: &str,
+        cmd: &NotificationCommand,
+    ) -> Result<Decision<NotificationEvent>, NotificationRule> {
+        match (state, cmd) {
+            (
+                None,
+                NotificationCommand::Request {
+                    ticket_id,
+                    cause_event_id,
+                    recipient,
+                    channel,
+                    kind,
+                },
+            ) => Ok(Decision::Append(NotificationEvent::Requested {
+                ticket_id: ticket_id.clone(),
+                cause_event_id: cause_event_id.clone(),
+                recipient: recipient.clone(),
+                channel: *channel,
+                kind: *kind,
+            })),
+            // Requested again (a redelivered event): it already exists.
+            (Some(s), NotificationCommand::Request { .. }) => Ok(Decision::AlreadyApplied {
+                sequence: s.sequence,
+            }),
+            (None, _) => Err(NotificationRule::NotRequested(id)),
+            (Some(s), _) if s.status != DeliveryStatus::Pending => {
+                Err(NotificationRule::Finished(id, s.status))
+            }
+            // An attempt recorded before (a retried record): nothing new.
+            (Some(s), NotificationCommand::RecordAttempt { attempt, .. })
+                if *attempt <= s.attempts =>
+            {
+                Ok(Decision::AlreadyApplied {
+                    sequence: s.sequence,
+                })
+            }
+            (Some(_), NotificationCommand::RecordAttempt { attempt, outcome }) => {
+                Ok(Decision::Append(match outcome {
+                    AttemptOutcome::Delivered => NotificationEvent::Delivered { attempt: *attempt },
+                    other => NotificationEvent::Attempted {
+                        attempt: *attempt,
+                        outcome: other.clone(),
+                    },
+                }))
+            }
+            (Some(s), NotificationCommand::GiveUp { reason }) => {
+                Ok(Decision::Append(NotificationEvent::GaveUp {
+                    attempts: s.attempts,
+                    reason: reason.clone(),
+                }))
+            }
+        }
+    }
+
+    fn evolve(state: Option<Notification>, r: &StoredNotification) -> Option<Notification> {
+        let mut s = match (state, &r.event) {
+            (
+                None,
+                NotificationEvent::Requested {
+                    ticket_id,
+                    recipient,
+                    channel,
+                    kind,
+                    ..
+                },
+            ) => Notification {
+                ticket_id: ticket_id.clone(),
+                recipient: recipient.clone(),
+                channel: *channel,
+                kind: *kind,
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                last_error: None,
+                sequence: 0,
+            },
+            (None, _) => return None,
+            (Some(s), NotificationEvent::Requested { .. }) => s,
+            (Some(mut s), NotificationEvent::Attempted { attempt, outcome }) => {
+                s.attempts = s.attempts.max(*attempt);
+                s.last_error = match outcome {
+                    AttemptOutcome::Retryable { error, .. }
+                    | AttemptOutcome::Permanent { error, .. } => Some(error.clone()),
+                    AttemptOutcome::Delivered => None,
+                };
+                s
+            }
+            (Some(mut s), NotificationEvent::Delivered { attempt }) => {
+                s.attempts = s.attempts.max(*attempt);
+                s.status = DeliveryStatus::Delivered;
+                s
+            }
+            (Some(mut s), NotificationEvent::GaveUp { reason, .. }) => {
+                s.status = DeliveryStatus::GaveUp;
+                s.last_error = Some(reason.clone());
+                s
+            }
+        };
+        s.sequence = r.sequence;
+        Some(s)
+    }
+
+    fn sequence(state: &Notification) -> u64 {
+        state.sequence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Aggregate;
+    use crate::ticket::{Origin, Plan, Status};
+    use crate::{TicketId, Timestamp};
+
+    fn ticket(owner: &str, stakeholders: &[&str]) -> Ticket {
+        Ticket {
+            id: TicketId::for_feedback("f", "w"),
+            status: Status::Open,
+            account_id: "ACME-001".into(),
+            owner_email: owner.into(),
+            program_id: "relationship-nps".into(),
+            title: "t".into(),
+            origin: Origin::Manual,
+            plan: Plan {
+                stakeholders: stakeholders.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            feedback_revision: 0,
+            opened_at: Timestamp::from_micros(0),
+            last_touched_at: Timestamp::from_micros(0),
+            first_contact_at: None,
+            closed_at: None,
+            closure: None,
+            contact_count: 0,
+            note_count: 0,
+            reply_count: 0,
+            reopen_count: 0,
+            sequence: 1,
+            applied: Default::default(),
+        }
+    }
+
+    fn email_now(_: &str) -> Preferences {
+        Preferences::default()
+    }
+
+    fn who(n: &[Notice]) -> Vec<(&str, NoticeKind)> {
+        n.iter().map(|n| (n.recipient.as_str(), n.kind)).collect()
+    }
+
+    fn opened() -> TicketEvent {
+        TicketEvent::Opened {
+            account_id: "ACME-001".into(),
+            owner_email: "o@v.io".into(),
+            program_id: "p".into(),
+            title: "t".into(),
+            origin: Origin::Manual,
+            plan: Box::default(),
+        }
+    }
+
+    #[test]
+    fn opening_alerts_the_owner_and_tells_stakeholders() {
+        let t = ticket("o@v.io", &["s1@v.io", "s2@v.io"]);
+        let n = notices(&opened(), &t, &email_now);
+        assert_eq!(
+            who(&n),
+            [
+                ("o@v.io", NoticeKind::OwnerAssigned),
+                ("s1@v.io", NoticeKind::OpenedFyi),
+                ("s2@v.io", NoticeKind::OpenedFyi)
+            ]
+        );
+        assert!(
+            n.iter()
+                .all(|n| n.channel == NotifyChannel::Email && n.digest.is_none())
+        );
+    }
+
+    #[test]
+    fn an_owner_who_is_also_a_stakeholder_hears_once_as_owner() {
+        let t = ticket("o@v.io", &["O@v.io", "s@v.io"]);
+        let n = notices(&opened(), &t, &email_now);
+        assert_eq!(
+            who(&n),
+            [
+                ("o@v.io", NoticeKind::OwnerAssigned),
+                ("s@v.io", NoticeKind::OpenedFyi)
+            ]
+        );
+    }
+
+    #[test]
+    fn reassignment_alerts_the_new_owner_and_tells_the_previous_one() {
+        let t = ticket("new@v.io", &["s@v.io"]);
+        let e = TicketEvent::OwnerReassigned {
+            previous_owner_email: "old@v.io".into(),
+            new_owner_email: "new@v.io".into(),
+            reason: "holiday".into(),
+        };
+        assert_eq!(
+            who(&notices(&e, &t, &email_now)),
+            [
+                ("new@v.io", NoticeKind::OwnerReassigned),
+                ("old@v.io", NoticeKind::ReassignedFyi),
+                ("s@v.io", NoticeKind::ReassignedFyi)
+            ]
+        );
+    }
+
+    #[test]
+    fn replies_go_to_the_owner_closures_and_reopens_to_stakeholders() {
+        let t = ticket("o@v.io", &["s@v.io"]);
+        let reply = TicketEvent::CustomerReplied { text: "hi".into() };
+        assert_eq!(
+            who(&notices(&reply, &t, &email_now)),
+            [("o@v.io", NoticeKind::CustomerReplied)]
+        );
+        let closed = TicketEvent::Closed {
+            root_cause_category: "product".into(),
+            root_cause: "r".into(),
+            actions_taken: "a".into(),
+            opportunity: None,
+        };
+        assert_eq!(
+            who(&notices(&closed, &t, &email_now)),
+            [("s@v.io", NoticeKind::ClosedOutcome)]
+        );
+        let reopened = TicketEvent::Reopened { reason: "r".into() };
+        assert_eq!(
+            who(&notices(&reopened, &t, &email_now)),
+            [("s@v.io", NoticeKind::ReopenedFyi)]
+        );
+        for quiet in [
+            TicketEvent::NoteAdded { text: "n".into() },
+            TicketEvent::FeedbackRevised {
+                revision: 1,
+                summary: "s".into(),
+            },
+        ] {
+            assert!(notices(&quiet, &t, &email_now).is_empty());
+        }
+    }
+
+    #[test]
+    fn preferences_choose_channels_and_digest_stakeholder_fyis_only() {
+        let t = ticket("o@v.io", &["s@v.io", "quiet@v.io"]);
+        let digest = Cadence::DailyDigest {
+            hour: 8,
+            tz: "Europe/Paris".into(),
+        };
+        let prefs = |p: &str| match p {
+            "quiet@v.io" => Preferences {
+                channels: vec![],
+                cadence: Cadence::Immediate,
+            },
+            _ => Preferences {
+                channels: vec![NotifyChannel::Email, NotifyChannel::Chat],
+                cadence: digest.clone(),
+            },
+        };
+        let n = notices(&opened(), &t, &prefs);
+        let owner: Vec<_> = n.iter().filter(|n| n.recipient == "o@v.io").collect();
+        assert_eq!(owner.len(), 2);
+        assert!(
+            owner.iter().all(|n| n.digest.is_none()),
+            "owner alerts are immediate"
+        );
+        let s: Vec<_> = n.iter().filter(|n| n.recipient == "s@v.io").collect();
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().all(|n| n.digest.as_ref() == Some(&digest)));
+        assert!(n.iter().all(|n| n.recipient != "quiet@v.io"));
+    }
+
+    #[test]
+    fn notification_ids_are_deterministic_per_event_recipient_and_channel() {
+        let a = NotificationId::of("e1", "O@v.io", NotifyChannel::Email);
+        assert_eq!(a, NotificationId::of("e1", "o@v.io", NotifyChannel::Email));
+        assert_ne!(a, NotificationId::of("e1", "o@v.io", NotifyChannel::Chat));
+        assert_ne!(a, NotificationId::of("e2", "o@v.io", NotifyChannel::Email));
+    }
+
+    fn fold(events: &[NotificationEvent]) -> Option<Notification> {
+        events.iter().zip(1..).fold(None, |s, (e, sequence)| {
+            NotificationAggregate::evolve(
+                s,
+                &StoredNotification {
+                    event: e.clone(),
+                    sequence,
+                },
+            )
+        })
+    }
+
+    #[test]
+    fn a_notification_is_requested_once_attempted_then_delivered_or_given_up() {
+        let id = NotificationId::of("e1", "o@v.io", NotifyChannel::Email);
+        let request = NotificationCommand::Request {
+            ticket_id: "t".into(),
+            cause_event_id: "e1".into(),
+            recipient: "o@v.io".into(),
+            channel: NotifyChannel::Email,
+            kind: NoticeKind::OwnerAssigned,
+        };
+        let attempt = |attempt, outcome| NotificationCommand::RecordAttempt { attempt, outcome };
+        assert_eq!(
+            NotificationAggregate::decide(id, None, "r", &attempt(1, AttemptOutcome::Delivered)),
+            Err(NotificationRule::NotRequested(id))
+        );
+        let Ok(Decision::Append(requested)) =
+            NotificationAggregate::decide(id, None, "r", &request)
+        else {
+            panic!()
+        };
+        let s = fold(std::slice::from_ref(&requested)).unwrap();
+        assert_eq!(
+            NotificationAggregate::decide(id, Some(&s), "r", &request),
+            Ok(Decision::AlreadyApplied { sequence: 1 })
+        );
+        let failed = AttemptOutcome::Retryable {
+            status: Some(503),
+            error: "busy".into(),
+        };
+        let Ok(Decision::Append(e2)) =
+            NotificationAggregate::decide(id, Some(&s), "r", &attempt(1, failed.clone()))
+        else {
+            panic!()
+        };
+        let s = fold(&[requested.clone(), e2.clone()]).unwrap();
+        assert_eq!((s.attempts, s.last_error.as_deref()), (1, Some("busy")));
+        // The same attempt recorded again writes nothing.
+        assert_eq!(
+            NotificationAggregate::decide(id, Some(&s), "r", &attempt(1, failed)),
+            Ok(Decision::AlreadyApplied { sequence: 2 })
+        );
+        let Ok(Decision::Append(e3)) = NotificationAggregate::decide(
+            id,
+            Some(&s),
+            "r",
+            &attempt(2, AttemptOutcome::Delivered),
+        ) else {
+            panic!()
+        };
+        let s = fold(&[requested.clone(), e2.clone(), e3]).unwrap();
+        assert_eq!(s.status, DeliveryStatus::Delivered);
+        assert!(matches!(
+            NotificationAggregate::decide(
+                id,
+                Some(&s),
+                "r",
+                &NotificationCommand::GiveUp { reason: "x".into() }
+            ),
+            Err(NotificationRule::Finished(_, DeliveryStatus::Delivered))
+        ));
+        let gave_up = fold(&[
+            requested,
+            e2,
+            NotificationEvent::GaveUp {
+                attempts: 1,
+                reason: "24 h of failures".into(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(gave_up.status, DeliveryStatus::GaveUp);
+    }
+}
