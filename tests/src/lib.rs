@@ -247,6 +247,17 @@ pub async fn spawn_app_with_webhooks(
     prefix: &str,
     webhooks: Option<PathBuf>,
 ) -> App {
+    spawn_app_configured(nats_url, db_url, prefix, webhooks, Default::default()).await
+}
+
+/// [`spawn_app`] with a webhooks mapping file and notification settings.
+pub async fn spawn_app_configured(
+    nats_url: &str,
+    db_url: &str,
+    prefix: &str,
+    webhooks: Option<PathBuf>,
+    notification: closeloop_notification::role::Config,
+) -> App {
     init_logs();
     let listeners = Listeners::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -265,6 +276,7 @@ pub async fn spawn_app_with_webhooks(
         stream_replicas: 1,
         programs: Some(example("programs.yaml")),
         webhooks: webhooks.clone(),
+        notification,
     };
     let task = tokio::spawn(closeloop_server::run(config, listeners, async {
         let _ = rx.await;
@@ -712,4 +724,97 @@ pub async fn raw_publish(nats: &Nats, n: usize, in_flight: usize) -> f64 {
         .for_each(|_| async {})
         .await;
     n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// A real SMTP server (Debian's `python3-aiosmtpd`, which
+/// `deploy/local/install-test-tools.sh` installs) storing every message it
+/// accepts in a Maildir, on a free port; killed when dropped.
+pub struct SmtpSink {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl SmtpSink {
+    pub fn start() -> SmtpSink {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_addr().port();
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("maildir"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "/usr/bin/python3 -m aiosmtpd (deploy/local/install-test-tools.sh installs it)",
+            );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SmtpSink { port, dir, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, parsed by Python's `email` package:
+    /// `{"rcpt_to", "to", "from", "subject", "message_id", "text", "html"}`.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        let script = r#"
+import email, email.policy, json, mailbox, sys
+out = []
+box = mailbox.Maildir(sys.argv[1], create=True)
+for key in sorted(box.keys()):
+    m = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+    text = m.get_body(preferencelist=("plain",))
+    html = m.get_body(preferencelist=("html",))
+    out.append({
+        "rcpt_to": m.get("X-RcptTo"), "to": str(m.get("To")), "from": str(m.get("From")),
+        "subject": str(m.get("Subject")), "message_id": str(m.get("Message-ID")),
+        "text": text.get_content() if text is not None else None,
+        "html": html.get_content() if html is not None else None,
+    })
+print(json.dumps(out))
+"#;
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(self.dir.path().join("maildir"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Waits (up to 20 s) until at least `n` messages arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} messages arrived: {m:#?}",
+                m.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

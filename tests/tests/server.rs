@@ -309,6 +309,7 @@ async fn stream_is_provisioned_idempotently_and_verified() {
             stream_replicas: 1,
             programs: Some(closeloop_tests::example("programs.yaml")),
             webhooks: None,
+            notification: Default::default(),
         },
         listeners,
         std::future::pending(),

@@ -91,6 +91,11 @@ event_message!(
     "closeloop.v1.RotationEvent"
 );
 event_message!(
+    v1::NotificationEvent,
+    v1::notification_event::Event,
+    "closeloop.v1.NotificationEvent"
+);
+event_message!(
     v1::DirectoryEvent,
     v1::directory_event::Event,
     "closeloop.v1.DirectoryEvent"

@@ -17,10 +17,13 @@
 //! * [`rotation`]: `closeloop.v1.RotationEvent`, one per team in rotation.
 //! * [`directory`]: `closeloop.v1.DirectoryEvent`, one aggregate per
 //!   account, person and team record.
+//! * [`notification`]: `closeloop.v1.NotificationEvent`, one per
+//!   notification (recipient and channel of one ticket event).
 
 pub mod codec;
 pub mod directory;
 pub mod feedback;
+pub mod notification;
 pub mod rotation;
 pub mod routing;
 pub mod ticket;

@@ -30,6 +30,11 @@ impl FeedbackId {
             format!("{source}/{response_id}").as_bytes(),
         ))
     }
+
+    /// A feedback id as written (e.g. a workflow ticket's origin).
+    pub fn parse(s: &str) -> Option<FeedbackId> {
+        Uuid::try_parse(s).ok().map(FeedbackId)
+    }
 }
 
 impl fmt::Display for FeedbackId {

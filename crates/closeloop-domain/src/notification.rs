@@ -198,6 +198,13 @@ impl NotificationId {
     }
 }
 
+impl NotificationId {
+    /// A notification id as written.
+    pub fn parse(s: &str) -> Option<NotificationId> {
+        uuid::Uuid::try_parse(s).ok().map(NotificationId)
+    }
+}
+
 impl std::fmt::Display for NotificationId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.hyphenated().fmt(f)
@@ -411,6 +418,20 @@ impl crate::Aggregate for NotificationAggregate {
     }
 }
 
+/// How long to wait after failed attempt `attempt` (1-based) before the
+/// next one: 30 s doubling to an hour, then 2, 4, 6 and 8 hours, about 22
+/// hours in all; `None` after the last attempt: give up.
+pub fn retry_delay(attempt: u32) -> Option<std::time::Duration> {
+    const SCHEDULE: [u64; 11] = [
+        30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 21_600, 28_800,
+    ];
+    let i = usize::try_from(attempt.checked_sub(1)?).ok()?;
+    SCHEDULE.get(i).map(|s| std::time::Duration::from_secs(*s))
+}
+
+/// Attempts a notification gets before it gives up.
+pub const MAX_ATTEMPTS: u32 = 12;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,6 +597,20 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert!(s.iter().all(|n| n.digest.as_ref() == Some(&digest)));
         assert!(n.iter().all(|n| n.recipient != "quiet@v.io"));
+    }
+
+    #[test]
+    fn retries_back_off_for_about_a_day_then_stop() {
+        assert_eq!(retry_delay(0), None);
+        assert_eq!(retry_delay(1), Some(std::time::Duration::from_secs(30)));
+        let total: u64 = (1..MAX_ATTEMPTS)
+            .map(|a| retry_delay(a).unwrap().as_secs())
+            .sum();
+        assert!((20 * 3600..26 * 3600).contains(&total), "{total}");
+        assert_eq!(retry_delay(MAX_ATTEMPTS), None);
+        for a in 1..MAX_ATTEMPTS - 1 {
+            assert!(retry_delay(a) < retry_delay(a + 1));
+        }
     }
 
     #[test]

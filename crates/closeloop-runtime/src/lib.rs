@@ -87,6 +87,7 @@ pub struct Setup {
     grpc: tonic::service::RoutesBuilder,
     serving: Vec<&'static str>,
     http: axum::Router,
+    notes: Vec<(&'static str, String)>,
 }
 
 /// What [`Setup::finish`] hands back to the server.
@@ -101,6 +102,8 @@ pub struct Assembled {
     /// Names of the gRPC services to report `SERVING` on grpc.health.v1.
     pub serving: Vec<&'static str>,
     pub http: axum::Router,
+    /// What roles report in `/readyz` beside readiness (e.g. `email`: `off`).
+    pub notes: Vec<(&'static str, String)>,
 }
 
 impl Setup {
@@ -127,6 +130,7 @@ impl Setup {
             grpc: tonic::service::RoutesBuilder::default(),
             serving: Vec::new(),
             http: axum::Router::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -187,6 +191,12 @@ impl Setup {
         self.executors.push((aggregate, metrics));
     }
 
+    /// Reports `detail` as `name` in `/readyz` (a state worth knowing that
+    /// does not make the process unready, e.g. `email`: `off: no --smtp-url`).
+    pub fn readiness(&mut self, name: &'static str, detail: String) {
+        self.notes.push((name, detail));
+    }
+
     /// Exports more `/metrics` lines.
     pub fn metrics(&mut self, source: Arc<dyn MetricsSource>) {
         self.metrics.push(source);
@@ -231,6 +241,7 @@ impl Setup {
             grpc: self.grpc.routes(),
             serving: self.serving,
             http: self.http,
+            notes: self.notes,
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct State {
     pub metrics: Vec<Arc<dyn MetricsSource>>,
     /// gRPC calls and HTTP requests served.
     pub requests: crate::metrics::Requests,
+    /// What roles report beside readiness.
+    pub notes: Vec<(&'static str, String)>,
 }
 
 pub fn router(state: State) -> Router {
@@ -130,12 +132,15 @@ async fn readyz(Extract(s): Extract<State>) -> Response {
             json!(if ok { "consuming" } else { "not consuming" }),
         );
     }
-    let body = json!({
+    let mut body = json!({
         "roles": s.roles.to_string(),
         "nats": if nats_ok { "ok".to_string() } else { format!("{}", s.nats.connection_state()) },
         "database": match &db { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
         "consumers": consumers,
     });
+    for (name, detail) in &s.notes {
+        body[*name] = json!(detail);
+    }
     if failing.is_empty() {
         (StatusCode::OK, Json(body)).into_response()
     } else {

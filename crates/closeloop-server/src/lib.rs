@@ -35,6 +35,8 @@ pub struct Config {
     /// The vendor webhooks mapping file (Delighted, Formbricks); the webhook
     /// endpoints answer 404 without one.
     pub webhooks: Option<std::path::PathBuf>,
+    /// The notification role's e-mail and templates.
+    pub notification: closeloop_notification::role::Config,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +218,7 @@ async fn serve(
         consumers: parts.consumers,
         metrics: parts.metrics,
         requests: requests.clone(),
+        notes: parts.notes,
     };
     let http_listener = listeners.http;
     let role_routes = parts.http;
@@ -268,7 +271,10 @@ fn module(
         )?),
         Role::Routing => Box::new(closeloop_routing::role::Routing::new(catalog.clone())?),
         Role::Ticketing => Box::new(closeloop_ticketing::role::Ticketing),
-        other @ (Role::Escalation | Role::Notification | Role::Analytics) => {
+        Role::Notification => Box::new(closeloop_notification::role::Notification::new(
+            &config.notification,
+        )?),
+        other @ (Role::Escalation | Role::Analytics) => {
             return Err(ServerError::Roles(RolesError::NotAvailable(other.as_str())));
         }
     })

@@ -24,8 +24,14 @@ impl Role {
 
     /// Roles this build implements; `--roles all` means these. `ingestion`
     /// takes feedback in and serves the account directory; `routing` turns
-    /// feedback into routing decisions; `ticketing` opens and runs tickets.
-    pub const AVAILABLE: [Role; 3] = [Role::Ingestion, Role::Routing, Role::Ticketing];
+    /// feedback into routing decisions; `ticketing` opens and runs tickets;
+    /// `notification` tells owners and stakeholders.
+    pub const AVAILABLE: [Role; 4] = [
+        Role::Ingestion,
+        Role::Routing,
+        Role::Ticketing,
+        Role::Notification,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

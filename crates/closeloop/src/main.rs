@@ -104,6 +104,25 @@ struct ServeArgs {
     /// JetStream replicas for the event stream (3 on a NATS cluster).
     #[arg(long, env = "CLOSELOOP_STREAM_REPLICAS", default_value_t = 1)]
     stream_replicas: usize,
+    /// SMTP server for notification e-mail: smtp://HOST:PORT,
+    /// smtp://HOST:PORT?tls=required (STARTTLS) or smtps://HOST:PORT; user
+    /// and password may be in the URL. Unset: e-mail is off.
+    #[arg(long, env = "CLOSELOOP_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// File holding the SMTP password (the URL names the user).
+    #[arg(long, env = "CLOSELOOP_SMTP_PASSWORD_FILE")]
+    smtp_password_file: Option<String>,
+    /// Sender of notification e-mail, e.g. "closeloop <cx@vendor.example>".
+    #[arg(long, env = "CLOSELOOP_MAIL_FROM", default_value = "")]
+    mail_from: String,
+    /// Directory of notification templates overriding the shipped ones
+    /// (subject.txt, body.txt, body.html; a sub-directory per workflow).
+    #[arg(long, env = "CLOSELOOP_TEMPLATES")]
+    templates: Option<PathBuf>,
+    /// Link to a ticket in notifications, `{id}` replaced by the ticket id
+    /// (default: the `closeloop tickets show ID` command).
+    #[arg(long, env = "CLOSELOOP_TICKET_URL")]
+    ticket_url: Option<String>,
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -157,6 +176,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stream_replicas: args.stream_replicas,
             programs: args.programs,
             webhooks: args.webhooks,
+            notification: closeloop_notification::role::Config {
+                smtp_url: args.smtp_url,
+                mail_from: args.mail_from,
+                smtp_password_file: args.smtp_password_file,
+                templates: args.templates,
+                ticket_url: args.ticket_url,
+            },
         },
         listeners,
         shutdown_signal(),

@@ -1,0 +1,232 @@
+//! Notifications: `<prefix>.events.notification.<notification_id>`. The
+//! decision of who hears what and each notification's life are the
+//! domain's ([`closeloop_domain::notification`]); this is their wire
+//! contract (payload `closeloop.v1.NotificationEvent`).
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use closeloop_domain::Aggregate;
+use closeloop_eventstore::{Contract, DecodeError, Envelope, EventContext, StoredEvent};
+use closeloop_proto::v1;
+use closeloop_proto::v1::notification_event::Event as Body;
+
+pub use closeloop_domain::notification::{
+    AttemptOutcome, DeliveryStatus, NoticeKind, Notification, NotificationAggregate,
+    NotificationCommand, NotificationEvent, NotificationId, NotificationRule, NotifyChannel,
+    StoredNotification,
+};
+
+pub const AGGREGATE: &str = NotificationAggregate::TYPE;
+
+fn channel_to_proto(c: NotifyChannel) -> i32 {
+    match c {
+        NotifyChannel::Email => v1::NotificationChannel::Email as i32,
+        NotifyChannel::Chat => v1::NotificationChannel::Chat as i32,
+    }
+}
+
+fn channel_from_proto(c: i32) -> Result<NotifyChannel, DecodeError> {
+    match v1::NotificationChannel::try_from(c) {
+        Ok(v1::NotificationChannel::Email) => Ok(NotifyChannel::Email),
+        Ok(v1::NotificationChannel::Chat) => Ok(NotifyChannel::Chat),
+        _ => Err(format!("notification channel {c} is unknown to this version").into()),
+    }
+}
+
+/// Every notice kind, for parsing its stored name.
+const KINDS: [NoticeKind; 7] = [
+    NoticeKind::OwnerAssigned,
+    NoticeKind::OwnerReassigned,
+    NoticeKind::CustomerReplied,
+    NoticeKind::OpenedFyi,
+    NoticeKind::ReassignedFyi,
+    NoticeKind::ClosedOutcome,
+    NoticeKind::ReopenedFyi,
+];
+
+/// The notice kind named `s` (as [`NoticeKind::as_str`] writes it).
+pub fn kind_from_str(s: &str) -> Option<NoticeKind> {
+    KINDS.into_iter().find(|k| k.as_str() == s)
+}
+
+/// The protobuf body of a notification event, and its event type.
+pub fn to_proto(e: &NotificationEvent) -> (Body, &'static str) {
+    match e {
+        NotificationEvent::Requested {
+            ticket_id,
+            cause_event_id,
+            recipient,
+            channel,
+            kind,
+        } => (
+            Body::Requested(v1::NotificationRequested {
+                ticket_id: ticket_id.clone(),
+                cause_event_id: cause_event_id.clone(),
+                recipient: recipient.clone(),
+                channel: channel_to_proto(*channel),
+                kind: kind.as_str().to_string(),
+            }),
+            "closeloop.v1.NotificationRequested",
+        ),
+        NotificationEvent::Attempted { attempt, outcome } => {
+            let (permanent, status, error) = match outcome {
+                AttemptOutcome::Retryable { status, error } => (false, *status, error.clone()),
+                AttemptOutcome::Permanent { status, error } => (true, *status, error.clone()),
+                AttemptOutcome::Delivered => (false, None, String::new()),
+            };
+            (
+                Body::Attempted(v1::NotificationAttempted {
+                    attempt: *attempt,
+                    permanent,
+                    status_code: status.map_or(0, u32::from),
+                    error,
+                }),
+                "closeloop.v1.NotificationAttempted",
+            )
+        }
+        NotificationEvent::Delivered { attempt } => (
+            Body::Delivered(v1::NotificationDelivered { attempt: *attempt }),
+            "closeloop.v1.NotificationDelivered",
+        ),
+        NotificationEvent::GaveUp { attempts, reason } => (
+            Body::GaveUp(v1::NotificationGaveUp {
+                attempts: *attempts,
+                reason: reason.clone(),
+            }),
+            "closeloop.v1.NotificationGaveUp",
+        ),
+    }
+}
+
+/// The notification event of a protobuf body.
+pub fn from_proto(b: Body) -> Result<NotificationEvent, DecodeError> {
+    Ok(match b {
+        Body::Requested(r) => NotificationEvent::Requested {
+            kind: kind_from_str(&r.kind).ok_or_else(|| {
+                DecodeError(format!(
+                    "notification kind {:?} is unknown to this version",
+                    r.kind
+                ))
+            })?,
+            channel: channel_from_proto(r.channel)?,
+            ticket_id: r.ticket_id,
+            cause_event_id: r.cause_event_id,
+            recipient: r.recipient,
+        },
+        Body::Attempted(a) => {
+            let status = (a.status_code > 0).then(|| a.status_code.min(u32::from(u16::MAX)) as u16);
+            NotificationEvent::Attempted {
+                attempt: a.attempt,
+                outcome: if a.permanent {
+                    AttemptOutcome::Permanent {
+                        status,
+                        error: a.error,
+                    }
+                } else {
+                    AttemptOutcome::Retryable {
+                        status,
+                        error: a.error,
+                    }
+                },
+            }
+        }
+        Body::Delivered(d) => NotificationEvent::Delivered { attempt: d.attempt },
+        Body::GaveUp(g) => NotificationEvent::GaveUp {
+            attempts: g.attempts,
+            reason: g.reason,
+        },
+    })
+}
+
+/// The wire contract of [`NotificationAggregate`].
+pub struct NotificationContract;
+
+impl Contract for NotificationContract {
+    type Aggregate = NotificationAggregate;
+
+    fn encode(
+        id: NotificationId,
+        event_id: &str,
+        request_id: &str,
+        at: SystemTime,
+        ctx: &EventContext,
+        event: &NotificationEvent,
+    ) -> (Envelope, Bytes) {
+        let (body, event_type) = to_proto(event);
+        crate::codec::encode::<v1::NotificationEvent>(
+            &id.to_string(),
+            event_id,
+            event_type,
+            request_id,
+            at,
+            ctx,
+            body,
+        )
+    }
+
+    fn decode(stored: &StoredEvent) -> Result<StoredNotification, DecodeError> {
+        let (_, body) = crate::codec::decode::<v1::NotificationEvent>(stored)?;
+        Ok(StoredNotification {
+            event: from_proto(body)?,
+            sequence: stored.sequence,
+        })
+    }
+
+    fn recorded(
+        _id: NotificationId,
+        event: &NotificationEvent,
+        sequence: u64,
+        _request_id: &str,
+        _at: SystemTime,
+        _ctx: &EventContext,
+    ) -> StoredNotification {
+        StoredNotification {
+            event: event.clone(),
+            sequence,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_notification_event_survives_the_wire() {
+        let events = [
+            NotificationEvent::Requested {
+                ticket_id: "t".into(),
+                cause_event_id: "e".into(),
+                recipient: "o@v.io".into(),
+                channel: NotifyChannel::Chat,
+                kind: NoticeKind::ClosedOutcome,
+            },
+            NotificationEvent::Attempted {
+                attempt: 2,
+                outcome: AttemptOutcome::Retryable {
+                    status: Some(421),
+                    error: "try later".into(),
+                },
+            },
+            NotificationEvent::Attempted {
+                attempt: 3,
+                outcome: AttemptOutcome::Permanent {
+                    status: None,
+                    error: "no such host".into(),
+                },
+            },
+            NotificationEvent::Delivered { attempt: 4 },
+            NotificationEvent::GaveUp {
+                attempts: 4,
+                reason: "r".into(),
+            },
+        ];
+        for e in events {
+            assert_eq!(from_proto(to_proto(&e).0).unwrap(), e);
+        }
+        for k in KINDS {
+            assert_eq!(kind_from_str(k.as_str()), Some(k));
+        }
+    }
+}

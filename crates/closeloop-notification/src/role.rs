@@ -1,0 +1,682 @@
+//! The `notification` role.
+//!
+//! * A durable consumer of ticket events (`<prefix>.events.ticket.*`,
+//!   consumer `notification`) asks the domain who hears what about each
+//!   event and requests each notification on its own aggregate, with the
+//!   deterministic id (event id, recipient, channel) and request id
+//!   `request`: a redelivered or replayed event writes nothing new.
+//! * The `notifications` view is the outbox. A delivery worker takes the
+//!   due rows, claims each (so replicas never send one at once), renders it
+//!   and sends it, and records the attempt: delivered, or failed (retried on
+//!   the domain's schedule, about a day), or given up. A slow SMTP server
+//!   delays only the deliveries, never the consumer or the intake path.
+//! * Without `--smtp-url` e-mail is off: notifications are still requested
+//!   and listed, nothing is sent, and `/readyz` says so.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use closeloop_contracts::feedback::{FeedbackContract, FeedbackId};
+use closeloop_contracts::notification::{
+    AttemptOutcome, NotificationCommand, NotificationContract, NotificationId, NotifyChannel,
+};
+use closeloop_contracts::ticket::{TicketAggregate, TicketContract};
+use closeloop_directory::lookup::DirectoryLookup;
+use closeloop_domain::notification::{MAX_ATTEMPTS, Preferences, notices, retry_delay};
+use closeloop_domain::ticket::Origin;
+use closeloop_domain::{Aggregate, RecordedEvent, Ticket, TicketEvent, TicketId, Timestamp};
+use closeloop_eventstore::consumer::{ConsumerSpec, Decoded, EventHandler, Verdict};
+use closeloop_eventstore::{Contract, Envelope, EventContext, EventStore, Executor, Prefix};
+use closeloop_readmodel::{Db, Progress};
+use tracing::Instrument;
+
+use crate::email::{Mailer, SendError};
+use crate::templates::{
+    AccountCtx, ClosureCtx, Context, EventCtx, FeedbackCtx, GuideCtx, ResponseTemplateCtx,
+    Templates, TicketCtx,
+};
+use crate::view::{self, NotificationRow, micros};
+
+/// Who notification events say acted.
+pub const ACTOR: &str = "closeloop-notification";
+/// Durable consumer name on the event stream.
+pub const CONSUMER: &str = "notification";
+/// Request id of a notification's request (one per notification).
+pub const REQUEST: &str = "request";
+
+/// What the notification consumer reads: every ticket event.
+pub fn consumer_spec(prefix: &Prefix) -> ConsumerSpec {
+    ConsumerSpec::new(
+        prefix.events_stream(),
+        CONSUMER,
+        prefix.aggregate_filter(TicketAggregate::TYPE),
+    )
+}
+
+/// The role's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `smtp://...`/`smtps://...`; `None`: e-mail is off.
+    pub smtp_url: Option<String>,
+    /// The `From` of every e-mail.
+    pub mail_from: String,
+    /// A file holding the SMTP password (instead of the URL's).
+    pub smtp_password_file: Option<String>,
+    /// The operator's template directory.
+    pub templates: Option<std::path::PathBuf>,
+    /// A link to a ticket, `{id}` replaced by its id (e.g. a CRM's page);
+    /// else notifications name the CLI command.
+    pub ticket_url: Option<String>,
+}
+
+/// The `notification` role.
+pub struct Notification {
+    mailer: Option<Mailer>,
+    templates: Arc<Templates>,
+    ticket_url: Option<String>,
+}
+
+impl Notification {
+    /// Checks the configuration now: the SMTP URL and sender, and every
+    /// template (a broken template stops the start, never a send).
+    pub fn new(config: &Config) -> Result<Notification, closeloop_runtime::RoleError> {
+        let fail = |e: &dyn std::fmt::Display| closeloop_runtime::RoleError::new(CONSUMER, e);
+        let templates = Templates::load(config.templates.as_deref()).map_err(|e| fail(&e))?;
+        let mailer = match &config.smtp_url {
+            None => None,
+            Some(_) if config.mail_from.trim().is_empty() => {
+                return Err(fail(
+                    &"--smtp-url needs --mail-from (CLOSELOOP_MAIL_FROM), e.g. \"closeloop <cx@vendor.example>\"",
+                ));
+            }
+            Some(url) => {
+                let password = match &config.smtp_password_file {
+                    Some(p) => Some(Mailer::password_file(p).map_err(|e| fail(&e))?),
+                    None => None,
+                };
+                Some(Mailer::new(url, &config.mail_from, password).map_err(|e| fail(&e))?)
+            }
+        };
+        Ok(Notification {
+            mailer,
+            templates: Arc::new(templates),
+            ticket_url: config.ticket_url.clone(),
+        })
+    }
+}
+
+impl closeloop_runtime::Role for Notification {
+    fn name(&self) -> &'static str {
+        "notification"
+    }
+
+    fn migrations(&self) -> Vec<&'static sqlx::migrate::Migrator> {
+        vec![&closeloop_directory::MIGRATOR, &crate::MIGRATOR]
+    }
+
+    fn start<'a>(&'a self, s: &'a mut closeloop_runtime::Setup) -> closeloop_runtime::Started<'a> {
+        Box::pin(async move {
+            closeloop_directory::project(s);
+            let progress = s.project(view::NotificationView);
+            let metrics = Arc::new(NotificationMetrics::default());
+            let requester = Requester {
+                store: s.store.clone(),
+                notifications: Executor::new(s.store.clone()),
+                metrics: metrics.clone(),
+            };
+            s.executor(
+                closeloop_contracts::notification::AGGREGATE,
+                requester.notifications.metrics(),
+            );
+            s.metrics(metrics.clone());
+            s.consume(consumer_spec(&s.prefix), Decoded(requester.clone()));
+            match &self.mailer {
+                Some(mailer) => {
+                    tracing::info!(smtp = %mailer.server, "notification: e-mail on");
+                    s.readiness("email", format!("on ({})", mailer.server));
+                    let worker = Worker {
+                        db: s.db.clone(),
+                        requester,
+                        mailer: mailer.clone(),
+                        templates: self.templates.clone(),
+                        lookup: DirectoryLookup::new(s.db.clone(), s.store.clone()),
+                        feedback: Executor::new(s.store.clone()),
+                        ticket_url: self.ticket_url.clone(),
+                        me: uuid::Uuid::new_v4().to_string(),
+                        metrics,
+                    };
+                    let stopped = s.stopped();
+                    s.spawn(
+                        worker
+                            .run(progress, stopped)
+                            .instrument(tracing::info_span!("deliver", channel = "email")),
+                    );
+                }
+                None => {
+                    tracing::warn!(
+                        "notification: no --smtp-url: e-mail is off (notifications are recorded, not sent)"
+                    );
+                    s.readiness("email", "off: no --smtp-url".to_string());
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Delivery counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct NotificationMetrics {
+    requested: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    gave_up: AtomicU64,
+    /// Request to delivery, in milliseconds: count, sum, and buckets.
+    latency: std::sync::Mutex<Vec<f64>>,
+}
+
+impl NotificationMetrics {
+    fn observe(&self, ms: f64) {
+        let mut l = self.latency.lock().expect("latency");
+        if l.len() >= 100_000 {
+            l.clear();
+        }
+        l.push(ms);
+    }
+}
+
+impl closeloop_runtime::MetricsSource for NotificationMetrics {
+    fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::histogram::Histogram;
+        let deliveries = Family::<Vec<(String, String)>, Counter>::default();
+        for (outcome, c) in [
+            ("requested", &self.requested),
+            ("delivered", &self.delivered),
+            ("failed", &self.failed),
+            ("gave_up", &self.gave_up),
+        ] {
+            deliveries
+                .get_or_create(&vec![
+                    ("channel".to_string(), "email".to_string()),
+                    ("outcome".to_string(), outcome.to_string()),
+                ])
+                .inc_by(c.load(Ordering::Relaxed));
+        }
+        registry.register(
+            "closeloop_notifications",
+            "Notifications by channel and outcome (requested, delivered, failed attempts, gave up).",
+            deliveries,
+        );
+        let h = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0]);
+        for ms in self.latency.lock().expect("latency").iter() {
+            h.observe(ms / 1000.0);
+        }
+        registry.register(
+            "closeloop_notification_delivery_seconds",
+            "From a notification's request to the receiver accepting it.",
+            h,
+        );
+    }
+}
+
+/// Requests the notifications of each ticket event. Cheap to clone.
+#[derive(Clone)]
+pub struct Requester {
+    store: EventStore,
+    notifications: Executor<NotificationContract>,
+    metrics: Arc<NotificationMetrics>,
+}
+
+/// A ticket as it stood right after one of its events, and that event.
+struct AtEvent {
+    ticket: Ticket,
+    event: RecordedEvent,
+}
+
+impl Requester {
+    /// Ticket `id` folded up to the event with id `event_id` (or with
+    /// stream sequence `sequence`).
+    async fn ticket_at(
+        &self,
+        id: TicketId,
+        event_id: Option<&str>,
+        sequence: Option<u64>,
+    ) -> Result<Option<AtEvent>, String> {
+        let subject = self
+            .store
+            .prefix()
+            .aggregate_subject(TicketAggregate::TYPE, &id.to_string());
+        let events = self
+            .store
+            .read_aggregate(&subject)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut state = None;
+        for stored in &events {
+            let rec = TicketContract::decode(stored).map_err(|e| e.0)?;
+            state = TicketAggregate::evolve(state, &rec);
+            let found = event_id.is_some_and(|e| {
+                stored
+                    .envelope
+                    .as_ref()
+                    .is_some_and(|env| env.event_id == e)
+            }) || sequence == Some(stored.sequence);
+            if found {
+                return Ok(state.map(|ticket| AtEvent { ticket, event: rec }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl EventHandler for Requester {
+    type Contract = TicketContract;
+
+    async fn handle(&self, rec: RecordedEvent, envelope: Option<&Envelope>) -> Verdict {
+        let Some(env) = envelope else {
+            return Verdict::DeadLetter("ticket event without an envelope (no event id)".into());
+        };
+        let ctx = EventContext::caused_by(Some(env), ACTOR);
+        let at = match self
+            .ticket_at(rec.ticket_id, None, Some(rec.sequence))
+            .await
+        {
+            Ok(Some(at)) => at,
+            Ok(None) => {
+                return Verdict::Retry(format!("ticket {} is not readable yet", rec.ticket_id));
+            }
+            Err(e) => return Verdict::Retry(e),
+        };
+        // Preferences from the directory are not recorded yet: everyone is
+        // told by e-mail, immediately.
+        let prefs = |_: &str| Preferences::default();
+        for n in notices(&rec.event, &at.ticket, &prefs) {
+            let id = NotificationId::of(&env.event_id, &n.recipient, n.channel);
+            let cmd = NotificationCommand::Request {
+                ticket_id: rec.ticket_id.to_string(),
+                cause_event_id: env.event_id.clone(),
+                recipient: n.recipient.clone(),
+                channel: n.channel,
+                kind: n.kind,
+            };
+            match self.notifications.execute(id, REQUEST, &ctx, &cmd).await {
+                Ok(done) if !done.replayed => {
+                    self.metrics.requested.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => return Verdict::Retry(e.to_string()),
+            }
+        }
+        Verdict::Done
+    }
+}
+
+/// The e-mail delivery worker.
+struct Worker {
+    db: Db,
+    requester: Requester,
+    mailer: Mailer,
+    templates: Arc<Templates>,
+    lookup: DirectoryLookup,
+    feedback: Executor<FeedbackContract>,
+    ticket_url: Option<String>,
+    /// This worker's claim name.
+    me: String,
+    metrics: Arc<NotificationMetrics>,
+}
+
+/// How long a claim lasts: longer than one send may take.
+const CLAIM: Duration = Duration::from_secs(120);
+/// Longest sleep between looks at the outbox.
+const IDLE: Duration = Duration::from_secs(1);
+/// Notifications sent at once.
+const BATCH: i64 = 16;
+const CHANNELS: [&str; 1] = ["email"];
+
+impl Worker {
+    async fn run(self, mut progress: Progress, stopped: impl std::future::Future<Output = ()>) {
+        let mut stopped = std::pin::pin!(stopped);
+        let mut swept = std::time::Instant::now();
+        loop {
+            let now = micros(SystemTime::now());
+            if swept.elapsed() > Duration::from_secs(60) {
+                swept = std::time::Instant::now();
+                if let Err(e) = view::sweep_claims(&self.db, now).await {
+                    tracing::debug!(error = %e, "cannot sweep expired claims");
+                }
+            }
+            let wait = match view::due(&self.db, now, &CHANNELS, BATCH).await {
+                // Something was sent: look again at once. Rows that are due
+                // but claimed (sent, not yet projected) wait for the view.
+                Ok(due) if !due.is_empty() => {
+                    let sent =
+                        futures::future::join_all(due.into_iter().map(|n| self.deliver(n))).await;
+                    if sent.into_iter().any(|s| s) {
+                        Duration::ZERO
+                    } else {
+                        IDLE
+                    }
+                }
+                Ok(_) => match view::next_due(&self.db, &CHANNELS).await {
+                    Ok(Some(t)) => Duration::from_micros((t - now).max(0) as u64).min(IDLE),
+                    _ => IDLE,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox unreadable; retrying");
+                    IDLE
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = progress.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Sends one due notification (if this worker gets its claim) and
+    /// records the attempt; false when it was not this worker's to send.
+    async fn deliver(&self, n: NotificationRow) -> bool {
+        let now = micros(SystemTime::now());
+        match view::claim(
+            &self.db,
+            &n.id,
+            &self.me,
+            now,
+            now + CLAIM.as_micros() as i64,
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::warn!(notification = %n.id, error = %e, "cannot claim");
+                return false;
+            }
+        }
+        // The row may have been read before the projector recorded this
+        // notification's last attempt (which also removed its claim): only
+        // what the view says now, after the claim, counts.
+        match view::get(&self.db, &n.id).await {
+            Ok(Some(now)) if now.status == "pending" && now.attempts == n.attempts => {}
+            Ok(_) => {
+                let _ = view::release(&self.db, &n.id, &self.me).await;
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(notification = %n.id, error = %e, "cannot read the outbox");
+                let _ = view::release(&self.db, &n.id, &self.me).await;
+                return false;
+            }
+        }
+        let span = tracing::info_span!("notify", notification = %n.id, kind = %n.kind, attempt = n.attempts + 1);
+        let outcome = self.send(&n).instrument(span.clone()).await;
+        let _enter = span.enter();
+        let Some(id) = NotificationId::parse(&n.id) else {
+            tracing::error!(notification = %n.id, "outbox row with an id that is not a UUID");
+            return true;
+        };
+        let attempt = n.attempts + 1;
+        let ctx = EventContext {
+            actor: ACTOR.to_string(),
+            correlation_id: n.ticket_id.clone(),
+            causation_id: n.cause_event_id.clone(),
+            traceparent: None,
+        };
+        let request = format!("attempt-{attempt}");
+        let (record, give_up) = match &outcome {
+            Ok(()) => {
+                self.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .observe((now - n.requested_at).max(0) as f64 / 1000.0);
+                (AttemptOutcome::Delivered, None)
+            }
+            Err(SendError::Transient { code, message }) => {
+                self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %message, "delivery failed; will retry");
+                let last = retry_delay(attempt).is_none() || attempt >= MAX_ATTEMPTS;
+                (
+                    AttemptOutcome::Retryable {
+                        status: *code,
+                        error: message.clone(),
+                    },
+                    last.then(|| format!("gave up after {attempt} attempts: {message}")),
+                )
+            }
+            Err(SendError::Permanent { code, message }) => {
+                self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %message, "delivery refused; giving up");
+                (
+                    AttemptOutcome::Permanent {
+                        status: *code,
+                        error: message.clone(),
+                    },
+                    Some(format!("refused: {message}")),
+                )
+            }
+        };
+        let exec = &self.requester.notifications;
+        let recorded = exec
+            .execute(
+                id,
+                &request,
+                &ctx,
+                &NotificationCommand::RecordAttempt {
+                    attempt,
+                    outcome: record,
+                },
+            )
+            .await;
+        if let Err(e) = recorded {
+            // The claim expires and the notification is sent again, with
+            // the same Message-ID.
+            tracing::warn!(error = %e, "cannot record the attempt");
+            return true;
+        }
+        if let Some(reason) = give_up {
+            self.metrics.gave_up.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = exec
+                .execute(id, "give-up", &ctx, &NotificationCommand::GiveUp { reason })
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record giving up");
+            }
+        }
+        true
+    }
+
+    async fn send(&self, n: &NotificationRow) -> Result<(), SendError> {
+        let transient = |message: String| SendError::Transient {
+            code: None,
+            message,
+        };
+        let ticket_id =
+            TicketId::parse("ticket_id", &n.ticket_id).map_err(|e| SendError::Permanent {
+                code: None,
+                message: e.to_string(),
+            })?;
+        let at = self
+            .requester
+            .ticket_at(ticket_id, Some(&n.cause_event_id), None)
+            .await
+            .map_err(transient)?
+            .ok_or_else(|| transient(format!("ticket event {} not found", n.cause_event_id)))?;
+        let ctx = self.context(n, &at).await.map_err(transient)?;
+        let workflow = match &at.ticket.origin {
+            Origin::Workflow { workflow_id, .. } => Some(workflow_id.as_str()),
+            Origin::Manual => None,
+        };
+        let rendered = self
+            .templates
+            .render(workflow, &ctx)
+            .map_err(|e| SendError::Permanent {
+                code: None,
+                message: e.to_string(),
+            })?;
+        // Stable per notification: a copy sent again after a crash between
+        // sending and recording has the same Message-ID.
+        let message =
+            self.mailer
+                .message(&n.recipient, &format!("{}@closeloop", n.id), &rendered)?;
+        debug_assert_eq!(n.channel, NotifyChannel::Email.as_str());
+        self.mailer.send(message).await
+    }
+
+    /// What the templates see for notification `n` caused by `at`.
+    async fn context(&self, n: &NotificationRow, at: &AtEvent) -> Result<Context, String> {
+        let t = &at.ticket;
+        let rfc3339 =
+            |ts: Timestamp| humantime::format_rfc3339_seconds(ts.to_system_time()).to_string();
+        let account = self
+            .lookup
+            .account(&t.account_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let account = match account {
+            Some(a) => AccountCtx {
+                name: if a.name.is_empty() {
+                    t.account_id.clone()
+                } else {
+                    a.name
+                },
+                region: a.region,
+                segment: a.segment,
+                team: a
+                    .team
+                    .iter()
+                    .map(|(r, e)| (r.clone(), e.to_string()))
+                    .collect(),
+            },
+            None => AccountCtx {
+                name: t.account_id.clone(),
+                region: String::new(),
+                segment: String::new(),
+                team: Default::default(),
+            },
+        };
+        let (workflow_id, feedback) = match &t.origin {
+            Origin::Workflow {
+                feedback_id,
+                workflow_id,
+            } => (
+                Some(workflow_id.clone()),
+                self.feedback_ctx(feedback_id).await?,
+            ),
+            Origin::Manual => (None, None),
+        };
+        let guide = t.plan.guide.as_ref().map(|g| GuideCtx {
+            title: g.title.clone(),
+            link: g.link.clone(),
+            steps: g.steps.clone(),
+            templates: g
+                .templates
+                .iter()
+                .map(|r| ResponseTemplateCtx {
+                    name: r.name.clone(),
+                    subject: r.subject.clone(),
+                    body: r.body.clone(),
+                })
+                .collect(),
+            talking_points: g.talking_points.clone(),
+            faq: g.faq.clone(),
+        });
+        let closure = t.closure.as_ref().map(|c| ClosureCtx {
+            root_cause_category: c.root_cause_category.clone(),
+            root_cause: c.root_cause.clone(),
+            actions_taken: c.actions_taken.clone(),
+            opportunity: c.opportunity.as_ref().map(|(kind, amount)| match amount {
+                Some(a) => format!("{kind} ({a})"),
+                None => kind.clone(),
+            }),
+        });
+        let event = match &at.event.event {
+            TicketEvent::OwnerReassigned {
+                previous_owner_email,
+                reason,
+                ..
+            } => EventCtx {
+                reason: Some(reason.clone()).filter(|r| !r.is_empty()),
+                previous_owner: Some(previous_owner_email.clone()),
+                text: None,
+            },
+            TicketEvent::CustomerReplied { text } => EventCtx {
+                text: Some(text.clone()),
+                ..Default::default()
+            },
+            TicketEvent::Reopened { reason } => EventCtx {
+                reason: Some(reason.clone()).filter(|r| !r.is_empty()),
+                ..Default::default()
+            },
+            _ => EventCtx::default(),
+        };
+        let id = t.id.to_string();
+        Ok(Context {
+            kind: n.kind.clone(),
+            recipient: n.recipient.clone(),
+            ticket: TicketCtx {
+                id: id.clone(),
+                title: if t.title.is_empty() {
+                    format!("Ticket for {}", account.name)
+                } else {
+                    t.title.clone()
+                },
+                status: t.status.to_string(),
+                account_id: t.account_id.clone(),
+                owner_email: t.owner_email.clone(),
+                program_id: t.program_id.clone(),
+                workflow_id,
+                opened_at: rfc3339(t.opened_at),
+                first_contact_due: rfc3339(t.opened_at.plus_secs(t.plan.sla.first_contact_secs)),
+                close_due: rfc3339(t.opened_at.plus_secs(t.plan.sla.close_within_secs)),
+                fallback_reason: t.plan.fallback_reason.clone(),
+            },
+            account,
+            feedback,
+            guide,
+            closure,
+            event,
+            act: match &self.ticket_url {
+                Some(u) => u.replace("{id}", &id),
+                None => format!("closeloop tickets show {id}"),
+            },
+        })
+    }
+
+    async fn feedback_ctx(&self, feedback_id: &str) -> Result<Option<FeedbackCtx>, String> {
+        let Some(id) = FeedbackId::parse(feedback_id) else {
+            return Ok(None);
+        };
+        let Some(state) = self.feedback.load(id).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let f = state.feedback;
+        let answers = closeloop_domain::routing::answers_text(&f.answers);
+        let score = ["nps", "csat", "ces", "score"]
+            .iter()
+            .find_map(|k| answers.get(*k).cloned());
+        let comment = answers.get("comment").cloned().or_else(|| {
+            f.answers.iter().find_map(|(_, v)| match v {
+                closeloop_domain::feedback::AnswerValue::Text(t) => Some(t.clone()),
+                _ => None,
+            })
+        });
+        let respondent = match (&f.respondent.name, &f.respondent.email) {
+            (n, Some(e)) if !n.is_empty() => format!("{n} <{e}>"),
+            (_, Some(e)) => e.to_string(),
+            (n, None) if !n.is_empty() => n.clone(),
+            _ => "a respondent".to_string(),
+        };
+        Ok(Some(FeedbackCtx {
+            respondent,
+            score,
+            comment,
+            answers,
+        }))
+    }
+}

@@ -1,0 +1,299 @@
+//! The `notifications` view, one row per notification, projected from the
+//! notification events. It is also the delivery outbox: a `pending` row is
+//! due at `next_attempt_at`, which each failed attempt moves along the
+//! domain's retry schedule ([`retry_delay`]).
+//!
+//! Delivery workers take a due row by claiming it in
+//! `notification_claims` (a row per notification being sent, with an
+//! expiry), so two replicas never send one notification at once, and a
+//! worker that died mid-send leaves a claim that simply expires.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use closeloop_contracts::notification::{
+    AttemptOutcome, NotificationContract, NotificationEvent, StoredNotification,
+};
+use closeloop_domain::notification::retry_delay;
+use closeloop_eventstore::{Contract, Prefix, StoredEvent};
+use closeloop_readmodel::{Db, Projection, ProjectionError};
+use sqlx::{AnyConnection, Row as _};
+
+/// Checkpoint name of the projection.
+pub const NAME: &str = "notifications";
+
+/// Microseconds since the epoch.
+pub fn micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+pub struct NotificationView;
+
+impl Projection for NotificationView {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn filter(&self, prefix: &Prefix) -> String {
+        prefix.aggregate_filter(closeloop_contracts::notification::AGGREGATE)
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let StoredNotification { event: e, sequence } =
+            NotificationContract::decode(event).map_err(|e| ProjectionError::Poison(e.0))?;
+        let at = event
+            .envelope
+            .as_ref()
+            .map_or_else(SystemTime::now, |e| e.occurred_at);
+        let id = event
+            .subject
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        apply(conn, &id, &e, micros(at), sequence as i64).await?;
+        Ok(())
+    }
+}
+
+async fn apply(
+    conn: &mut AnyConnection,
+    id: &str,
+    e: &NotificationEvent,
+    at: i64,
+    sequence: i64,
+) -> Result<(), sqlx::Error> {
+    match e {
+        NotificationEvent::Requested {
+            ticket_id,
+            cause_event_id,
+            recipient,
+            channel,
+            kind,
+        } => {
+            sqlx::query(
+                "INSERT INTO notifications (id, ticket_id, cause_event_id, recipient, channel, \
+                 kind, status, attempts, last_error, requested_at, next_attempt_at, finished_at, \
+                 sequence) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, NULL, $7, $7, NULL, $8) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(ticket_id.as_str())
+            .bind(cause_event_id.as_str())
+            .bind(recipient.as_str())
+            .bind(channel.as_str())
+            .bind(kind.as_str())
+            .bind(at)
+            .bind(sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
+        NotificationEvent::Attempted { attempt, outcome } => {
+            let error = match outcome {
+                AttemptOutcome::Retryable { error, .. }
+                | AttemptOutcome::Permanent { error, .. } => error.clone(),
+                AttemptOutcome::Delivered => String::new(),
+            };
+            // The next attempt's time; after the last one the worker gives up
+            // (recorded as its own event), so the row stays due until then.
+            let next = at
+                + retry_delay(*attempt)
+                    .map(|d| d.as_micros() as i64)
+                    .unwrap_or(0);
+            sqlx::query(
+                "UPDATE notifications SET attempts = $2, last_error = $3, next_attempt_at = $4, \
+                 sequence = $5 WHERE id = $1 AND sequence < $5",
+            )
+            .bind(id)
+            .bind(i64::from(*attempt))
+            .bind(error)
+            .bind(next)
+            .bind(sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
+        NotificationEvent::Delivered { attempt } => {
+            sqlx::query(
+                "UPDATE notifications SET status = 'delivered', attempts = $2, last_error = NULL, \
+                 finished_at = $3, sequence = $4 WHERE id = $1 AND sequence < $4",
+            )
+            .bind(id)
+            .bind(i64::from(*attempt))
+            .bind(at)
+            .bind(sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
+        NotificationEvent::GaveUp { reason, .. } => {
+            sqlx::query(
+                "UPDATE notifications SET status = 'gave_up', last_error = $2, finished_at = $3, \
+                 sequence = $4 WHERE id = $1 AND sequence < $4",
+            )
+            .bind(id)
+            .bind(reason.as_str())
+            .bind(at)
+            .bind(sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    sqlx::query("DELETE FROM notification_claims WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// One notification as the view has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRow {
+    pub id: String,
+    pub ticket_id: String,
+    pub cause_event_id: String,
+    pub recipient: String,
+    pub channel: String,
+    pub kind: String,
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub requested_at: i64,
+    pub next_attempt_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, ticket_id, cause_event_id, recipient, channel, kind, status, \
+                       attempts, last_error, requested_at, next_attempt_at, finished_at";
+
+fn row(r: &sqlx::any::AnyRow) -> Result<NotificationRow, sqlx::Error> {
+    Ok(NotificationRow {
+        id: r.try_get(0)?,
+        ticket_id: r.try_get(1)?,
+        cause_event_id: r.try_get(2)?,
+        recipient: r.try_get(3)?,
+        channel: r.try_get(4)?,
+        kind: r.try_get(5)?,
+        status: r.try_get(6)?,
+        attempts: r.try_get::<i64, _>(7)?.clamp(0, i64::from(u32::MAX)) as u32,
+        last_error: r.try_get(8)?,
+        requested_at: r.try_get(9)?,
+        next_attempt_at: r.try_get(10)?,
+        finished_at: r.try_get(11)?,
+    })
+}
+
+/// `channel IN (...)` of the channels a worker delivers (names from
+/// [`closeloop_contracts::notification::NotifyChannel::as_str`], never input).
+fn channel_in(channels: &[&'static str]) -> String {
+    let list: Vec<String> = channels.iter().map(|c| format!("'{c}'")).collect();
+    format!("channel IN ({})", list.join(", "))
+}
+
+/// Pending notifications on `channels` due at `now` (µs), oldest first.
+pub async fn due(
+    db: &Db,
+    now: i64,
+    channels: &[&'static str],
+    limit: i64,
+) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1 \
+         AND {} ORDER BY next_attempt_at LIMIT $2",
+        channel_in(channels)
+    )))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(row).collect()
+}
+
+/// When the earliest pending notification on `channels` is due, if any.
+pub async fn next_due(db: &Db, channels: &[&'static str]) -> Result<Option<i64>, sqlx::Error> {
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'pending' AND {}",
+        channel_in(channels)
+    )))
+    .fetch_one(db.pool())
+    .await?;
+    r.try_get::<Option<i64>, _>(0)
+}
+
+/// Notification `id`, as the view has it now.
+pub async fn get(db: &Db, id: &str) -> Result<Option<NotificationRow>, sqlx::Error> {
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM notifications WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    r.as_ref().map(row).transpose()
+}
+
+/// Gives up worker `me`'s claim on `id`.
+pub async fn release(db: &Db, id: &str, me: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM notification_claims WHERE id = $1 AND claimed_by = $2")
+        .bind(id)
+        .bind(me)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// Removes expired claims (anyone may take those anyway).
+pub async fn sweep_claims(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM notification_claims WHERE claimed_until < $1")
+            .bind(now)
+            .execute(db.writer())
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// Every notification of a ticket, oldest first.
+pub async fn for_ticket(db: &Db, ticket_id: &str) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM notifications WHERE ticket_id = $1 ORDER BY requested_at, id"
+    )))
+    .bind(ticket_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(row).collect()
+}
+
+/// Notifications that gave up, newest first (`closeloop notifications failed`).
+pub async fn gave_up(db: &Db) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM notifications WHERE status = 'gave_up' ORDER BY finished_at DESC"
+    )))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(row).collect()
+}
+
+/// Claims notification `id` for worker `me` until `until` (µs): true when
+/// nobody (this worker included: it may have sent it a moment ago, before
+/// the view caught up) holds an unexpired claim on it. Projecting the
+/// notification's next event removes the claim, so a worker that read the
+/// row before that projection must read it again after claiming (see
+/// [`get`]) before it sends.
+pub async fn claim(db: &Db, id: &str, me: &str, now: i64, until: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO notification_claims (id, claimed_by, claimed_until) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET claimed_by = excluded.claimed_by, \
+         claimed_until = excluded.claimed_until \
+         WHERE notification_claims.claimed_until < $4",
+    )
+    .bind(id)
+    .bind(me)
+    .bind(until)
+    .bind(now)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
