@@ -102,6 +102,25 @@ impl Nats {
         let mut s = self.events_stream(prefix).await;
         s.info().await.unwrap().state.messages
     }
+
+    /// Events of the given aggregate types (`ticket`, `routing`, ...) in
+    /// the stream: counts that other roles' events (notifications written
+    /// in reaction, at their own pace) do not change.
+    pub async fn events_of(&self, prefix: &str, aggregate_types: &[&str]) -> u64 {
+        use futures::StreamExt;
+        let s = self.events_stream(prefix).await;
+        let mut n = 0;
+        for t in aggregate_types {
+            let mut subjects = s
+                .info_with_subjects(format!("{prefix}.events.{t}.>"))
+                .await
+                .unwrap();
+            while let Some(x) = subjects.next().await {
+                n += x.unwrap().1 as u64;
+            }
+        }
+        n
+    }
 }
 
 impl Drop for Nats {

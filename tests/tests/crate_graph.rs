@@ -172,6 +172,11 @@ fn migrators() -> Vec<(
             &closeloop_ticketing::MIGRATOR,
             2000..=2999,
         ),
+        (
+            "closeloop-notification",
+            &closeloop_notification::MIGRATOR,
+            4000..=4999,
+        ),
     ]
 }
 

@@ -124,7 +124,7 @@ mod tests {
     fn parses_all_lists_and_rejects_unknown() {
         assert_eq!(Roles::parse("all").unwrap(), Roles::all());
         assert_eq!(
-            Roles::parse("ticketing, ingestion ,routing,ticketing").unwrap(),
+            Roles::parse("ticketing, ingestion ,routing,notification,ticketing").unwrap(),
             Roles::all()
         );
         assert_eq!(Roles::parse("ticketing").unwrap().to_string(), "ticketing");
