@@ -755,13 +755,28 @@ pub struct SmtpSink {
 }
 
 impl SmtpSink {
+    /// Accepts every message.
     pub fn start() -> SmtpSink {
+        SmtpSink::with_handler("aiosmtpd.handlers.Mailbox")
+    }
+
+    /// Refuses `nobody@...` (550) and defers `flaky@...` once (451); see
+    /// `tests/support/smtp_handlers.py`.
+    pub fn picky() -> SmtpSink {
+        SmtpSink::with_handler("smtp_handlers.Picky")
+    }
+
+    fn with_handler(handler: &str) -> SmtpSink {
         let dir = tempfile::tempdir().unwrap();
         let port = free_addr().port();
         let child = std::process::Command::new("/usr/bin/python3")
+            .env(
+                "PYTHONPATH",
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support"),
+            )
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-c", handler])
             .arg(dir.path().join("maildir"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -187,6 +187,39 @@ async fn notified_owner_and_stakeholders_once_each(backend: closeloop_tests::Bac
     );
     assert!(closed[0]["text"].as_str().unwrap().contains(root_cause));
 
+    // The ticket lists who was told, on which channel, and how it went.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let listed = loop {
+        let r = c
+            .get_ticket(v1::GetTicketRequest {
+                ticket_id: ticket.id.clone(),
+                min_sequence: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let n = r.notifications;
+        if n.len() == 1 + 2 * stakeholders.len() && n.iter().all(|n| n.status == "delivered") {
+            break n;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let owner_alert = listed.iter().find(|n| n.recipient == owner).unwrap();
+    assert_eq!(
+        (
+            owner_alert.kind.as_str(),
+            owner_alert.channel.as_str(),
+            owner_alert.attempts
+        ),
+        ("owner_assigned", "email", 1)
+    );
+    assert_eq!(
+        format!("<{}@closeloop>", owner_alert.id),
+        alert["message_id"].as_str().unwrap()
+    );
+    assert!(owner_alert.finished_at.is_some());
+
     // Nothing more arrives: the contact notifies nobody, and no
     // notification is sent twice.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -204,3 +237,106 @@ async fn notified_owner_and_stakeholders_once_each(backend: closeloop_tests::Bac
 }
 
 closeloop_tests::on_both_backends!(notified_owner_and_stakeholders_once_each);
+
+/// Waits (up to `secs`) until ticket `id` lists a notification for which
+/// `done` holds, and returns it.
+async fn wait_notification(
+    c: &mut v1::ticket_service_client::TicketServiceClient<tonic::transport::Channel>,
+    id: &str,
+    secs: u64,
+    done: impl Fn(&v1::TicketNotification) -> bool,
+) -> v1::TicketNotification {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let r = c
+            .get_ticket(v1::GetTicketRequest {
+                ticket_id: id.to_string(),
+                min_sequence: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(n) = r.notifications.iter().find(|n| done(n)) {
+            return n.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:#?}",
+            r.notifications
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A refused address gives up at once; a deferred one is retried on the
+/// schedule (30 s after the first attempt) and then delivered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_mail_gives_up_deferred_mail_is_retried() {
+    let nats = Nats::start();
+    let db = TestDb::new(closeloop_tests::Backend::Sqlite).await;
+    let sink = SmtpSink::picky();
+    let app = spawn_app_configured(
+        &nats.url(),
+        &db.url,
+        &unique_prefix(),
+        None,
+        notification_config(&sink),
+    )
+    .await;
+    app.seed_ticket_directory().await;
+    app.seed_person("nobody@vendor.example", None).await;
+    app.seed_person("flaky@vendor.example", None).await;
+    let mut c = app.tickets().await;
+    let open = |request_id: &str, owner: &str| v1::OpenTicketRequest {
+        request_id: request_id.into(),
+        account_id: "ACME-001".into(),
+        owner_email: owner.into(),
+        title: "Follow up".into(),
+        ..Default::default()
+    };
+    let refused = c
+        .open_ticket(open("n-refused", "nobody@vendor.example"))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let deferred = c
+        .open_ticket(open("n-deferred", "flaky@vendor.example"))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+
+    let gave_up = wait_notification(&mut c, &refused.id, 15, |n| n.status == "gave_up").await;
+    assert_eq!(gave_up.attempts, 1);
+    assert!(gave_up.last_error.contains("550"), "{gave_up:?}");
+
+    let first = wait_notification(&mut c, &deferred.id, 15, |n| n.attempts == 1).await;
+    assert_eq!(first.status, "pending", "{first:?}");
+    assert!(first.last_error.contains("451"), "{first:?}");
+    // The second attempt comes after the schedule's 30 s.
+    let delivered = wait_notification(&mut c, &deferred.id, 60, |n| n.status == "delivered").await;
+    assert_eq!(delivered.attempts, 2);
+    let waited = delivered.finished_at.as_ref().map(|t| t.seconds).unwrap()
+        - delivered.requested_at.as_ref().map(|t| t.seconds).unwrap();
+    assert!(waited >= 29, "retried after {waited} s");
+    let got = sink.messages();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["rcpt_to"], "flaky@vendor.example");
+    assert_eq!(
+        got[0]["message_id"].as_str().unwrap(),
+        format!("<{}@closeloop>", delivered.id)
+    );
+    let (_, metrics) = http_get(app.http_addr, "/metrics").await.unwrap();
+    for (outcome, n) in [("delivered", 1), ("failed", 2), ("gave_up", 1)] {
+        assert!(
+            metrics.contains(&format!(
+                "closeloop_notifications_total{{channel=\"email\",outcome=\"{outcome}\"}} {n}"
+            )),
+            "{outcome}: {metrics}"
+        );
+    }
+    app.stop().await.unwrap();
+}

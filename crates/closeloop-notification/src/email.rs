@@ -81,7 +81,7 @@ impl Mailer {
         }
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| bad(e.to_string()))?
-            .timeout(Some(std::time::Duration::from_secs(30)));
+            .timeout(Some(std::time::Duration::from_secs(20)));
         if let Some(password) = password {
             let user = url
                 .split_once("://")

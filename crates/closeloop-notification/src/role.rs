@@ -328,8 +328,11 @@ struct Worker {
     metrics: Arc<NotificationMetrics>,
 }
 
-/// How long a claim lasts: longer than one send may take.
-const CLAIM: Duration = Duration::from_secs(120);
+/// How long a claim lasts: longer than one send may take (the SMTP client
+/// gives up on a silent server after 20 s). After a crash between sending
+/// and recording, the notification is sent again (same Message-ID) once
+/// its claim has expired.
+const CLAIM: Duration = Duration::from_secs(60);
 /// Longest sleep between looks at the outbox.
 const IDLE: Duration = Duration::from_secs(1);
 /// Notifications sent at once.

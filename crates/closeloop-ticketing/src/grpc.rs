@@ -348,6 +348,9 @@ impl TicketService for TicketGrpc {
             Some((ticket, activity)) => Ok(Response::new(v1::GetTicketResponse {
                 ticket: Some(ticket),
                 activity,
+                notifications: crate::notifications::of_ticket(&self.db, &id.to_string())
+                    .await
+                    .map_err(|e| crate::errors::TicketError::ReadModel(e.to_string()))?,
             })),
             None => Err(TicketError::Rule(closeloop_domain::RuleViolation::NotFound(id)).into()),
         }

@@ -5,6 +5,8 @@
 //!   concurrency and retries on conflicts; request ids make retries idempotent.
 //! * [`projection::TicketStateProjection`]: builds the `tickets` and
 //!   `ticket_activity` views.
+//! * [`notifications::TicketNotifications`]: the `ticket_notifications`
+//!   view (who was told about each ticket), from the notification events.
 //! * [`queries`]: reads over those views.
 //! * [`grpc::TicketGrpc`] serves `closeloop.v1.TicketService`.
 //! * [`routes::RouteOpener`] opens the tickets routing decided and attaches
@@ -13,6 +15,7 @@
 pub mod commands;
 pub mod errors;
 pub mod grpc;
+pub mod notifications;
 pub mod plan_json;
 pub mod projection;
 pub mod queries;

@@ -6,6 +6,7 @@ mod directory;
 mod feedback;
 mod http;
 mod intake;
+mod notifications;
 mod output;
 mod programs;
 mod status;
@@ -60,9 +61,12 @@ enum Command {
     /// Every consumer's dead letters: list them, redrive intake messages,
     /// replay an event consumer from a sequence.
     Dlq(intake::DlqArgs),
-    /// One process's roles, readiness, and each projector's and consumer's
-    /// position, lag and dead letters (from its /readyz and /metrics).
+    /// Each process's roles, readiness, and each projector's and consumer's
+    /// position, lag and dead letters (from its /readyz and /metrics), and
+    /// with --nats-url what each consumer parked.
     Status(status::StatusArgs),
+    /// Notification templates: check them before a start.
+    Notifications(notifications::NotificationsArgs),
 }
 
 #[derive(clap::Args)]
@@ -224,6 +228,7 @@ async fn main() -> ExitCode {
             directory::run(args).await
         }
         Command::Status(args) => status::run(args).await,
+        Command::Notifications(args) => notifications::run(args),
         Command::Dlq(args) => {
             init_logging(cli.log_format, "warn");
             intake::run_dlq(args).await

@@ -215,6 +215,48 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
     }
 }
 
+/// A ticket's notifications as JSON (`tickets show -o json`).
+pub fn notifications_json(ns: &[v1::TicketNotification]) -> Value {
+    ns.iter()
+        .map(|n| {
+            json!({
+                "id": n.id,
+                "recipient": n.recipient,
+                "channel": n.channel,
+                "kind": n.kind,
+                "status": n.status,
+                "attempts": n.attempts,
+                "last_error": n.last_error,
+                "requested_at": rfc3339(&n.requested_at),
+                "finished_at": rfc3339(&n.finished_at),
+            })
+        })
+        .collect()
+}
+
+/// A ticket's notifications, one line each: when, why, where, to whom, how it went.
+pub fn print_notifications(ns: &[v1::TicketNotification]) {
+    if ns.is_empty() {
+        return;
+    }
+    outln!();
+    outln!("notifications");
+    for n in ns {
+        let at = text(&rfc3339(&n.requested_at));
+        let how = match (n.status.as_str(), n.last_error.is_empty()) {
+            ("delivered", _) => format!("delivered (attempt {})", n.attempts),
+            (status, true) => status.to_string(),
+            (status, false) => format!("{status} after {} attempts: {}", n.attempts, n.last_error),
+        };
+        outln!(
+            "  {at}  {:<16} {:<5} {:<30} {how}",
+            n.kind,
+            n.channel,
+            n.recipient
+        );
+    }
+}
+
 pub fn print_list(r: &v1::ListTicketsResponse) {
     outln!(
         "{:<36}  {:<9}  {:<28}  {:<14}  {:<18}  {:<20}  TITLE",

@@ -306,9 +306,14 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
             let ticket = r.ticket.unwrap_or_default();
             match args.output {
                 Output::Json => {
-                    output::print_json(&output::ticket_json(&ticket, Some(&r.activity)))
+                    let mut v = output::ticket_json(&ticket, Some(&r.activity));
+                    v["notifications"] = output::notifications_json(&r.notifications);
+                    output::print_json(&v)
                 }
-                Output::Table => output::print_ticket(&ticket, Some(&r.activity)),
+                Output::Table => {
+                    output::print_ticket(&ticket, Some(&r.activity));
+                    output::print_notifications(&r.notifications);
+                }
                 Output::Id => outln!("{}", ticket.id),
             }
             return Ok(());

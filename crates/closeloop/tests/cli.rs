@@ -757,3 +757,36 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
     let down = status(&[]);
     assert_eq!(down.status.code(), Some(6));
 }
+
+#[test]
+fn notification_templates_are_checked_before_a_start() {
+    let check = |dir: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_closeloop"));
+        cmd.args(["notifications", "check-templates"]);
+        cmd.env_remove("CLOSELOOP_TEMPLATES");
+        if let Some(d) = dir {
+            cmd.arg("--templates").arg(d);
+        }
+        cmd.output().unwrap()
+    };
+    let ok = check(None);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("templates ok"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rnps-detractor")).unwrap();
+    std::fs::write(
+        dir.path().join("rnps-detractor/body.html"),
+        "<p>{{ ticket.title }}</p>\n<p>{{ feedback.scroe }}</p>",
+    )
+    .unwrap();
+    let bad = check(Some(dir.path()));
+    assert_eq!(bad.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("rnps-detractor/body.html"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+}
