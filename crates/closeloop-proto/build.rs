@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "closeloop/v1/feedback.proto",
         "closeloop/v1/routing_events.proto",
         "closeloop/v1/notification_events.proto",
+        "closeloop/v1/notifications.proto",
     ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
     for p in &paths {

@@ -346,6 +346,51 @@ fn every_stored_event_type_still_decodes() {
         },
     ));
 
+    // Notifications.
+    {
+        use closeloop_contracts::notification::{
+            AttemptOutcome, NoticeKind, NotificationContract, NotificationEvent, NotificationId,
+            NotifyChannel,
+        };
+        let nid = NotificationId::of("event-1", "dana.li@vendor.example", NotifyChannel::Email);
+        let n = |name: &str, e: NotificationEvent| golden::<NotificationContract>(name, nid, e);
+        check(n(
+            "notification-requested",
+            NotificationEvent::Requested {
+                ticket_id: ticket.to_string(),
+                cause_event_id: "event-1".into(),
+                recipient: "dana.li@vendor.example".into(),
+                channel: NotifyChannel::Email,
+                kind: NoticeKind::OwnerAssigned,
+            },
+        ));
+        check(n(
+            "notification-attempted",
+            NotificationEvent::Attempted {
+                attempt: 1,
+                outcome: AttemptOutcome::Retryable {
+                    status: Some(451),
+                    error: "451 4.3.0 mailbox busy".into(),
+                },
+            },
+        ));
+        check(n(
+            "notification-delivered",
+            NotificationEvent::Delivered { attempt: 2 },
+        ));
+        check(n(
+            "notification-gave-up",
+            NotificationEvent::GaveUp {
+                attempts: 12,
+                reason: "gave up after 12 attempts: 451 4.3.0 mailbox busy".into(),
+            },
+        ));
+        check(n(
+            "notification-redriven",
+            NotificationEvent::Redriven { attempts: 12 },
+        ));
+    }
+
     // Directory records.
     check(golden::<Directory<AccountKind>>(
         "directory-account-upserted",

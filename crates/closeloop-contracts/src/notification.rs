@@ -96,6 +96,12 @@ pub fn to_proto(e: &NotificationEvent) -> (Body, &'static str) {
             }),
             "closeloop.v1.NotificationGaveUp",
         ),
+        NotificationEvent::Redriven { attempts } => (
+            Body::Redriven(v1::NotificationRedriven {
+                attempts: *attempts,
+            }),
+            "closeloop.v1.NotificationRedriven",
+        ),
     }
 }
 
@@ -135,6 +141,9 @@ pub fn from_proto(b: Body) -> Result<NotificationEvent, DecodeError> {
         Body::GaveUp(g) => NotificationEvent::GaveUp {
             attempts: g.attempts,
             reason: g.reason,
+        },
+        Body::Redriven(r) => NotificationEvent::Redriven {
+            attempts: r.attempts,
         },
     })
 }
@@ -221,6 +230,7 @@ mod tests {
                 attempts: 4,
                 reason: "r".into(),
             },
+            NotificationEvent::Redriven { attempts: 4 },
         ];
         for e in events {
             assert_eq!(from_proto(to_proto(&e).0).unwrap(), e);

@@ -238,6 +238,9 @@ pub enum NotificationCommand {
     },
     /// The last retry failed: stop.
     GiveUp { reason: String },
+    /// An operator sends a notification that gave up again (after fixing
+    /// the cause): a new round of attempts on the same schedule.
+    Redrive,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +263,10 @@ pub enum NotificationEvent {
         attempts: u32,
         reason: String,
     },
+    /// Sent again by an operator after giving up, after `attempts` attempts.
+    Redriven {
+        attempts: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +284,8 @@ pub struct Notification {
     pub kind: NoticeKind,
     pub status: DeliveryStatus,
     pub attempts: u32,
+    /// Attempts before the current round (0 until a redrive).
+    pub round_start: u32,
     pub last_error: Option<String>,
     pub sequence: u64,
 }
@@ -287,6 +296,8 @@ pub enum NotificationRule {
     NotRequested(NotificationId),
     #[error("notification {0} is finished ({1:?}); nothing more is recorded")]
     Finished(NotificationId, DeliveryStatus),
+    #[error("notification {0} is {1:?}: only one that gave up can be redriven")]
+    NotGivenUp(NotificationId, DeliveryStatus),
 }
 
 /// A notification event as stored, with its stream sequence.
@@ -337,6 +348,12 @@ impl crate::Aggregate for NotificationAggregate {
                 sequence: s.sequence,
             }),
             (None, _) => Err(NotificationRule::NotRequested(id)),
+            (Some(s), NotificationCommand::Redrive) => match s.status {
+                DeliveryStatus::GaveUp => Ok(Decision::Append(NotificationEvent::Redriven {
+                    attempts: s.attempts,
+                })),
+                other => Err(NotificationRule::NotGivenUp(id, other)),
+            },
             (Some(s), _) if s.status != DeliveryStatus::Pending => {
                 Err(NotificationRule::Finished(id, s.status))
             }
@@ -384,6 +401,7 @@ impl crate::Aggregate for NotificationAggregate {
                 kind: *kind,
                 status: DeliveryStatus::Pending,
                 attempts: 0,
+                round_start: 0,
                 last_error: None,
                 sequence: 0,
             },
@@ -406,6 +424,12 @@ impl crate::Aggregate for NotificationAggregate {
             (Some(mut s), NotificationEvent::GaveUp { reason, .. }) => {
                 s.status = DeliveryStatus::GaveUp;
                 s.last_error = Some(reason.clone());
+                s
+            }
+            (Some(mut s), NotificationEvent::Redriven { attempts }) => {
+                s.status = DeliveryStatus::Pending;
+                s.attempts = s.attempts.max(*attempts);
+                s.round_start = s.attempts;
                 s
             }
         };
@@ -703,5 +727,43 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(gave_up.status, DeliveryStatus::GaveUp);
+        // Redriven: pending again, a new round counted from here.
+        let Ok(Decision::Append(redriven)) =
+            NotificationAggregate::decide(id, Some(&gave_up), "r", &NotificationCommand::Redrive)
+        else {
+            panic!()
+        };
+        assert_eq!(redriven, NotificationEvent::Redriven { attempts: 1 });
+        let again = NotificationAggregate::evolve(
+            Some(gave_up),
+            &StoredNotification {
+                event: redriven,
+                sequence: 9,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (again.status, again.attempts, again.round_start),
+            (DeliveryStatus::Pending, 1, 1)
+        );
+        assert!(matches!(
+            NotificationAggregate::decide(id, Some(&again), "r", &NotificationCommand::Redrive),
+            Err(NotificationRule::NotGivenUp(_, DeliveryStatus::Pending))
+        ));
+        // The next attempt is number 2, the first of the new round.
+        assert!(matches!(
+            NotificationAggregate::decide(
+                id,
+                Some(&again),
+                "r",
+                &NotificationCommand::RecordAttempt {
+                    attempt: 2,
+                    outcome: AttemptOutcome::Delivered
+                }
+            ),
+            Ok(Decision::Append(NotificationEvent::Delivered {
+                attempt: 2
+            }))
+        ));
     }
 }

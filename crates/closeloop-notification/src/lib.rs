@@ -10,11 +10,14 @@
 //!   [`view`] projects them into `notifications`, which is also the outbox;
 //!   a delivery worker claims due rows, renders them ([`templates`]) and
 //!   sends them ([`email`]), recording every attempt as an event.
+//! * [`grpc::NotificationGrpc`] serves `closeloop.v1.NotificationService`:
+//!   list notifications, redrive one that gave up.
 //! * A redelivered or replayed ticket event requests the same notifications
 //!   again, which writes nothing; a crash between sending and recording
 //!   sends again with the same `Message-ID`, so receivers can drop it.
 
 pub mod email;
+pub mod grpc;
 pub mod role;
 pub mod templates;
 pub mod view;

@@ -130,6 +130,14 @@ impl closeloop_runtime::Role for Notification {
                 requester.notifications.metrics(),
             );
             s.metrics(metrics.clone());
+            s.grpc(
+                closeloop_proto::v1::notification_service_server::NotificationServiceServer::new(
+                    crate::grpc::NotificationGrpc::new(
+                        s.db.clone(),
+                        requester.notifications.clone(),
+                    ),
+                ),
+            );
             s.consume(consumer_spec(&s.prefix), Decoded(requester.clone()));
             match &self.mailer {
                 Some(mailer) => {
@@ -443,7 +451,10 @@ impl Worker {
             Err(SendError::Transient { code, message }) => {
                 self.metrics.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %message, "delivery failed; will retry");
-                let last = retry_delay(attempt).is_none() || attempt >= MAX_ATTEMPTS;
+                // The schedule counts from the start of this round (a
+                // redrive starts a new one).
+                let in_round = attempt.saturating_sub(n.round_start);
+                let last = retry_delay(in_round).is_none() || in_round >= MAX_ATTEMPTS;
                 (
                     AttemptOutcome::Retryable {
                         status: *code,

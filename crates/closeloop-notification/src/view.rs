@@ -93,16 +93,39 @@ async fn apply(
             .execute(&mut *conn)
             .await?;
         }
+        NotificationEvent::Redriven { attempts } => {
+            sqlx::query(
+                "UPDATE notifications SET status = 'pending', round_start = $2, \
+                 next_attempt_at = $3, finished_at = NULL, sequence = $4 \
+                 WHERE id = $1 AND sequence < $4",
+            )
+            .bind(id)
+            .bind(i64::from(*attempts))
+            .bind(at)
+            .bind(sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
         NotificationEvent::Attempted { attempt, outcome } => {
             let error = match outcome {
                 AttemptOutcome::Retryable { error, .. }
                 | AttemptOutcome::Permanent { error, .. } => error.clone(),
                 AttemptOutcome::Delivered => String::new(),
             };
-            // The next attempt's time; after the last one the worker gives up
-            // (recorded as its own event), so the row stays due until then.
+            // The next attempt's time on the schedule of this round; after
+            // the last one the worker gives up (recorded as its own event),
+            // so the row stays due until then.
+            let round_start: i64 =
+                sqlx::query("SELECT round_start FROM notifications WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?
+                    .unwrap_or(0);
+            let in_round = attempt.saturating_sub(round_start.clamp(0, i64::from(u32::MAX)) as u32);
             let next = at
-                + retry_delay(*attempt)
+                + retry_delay(in_round)
                     .map(|d| d.as_micros() as i64)
                     .unwrap_or(0);
             sqlx::query(
@@ -164,10 +187,13 @@ pub struct NotificationRow {
     pub requested_at: i64,
     pub next_attempt_at: i64,
     pub finished_at: Option<i64>,
+    /// Attempts before the current round (a redrive starts a new one).
+    pub round_start: u32,
 }
 
 const COLUMNS: &str = "id, ticket_id, cause_event_id, recipient, channel, kind, status, \
-                       attempts, last_error, requested_at, next_attempt_at, finished_at";
+                       attempts, last_error, requested_at, next_attempt_at, finished_at, \
+                       round_start";
 
 fn row(r: &sqlx::any::AnyRow) -> Result<NotificationRow, sqlx::Error> {
     Ok(NotificationRow {
@@ -183,6 +209,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<NotificationRow, sqlx::Error> {
         requested_at: r.try_get(9)?,
         next_attempt_at: r.try_get(10)?,
         finished_at: r.try_get(11)?,
+        round_start: r.try_get::<i64, _>(12)?.clamp(0, i64::from(u32::MAX)) as u32,
     })
 }
 
@@ -266,11 +293,21 @@ pub async fn for_ticket(db: &Db, ticket_id: &str) -> Result<Vec<NotificationRow>
     rows.iter().map(row).collect()
 }
 
-/// Notifications that gave up, newest first (`closeloop notifications failed`).
-pub async fn gave_up(db: &Db) -> Result<Vec<NotificationRow>, sqlx::Error> {
+/// Notifications, newest first, with `status` and of `ticket_id` when
+/// given (`closeloop notifications failed` lists `gave_up`).
+pub async fn list(
+    db: &Db,
+    status: Option<&str>,
+    ticket_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<NotificationRow>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM notifications WHERE status = 'gave_up' ORDER BY finished_at DESC"
+        "SELECT {COLUMNS} FROM notifications WHERE ($1 = '' OR status = $1) \
+         AND ($2 = '' OR ticket_id = $2) ORDER BY requested_at DESC, id LIMIT $3"
     )))
+    .bind(status.unwrap_or_default())
+    .bind(ticket_id.unwrap_or_default())
+    .bind(limit)
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(row).collect()

@@ -84,6 +84,12 @@ impl Projection for TicketNotifications {
             .bind(i64::from(*attempt))
             .bind(at)
             .bind(sequence),
+            NotificationEvent::Redriven { .. } => sqlx::query(
+                "UPDATE ticket_notifications SET status = 'pending', finished_at = NULL, \
+                 sequence = $2 WHERE id = $1 AND sequence < $2",
+            )
+            .bind(id)
+            .bind(sequence),
             NotificationEvent::GaveUp { reason, .. } => sqlx::query(
                 "UPDATE ticket_notifications SET status = 'gave_up', last_error = $2, \
                  finished_at = $3, sequence = $4 WHERE id = $1 AND sequence < $4",
@@ -103,7 +109,8 @@ pub async fn of_ticket(db: &Db, id: &str) -> Result<Vec<v1::TicketNotification>,
     let ts = |us: i64| convert::timestamp(closeloop_domain::Timestamp::from_micros(us));
     sqlx::query(
         "SELECT id, recipient, channel, kind, status, attempts, last_error, requested_at, \
-         finished_at FROM ticket_notifications WHERE ticket_id = $1 ORDER BY requested_at, id",
+         finished_at, ticket_id FROM ticket_notifications WHERE ticket_id = $1 \
+         ORDER BY requested_at, id",
     )
     .bind(id)
     .fetch_all(db.pool())
@@ -120,6 +127,7 @@ pub async fn of_ticket(db: &Db, id: &str) -> Result<Vec<v1::TicketNotification>,
             last_error: r.try_get(6)?,
             requested_at: Some(ts(r.try_get(7)?)),
             finished_at: r.try_get::<Option<i64>, _>(8)?.map(ts),
+            ticket_id: r.try_get(9)?,
         })
     })
     .collect()

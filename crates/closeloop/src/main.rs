@@ -65,7 +65,8 @@ enum Command {
     /// position, lag and dead letters (from its /readyz and /metrics), and
     /// with --nats-url what each consumer parked.
     Status(status::StatusArgs),
-    /// Notification templates: check them before a start.
+    /// Notifications: those that gave up, redriving them, and checking
+    /// templates before a start.
     Notifications(notifications::NotificationsArgs),
 }
 
@@ -228,7 +229,7 @@ async fn main() -> ExitCode {
             directory::run(args).await
         }
         Command::Status(args) => status::run(args).await,
-        Command::Notifications(args) => notifications::run(args),
+        Command::Notifications(args) => notifications::run(args).await,
         Command::Dlq(args) => {
             init_logging(cli.log_format, "warn");
             intake::run_dlq(args).await

@@ -221,6 +221,7 @@ pub fn notifications_json(ns: &[v1::TicketNotification]) -> Value {
         .map(|n| {
             json!({
                 "id": n.id,
+                "ticket_id": n.ticket_id,
                 "recipient": n.recipient,
                 "channel": n.channel,
                 "kind": n.kind,

@@ -790,3 +790,149 @@ fn notification_templates_are_checked_before_a_start() {
     assert!(err.contains("rnps-detractor/body.html"), "{err}");
     assert!(err.contains("line 2"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_that_gave_up_are_listed_and_redriven() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = closeloop_tests::SmtpSink::picky();
+    let app = closeloop_tests::spawn_app_configured(
+        &nats.url(),
+        &db.url,
+        &unique_prefix(),
+        None,
+        closeloop_notification::role::Config {
+            smtp_url: Some(sink.url()),
+            mail_from: "cx@vendor.example".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    app.seed_ticket_directory().await;
+    app.seed_person("nobody@vendor.example", None).await;
+    let s = app.grpc_url();
+    let notifications = |args: Vec<String>| {
+        let s = s.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+                .args(["notifications", "--server", &s])
+                .args(args)
+                .env_remove("CLOSELOOP_SERVER")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let open = |owner: &str, request: &str| {
+        vec![
+            "open",
+            "--account",
+            "ACME-001",
+            "--owner-email",
+            owner,
+            "--request-id",
+            request,
+            "-o",
+            "id",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let refused_ticket = {
+        let a = open("nobody@vendor.example", "n-1");
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = cli(&s, &a).await;
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    {
+        let a = open("dana@vendor.example", "n-2");
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        assert!(cli(&s, &a).await.status.success());
+    }
+    sink.wait_for(1).await;
+
+    let failed = || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let v = json(&notifications(args(&["failed", "-o", "json"])).await);
+            let list = v["notifications"].as_array().unwrap().clone();
+            if !list.is_empty() {
+                return list;
+            }
+            assert!(std::time::Instant::now() < deadline, "nothing gave up");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let list = failed().await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let n = &list[0];
+    assert_eq!(n["ticket_id"], refused_ticket.as_str());
+    assert_eq!(n["recipient"], "nobody@vendor.example");
+    assert_eq!(n["status"], "gave_up");
+    assert_eq!(n["attempts"], 1);
+    assert!(n["last_error"].as_str().unwrap().contains("550"), "{n}");
+    let id = n["id"].as_str().unwrap().to_string();
+
+    let table = notifications(args(&["failed"])).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("550")),
+        "{table}"
+    );
+
+    // Redriven: a new round; refused again, so it gives up after attempt 2.
+    let r = notifications(args(&["redrive", &id])).await;
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let list = failed().await;
+        if list[0]["attempts"] == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Only what gave up can be redriven; unknown and malformed ids.
+    let delivered = {
+        let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .args([
+                "tickets",
+                "--server",
+                &s,
+                "list",
+                "--owner-email",
+                "dana@vendor.example",
+                "-o",
+                "id",
+            ])
+            .output()
+            .await
+            .unwrap();
+        let ticket = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        let shown = json(&cli(&s, &["show", &ticket, "-o", "json"]).await);
+        shown["notifications"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let r = notifications(args(&["redrive", &delivered])).await;
+    assert_eq!(
+        r.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(String::from_utf8_lossy(&r.stderr).contains("only one that gave up"));
+    let r = notifications(args(&["redrive", "0b6f0c5e-1111-5222-8333-944455556666"])).await;
+    assert_eq!(r.status.code(), Some(4));
+    let r = notifications(args(&["redrive", "not-an-id"])).await;
+    assert_eq!(r.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("notification_id"));
+    app.stop().await.unwrap();
+}
