@@ -766,6 +766,11 @@ impl SmtpSink {
         SmtpSink::with_handler("smtp_handlers.Picky")
     }
 
+    /// Accepts every message a quarter of a second after its data.
+    pub fn slow() -> SmtpSink {
+        SmtpSink::with_handler("smtp_handlers.Slow")
+    }
+
     fn with_handler(handler: &str) -> SmtpSink {
         let dir = tempfile::tempdir().unwrap();
         let port = free_addr().port();

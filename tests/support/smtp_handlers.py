@@ -25,3 +25,14 @@ class Picky(Mailbox):
             return "451 4.3.0 mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+
+class Slow(Mailbox):
+    """Accepts every message, a quarter of a second after its data arrives
+    (so a test can kill a sender while messages are in flight)."""
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+
+        await asyncio.sleep(0.25)
+        return await super().handle_DATA(server, session, envelope)
