@@ -5,8 +5,10 @@
 # as `make run` does) and every role on a fresh SQLite database with the
 # example programs, imports the example directory, submits every document in
 # deploy/examples/feedback/, and prints the tickets routing opened: owner,
-# stakeholders, SLA and resolution guide. Then stops what it started and
-# removes its files: the demo never touches a broker or database you run.
+# stakeholders, SLA and resolution guide, and the e-mails the notification
+# role sent for them (caught by a local SMTP sink, Debian's python3-aiosmtpd).
+# Then stops what it started and removes its files: the demo never touches a
+# broker, database or mail server you run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,6 +20,7 @@ prefix=demo
 nats_port=${DEMO_NATS_PORT:-14222}
 grpc=127.0.0.1:${DEMO_GRPC_PORT:-50151}
 http=127.0.0.1:${DEMO_HTTP_PORT:-8180}
+smtp_port=${DEMO_SMTP_PORT:-12525}
 export CLOSELOOP_SERVER="http://$grpc"
 export CLOSELOOP_HTTP_URL="http://$http"
 export CLOSELOOP_NATS_URL="nats://127.0.0.1:$nats_port"
@@ -25,8 +28,10 @@ export CLOSELOOP_PREFIX="$prefix"
 
 server_pid=""
 nats_pid=""
+smtp_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$smtp_pid" ]; then kill "$smtp_pid" 2>/dev/null || true; wait "$smtp_pid" 2>/dev/null || true; fi
   if [ -n "$nats_pid" ]; then kill "$nats_pid" 2>/dev/null || true; wait "$nats_pid" 2>/dev/null || true; fi
   rm -rf "$run_dir"
   echo "demo stopped; nothing left running" >&2
@@ -41,14 +46,24 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+deploy/local/install-test-tools.sh
+/usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$run_dir/mail" \
+  </dev/null >"$run_dir/smtp.log" 2>&1 &
+smtp_pid=$!
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$smtp_port") 2>/dev/null && break
+  sleep 0.1
+done
+
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "programs: $CLOSELOOP_PROGRAMS"
 "$bin" programs validate "$CLOSELOOP_PROGRAMS"
 
-step "nats-server -js on 127.0.0.1:$nats_port; closeloop serve --roles all (SQLite in $run_dir)"
+step "nats-server -js on 127.0.0.1:$nats_port; an SMTP sink on 127.0.0.1:$smtp_port; closeloop serve --roles all (SQLite in $run_dir)"
 "$bin" serve --roles all --prefix "$prefix" --grpc-addr "$grpc" --http-addr "$http" \
   --database-url "sqlite://$run_dir/closeloop.db" --programs "$CLOSELOOP_PROGRAMS" \
+  --smtp-url "smtp://127.0.0.1:$smtp_port" --mail-from "closeloop demo <cx@vendor.example>" \
   >"$run_dir/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
@@ -82,3 +97,26 @@ for id in $("$bin" tickets list --page-size 500 -o id); do
   step "ticket $id"
   "$bin" tickets show "$id"
 done
+
+step "e-mails the notification role sent (the SMTP sink's mailbox)"
+count=-1; stable=0
+for _ in $(seq 1 100); do
+  n=$(find "$run_dir/mail/new" -type f 2>/dev/null | wc -l)
+  if [ "$n" -gt 0 ] && [ "$n" = "$count" ]; then stable=$((stable + 1)); else stable=0; fi
+  count=$n
+  [ "$stable" -ge 5 ] && break
+  sleep 0.2
+done
+/usr/bin/python3 - "$run_dir/mail" <<'PY'
+import email, email.policy, mailbox, sys
+box = mailbox.Maildir(sys.argv[1], create=False)
+msgs = [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()]
+print(f"{len(msgs)} e-mails")
+for m in sorted(msgs, key=lambda m: (str(m["Subject"]), str(m["To"]))):
+    body = m.get_body(preferencelist=("plain",)).get_content().strip().splitlines()
+    print(f"\n  To: {m['To']}\n  Subject: {m['Subject']}\n  Message-ID: {m['Message-ID']}")
+    for line in body[:6]:
+        print(f"    {line}")
+    if len(body) > 6:
+        print(f"    ... ({len(body) - 6} more lines, and an HTML part)")
+PY
