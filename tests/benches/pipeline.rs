@@ -9,13 +9,21 @@
 //!    accepted per second), end-to-end rate (responses whose ticket is in the
 //!    ticket view per second), events written per response, and the
 //!    end-to-end rate as a fraction of the pipelined raw publish rate.
+//! 3. Owner notified: every ticket's owner alert e-mailed to a local SMTP
+//!    server (Debian's aiosmtpd, storing into a Maildir): notifications per
+//!    second, and p50/p99 from the response's batch being accepted to the
+//!    owner's e-mail being stored (the Maildir file name's arrival time).
 //!
 //! Environment: BENCH_RESPONSES (default 5000), BENCH_DB (sqlite|postgres),
 //! BENCH_RAW_MESSAGES (default 20000).
 
 use std::time::{Duration, Instant};
 
-use closeloop_tests::{Backend, Nats, TestDb, raw_publish, spawn_app, unique_prefix};
+use std::collections::HashMap;
+
+use closeloop_tests::{
+    Backend, Nats, SmtpSink, TestDb, raw_publish, spawn_app_configured, unique_prefix,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -78,10 +86,24 @@ async fn main() {
 
     let db = TestDb::new(backend).await;
     let prefix = unique_prefix();
-    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    let sink = SmtpSink::start();
+    let app = spawn_app_configured(
+        &nats.url(),
+        &db.url,
+        &prefix,
+        None,
+        closeloop_notification::role::Config {
+            smtp_url: Some(sink.url()),
+            mail_from: "bench <cx@vendor.example>".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     app.import_example_directory().await;
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-    let before_events = nats.event_count(&prefix).await;
+    // The front half's own events (notifications are counted apart).
+    let front = ["feedback", "routing", "rotation", "ticket"];
+    let before_events = nats.events_of(&prefix, &front).await;
 
     let docs: Vec<Value> = (0..n).map(response).collect();
     let bodies: Vec<Vec<u8>> = docs
@@ -90,20 +112,25 @@ async fn main() {
         .collect();
     let addr = app.http_addr;
     let t0 = Instant::now();
-    let statuses: Vec<u16> = futures::stream::iter(bodies)
-        .map(|b| async move {
-            closeloop_tests::http_post(addr, "/v1/feedback:batch", &b)
+    let start_wall = std::time::SystemTime::now();
+    // (batch index, status, when it was accepted, since t0)
+    let statuses: Vec<(usize, u16, Duration)> = futures::stream::iter(bodies.into_iter().enumerate())
+        .map(|(i, b)| async move {
+            let s = closeloop_tests::http_post(addr, "/v1/feedback:batch", &b)
                 .await
-                .0
+                .0;
+            (i, s, t0.elapsed())
         })
         .buffer_unordered(4)
         .collect()
         .await;
     let intake = t0.elapsed();
     assert!(
-        statuses.iter().all(|s| *s == 202),
+        statuses.iter().all(|(_, s, _)| *s == 202),
         "batch statuses: {statuses:?}"
     );
+    let accepted_at: HashMap<usize, Duration> =
+        statuses.iter().map(|(i, _, at)| (*i, *at)).collect();
 
     let trace = std::env::var_os("BENCH_TRACE").is_some();
     let events_stream = nats.events_stream(&prefix).await;
@@ -136,7 +163,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(if trace { 250 } else { 20 })).await;
     }
     let e2e = t0.elapsed();
-    let events = nats.event_count(&prefix).await - before_events;
+    let events = nats.events_of(&prefix, &front).await - before_events;
     let intake_rate = n as f64 / intake.as_secs_f64();
     let e2e_rate = n as f64 / e2e.as_secs_f64();
     let per = events as f64 / n as f64;
@@ -154,6 +181,61 @@ async fn main() {
         "  end to end / pipelined raw publish: {:.3} (responses), {:.3} (events)",
         e2e_rate / pipelined,
         events as f64 / e2e.as_secs_f64() / pipelined
+    );
+
+    // 3. Owner notified: one owner alert per ticket.
+    let mut ticket_batch: HashMap<String, usize> = HashMap::new();
+    let by_feedback: HashMap<String, usize> = (0..n)
+        .map(|i| {
+            let fid = closeloop_contracts::feedback::FeedbackId::of("bench", &format!("B{i:08}"));
+            (fid.to_string(), i / 500)
+        })
+        .collect();
+    for r in sqlx::query("SELECT id, feedback_id FROM tickets")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    {
+        let (id, fid): (String, String) = (r.get(0), r.get(1));
+        if let Some(b) = by_feedback.get(&fid) {
+            ticket_batch.insert(id, *b);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let owner_alerts = loop {
+        let alerts = sink.arrivals("New ticket for you");
+        if alerts.len() >= n {
+            break alerts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} owner alerts after 15 minutes",
+            alerts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut last = Duration::ZERO;
+    for (ticket, arrived) in &owner_alerts {
+        let Some(batch) = ticket_batch.get(ticket) else {
+            continue;
+        };
+        let since = arrived
+            .duration_since(start_wall)
+            .unwrap_or_default();
+        last = last.max(since);
+        latencies.push((since.saturating_sub(accepted_at[batch])).as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
+    println!(
+        "  owner notified (e-mail stored by a local aiosmtpd): {:>6.0} notifications/s over the run ({:.2?}); \
+         accepted -> e-mailed p50 {:.0} ms, p99 {:.0} ms ({} owner alerts)",
+        latencies.len() as f64 / last.as_secs_f64(),
+        last,
+        pct(0.50),
+        pct(0.99),
+        latencies.len()
     );
     drop(app);
 }

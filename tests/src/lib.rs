@@ -833,6 +833,42 @@ print(json.dumps(out))
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// The messages whose subject contains `subject`: the ticket id their
+    /// text names (`closeloop tickets show ID`) and when the sink stored
+    /// them (from the Maildir file name, which records the arrival time to
+    /// the microsecond).
+    pub fn arrivals(&self, subject: &str) -> Vec<(String, std::time::SystemTime)> {
+        let script = r#"
+import email, email.policy, json, mailbox, re, sys
+box = mailbox.Maildir(sys.argv[1], create=True)
+out = []
+for key in box.keys():
+    m = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+    if sys.argv[2] not in str(m.get("Subject")):
+        continue
+    text = m.get_body(preferencelist=("plain",)).get_content()
+    found = re.search(r"closeloop tickets show (\S+)", text)
+    secs, micros = key.split(".")[0], key.split(".")[1].split("P")[0].lstrip("M")
+    out.append([found.group(1) if found else "", int(secs) * 1000000 + int(micros)])
+print(json.dumps(out))
+"#;
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(self.dir.path().join("maildir"))
+            .arg(subject)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Vec<(String, u64)> = serde_json::from_slice(&out.stdout).unwrap();
+        v.into_iter()
+            .map(|(t, us)| (t, std::time::UNIX_EPOCH + Duration::from_micros(us)))
+            .collect()
+    }
+
     /// Waits (up to 20 s) until at least `n` messages arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
