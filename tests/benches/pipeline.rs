@@ -114,16 +114,17 @@ async fn main() {
     let t0 = Instant::now();
     let start_wall = std::time::SystemTime::now();
     // (batch index, status, when it was accepted, since t0)
-    let statuses: Vec<(usize, u16, Duration)> = futures::stream::iter(bodies.into_iter().enumerate())
-        .map(|(i, b)| async move {
-            let s = closeloop_tests::http_post(addr, "/v1/feedback:batch", &b)
-                .await
-                .0;
-            (i, s, t0.elapsed())
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
+    let statuses: Vec<(usize, u16, Duration)> =
+        futures::stream::iter(bodies.into_iter().enumerate())
+            .map(|(i, b)| async move {
+                let s = closeloop_tests::http_post(addr, "/v1/feedback:batch", &b)
+                    .await
+                    .0;
+                (i, s, t0.elapsed())
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
     let intake = t0.elapsed();
     assert!(
         statuses.iter().all(|(_, s, _)| *s == 202),
@@ -220,14 +221,14 @@ async fn main() {
         let Some(batch) = ticket_batch.get(ticket) else {
             continue;
         };
-        let since = arrived
-            .duration_since(start_wall)
-            .unwrap_or_default();
+        let since = arrived.duration_since(start_wall).unwrap_or_default();
         last = last.max(since);
         latencies.push((since.saturating_sub(accepted_at[batch])).as_secs_f64() * 1000.0);
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
     println!(
         "  owner notified (e-mail stored by a local aiosmtpd): {:>6.0} notifications/s over the run ({:.2?}); \
          accepted -> e-mailed p50 {:.0} ms, p99 {:.0} ms ({} owner alerts)",

@@ -70,11 +70,12 @@ pub fn to_proto(e: &NotificationEvent) -> (Body, &'static str) {
             "closeloop.v1.NotificationRequested",
         ),
         NotificationEvent::Attempted { attempt, outcome } => {
-            let (permanent, status, error) = match outcome {
-                AttemptOutcome::Retryable { status, error } => (false, *status, error.clone()),
-                AttemptOutcome::Permanent { status, error } => (true, *status, error.clone()),
-                AttemptOutcome::Delivered => (false, None, String::new()),
+            let (permanent, status) = match outcome {
+                AttemptOutcome::Retryable { status, .. } => (false, *status),
+                AttemptOutcome::Permanent { status, .. } => (true, *status),
+                AttemptOutcome::Delivered => (false, None),
             };
+            let error = outcome.error().unwrap_or_default().to_string();
             (
                 Body::Attempted(v1::NotificationAttempted {
                     attempt: *attempt,
@@ -145,6 +146,40 @@ pub fn from_proto(b: Body) -> Result<NotificationEvent, DecodeError> {
         Body::Redriven(r) => NotificationEvent::Redriven {
             attempts: r.attempts,
         },
+    })
+}
+
+/// A stored notification event as views take it: the notification's id
+/// (the subject's last token), the event, its sequence and when it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projected {
+    pub id: String,
+    pub event: NotificationEvent,
+    pub sequence: u64,
+    /// Microseconds since the epoch (`Closeloop-Occurred-At`).
+    pub at: i64,
+}
+
+/// Decodes `stored` for a view.
+pub fn projected(stored: &StoredEvent) -> Result<Projected, DecodeError> {
+    let StoredNotification { event, sequence } = NotificationContract::decode(stored)?;
+    let at = stored
+        .envelope
+        .as_ref()
+        .map_or_else(SystemTime::now, |e| e.occurred_at)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default();
+    Ok(Projected {
+        id: stored
+            .subject
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        event,
+        sequence,
+        at,
     })
 }
 

@@ -223,6 +223,18 @@ pub enum AttemptOutcome {
     Permanent { status: Option<u16>, error: String },
 }
 
+impl AttemptOutcome {
+    /// The failure's message (`None` when delivered).
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            AttemptOutcome::Delivered => None,
+            AttemptOutcome::Retryable { error, .. } | AttemptOutcome::Permanent { error, .. } => {
+                Some(error)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotificationCommand {
     Request {
@@ -409,11 +421,7 @@ impl crate::Aggregate for NotificationAggregate {
             (Some(s), NotificationEvent::Requested { .. }) => s,
             (Some(mut s), NotificationEvent::Attempted { attempt, outcome }) => {
                 s.attempts = s.attempts.max(*attempt);
-                s.last_error = match outcome {
-                    AttemptOutcome::Retryable { error, .. }
-                    | AttemptOutcome::Permanent { error, .. } => Some(error.clone()),
-                    AttemptOutcome::Delivered => None,
-                };
+                s.last_error = outcome.error().map(str::to_string);
                 s
             }
             (Some(mut s), NotificationEvent::Delivered { attempt }) => {

@@ -10,11 +10,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use closeloop_contracts::notification::{
-    AttemptOutcome, NotificationContract, NotificationEvent, StoredNotification,
-};
+use closeloop_contracts::notification::{NotificationEvent, projected};
 use closeloop_domain::notification::retry_delay;
-use closeloop_eventstore::{Contract, Prefix, StoredEvent};
+use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_readmodel::{Db, Projection, ProjectionError};
 use sqlx::{AnyConnection, Row as _};
 
@@ -44,19 +42,8 @@ impl Projection for NotificationView {
         conn: &mut AnyConnection,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let StoredNotification { event: e, sequence } =
-            NotificationContract::decode(event).map_err(|e| ProjectionError::Poison(e.0))?;
-        let at = event
-            .envelope
-            .as_ref()
-            .map_or_else(SystemTime::now, |e| e.occurred_at);
-        let id = event
-            .subject
-            .rsplit('.')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        apply(conn, &id, &e, micros(at), sequence as i64).await?;
+        let p = projected(event).map_err(|e| ProjectionError::Poison(e.0))?;
+        apply(conn, &p.id, &p.event, p.at, p.sequence as i64).await?;
         Ok(())
     }
 }
@@ -107,11 +94,7 @@ async fn apply(
             .await?;
         }
         NotificationEvent::Attempted { attempt, outcome } => {
-            let error = match outcome {
-                AttemptOutcome::Retryable { error, .. }
-                | AttemptOutcome::Permanent { error, .. } => error.clone(),
-                AttemptOutcome::Delivered => String::new(),
-            };
+            let error = outcome.error().unwrap_or_default().to_string();
             // The next attempt's time on the schedule of this round; after
             // the last one the worker gives up (recorded as its own event),
             // so the row stays due until then.

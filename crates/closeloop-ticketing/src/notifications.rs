@@ -3,10 +3,8 @@
 //! show`. Projected (`ticket_notifications`) from the notification events
 //! through their contract; the notification role is their one writer.
 
-use closeloop_contracts::notification::{
-    AttemptOutcome, NotificationContract, NotificationEvent, StoredNotification,
-};
-use closeloop_eventstore::{Contract, Prefix, StoredEvent};
+use closeloop_contracts::notification::{NotificationEvent, Projected, projected};
+use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_proto::{convert, v1};
 use closeloop_readmodel::{Db, Projection, ProjectionError};
 use sqlx::{AnyConnection, Row as _};
@@ -15,12 +13,6 @@ use sqlx::{AnyConnection, Row as _};
 pub const NAME: &str = "ticket_notifications";
 
 pub struct TicketNotifications;
-
-fn micros(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or_default()
-}
 
 impl Projection for TicketNotifications {
     fn name(&self) -> &'static str {
@@ -36,10 +28,13 @@ impl Projection for TicketNotifications {
         conn: &mut AnyConnection,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let StoredNotification { event: e, sequence } =
-            NotificationContract::decode(event).map_err(|e| ProjectionError::Poison(e.0))?;
-        let at = event.envelope.as_ref().map_or(0, |e| micros(e.occurred_at));
-        let id = event.subject.rsplit('.').next().unwrap_or_default();
+        let Projected {
+            id,
+            event: e,
+            sequence,
+            at,
+        } = projected(event).map_err(|e| ProjectionError::Poison(e.0))?;
+        let id = id.as_str();
         let sequence = sequence as i64;
         let q = match &e {
             NotificationEvent::Requested {
@@ -62,11 +57,7 @@ impl Projection for TicketNotifications {
             .bind(at)
             .bind(sequence),
             NotificationEvent::Attempted { attempt, outcome } => {
-                let error = match outcome {
-                    AttemptOutcome::Retryable { error, .. }
-                    | AttemptOutcome::Permanent { error, .. } => error.clone(),
-                    AttemptOutcome::Delivered => String::new(),
-                };
+                let error = outcome.error().unwrap_or_default().to_string();
                 sqlx::query(
                     "UPDATE ticket_notifications SET attempts = $2, last_error = $3, sequence = $4 \
                      WHERE id = $1 AND sequence < $4",
