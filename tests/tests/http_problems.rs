@@ -131,3 +131,129 @@ async fn every_http_error_is_a_documented_problem_document() {
     nats.restart();
     app.stop().await.unwrap();
 }
+
+/// Connectors write back over HTTP: the ticket commands answer JSON, repeat
+/// a request id's answer, and refuse with documented problem documents that
+/// carry the gRPC service's field details and reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_commands_over_http_answer_json_or_problem_documents() {
+    use closeloop_proto::v1;
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
+    let ticket = app
+        .tickets()
+        .await
+        .open_ticket(v1::OpenTicketRequest {
+            request_id: "http-open".into(),
+            account_id: "ACME-001".into(),
+            owner_email: "dana@vendor.example".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let addr = app.http_addr;
+    let json_ct = [("Content-Type", "application/json")];
+    let post = |cmd: &str, body: Value| {
+        let path = format!("/v1/tickets/{}:{cmd}", ticket.id);
+        async move { http_request(addr, "POST", &path, &json_ct, body.to_string().as_bytes()).await }
+    };
+
+    let contact = json!({"request_id": "crm-activity-1", "channel": "phone", "summary": "called the CIO", "actor": "crm-sync@vendor.example"});
+    let (s, ct, body) = post("contact", contact.clone()).await;
+    assert_eq!((s, ct.as_str()), (200, "application/json"), "{body}");
+    let first: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&first["status"], &first["replayed"], &first["ticket_id"]),
+        (&json!("contacted"), &json!(false), &json!(ticket.id))
+    );
+    let (_, _, body) = post("contact", contact).await;
+    let again: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(again["replayed"], true);
+    assert_eq!(again["sequence"], first["sequence"]);
+
+    // Every bad field at once, as gRPC names them.
+    let p = problem(
+        post(
+            "close",
+            json!({"request_id": "crm-close-1", "root_cause_category": "weather"}),
+        )
+        .await,
+        422,
+        "invalid-command",
+    );
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for f in ["root_cause_category", "root_cause", "actions_taken"] {
+        assert!(fields.contains(&f), "{p}");
+    }
+    problem(
+        post("note", json!({"request_id": 7, "text": "x"})).await,
+        422,
+        "invalid-command",
+    );
+    let p = problem(
+        post(
+            "reopen",
+            json!({"request_id": "crm-reopen-1", "reason": "again"}),
+        )
+        .await,
+        409,
+        "command-refused",
+    );
+    assert_eq!(p["reason"], "TICKET_NOT_CLOSED", "{p}");
+    problem(
+        http_request(
+            addr,
+            "POST",
+            "/v1/tickets/0b6f0c5e-1111-5222-8333-944455556666:note",
+            &json_ct,
+            json!({"request_id": "n", "text": "x"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await,
+        404,
+        "ticket-not-found",
+    );
+    problem(post("explode", json!({})).await, 404, "not-found");
+    problem(
+        http_request(
+            addr,
+            "POST",
+            &format!("/v1/tickets/{}:note", ticket.id),
+            &[("Content-Type", "text/plain")],
+            b"hello",
+        )
+        .await,
+        415,
+        "unsupported-media-type",
+    );
+    problem(
+        http_request(
+            addr,
+            "POST",
+            &format!("/v1/tickets/{}:note", ticket.id),
+            &json_ct,
+            b"{not json",
+        )
+        .await,
+        400,
+        "malformed-json",
+    );
+    // The write is the ticket's like any other: the view has it.
+    let view = app.wait_ticket(&ticket.id).await;
+    assert!(
+        view.activity.iter().any(|a| a.kind == "contact_logged"),
+        "{view:?}"
+    );
+    app.stop().await.unwrap();
+}

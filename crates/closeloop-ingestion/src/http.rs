@@ -26,36 +26,8 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 /// Largest accepted batch body.
 pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
-/// Where the `type` URIs of closeloop's problem documents point: each
-/// `<PROBLEM_BASE><kind>` is documented in `docs/ingestion.md`.
-pub const PROBLEM_BASE: &str = "https://closeloop.dev/problems/";
-
-/// An RFC 9457 problem document (`application/problem+json`): `type` is
-/// `PROBLEM_BASE` + `kind`, `detail` a sentence; structure goes in the
-/// `extra` extension member.
-pub fn problem(
-    status: StatusCode,
-    kind: &str,
-    title: &str,
-    detail: String,
-    extra: Option<(&str, Value)>,
-) -> Response {
-    let mut body = json!({
-        "type": format!("{PROBLEM_BASE}{kind}"),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    if let Some((k, v)) = extra {
-        body[k] = v;
-    }
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
-}
+/// Problem documents are the runtime's (one form for every role).
+pub use closeloop_runtime::{PROBLEM_BASE, problem};
 
 pub fn router(intake: Intake, webhooks: Option<Arc<Webhooks>>) -> Router {
     let single = Router::new()

@@ -12,6 +12,9 @@
 //! the same [`Setup`]: a projector is started once per process whichever
 //! role asks for it first.
 
+pub mod problem;
+pub use problem::{PROBLEM_BASE, problem};
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use closeloop_eventstore::ExecutorMetrics;
 use closeloop_eventstore::consumer::ConsumerMetrics;
-use closeloop_ingestion::http::problem;
 use closeloop_readmodel::{Db, Pending, Progress};
 use closeloop_runtime::MetricsSource;
+use closeloop_runtime::problem;
 use serde_json::json;
 
 use crate::Roles;

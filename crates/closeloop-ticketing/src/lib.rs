@@ -8,13 +8,15 @@
 //! * [`notifications::TicketNotifications`]: the `ticket_notifications`
 //!   view (who was told about each ticket), from the notification events.
 //! * [`queries`]: reads over those views.
-//! * [`grpc::TicketGrpc`] serves `closeloop.v1.TicketService`.
+//! * [`grpc::TicketGrpc`] serves `closeloop.v1.TicketService`; [`http`]
+//!   the same commands as `POST /v1/tickets/{id}:<command>` for connectors.
 //! * [`routes::RouteOpener`] opens the tickets routing decided and attaches
 //!   revised feedback to them.
 
 pub mod commands;
 pub mod errors;
 pub mod grpc;
+pub mod http;
 pub mod notifications;
 pub mod plan_json;
 pub mod projection;

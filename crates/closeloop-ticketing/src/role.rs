@@ -38,12 +38,9 @@ impl Role for Ticketing {
                 directory: DirectoryLookup::new(s.db.clone(), s.store.clone()),
                 catalog: s.catalog.clone(),
             };
-            s.grpc(TicketServiceServer::new(TicketGrpc::new(
-                commands,
-                s.db.clone(),
-                progress,
-                references,
-            )));
+            let grpc = TicketGrpc::new(commands, s.db.clone(), progress, references);
+            s.http(crate::http::router(grpc.clone()));
+            s.grpc(TicketServiceServer::new(grpc));
             Ok(())
         })
     }
