@@ -37,6 +37,10 @@ pub struct Envelope {
     pub traceparent: Option<String>,
     /// `application/protobuf` for closeloop's own events.
     pub content_type: String,
+    /// Stream sequence of the aggregate's previous event, as the append
+    /// recorded it (`Closeloop-Previous-Sequence`; 0: the first event).
+    /// `None` on an envelope not read from the stream.
+    pub previous_sequence: Option<u64>,
 }
 
 impl Envelope {
@@ -57,6 +61,7 @@ impl Envelope {
             causation_id: ctx.causation_id.clone(),
             traceparent: ctx.traceparent.clone(),
             content_type: "application/protobuf".to_string(),
+            previous_sequence: None,
         }
     }
 
@@ -107,6 +112,7 @@ impl Envelope {
             causation_id: get(headers::CAUSATION_ID).unwrap_or_default(),
             traceparent: get(headers::TRACEPARENT),
             content_type: get(headers::CONTENT_TYPE).unwrap_or_default(),
+            previous_sequence: get(headers::PREVIOUS_SEQUENCE).and_then(|v| v.parse().ok()),
         })
     }
 }
@@ -127,6 +133,7 @@ mod tests {
             causation_id: String::new(),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             content_type: "application/protobuf".into(),
+            previous_sequence: None,
         };
         let h = e.to_headers();
         assert_eq!(h.get(headers::MSG_ID).unwrap().as_str(), "id-1");

@@ -13,6 +13,7 @@
 //! * Without `--smtp-url` e-mail is off: notifications are still requested
 //!   and listed, nothing is sent, and `/readyz` says so.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -124,6 +125,7 @@ impl closeloop_runtime::Role for Notification {
                 store: s.store.clone(),
                 notifications: Executor::new(s.store.clone()),
                 metrics: metrics.clone(),
+                tickets: Arc::new(Bounded::new(10_000)),
             };
             s.executor(
                 closeloop_contracts::notification::AGGREGATE,
@@ -150,6 +152,8 @@ impl closeloop_runtime::Role for Notification {
                         templates: self.templates.clone(),
                         lookup: DirectoryLookup::new(s.db.clone(), s.store.clone()),
                         feedback: Executor::new(s.store.clone()),
+                        events: Bounded::new(1_000),
+                        feedbacks: Bounded::new(1_000),
                         ticket_url: self.ticket_url.clone(),
                         me: uuid::Uuid::new_v4().to_string(),
                         metrics,
@@ -230,12 +234,48 @@ impl closeloop_runtime::MetricsSource for NotificationMetrics {
     }
 }
 
+/// A small map that forgets everything when full (a cache: the stream is
+/// the truth).
+struct Bounded<K, V> {
+    map: std::sync::Mutex<HashMap<K, V>>,
+    max: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Bounded<K, V> {
+    fn new(max: usize) -> Self {
+        Bounded {
+            map: std::sync::Mutex::default(),
+            max,
+        }
+    }
+
+    fn take(&self, k: &K) -> Option<V> {
+        self.map.lock().expect("cache").remove(k)
+    }
+
+    fn get(&self, k: &K) -> Option<V> {
+        self.map.lock().expect("cache").get(k).cloned()
+    }
+
+    fn put(&self, k: K, v: V) {
+        let mut m = self.map.lock().expect("cache");
+        if m.len() >= self.max {
+            m.clear();
+        }
+        m.insert(k, v);
+    }
+}
+
 /// Requests the notifications of each ticket event. Cheap to clone.
 #[derive(Clone)]
 pub struct Requester {
     store: EventStore,
     notifications: Executor<NotificationContract>,
     metrics: Arc<NotificationMetrics>,
+    /// Each ticket as of the last event this process handled: the next
+    /// event (whose previous sequence is that one) is folded in without
+    /// reading the ticket's history again.
+    tickets: Arc<Bounded<TicketId, Ticket>>,
 }
 
 /// A ticket as it stood right after one of its events, and that event.
@@ -280,6 +320,31 @@ impl Requester {
     }
 }
 
+impl Requester {
+    /// The ticket right after `rec`: folded onto the cached state when the
+    /// event follows it (or is the ticket's first), else read from the
+    /// ticket's events.
+    async fn state_after(
+        &self,
+        rec: &RecordedEvent,
+        env: &Envelope,
+    ) -> Result<Option<Ticket>, String> {
+        let cached = self.tickets.take(&rec.ticket_id);
+        let next = match (cached, env.previous_sequence) {
+            (Some(t), Some(prev)) if t.sequence == prev => TicketAggregate::evolve(Some(t), rec),
+            (None, Some(0)) => TicketAggregate::evolve(None, rec),
+            _ => self
+                .ticket_at(rec.ticket_id, None, Some(rec.sequence))
+                .await?
+                .map(|a| a.ticket),
+        };
+        if let Some(t) = &next {
+            self.tickets.put(rec.ticket_id, t.clone());
+        }
+        Ok(next)
+    }
+}
+
 impl EventHandler for Requester {
     type Contract = TicketContract;
 
@@ -288,11 +353,8 @@ impl EventHandler for Requester {
             return Verdict::DeadLetter("ticket event without an envelope (no event id)".into());
         };
         let ctx = EventContext::caused_by(Some(env), ACTOR);
-        let at = match self
-            .ticket_at(rec.ticket_id, None, Some(rec.sequence))
-            .await
-        {
-            Ok(Some(at)) => at,
+        let ticket = match self.state_after(&rec, env).await {
+            Ok(Some(t)) => t,
             Ok(None) => {
                 return Verdict::Retry(format!("ticket {} is not readable yet", rec.ticket_id));
             }
@@ -301,7 +363,7 @@ impl EventHandler for Requester {
         // Preferences from the directory are not recorded yet: everyone is
         // told by e-mail, immediately.
         let prefs = |_: &str| Preferences::default();
-        for n in notices(&rec.event, &at.ticket, &prefs) {
+        for n in notices(&rec.event, &ticket, &prefs) {
             let id = NotificationId::of(&env.event_id, &n.recipient, n.channel);
             let cmd = NotificationCommand::Request {
                 ticket_id: rec.ticket_id.to_string(),
@@ -330,6 +392,11 @@ struct Worker {
     templates: Arc<Templates>,
     lookup: DirectoryLookup,
     feedback: Executor<FeedbackContract>,
+    /// A ticket event's notifications (owner, stakeholders) share its reads.
+    events: Bounded<String, Arc<AtEvent>>,
+    /// What the customer said, by feedback id (a response's revisions
+    /// change it: kept only as long as a ticket event's notifications go out).
+    feedbacks: Bounded<String, Option<FeedbackCtx>>,
     ticket_url: Option<String>,
     /// This worker's claim name.
     me: String,
@@ -515,12 +582,22 @@ impl Worker {
                 code: None,
                 message: e.to_string(),
             })?;
-        let at = self
-            .requester
-            .ticket_at(ticket_id, Some(&n.cause_event_id), None)
-            .await
-            .map_err(transient)?
-            .ok_or_else(|| transient(format!("ticket event {} not found", n.cause_event_id)))?;
+        let at = match self.events.get(&n.cause_event_id) {
+            Some(at) => at,
+            None => {
+                let at = Arc::new(
+                    self.requester
+                        .ticket_at(ticket_id, Some(&n.cause_event_id), None)
+                        .await
+                        .map_err(transient)?
+                        .ok_or_else(|| {
+                            transient(format!("ticket event {} not found", n.cause_event_id))
+                        })?,
+                );
+                self.events.put(n.cause_event_id.clone(), at.clone());
+                at
+            }
+        };
         let ctx = self.context(n, &at).await.map_err(transient)?;
         let workflow = match &at.ticket.origin {
             Origin::Workflow { workflow_id, .. } => Some(workflow_id.as_str()),
@@ -578,10 +655,18 @@ impl Worker {
             Origin::Workflow {
                 feedback_id,
                 workflow_id,
-            } => (
-                Some(workflow_id.clone()),
-                self.feedback_ctx(feedback_id).await?,
-            ),
+            } => {
+                let key = format!("{}/{feedback_id}", n.cause_event_id);
+                let f = match self.feedbacks.get(&key) {
+                    Some(f) => f,
+                    None => {
+                        let f = self.feedback_ctx(feedback_id).await?;
+                        self.feedbacks.put(key, f.clone());
+                        f
+                    }
+                };
+                (Some(workflow_id.clone()), f)
+            }
             Origin::Manual => (None, None),
         };
         let guide = t.plan.guide.as_ref().map(|g| GuideCtx {
