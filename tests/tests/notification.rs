@@ -340,3 +340,58 @@ async fn refused_mail_gives_up_deferred_mail_is_retried() {
     }
     app.stop().await.unwrap();
 }
+
+/// Without an SMTP server e-mail is off: `/readyz` says so and no e-mail
+/// notification is requested (none piles up to go out when it is switched
+/// on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_smtp_email_is_off_and_nothing_piles_up() {
+    let nats = Nats::start();
+    let db = TestDb::new(closeloop_tests::Backend::Sqlite).await;
+    let app = closeloop_tests::spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let (_, ready) = http_get(app.http_addr, "/readyz").await.unwrap();
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["email"], "off: no --smtp-url", "{ready}");
+    app.seed_ticket_directory().await;
+    let mut c = app.tickets().await;
+    let t = c
+        .open_ticket(v1::OpenTicketRequest {
+            request_id: "off-1".into(),
+            account_id: "ACME-001".into(),
+            owner_email: "dana@vendor.example".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    // The notification consumer has handled the ticket's event ...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, m) = http_get(app.http_addr, "/metrics").await.unwrap();
+        if m.contains(
+            "closeloop_consumer_messages_total{consumer=\"notification\",verdict=\"done\"} 1",
+        ) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // ... and requested nothing.
+    let r = c
+        .get_ticket(v1::GetTicketRequest {
+            ticket_id: t.id,
+            min_sequence: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.notifications.is_empty(), "{:?}", r.notifications);
+    let (_, m) = http_get(app.http_addr, "/metrics").await.unwrap();
+    assert!(
+        m.contains("closeloop_notifications_total{channel=\"email\",outcome=\"requested\"} 0"),
+        "{m}"
+    );
+    app.stop().await.unwrap();
+}

@@ -10,8 +10,9 @@
 //!   and sends it, and records the attempt: delivered, or failed (retried on
 //!   the domain's schedule, about a day), or given up. A slow SMTP server
 //!   delays only the deliveries, never the consumer or the intake path.
-//! * Without `--smtp-url` e-mail is off: notifications are still requested
-//!   and listed, nothing is sent, and `/readyz` says so.
+//! * Without `--smtp-url` e-mail is off: no e-mail notification is
+//!   requested (nothing piles up to go out when it is switched on), and
+//!   `/readyz` says so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -126,6 +127,7 @@ impl closeloop_runtime::Role for Notification {
                 notifications: Executor::new(s.store.clone()),
                 metrics: metrics.clone(),
                 tickets: Arc::new(Bounded::new(10_000)),
+                email: self.mailer.is_some(),
             };
             s.executor(
                 closeloop_contracts::notification::AGGREGATE,
@@ -167,7 +169,7 @@ impl closeloop_runtime::Role for Notification {
                 }
                 None => {
                     tracing::warn!(
-                        "notification: no --smtp-url: e-mail is off (notifications are recorded, not sent)"
+                        "notification: no --smtp-url: e-mail is off (no e-mail notification is requested)"
                     );
                     s.readiness("email", "off: no --smtp-url".to_string());
                 }
@@ -276,6 +278,9 @@ pub struct Requester {
     /// event (whose previous sequence is that one) is folded in without
     /// reading the ticket's history again.
     tickets: Arc<Bounded<TicketId, Ticket>>,
+    /// Whether e-mail is on: a channel that is off is nobody's channel, so
+    /// nothing piles up to be sent all at once when it is switched on.
+    email: bool,
 }
 
 /// A ticket as it stood right after one of its events, and that event.
@@ -361,7 +366,10 @@ impl EventHandler for Requester {
             Err(e) => return Verdict::Retry(e),
         };
         // Preferences from the directory are not recorded yet: everyone is
-        // told by e-mail, immediately.
+        // told by e-mail, immediately, when e-mail is on.
+        if !self.email {
+            return Verdict::Done;
+        }
         let prefs = |_: &str| Preferences::default();
         for n in notices(&rec.event, &ticket, &prefs) {
             let id = NotificationId::of(&env.event_id, &n.recipient, n.channel);
@@ -411,7 +419,7 @@ const CLAIM: Duration = Duration::from_secs(60);
 /// Longest sleep between looks at the outbox.
 const IDLE: Duration = Duration::from_secs(1);
 /// Notifications sent at once.
-const BATCH: i64 = 16;
+const BATCH: i64 = 32;
 const CHANNELS: [&str; 1] = ["email"];
 
 impl Worker {

@@ -203,7 +203,9 @@ fn channel_in(channels: &[&'static str]) -> String {
     format!("channel IN ({})", list.join(", "))
 }
 
-/// Pending notifications on `channels` due at `now` (µs), oldest first.
+/// Pending notifications on `channels` due at `now` (µs) that nobody holds
+/// a claim on, oldest first (a row just sent stays pending until the view
+/// records the attempt; its claim keeps it out of the way meanwhile).
 pub async fn due(
     db: &Db,
     now: i64,
@@ -212,7 +214,9 @@ pub async fn due(
 ) -> Result<Vec<NotificationRow>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1 \
-         AND {} ORDER BY next_attempt_at LIMIT $2",
+         AND {} AND NOT EXISTS (SELECT 1 FROM notification_claims c \
+         WHERE c.id = notifications.id AND c.claimed_until >= $1) \
+         ORDER BY next_attempt_at LIMIT $2",
         channel_in(channels)
     )))
     .bind(now)
