@@ -40,7 +40,7 @@ test:
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
 	$(CARGO) test --workspace
 
-## bench: raw broker publish rate vs the whole intake → routing → ticket path (release build).
+## bench: raw broker publish rate vs the whole intake → routing → ticket path, owner notified by e-mail, and the command path (release build).
 bench:
 	@deploy/local/install-nats.sh
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
