@@ -63,7 +63,7 @@ fn redacted(url: &str) -> String {
 
 impl Mailer {
     /// A sender to `url` as `from`; `password` (from a file) overrides the
-    /// URL's.
+    /// URL's. Call it inside a Tokio runtime (the connection pool runs there).
     pub fn new(
         url: &str,
         from: &str,
@@ -156,8 +156,10 @@ impl Mailer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn configuration_errors_are_specific() {
+    // The transport's connection pool runs on Tokio: mailers are built
+    // inside a runtime, as the server builds them.
+    #[tokio::test]
+    async fn configuration_errors_are_specific() {
         let e = Mailer::new("http://mail:25", "cx@v.io", None).unwrap_err();
         assert!(e.to_string().contains("use smtp://"), "{e}");
         let e = Mailer::new("smtp://mail:25", "not an address", None).unwrap_err();
@@ -169,8 +171,8 @@ mod tests {
         assert!(!format!("{m:?}").contains("secret"));
     }
 
-    #[test]
-    fn messages_have_both_parts_and_a_stable_message_id() {
+    #[tokio::test]
+    async fn messages_have_both_parts_and_a_stable_message_id() {
         let m = Mailer::new("smtp://127.0.0.1:2525", "cx@v.io", None).unwrap();
         let r = Rendered {
             subject: "S".into(),
