@@ -189,6 +189,10 @@ pub struct ConsumerSpec {
     pub retry_delay: Duration,
     /// How often, and how far apart, a `Retry` is redelivered.
     pub retry: RetryPolicy,
+    /// When its durable is first created, start after the stream's current
+    /// end instead of at its beginning (a side effect such as a notification
+    /// is about what happens from then on, not about history).
+    pub only_new: bool,
     pub metrics: std::sync::Arc<ConsumerMetrics>,
 }
 
@@ -238,8 +242,16 @@ impl ConsumerSpec {
             max_batch: 256,
             retry_delay: Duration::from_secs(1),
             retry: RetryPolicy::default(),
+            only_new: false,
             metrics: Default::default(),
         }
+    }
+
+    /// Its durable, when first created, takes only messages stored from
+    /// then on (an existing durable keeps its position).
+    pub fn only_new(mut self) -> ConsumerSpec {
+        self.only_new = true;
+        self
     }
 
     /// Takes `filter`'s subjects too.
@@ -329,6 +341,11 @@ async fn consume<H: Handler>(
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: Duration::from_secs(30),
                     max_ack_pending: (spec.max_batch * 4) as i64,
+                    deliver_policy: if spec.only_new {
+                        async_nats::jetstream::consumer::DeliverPolicy::New
+                    } else {
+                        async_nats::jetstream::consumer::DeliverPolicy::All
+                    },
                     ..Default::default()
                 },
             )

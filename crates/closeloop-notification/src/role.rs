@@ -47,13 +47,16 @@ pub const CONSUMER: &str = "notification";
 /// Request id of a notification's request (one per notification).
 pub const REQUEST: &str = "request";
 
-/// What the notification consumer reads: every ticket event.
+/// What the notification consumer reads: every ticket event from the time
+/// the role first runs (starting it on an install with history tells
+/// nobody about old tickets).
 pub fn consumer_spec(prefix: &Prefix) -> ConsumerSpec {
     ConsumerSpec::new(
         prefix.events_stream(),
         CONSUMER,
         prefix.aggregate_filter(TicketAggregate::TYPE),
     )
+    .only_new()
 }
 
 /// The role's configuration.

@@ -139,3 +139,73 @@ async fn a_killed_notifier_resends_nothing_under_a_new_id() {
         got.len() - by_id.len()
     );
 }
+
+/// Adding the notification role to an install with history tells nobody
+/// about old tickets: its consumer starts at the end of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_notifier_does_not_mail_about_history() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let prefix = unique_prefix();
+    let sink = SmtpSink::start();
+    let before = RoleProcess::start(
+        env!("CARGO_BIN_EXE_closeloop"),
+        "ingestion,ticketing",
+        (&nats.url(), &db.url, &prefix),
+        &[],
+    );
+    ready(&before).await;
+    let url = format!("http://{}", before.grpc);
+    let mut d = v1::directory_service_client::DirectoryServiceClient::connect(url.clone())
+        .await
+        .unwrap();
+    d.upsert_person(v1::UpsertPersonRequest {
+        person: Some(v1::Person {
+            email: "dana@vendor.example".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    d.upsert_account(v1::UpsertAccountRequest {
+        account: Some(v1::Account {
+            id: "ACME-001".into(),
+            name: "Acme".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let open = |request_id: &str| v1::OpenTicketRequest {
+        request_id: request_id.into(),
+        account_id: "ACME-001".into(),
+        owner_email: "dana@vendor.example".into(),
+        ..Default::default()
+    };
+    let mut t = v1::ticket_service_client::TicketServiceClient::connect(url)
+        .await
+        .unwrap();
+    t.open_ticket(open("old")).await.unwrap();
+    drop(before);
+
+    let p = start(&nats.url(), &db.url, &prefix, &sink.url());
+    ready(&p).await;
+    let mut t =
+        v1::ticket_service_client::TicketServiceClient::connect(format!("http://{}", p.grpc))
+            .await
+            .unwrap();
+    let new = t.open_ticket(open("new")).await.unwrap().into_inner();
+    let got = sink.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got_all = sink.messages();
+    assert_eq!(got_all.len(), 1, "{got_all:#?}");
+    assert!(
+        got[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains(&new.ticket.unwrap().id),
+        "{got:#?}"
+    );
+}
