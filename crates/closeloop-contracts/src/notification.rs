@@ -34,22 +34,6 @@ fn channel_from_proto(c: i32) -> Result<NotifyChannel, DecodeError> {
     }
 }
 
-/// Every notice kind, for parsing its stored name.
-const KINDS: [NoticeKind; 7] = [
-    NoticeKind::OwnerAssigned,
-    NoticeKind::OwnerReassigned,
-    NoticeKind::CustomerReplied,
-    NoticeKind::OpenedFyi,
-    NoticeKind::ReassignedFyi,
-    NoticeKind::ClosedOutcome,
-    NoticeKind::ReopenedFyi,
-];
-
-/// The notice kind named `s` (as [`NoticeKind::as_str`] writes it).
-pub fn kind_from_str(s: &str) -> Option<NoticeKind> {
-    KINDS.into_iter().find(|k| k.as_str() == s)
-}
-
 /// The protobuf body of a notification event, and its event type.
 pub fn to_proto(e: &NotificationEvent) -> (Body, &'static str) {
     match e {
@@ -110,7 +94,7 @@ pub fn to_proto(e: &NotificationEvent) -> (Body, &'static str) {
 pub fn from_proto(b: Body) -> Result<NotificationEvent, DecodeError> {
     Ok(match b {
         Body::Requested(r) => NotificationEvent::Requested {
-            kind: kind_from_str(&r.kind).ok_or_else(|| {
+            kind: NoticeKind::parse(&r.kind).ok_or_else(|| {
                 DecodeError(format!(
                     "notification kind {:?} is unknown to this version",
                     r.kind
@@ -270,8 +254,8 @@ mod tests {
         for e in events {
             assert_eq!(from_proto(to_proto(&e).0).unwrap(), e);
         }
-        for k in KINDS {
-            assert_eq!(kind_from_str(k.as_str()), Some(k));
+        for k in NoticeKind::ALL {
+            assert_eq!(NoticeKind::parse(k.as_str()), Some(k));
         }
     }
 }

@@ -83,6 +83,22 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
+    /// Every kind.
+    pub const ALL: [NoticeKind; 7] = [
+        NoticeKind::OwnerAssigned,
+        NoticeKind::OwnerReassigned,
+        NoticeKind::CustomerReplied,
+        NoticeKind::OpenedFyi,
+        NoticeKind::ReassignedFyi,
+        NoticeKind::ClosedOutcome,
+        NoticeKind::ReopenedFyi,
+    ];
+
+    /// The kind named `s` (as [`NoticeKind::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<NoticeKind> {
+        NoticeKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NoticeKind::OwnerAssigned => "owner_assigned",

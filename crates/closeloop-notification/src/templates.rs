@@ -25,15 +25,8 @@ const DEFAULTS: [(&str, &str); 3] = [
 ];
 
 /// Every notification kind, as templates see it (`kind`).
-pub const KINDS: [&str; 7] = [
-    "owner_assigned",
-    "owner_reassigned",
-    "customer_replied",
-    "opened_fyi",
-    "reassigned_fyi",
-    "closed_outcome",
-    "reopened_fyi",
-];
+pub const KINDS: [closeloop_domain::notification::NoticeKind; 7] =
+    closeloop_domain::notification::NoticeKind::ALL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -163,6 +156,7 @@ impl Templates {
         for workflow in scopes {
             for kind in KINDS {
                 for with_optional in [true, false] {
+                    let kind = kind.as_str();
                     let ctx = Context::sample(kind, with_optional);
                     self.render(workflow, &ctx).map_err(|e| match e {
                         TemplateError::Invalid { name, message } => TemplateError::Invalid {
