@@ -466,19 +466,24 @@ impl crate::Aggregate for NotificationAggregate {
     }
 }
 
-/// How long to wait after failed attempt `attempt` (1-based) before the
-/// next one: 30 s doubling to an hour, then 2, 4, 6 and 8 hours, about 22
-/// hours in all; `None` after the last attempt: give up.
-pub fn retry_delay(attempt: u32) -> Option<std::time::Duration> {
-    const SCHEDULE: [u64; 11] = [
-        30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 21_600, 28_800,
-    ];
-    let i = usize::try_from(attempt.checked_sub(1)?).ok()?;
-    SCHEDULE.get(i).map(|s| std::time::Duration::from_secs(*s))
-}
+/// Seconds between a failed attempt and the next: 30 s doubling to an
+/// hour, then 2, 4, 6 and 8 hours, about 22 hours in all.
+const RETRY_SCHEDULE: [u64; 11] = [
+    30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 21_600, 28_800,
+];
 
-/// Attempts a notification gets before it gives up.
-pub const MAX_ATTEMPTS: u32 = 12;
+/// Attempts a notification gets in a round before it gives up: the first,
+/// and one after each step of the schedule.
+pub const MAX_ATTEMPTS: u32 = RETRY_SCHEDULE.len() as u32 + 1;
+
+/// How long to wait after failed attempt `attempt` (1-based, within its
+/// round) before the next one; `None` after the last attempt: give up.
+pub fn retry_delay(attempt: u32) -> Option<std::time::Duration> {
+    let i = usize::try_from(attempt.checked_sub(1)?).ok()?;
+    RETRY_SCHEDULE
+        .get(i)
+        .map(|s| std::time::Duration::from_secs(*s))
+}
 
 #[cfg(test)]
 mod tests {

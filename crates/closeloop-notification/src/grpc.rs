@@ -16,8 +16,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::view::{self, NotificationRow};
 
-/// Domain of the `google.rpc.ErrorInfo` reasons closeloop returns.
-const ERROR_DOMAIN: &str = "closeloop.dev";
+use closeloop_proto::status::ERROR_DOMAIN;
 
 /// The service. Cheap to clone.
 #[derive(Clone)]

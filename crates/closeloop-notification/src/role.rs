@@ -25,7 +25,7 @@ use closeloop_contracts::notification::{
 };
 use closeloop_contracts::ticket::{TicketAggregate, TicketContract};
 use closeloop_directory::lookup::DirectoryLookup;
-use closeloop_domain::notification::{MAX_ATTEMPTS, Preferences, notices, retry_delay};
+use closeloop_domain::notification::{Preferences, notices, retry_delay};
 use closeloop_domain::ticket::Origin;
 use closeloop_domain::{Aggregate, RecordedEvent, Ticket, TicketEvent, TicketId, Timestamp};
 use closeloop_eventstore::consumer::{ConsumerSpec, Decoded, EventHandler, Verdict};
@@ -532,7 +532,7 @@ impl Worker {
                 // The schedule counts from the start of this round (a
                 // redrive starts a new one).
                 let in_round = attempt.saturating_sub(n.round_start);
-                let last = retry_delay(in_round).is_none() || in_round >= MAX_ATTEMPTS;
+                let last = retry_delay(in_round).is_none();
                 (
                     AttemptOutcome::Retryable {
                         status: *code,

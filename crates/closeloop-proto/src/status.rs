@@ -4,6 +4,9 @@ use closeloop_domain::FieldViolation;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// Domain of the `google.rpc.ErrorInfo` reasons closeloop returns.
+pub const ERROR_DOMAIN: &str = "closeloop.dev";
+
 /// `INVALID_ARGUMENT` naming every bad field in a `google.rpc.BadRequest`.
 pub fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
     let message = format!(

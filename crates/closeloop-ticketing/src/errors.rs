@@ -4,8 +4,7 @@ use closeloop_domain::{FieldViolation, RuleViolation};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// Domain of the `google.rpc.ErrorInfo` reasons closeloop returns.
-pub const ERROR_DOMAIN: &str = "closeloop.dev";
+pub use closeloop_proto::status::ERROR_DOMAIN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TicketError {
