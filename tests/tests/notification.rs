@@ -233,6 +233,13 @@ async fn notified_owner_and_stakeholders_once_each(backend: closeloop_tests::Bac
         )),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(&format!(
+            "closeloop_notification_delivery_seconds_count {}",
+            after.len()
+        )),
+        "{metrics}"
+    );
     app.stop().await.unwrap();
 }
 

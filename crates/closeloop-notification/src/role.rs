@@ -183,23 +183,28 @@ impl closeloop_runtime::Role for Notification {
 }
 
 /// Delivery counters, for `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NotificationMetrics {
     requested: AtomicU64,
     delivered: AtomicU64,
     failed: AtomicU64,
     gave_up: AtomicU64,
-    /// Request to delivery, in milliseconds: count, sum, and buckets.
-    latency: std::sync::Mutex<Vec<f64>>,
+    /// Request to delivery, in seconds (a shared handle: every scrape
+    /// registers this one histogram).
+    latency: prometheus_client::metrics::histogram::Histogram,
 }
 
-impl NotificationMetrics {
-    fn observe(&self, ms: f64) {
-        let mut l = self.latency.lock().expect("latency");
-        if l.len() >= 100_000 {
-            l.clear();
+impl Default for NotificationMetrics {
+    fn default() -> Self {
+        NotificationMetrics {
+            requested: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            gave_up: AtomicU64::new(0),
+            latency: prometheus_client::metrics::histogram::Histogram::new([
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0,
+            ]),
         }
-        l.push(ms);
     }
 }
 
@@ -207,7 +212,6 @@ impl closeloop_runtime::MetricsSource for NotificationMetrics {
     fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         use prometheus_client::metrics::counter::Counter;
         use prometheus_client::metrics::family::Family;
-        use prometheus_client::metrics::histogram::Histogram;
         let deliveries = Family::<Vec<(String, String)>, Counter>::default();
         for (outcome, c) in [
             ("requested", &self.requested),
@@ -227,14 +231,10 @@ impl closeloop_runtime::MetricsSource for NotificationMetrics {
             "Notifications by channel and outcome (requested, delivered, failed attempts, gave up).",
             deliveries,
         );
-        let h = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0]);
-        for ms in self.latency.lock().expect("latency").iter() {
-            h.observe(ms / 1000.0);
-        }
         registry.register(
             "closeloop_notification_delivery_seconds",
             "From a notification's request to the receiver accepting it.",
-            h,
+            self.latency.clone(),
         );
     }
 }
@@ -523,7 +523,8 @@ impl Worker {
             Ok(()) => {
                 self.metrics.delivered.fetch_add(1, Ordering::Relaxed);
                 self.metrics
-                    .observe((now - n.requested_at).max(0) as f64 / 1000.0);
+                    .latency
+                    .observe((now - n.requested_at).max(0) as f64 / 1_000_000.0);
                 (AttemptOutcome::Delivered, None)
             }
             Err(SendError::Transient { code, message }) => {
