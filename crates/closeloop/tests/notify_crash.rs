@@ -28,16 +28,10 @@ async fn ready(p: &RoleProcess) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_notifier_resends_nothing_under_a_new_id() {
-    let nats = Nats::start();
-    let db = TestDb::new(Backend::Sqlite).await;
-    let prefix = unique_prefix();
-    let sink = SmtpSink::slow();
-    let mut p = start(&nats.url(), &db.url, &prefix, &sink.url());
-    ready(&p).await;
-    let url = format!("http://{}", p.grpc);
-    let mut d = v1::directory_service_client::DirectoryServiceClient::connect(url.clone())
+/// Puts the owner and the account every test ticket uses in the directory
+/// of the server at `url`.
+async fn seed_directory(url: &str) {
+    let mut d = v1::directory_service_client::DirectoryServiceClient::connect(url.to_string())
         .await
         .unwrap();
     d.upsert_person(v1::UpsertPersonRequest {
@@ -60,6 +54,18 @@ async fn a_killed_notifier_resends_nothing_under_a_new_id() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_notifier_resends_nothing_under_a_new_id() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let prefix = unique_prefix();
+    let sink = SmtpSink::slow();
+    let mut p = start(&nats.url(), &db.url, &prefix, &sink.url());
+    ready(&p).await;
+    let url = format!("http://{}", p.grpc);
+    seed_directory(&url).await;
     let mut t = v1::ticket_service_client::TicketServiceClient::connect(url)
         .await
         .unwrap();
@@ -156,28 +162,7 @@ async fn a_new_notifier_does_not_mail_about_history() {
     );
     ready(&before).await;
     let url = format!("http://{}", before.grpc);
-    let mut d = v1::directory_service_client::DirectoryServiceClient::connect(url.clone())
-        .await
-        .unwrap();
-    d.upsert_person(v1::UpsertPersonRequest {
-        person: Some(v1::Person {
-            email: "dana@vendor.example".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    d.upsert_account(v1::UpsertAccountRequest {
-        account: Some(v1::Account {
-            id: "ACME-001".into(),
-            name: "Acme".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    seed_directory(&url).await;
     let open = |request_id: &str| v1::OpenTicketRequest {
         request_id: request_id.into(),
         account_id: "ACME-001".into(),
