@@ -269,17 +269,6 @@ pub async fn sweep_claims(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
     )
 }
 
-/// Every notification of a ticket, oldest first.
-pub async fn for_ticket(db: &Db, ticket_id: &str) -> Result<Vec<NotificationRow>, sqlx::Error> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM notifications WHERE ticket_id = $1 ORDER BY requested_at, id"
-    )))
-    .bind(ticket_id)
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(row).collect()
-}
-
 /// Notifications, newest first, with `status` and of `ticket_id` when
 /// given (`closeloop notifications failed` lists `gave_up`).
 pub async fn list(
