@@ -360,6 +360,11 @@ impl EventHandler for Requester {
         let Some(env) = envelope else {
             return Verdict::DeadLetter("ticket event without an envelope (no event id)".into());
         };
+        // E-mail is the only channel yet: with it off nobody is told, and
+        // the ticket need not even be read.
+        if !self.email {
+            return Verdict::Done;
+        }
         let ctx = EventContext::caused_by(Some(env), ACTOR);
         let ticket = match self.state_after(&rec, env).await {
             Ok(Some(t)) => t,
@@ -369,10 +374,7 @@ impl EventHandler for Requester {
             Err(e) => return Verdict::Retry(e),
         };
         // Preferences from the directory are not recorded yet: everyone is
-        // told by e-mail, immediately, when e-mail is on.
-        if !self.email {
-            return Verdict::Done;
-        }
+        // told by e-mail, immediately.
         let prefs = |_: &str| Preferences::default();
         for n in notices(&rec.event, &ticket, &prefs) {
             let id = NotificationId::of(&env.event_id, &n.recipient, n.channel);
