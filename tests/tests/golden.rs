@@ -371,6 +371,32 @@ fn every_stored_event_type_still_decodes() {
                 outcome: AttemptOutcome::Retryable {
                     status: Some(451),
                     error: "451 4.3.0 mailbox busy".into(),
+                    retry_after: None,
+                },
+            },
+        ));
+        // A webhook delivery, asked to come back later (Retry-After).
+        let hook = "3b5f1f7e-8c2a-5d0e-9a41-6f0c2d7e1a90";
+        let wid = NotificationId::of("event-1", hook, NotifyChannel::Webhook);
+        let w = |name: &str, e: NotificationEvent| golden::<NotificationContract>(name, wid, e);
+        check(w(
+            "notification-webhook-requested",
+            NotificationEvent::Requested {
+                ticket_id: ticket.to_string(),
+                cause_event_id: "event-1".into(),
+                recipient: hook.into(),
+                channel: NotifyChannel::Webhook,
+                kind: NoticeKind::Webhook,
+            },
+        ));
+        check(w(
+            "notification-webhook-attempted",
+            NotificationEvent::Attempted {
+                attempt: 1,
+                outcome: AttemptOutcome::Retryable {
+                    status: Some(429),
+                    error: "HTTP 429 Too Many Requests".into(),
+                    retry_after: Some(120),
                 },
             },
         ));
@@ -389,6 +415,39 @@ fn every_stored_event_type_still_decodes() {
             "notification-redriven",
             NotificationEvent::Redriven { attempts: 12 },
         ));
+    }
+
+    // Webhook endpoints.
+    {
+        use closeloop_contracts::webhook::{EndpointEvent, EndpointId, WebhookContract};
+        let eid = EndpointId::for_request("add-crm");
+        let e = |name: &str, ev: EndpointEvent| golden::<WebhookContract>(name, eid, ev);
+        check(e(
+            "webhook-registered",
+            EndpointEvent::Registered {
+                url: "https://crm.example/hooks/closeloop".into(),
+                events: vec!["ticket.opened".into(), "ticket.closed".into()],
+                description: "CRM mirror".into(),
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            },
+        ));
+        check(e(
+            "webhook-secret-rotated",
+            EndpointEvent::SecretRotated {
+                secret: "whsec_c2VjcmV0LXR3by1zZWNyZXQtdHdvLXNlY3JldA==".into(),
+                previous_valid_until: closeloop_domain::Timestamp::from_micros(
+                    1_762_162_200_000_000,
+                ),
+            },
+        ));
+        check(e(
+            "webhook-disabled",
+            EndpointEvent::Disabled {
+                reason: "410 Gone answered to delivery 5d0c...".into(),
+            },
+        ));
+        check(e("webhook-enabled", EndpointEvent::Enabled));
+        check(e("webhook-removed", EndpointEvent::Removed));
     }
 
     // Directory records.

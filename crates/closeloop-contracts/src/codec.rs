@@ -96,6 +96,11 @@ event_message!(
     "closeloop.v1.NotificationEvent"
 );
 event_message!(
+    v1::WebhookEvent,
+    v1::webhook_event::Event,
+    "closeloop.v1.WebhookEvent"
+);
+event_message!(
     v1::DirectoryEvent,
     v1::directory_event::Event,
     "closeloop.v1.DirectoryEvent"

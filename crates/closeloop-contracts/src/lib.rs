@@ -19,6 +19,8 @@
 //!   account, person and team record.
 //! * [`notification`]: `closeloop.v1.NotificationEvent`, one per
 //!   notification (recipient and channel of one ticket event).
+//! * [`webhook`]: `closeloop.v1.WebhookEvent`, one per outbound webhook
+//!   endpoint.
 
 pub mod codec;
 pub mod directory;
@@ -27,3 +29,4 @@ pub mod notification;
 pub mod rotation;
 pub mod routing;
 pub mod ticket;
+pub mod webhook;

@@ -23,6 +23,7 @@ fn channel_to_proto(c: NotifyChannel) -> i32 {
     match c {
         NotifyChannel::Email => v1::NotificationChannel::Email as i32,
         NotifyChannel::Chat => v1::NotificationChannel::Chat as i32,
+        NotifyChannel::Webhook => v1::NotificationChannel::Webhook as i32,
     }
 }
 
@@ -30,6 +31,7 @@ fn channel_from_proto(c: i32) -> Result<NotifyChannel, DecodeError> {
     match v1::NotificationChannel::try_from(c) {
         Ok(v1::NotificationChannel::Email) => Ok(NotifyChannel::Email),
         Ok(v1::NotificationChannel::Chat) => Ok(NotifyChannel::Chat),
+        Ok(v1::NotificationChannel::Webhook) => Ok(NotifyChannel::Webhook),
         _ => Err(format!("notification channel {c} is unknown to this version").into()),
     }
 }
@@ -54,10 +56,14 @@ pub fn to_proto(e: &NotificationEvent) -> (Body, &'static str) {
             "closeloop.v1.NotificationRequested",
         ),
         NotificationEvent::Attempted { attempt, outcome } => {
-            let (permanent, status) = match outcome {
-                AttemptOutcome::Retryable { status, .. } => (false, *status),
-                AttemptOutcome::Permanent { status, .. } => (true, *status),
-                AttemptOutcome::Delivered => (false, None),
+            let (permanent, status, retry_after) = match outcome {
+                AttemptOutcome::Retryable {
+                    status,
+                    retry_after,
+                    ..
+                } => (false, *status, *retry_after),
+                AttemptOutcome::Permanent { status, .. } => (true, *status, None),
+                AttemptOutcome::Delivered => (false, None, None),
             };
             let error = outcome.error().unwrap_or_default().to_string();
             (
@@ -66,6 +72,7 @@ pub fn to_proto(e: &NotificationEvent) -> (Body, &'static str) {
                     permanent,
                     status_code: status.map_or(0, u32::from),
                     error,
+                    retry_after_secs: retry_after.unwrap_or(0),
                 }),
                 "closeloop.v1.NotificationAttempted",
             )
@@ -118,6 +125,7 @@ pub fn from_proto(b: Body) -> Result<NotificationEvent, DecodeError> {
                     AttemptOutcome::Retryable {
                         status,
                         error: a.error,
+                        retry_after: (a.retry_after_secs > 0).then_some(a.retry_after_secs),
                     }
                 },
             }
@@ -235,7 +243,23 @@ mod tests {
                 outcome: AttemptOutcome::Retryable {
                     status: Some(421),
                     error: "try later".into(),
+                    retry_after: None,
                 },
+            },
+            NotificationEvent::Attempted {
+                attempt: 3,
+                outcome: AttemptOutcome::Retryable {
+                    status: Some(429),
+                    error: "slow down".into(),
+                    retry_after: Some(120),
+                },
+            },
+            NotificationEvent::Requested {
+                ticket_id: "t".into(),
+                cause_event_id: "e".into(),
+                recipient: "3f0c8e2a-0000-4000-8000-000000000001".into(),
+                channel: NotifyChannel::Webhook,
+                kind: NoticeKind::Webhook,
             },
             NotificationEvent::Attempted {
                 attempt: 3,

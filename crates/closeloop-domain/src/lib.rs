@@ -19,6 +19,7 @@ pub mod routing;
 pub mod ticket;
 pub mod time;
 pub mod values;
+pub mod webhook;
 
 pub use aggregate::{Aggregate, Digested};
 pub use ticket::{

@@ -23,6 +23,8 @@ use crate::ticket::{Ticket, TicketEvent};
 pub enum NotifyChannel {
     Email,
     Chat,
+    /// A registered webhook endpoint (the recipient is its id).
+    Webhook,
 }
 
 impl NotifyChannel {
@@ -30,6 +32,7 @@ impl NotifyChannel {
         match self {
             NotifyChannel::Email => "email",
             NotifyChannel::Chat => "chat",
+            NotifyChannel::Webhook => "webhook",
         }
     }
 }
@@ -80,10 +83,12 @@ pub enum NoticeKind {
     ClosedOutcome,
     /// A stakeholder: a closed ticket was reopened.
     ReopenedFyi,
+    /// A connected system (a webhook endpoint): the ticket event itself.
+    Webhook,
 }
 
 impl NoticeKind {
-    /// Every kind.
+    /// Every kind a person is told (each has a template).
     pub const ALL: [NoticeKind; 7] = [
         NoticeKind::OwnerAssigned,
         NoticeKind::OwnerReassigned,
@@ -96,7 +101,10 @@ impl NoticeKind {
 
     /// The kind named `s` (as [`NoticeKind::as_str`] writes it).
     pub fn parse(s: &str) -> Option<NoticeKind> {
-        NoticeKind::ALL.into_iter().find(|k| k.as_str() == s)
+        NoticeKind::ALL
+            .into_iter()
+            .chain([NoticeKind::Webhook])
+            .find(|k| k.as_str() == s)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +116,7 @@ impl NoticeKind {
             NoticeKind::ReassignedFyi => "reassigned_fyi",
             NoticeKind::ClosedOutcome => "closed_outcome",
             NoticeKind::ReopenedFyi => "reopened_fyi",
+            NoticeKind::Webhook => "webhook",
         }
     }
 
@@ -233,8 +242,13 @@ pub enum AttemptOutcome {
     /// The receiver accepted it (SMTP 250, HTTP 2xx).
     Delivered,
     /// A failure worth retrying (timeouts, 5xx, 429), with the receiver's
-    /// status code when there was one.
-    Retryable { status: Option<u16>, error: String },
+    /// status code when there was one, and how long it asked us to wait
+    /// (HTTP `Retry-After`, seconds) if it did.
+    Retryable {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<u64>,
+    },
     /// A failure retrying cannot fix (a refused address, HTTP 410).
     Permanent { status: Option<u16>, error: String },
 }
@@ -476,6 +490,30 @@ const RETRY_SCHEDULE: [u64; 11] = [
 /// and one after each step of the schedule.
 pub const MAX_ATTEMPTS: u32 = RETRY_SCHEDULE.len() as u32 + 1;
 
+/// The longest wait a receiver's `Retry-After` can ask for (longer asks
+/// are cut to this): a day, the length of the whole schedule.
+pub const MAX_RETRY_AFTER: u64 = 24 * 3600;
+
+/// When to try notification `id` again after failed attempt `attempt`
+/// (1-based, within its round): the schedule's step with a deterministic
+/// jitter of up to ±10% (so endpoints that failed together do not retry
+/// together, and every replica and replay computes the same time), or the
+/// receiver's `retry_after` (seconds, at most [`MAX_RETRY_AFTER`]) when it
+/// asks for longer. `None` after the last attempt: give up.
+pub fn next_attempt_delay(
+    id: &str,
+    attempt: u32,
+    retry_after: Option<u64>,
+) -> Option<std::time::Duration> {
+    let step = retry_delay(attempt)?.as_millis() as u64;
+    let h = uuid::Uuid::new_v5(&NOTIFICATION_NS, format!("{id}/{attempt}").as_bytes());
+    let r = u64::from(u16::from_le_bytes([h.as_bytes()[0], h.as_bytes()[1]]));
+    // step × (0.9 .. 1.1)
+    let jittered = step * 9 / 10 + step * r / (5 * 65_535);
+    let asked = retry_after.unwrap_or(0).min(MAX_RETRY_AFTER) * 1000;
+    Some(std::time::Duration::from_millis(jittered.max(asked)))
+}
+
 /// How long to wait after failed attempt `attempt` (1-based, within its
 /// round) before the next one; `None` after the last attempt: give up.
 pub fn retry_delay(attempt: u32) -> Option<std::time::Duration> {
@@ -667,6 +705,30 @@ mod tests {
     }
 
     #[test]
+    fn retries_jitter_deterministically_and_honour_retry_after() {
+        for a in 1..MAX_ATTEMPTS {
+            let step = retry_delay(a).unwrap();
+            let d = next_attempt_delay("n1", a, None).unwrap();
+            assert!(d >= step * 9 / 10 && d <= step * 11 / 10, "{a}: {d:?}");
+            assert_eq!(next_attempt_delay("n1", a, None), Some(d));
+        }
+        let spread: std::collections::BTreeSet<_> = (0..20)
+            .map(|i| next_attempt_delay(&format!("n{i}"), 3, None))
+            .collect();
+        assert!(spread.len() > 10, "jitter spreads endpoints apart");
+        assert_eq!(
+            next_attempt_delay("n1", 1, Some(600)),
+            Some(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            next_attempt_delay("n1", 1, Some(10 * 24 * 3600)),
+            Some(std::time::Duration::from_secs(MAX_RETRY_AFTER))
+        );
+        assert!(next_attempt_delay("n1", 1, Some(1)).unwrap().as_secs() >= 27);
+        assert_eq!(next_attempt_delay("n1", MAX_ATTEMPTS, Some(60)), None);
+    }
+
+    #[test]
     fn notification_ids_are_deterministic_per_event_recipient_and_channel() {
         let a = NotificationId::of("e1", "O@v.io", NotifyChannel::Email);
         assert_eq!(a, NotificationId::of("e1", "o@v.io", NotifyChannel::Email));
@@ -714,6 +776,7 @@ mod tests {
         let failed = AttemptOutcome::Retryable {
             status: Some(503),
             error: "busy".into(),
+            retry_after: None,
         };
         let Ok(Decision::Append(e2)) =
             NotificationAggregate::decide(id, Some(&s), "r", &attempt(1, failed.clone()))

@@ -1,0 +1,5 @@
+
+$fb3541e3-e6db-5192-a5a9-2f79a225c0e7˜ÉœÈ€”ï:req-1"dana.li@vendor.example*
+crm-case-92req-1Rw
+#https://crm.example/hooks/closeloopticket.openedticket.closed
+CRM mirror"&whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
