@@ -893,3 +893,151 @@ impl Drop for SmtpSink {
         let _ = self.child.wait();
     }
 }
+
+/// The test virtual environment's Python (`.test-venv`, made by
+/// `deploy/local/install-test-tools.sh`): Debian's packages plus
+/// `standardwebhooks` and `jsonschema` from PyPI.
+pub fn venv_python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.test-venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run deploy/local/install-test-tools.sh (make test does)",
+        p.display()
+    );
+    p
+}
+
+/// A webhook receiver (`tests/support/webhook_receiver.py`) on a free port:
+/// it answers by path (`/ok`, `/flaky/N`, `/limited/S`, `/gone`, `/slow/S`,
+/// `/redirect`, `/slack`, `/teams`) and records every request; killed when
+/// dropped.
+pub struct WebhookReceiver {
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl WebhookReceiver {
+    pub fn start() -> WebhookReceiver {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/webhook_receiver.py"))
+            .arg(&log)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("/usr/bin/python3 tests/support/webhook_receiver.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the receiver prints its port");
+        WebhookReceiver {
+            port,
+            log,
+            _dir: dir,
+            child,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Every request received so far: `{"path", "headers", "body", "status", "at"}`.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The requests whose path starts with `prefix`.
+    pub fn requests_to(&self, prefix: &str) -> Vec<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["path"].as_str().unwrap_or_default().starts_with(prefix))
+            .collect()
+    }
+
+    /// Waits (up to `within`) until `n` requests went to paths starting
+    /// with `prefix`, and returns them.
+    pub async fn wait_for(
+        &self,
+        prefix: &str,
+        n: usize,
+        within: Duration,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.requests_to(prefix);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} requests to {prefix} after {within:?}: {got:#?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Checks deliveries `(secret, request)` with the Standard Webhooks
+/// reference implementation and the payload's JSON Schema
+/// (`tests/support/verify_webhooks.py`): one `Err(reason)` per delivery
+/// that fails either.
+pub fn verify_webhooks(deliveries: &[(String, serde_json::Value)]) -> Vec<Result<(), String>> {
+    use std::io::Write;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let input = serde_json::json!({
+        "schema": root.join("../docs/webhook-payload.schema.json"),
+        "deliveries": deliveries.iter().map(|(secret, r)| serde_json::json!({
+            "secret": secret, "headers": r["headers"], "body": r["body"],
+        })).collect::<Vec<_>>(),
+    });
+    let mut child = std::process::Command::new(venv_python())
+        .arg(root.join("support/verify_webhooks.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "verify_webhooks.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["ok"].as_bool() == Some(true) {
+                Ok(())
+            } else {
+                Err(v["error"].as_str().unwrap_or_default().to_string())
+            }
+        })
+        .collect()
+}

@@ -235,7 +235,7 @@ async fn notified_owner_and_stakeholders_once_each(backend: closeloop_tests::Bac
     );
     assert!(
         metrics.contains(&format!(
-            "closeloop_notification_delivery_seconds_count {}",
+            "closeloop_notification_delivery_seconds_count{{channel=\"email\"}} {}",
             after.len()
         )),
         "{metrics}"

@@ -29,8 +29,13 @@ pub enum EmailConfigError {
 /// How a send ended, for the notification's attempt record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// Worth retrying (the server is down, busy, or answered 4xx).
-    Transient { code: Option<u16>, message: String },
+    /// Worth retrying (the server is down, busy, or answered 4xx), after
+    /// `retry_after` seconds when the receiver asked (HTTP `Retry-After`).
+    Transient {
+        code: Option<u16>,
+        message: String,
+        retry_after: Option<u64>,
+    },
     /// Retrying cannot help (the server refused the address with 5xx, or the
     /// address cannot be written in a message).
     Permanent { code: Option<u16>, message: String },
@@ -145,7 +150,11 @@ impl Mailer {
                 if e.is_permanent() {
                     Err(SendError::Permanent { code, message })
                 } else {
-                    Err(SendError::Transient { code, message })
+                    Err(SendError::Transient {
+                        code,
+                        message,
+                        retry_after: None,
+                    })
                 }
             }
         }

@@ -10,6 +10,11 @@
 //!   and sends it, and records the attempt: delivered, or failed (retried on
 //!   the domain's schedule, about a day), or given up. A slow SMTP server
 //!   delays only the deliveries, never the consumer or the intake path.
+//! * Each ticket event also goes, signed, to every active webhook endpoint
+//!   that asked for its type ([`crate::webhook`]): one notification per
+//!   endpoint on the webhook channel, through the same outbox.
+//! * Deliveries run side by side (up to 64 at once, at most 4 per webhook
+//!   endpoint), so a slow or failing endpoint holds up only its own.
 //! * Without `--smtp-url` e-mail is off: no e-mail notification is
 //!   requested (nothing piles up to go out when it is switched on), and
 //!   `/readyz` says so.
@@ -21,9 +26,11 @@ use std::time::{Duration, SystemTime};
 
 use closeloop_contracts::feedback::{FeedbackContract, FeedbackId};
 use closeloop_contracts::notification::{
-    AttemptOutcome, NotificationCommand, NotificationContract, NotificationId, NotifyChannel,
+    AttemptOutcome, NoticeKind, NotificationCommand, NotificationContract, NotificationId,
+    NotifyChannel,
 };
 use closeloop_contracts::ticket::{TicketAggregate, TicketContract};
+use closeloop_contracts::webhook::{EndpointCommand, EndpointId, WebhookContract};
 use closeloop_directory::lookup::DirectoryLookup;
 use closeloop_domain::notification::{Preferences, notices, retry_delay};
 use closeloop_domain::ticket::Origin;
@@ -34,6 +41,7 @@ use closeloop_readmodel::{Db, Progress};
 use tracing::Instrument;
 
 use crate::email::{Mailer, SendError};
+use crate::endpoints::{self, EndpointView};
 use crate::templates::{
     AccountCtx, ClosureCtx, Context, EventCtx, FeedbackCtx, GuideCtx, ResponseTemplateCtx,
     Templates, TicketCtx,
@@ -73,6 +81,9 @@ pub struct Config {
     /// A link to a ticket, `{id}` replaced by its id (e.g. a CRM's page);
     /// else notifications name the CLI command.
     pub ticket_url: Option<String>,
+    /// `--outbound-allow`: address ranges outbound HTTP may reach although
+    /// the guard refuses them (comma-separated CIDR).
+    pub outbound_allow: String,
 }
 
 /// The `notification` role.
@@ -80,6 +91,8 @@ pub struct Notification {
     mailer: Option<Mailer>,
     templates: Arc<Templates>,
     ticket_url: Option<String>,
+    outbound: crate::outbound::Policy,
+    http: crate::outbound::Http,
 }
 
 impl Notification {
@@ -88,6 +101,9 @@ impl Notification {
     pub fn new(config: &Config) -> Result<Notification, closeloop_runtime::RoleError> {
         let fail = |e: &dyn std::fmt::Display| closeloop_runtime::RoleError::new(CONSUMER, e);
         let templates = Templates::load(config.templates.as_deref()).map_err(|e| fail(&e))?;
+        let outbound =
+            crate::outbound::Policy::parse(&config.outbound_allow).map_err(|e| fail(&e))?;
+        let http = crate::outbound::Http::new(outbound.clone()).map_err(|e| fail(&e))?;
         let mailer = match &config.smtp_url {
             None => None,
             Some(_) if config.mail_from.trim().is_empty() => {
@@ -107,6 +123,8 @@ impl Notification {
             mailer,
             templates: Arc::new(templates),
             ticket_url: config.ticket_url.clone(),
+            outbound,
+            http,
         })
     }
 }
@@ -124,51 +142,41 @@ impl closeloop_runtime::Role for Notification {
         Box::pin(async move {
             closeloop_directory::project(s);
             let progress = s.project(view::NotificationView);
+            s.project(EndpointView);
             let metrics = Arc::new(NotificationMetrics::default());
             let requester = Requester {
                 store: s.store.clone(),
+                db: s.db.clone(),
                 notifications: Executor::new(s.store.clone()),
                 metrics: metrics.clone(),
                 tickets: Arc::new(Bounded::new(10_000)),
                 email: self.mailer.is_some(),
             };
+            let webhooks: Executor<WebhookContract> = Executor::new(s.store.clone());
             s.executor(
                 closeloop_contracts::notification::AGGREGATE,
                 requester.notifications.metrics(),
             );
+            s.executor(closeloop_contracts::webhook::AGGREGATE, webhooks.metrics());
             s.metrics(metrics.clone());
             s.grpc(
                 closeloop_proto::v1::notification_service_server::NotificationServiceServer::new(
                     crate::grpc::NotificationGrpc::new(
                         s.db.clone(),
                         requester.notifications.clone(),
+                        webhooks.clone(),
+                        self.outbound.clone(),
+                        self.http.clone(),
                     ),
                 ),
             );
             s.consume(consumer_spec(&s.prefix), Decoded(requester.clone()));
+            let mut channels = vec![NotifyChannel::Webhook.as_str()];
             match &self.mailer {
                 Some(mailer) => {
                     tracing::info!(smtp = %mailer.server, "notification: e-mail on");
                     s.readiness("email", format!("on ({})", mailer.server));
-                    let worker = Worker {
-                        db: s.db.clone(),
-                        requester,
-                        mailer: mailer.clone(),
-                        templates: self.templates.clone(),
-                        lookup: DirectoryLookup::new(s.db.clone(), s.store.clone()),
-                        feedback: Executor::new(s.store.clone()),
-                        events: Bounded::new(1_000),
-                        feedbacks: Bounded::new(1_000),
-                        ticket_url: self.ticket_url.clone(),
-                        me: uuid::Uuid::new_v4().to_string(),
-                        metrics,
-                    };
-                    let stopped = s.stopped();
-                    s.spawn(
-                        worker
-                            .run(progress, stopped)
-                            .instrument(tracing::info_span!("deliver", channel = "email")),
-                    );
+                    channels.push(NotifyChannel::Email.as_str());
                 }
                 None => {
                     tracing::warn!(
@@ -177,34 +185,98 @@ impl closeloop_runtime::Role for Notification {
                     s.readiness("email", "off: no --smtp-url".to_string());
                 }
             }
+            s.readiness(
+                "outbound",
+                if self.outbound.allow.is_empty() {
+                    "guarded: internal addresses refused".to_string()
+                } else {
+                    let allowed: Vec<String> = self
+                        .outbound
+                        .allow
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    format!("guarded; allowed: {}", allowed.join(", "))
+                },
+            );
+            let worker = Arc::new(Worker {
+                db: s.db.clone(),
+                requester,
+                mailer: self.mailer.clone(),
+                http: self.http.clone(),
+                webhooks,
+                channels,
+                templates: self.templates.clone(),
+                lookup: DirectoryLookup::new(s.db.clone(), s.store.clone()),
+                feedback: Executor::new(s.store.clone()),
+                events: Bounded::new(1_000),
+                feedbacks: Bounded::new(1_000),
+                ticket_url: self.ticket_url.clone(),
+                me: uuid::Uuid::new_v4().to_string(),
+                metrics,
+            });
+            let stopped = s.stopped();
+            s.spawn(
+                worker
+                    .run(progress, stopped)
+                    .instrument(tracing::info_span!("deliver")),
+            );
             Ok(())
         })
     }
 }
 
-/// Delivery counters, for `/metrics`.
+/// The channels metrics are kept for, in [`channel_index`] order.
+const METRIC_CHANNELS: [NotifyChannel; 3] = [
+    NotifyChannel::Email,
+    NotifyChannel::Chat,
+    NotifyChannel::Webhook,
+];
+
+fn channel_index(c: &str) -> usize {
+    METRIC_CHANNELS
+        .iter()
+        .position(|m| m.as_str() == c)
+        .unwrap_or(0)
+}
+
+type ByChannel = [AtomicU64; 3];
+
+/// Delivery counters by channel, for `/metrics`.
 #[derive(Debug)]
 pub struct NotificationMetrics {
-    requested: AtomicU64,
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    gave_up: AtomicU64,
-    /// Request to delivery, in seconds (a shared handle: every scrape
-    /// registers this one histogram).
-    latency: prometheus_client::metrics::histogram::Histogram,
+    requested: ByChannel,
+    delivered: ByChannel,
+    failed: ByChannel,
+    gave_up: ByChannel,
+    /// Request to delivery, in seconds, by channel (a shared handle: every
+    /// scrape registers this one family).
+    latency: prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::histogram::Histogram,
+    >,
 }
 
 impl Default for NotificationMetrics {
     fn default() -> Self {
-        NotificationMetrics {
-            requested: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            gave_up: AtomicU64::new(0),
-            latency: prometheus_client::metrics::histogram::Histogram::new([
+        fn histogram() -> prometheus_client::metrics::histogram::Histogram {
+            prometheus_client::metrics::histogram::Histogram::new([
                 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0,
-            ]),
+            ])
         }
+        NotificationMetrics {
+            requested: Default::default(),
+            delivered: Default::default(),
+            failed: Default::default(),
+            gave_up: Default::default(),
+            latency: prometheus_client::metrics::family::Family::new_with_constructor(histogram),
+        }
+    }
+}
+
+impl NotificationMetrics {
+    fn count(which: &ByChannel, channel: &str) {
+        which[channel_index(channel)].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -213,18 +285,20 @@ impl closeloop_runtime::MetricsSource for NotificationMetrics {
         use prometheus_client::metrics::counter::Counter;
         use prometheus_client::metrics::family::Family;
         let deliveries = Family::<Vec<(String, String)>, Counter>::default();
-        for (outcome, c) in [
+        for (outcome, by_channel) in [
             ("requested", &self.requested),
             ("delivered", &self.delivered),
             ("failed", &self.failed),
             ("gave_up", &self.gave_up),
         ] {
-            deliveries
-                .get_or_create(&vec![
-                    ("channel".to_string(), "email".to_string()),
-                    ("outcome".to_string(), outcome.to_string()),
-                ])
-                .inc_by(c.load(Ordering::Relaxed));
+            for (channel, c) in METRIC_CHANNELS.iter().zip(by_channel) {
+                deliveries
+                    .get_or_create(&vec![
+                        ("channel".to_string(), channel.as_str().to_string()),
+                        ("outcome".to_string(), outcome.to_string()),
+                    ])
+                    .inc_by(c.load(Ordering::Relaxed));
+            }
         }
         registry.register(
             "closeloop_notifications",
@@ -233,7 +307,7 @@ impl closeloop_runtime::MetricsSource for NotificationMetrics {
         );
         registry.register(
             "closeloop_notification_delivery_seconds",
-            "From a notification's request to the receiver accepting it.",
+            "From a notification's request to the receiver accepting it, by channel.",
             self.latency.clone(),
         );
     }
@@ -275,6 +349,8 @@ impl<K: std::hash::Hash + Eq, V: Clone> Bounded<K, V> {
 #[derive(Clone)]
 pub struct Requester {
     store: EventStore,
+    /// The webhook endpoints' view.
+    db: Db,
     notifications: Executor<NotificationContract>,
     metrics: Arc<NotificationMetrics>,
     /// Each ticket as of the last event this process handled: the next
@@ -360,9 +436,18 @@ impl EventHandler for Requester {
         let Some(env) = envelope else {
             return Verdict::DeadLetter("ticket event without an envelope (no event id)".into());
         };
-        // E-mail is the only channel yet: with it off nobody is told, and
-        // the ticket need not even be read.
-        if !self.email {
+        let event_type = closeloop_contracts::webhook::event_type(&rec.event);
+        let hooks: Vec<String> = match endpoints::active(&self.db).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|e| e.wants(event_type))
+                .map(|e| e.id)
+                .collect(),
+            Err(e) => return Verdict::Retry(format!("webhook endpoints unreadable: {e}")),
+        };
+        // With e-mail off and no endpoint asking, nobody is told, and the
+        // ticket need not even be read.
+        if !self.email && hooks.is_empty() {
             return Verdict::Done;
         }
         let ctx = EventContext::caused_by(Some(env), ACTOR);
@@ -376,18 +461,31 @@ impl EventHandler for Requester {
         // Preferences from the directory are not recorded yet: everyone is
         // told by e-mail, immediately.
         let prefs = |_: &str| Preferences::default();
-        for n in notices(&rec.event, &ticket, &prefs) {
-            let id = NotificationId::of(&env.event_id, &n.recipient, n.channel);
+        let people = if self.email {
+            notices(&rec.event, &ticket, &prefs)
+        } else {
+            Vec::new()
+        };
+        let wanted = people
+            .into_iter()
+            .map(|n| (n.recipient, n.channel, n.kind))
+            .chain(
+                hooks
+                    .into_iter()
+                    .map(|h| (h, NotifyChannel::Webhook, NoticeKind::Webhook)),
+            );
+        for (recipient, channel, kind) in wanted {
+            let id = NotificationId::of(&env.event_id, &recipient, channel);
             let cmd = NotificationCommand::Request {
                 ticket_id: rec.ticket_id.to_string(),
                 cause_event_id: env.event_id.clone(),
-                recipient: n.recipient.clone(),
-                channel: n.channel,
-                kind: n.kind,
+                recipient,
+                channel,
+                kind,
             };
             match self.notifications.execute(id, REQUEST, &ctx, &cmd).await {
                 Ok(done) if !done.replayed => {
-                    self.metrics.requested.fetch_add(1, Ordering::Relaxed);
+                    NotificationMetrics::count(&self.metrics.requested, channel.as_str());
                 }
                 Ok(_) => {}
                 Err(e) => return Verdict::Retry(e.to_string()),
@@ -397,11 +495,15 @@ impl EventHandler for Requester {
     }
 }
 
-/// The e-mail delivery worker.
+/// The delivery worker: e-mail (when on) and webhooks.
 struct Worker {
     db: Db,
     requester: Requester,
-    mailer: Mailer,
+    mailer: Option<Mailer>,
+    http: crate::outbound::Http,
+    webhooks: Executor<WebhookContract>,
+    /// The channels delivered (names from [`NotifyChannel::as_str`]).
+    channels: Vec<&'static str>,
     templates: Arc<Templates>,
     lookup: DirectoryLookup,
     feedback: Executor<FeedbackContract>,
@@ -417,21 +519,61 @@ struct Worker {
 }
 
 /// How long a claim lasts: longer than one send may take (the SMTP client
-/// gives up on a silent server after 20 s). After a crash between sending
-/// and recording, the notification is sent again (same Message-ID) once
-/// its claim has expired.
+/// gives up on a silent server after 20 s, the HTTP client after 10 s).
+/// After a crash between sending and recording, the notification is sent
+/// again (same Message-ID or webhook-id) once its claim has expired.
 const CLAIM: Duration = Duration::from_secs(60);
 /// Longest sleep between looks at the outbox.
 const IDLE: Duration = Duration::from_secs(1);
-/// Notifications sent at once.
-const BATCH: i64 = 32;
-const CHANNELS: [&str; 1] = ["email"];
+/// Deliveries under way at once.
+const IN_FLIGHT: usize = 64;
+/// Deliveries under way at once to one webhook endpoint (or chat URL): a
+/// slow endpoint holds these, never the others'.
+const PER_ENDPOINT: usize = 4;
+/// Deliveries under way at once to the SMTP server.
+const PER_SMTP: usize = 32;
+
+/// Where a delivery goes, for the per-destination limits.
+fn destination(n: &NotificationRow) -> (String, usize) {
+    if n.channel == NotifyChannel::Email.as_str() {
+        ("smtp".to_string(), PER_SMTP)
+    } else {
+        (format!("{}:{}", n.channel, n.recipient), PER_ENDPOINT)
+    }
+}
+
+/// Frees the slot of a delivery that ended.
+fn finished(
+    done: Result<(String, String), tokio::task::JoinError>,
+    busy: &mut HashMap<String, usize>,
+    sending: &mut std::collections::HashSet<String>,
+) {
+    match done {
+        Ok((id, dest)) => {
+            sending.remove(&id);
+            if let Some(c) = busy.get_mut(&dest) {
+                *c = c.saturating_sub(1);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "a delivery task failed"),
+    }
+}
 
 impl Worker {
-    async fn run(self, mut progress: Progress, stopped: impl std::future::Future<Output = ()>) {
+    async fn run(
+        self: Arc<Self>,
+        mut progress: Progress,
+        stopped: impl std::future::Future<Output = ()>,
+    ) {
         let mut stopped = std::pin::pin!(stopped);
         let mut swept = std::time::Instant::now();
+        let mut tasks: tokio::task::JoinSet<(String, String)> = tokio::task::JoinSet::new();
+        let mut busy: HashMap<String, usize> = HashMap::new();
+        let mut sending: std::collections::HashSet<String> = Default::default();
         loop {
+            while let Some(done) = tasks.try_join_next() {
+                finished(done, &mut busy, &mut sending);
+            }
             let now = micros(SystemTime::now());
             if swept.elapsed() > Duration::from_secs(60) {
                 swept = std::time::Instant::now();
@@ -439,41 +581,62 @@ impl Worker {
                     tracing::debug!(error = %e, "cannot sweep expired claims");
                 }
             }
-            let wait = match view::due(&self.db, now, &CHANNELS, BATCH).await {
-                // Something was sent: look again at once. Rows that are due
-                // but claimed (sent, not yet projected) wait for the view.
-                Ok(due) if !due.is_empty() => {
-                    let sent =
-                        futures::future::join_all(due.into_iter().map(|n| self.deliver(n))).await;
-                    if sent.into_iter().any(|s| s) {
-                        Duration::ZERO
-                    } else {
-                        IDLE
+            let free = IN_FLIGHT.saturating_sub(tasks.len());
+            let mut wait = IDLE;
+            if free > 0 {
+                // More than there is room for: rows of a busy endpoint are
+                // passed over for others'.
+                match view::due(&self.db, now, &self.channels, (free * 4) as i64).await {
+                    Ok(due) if !due.is_empty() => {
+                        for n in due {
+                            if tasks.len() >= IN_FLIGHT || sending.contains(&n.id) {
+                                continue;
+                            }
+                            let (dest, limit) = destination(&n);
+                            let count = busy.entry(dest.clone()).or_default();
+                            if *count >= limit {
+                                continue;
+                            }
+                            *count += 1;
+                            sending.insert(n.id.clone());
+                            let w = self.clone();
+                            let id = n.id.clone();
+                            tasks.spawn(
+                                async move {
+                                    w.deliver(n).await;
+                                    (id, dest)
+                                }
+                                .in_current_span(),
+                            );
+                        }
                     }
+                    // Nothing to send now: sleep until the next row is due
+                    // (one due already is being sent, here or by another
+                    // worker: the view changing wakes this loop).
+                    Ok(_) => {
+                        if let Ok(Some(t)) = view::next_due(&self.db, &self.channels).await
+                            && t > now
+                        {
+                            wait = Duration::from_micros((t - now) as u64).min(IDLE);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "outbox unreadable; retrying"),
                 }
-                Ok(_) => match view::next_due(&self.db, &CHANNELS).await {
-                    Ok(Some(t)) => Duration::from_micros((t - now).max(0) as u64).min(IDLE),
-                    _ => IDLE,
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox unreadable; retrying");
-                    IDLE
-                }
-            };
-            if wait.is_zero() {
-                continue;
             }
             tokio::select! {
                 _ = &mut stopped => return,
                 _ = progress.changed() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    finished(done, &mut busy, &mut sending);
+                }
                 _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
     /// Sends one due notification (if this worker gets its claim) and
-    /// records the attempt; false when it was not this worker's to send.
-    async fn deliver(&self, n: NotificationRow) -> bool {
+    /// records the attempt.
+    async fn deliver(&self, n: NotificationRow) {
         let now = micros(SystemTime::now());
         match view::claim(
             &self.db,
@@ -485,10 +648,10 @@ impl Worker {
         .await
         {
             Ok(true) => {}
-            Ok(false) => return false,
+            Ok(false) => return,
             Err(e) => {
                 tracing::warn!(notification = %n.id, error = %e, "cannot claim");
-                return false;
+                return;
             }
         }
         // The row may have been read before the projector recorded this
@@ -498,20 +661,20 @@ impl Worker {
             Ok(Some(now)) if now.status == "pending" && now.attempts == n.attempts => {}
             Ok(_) => {
                 let _ = view::release(&self.db, &n.id, &self.me).await;
-                return false;
+                return;
             }
             Err(e) => {
                 tracing::warn!(notification = %n.id, error = %e, "cannot read the outbox");
                 let _ = view::release(&self.db, &n.id, &self.me).await;
-                return false;
+                return;
             }
         }
-        let span = tracing::info_span!("notify", notification = %n.id, kind = %n.kind, attempt = n.attempts + 1);
+        let span = tracing::info_span!("notify", notification = %n.id, channel = %n.channel, kind = %n.kind, attempt = n.attempts + 1);
         let outcome = self.send(&n).instrument(span.clone()).await;
         let _enter = span.enter();
         let Some(id) = NotificationId::parse(&n.id) else {
             tracing::error!(notification = %n.id, "outbox row with an id that is not a UUID");
-            return true;
+            return;
         };
         let attempt = n.attempts + 1;
         let ctx = EventContext {
@@ -521,16 +684,21 @@ impl Worker {
             traceparent: None,
         };
         let request = format!("attempt-{attempt}");
+        let m = &self.metrics;
         let (record, give_up) = match &outcome {
             Ok(()) => {
-                self.metrics.delivered.fetch_add(1, Ordering::Relaxed);
-                self.metrics
-                    .latency
+                NotificationMetrics::count(&m.delivered, &n.channel);
+                m.latency
+                    .get_or_create(&vec![("channel".to_string(), n.channel.clone())])
                     .observe((now - n.requested_at).max(0) as f64 / 1_000_000.0);
                 (AttemptOutcome::Delivered, None)
             }
-            Err(SendError::Transient { code, message }) => {
-                self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+            Err(SendError::Transient {
+                code,
+                message,
+                retry_after,
+            }) => {
+                NotificationMetrics::count(&m.failed, &n.channel);
                 tracing::warn!(error = %message, "delivery failed; will retry");
                 // The schedule counts from the start of this round (a
                 // redrive starts a new one).
@@ -540,12 +708,13 @@ impl Worker {
                     AttemptOutcome::Retryable {
                         status: *code,
                         error: message.clone(),
+                        retry_after: *retry_after,
                     },
                     last.then(|| format!("gave up after {attempt} attempts: {message}")),
                 )
             }
             Err(SendError::Permanent { code, message }) => {
-                self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+                NotificationMetrics::count(&m.failed, &n.channel);
                 tracing::warn!(error = %message, "delivery refused; giving up");
                 (
                     AttemptOutcome::Permanent {
@@ -556,6 +725,13 @@ impl Worker {
                 )
             }
         };
+        let gone = matches!(
+            &outcome,
+            Err(SendError::Permanent {
+                code: Some(410),
+                ..
+            })
+        ) && n.channel == NotifyChannel::Webhook.as_str();
         let exec = &self.requester.notifications;
         let recorded = exec
             .execute(
@@ -572,10 +748,10 @@ impl Worker {
             // The claim expires and the notification is sent again, with
             // the same Message-ID.
             tracing::warn!(error = %e, "cannot record the attempt");
-            return true;
+            return;
         }
         if let Some(reason) = give_up {
-            self.metrics.gave_up.fetch_add(1, Ordering::Relaxed);
+            NotificationMetrics::count(&m.gave_up, &n.channel);
             if let Err(e) = exec
                 .execute(id, "give-up", &ctx, &NotificationCommand::GiveUp { reason })
                 .await
@@ -583,36 +759,76 @@ impl Worker {
                 tracing::warn!(error = %e, "cannot record giving up");
             }
         }
-        true
+        if gone && let Some(endpoint) = EndpointId::parse(&n.recipient) {
+            // The receiver says the endpoint is gone for good: stop sending
+            // there until an operator enables it again.
+            let reason = format!("410 Gone answered to delivery {}", n.id);
+            match self
+                .webhooks
+                .execute(
+                    endpoint,
+                    &format!("gone-{}", n.id),
+                    &ctx,
+                    &EndpointCommand::Disable { reason },
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(endpoint = %endpoint, "webhook endpoint disabled: 410 Gone")
+                }
+                Err(closeloop_eventstore::ExecuteError::Rule(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot disable the endpoint"),
+            }
+        }
     }
 
-    async fn send(&self, n: &NotificationRow) -> Result<(), SendError> {
+    /// The ticket event that caused `n`, with the ticket right after it
+    /// (shared by the event's notifications).
+    async fn cause(&self, n: &NotificationRow) -> Result<Arc<AtEvent>, SendError> {
         let transient = |message: String| SendError::Transient {
             code: None,
             message,
+            retry_after: None,
         };
+        if let Some(at) = self.events.get(&n.cause_event_id) {
+            return Ok(at);
+        }
         let ticket_id =
             TicketId::parse("ticket_id", &n.ticket_id).map_err(|e| SendError::Permanent {
                 code: None,
                 message: e.to_string(),
             })?;
-        let at = match self.events.get(&n.cause_event_id) {
-            Some(at) => at,
-            None => {
-                let at = Arc::new(
-                    self.requester
-                        .ticket_at(ticket_id, Some(&n.cause_event_id), None)
-                        .await
-                        .map_err(transient)?
-                        .ok_or_else(|| {
-                            transient(format!("ticket event {} not found", n.cause_event_id))
-                        })?,
-                );
-                self.events.put(n.cause_event_id.clone(), at.clone());
-                at
-            }
+        let at = Arc::new(
+            self.requester
+                .ticket_at(ticket_id, Some(&n.cause_event_id), None)
+                .await
+                .map_err(transient)?
+                .ok_or_else(|| transient(format!("ticket event {} not found", n.cause_event_id)))?,
+        );
+        self.events.put(n.cause_event_id.clone(), at.clone());
+        Ok(at)
+    }
+
+    async fn send(&self, n: &NotificationRow) -> Result<(), SendError> {
+        if n.channel == NotifyChannel::Webhook.as_str() {
+            return self.send_webhook(n).await;
+        }
+        let Some(mailer) = &self.mailer else {
+            return Err(SendError::Transient {
+                code: None,
+                message: "e-mail is off (no --smtp-url)".into(),
+                retry_after: None,
+            });
         };
-        let ctx = self.context(n, &at).await.map_err(transient)?;
+        let at = self.cause(n).await?;
+        let ctx = self
+            .context(n, &at)
+            .await
+            .map_err(|message| SendError::Transient {
+                code: None,
+                message,
+                retry_after: None,
+            })?;
         let workflow = match &at.ticket.origin {
             Origin::Workflow { workflow_id, .. } => Some(workflow_id.as_str()),
             Origin::Manual => None,
@@ -626,11 +842,50 @@ impl Worker {
             })?;
         // Stable per notification: a copy sent again after a crash between
         // sending and recording has the same Message-ID.
-        let message =
-            self.mailer
-                .message(&n.recipient, &format!("{}@closeloop", n.id), &rendered)?;
-        debug_assert_eq!(n.channel, NotifyChannel::Email.as_str());
-        self.mailer.send(message).await
+        let message = mailer.message(&n.recipient, &format!("{}@closeloop", n.id), &rendered)?;
+        mailer.send(message).await
+    }
+
+    /// Delivers ticket event `n.cause_event_id` to endpoint `n.recipient`,
+    /// signed with its secrets as they are now, `webhook-id` the
+    /// notification's id.
+    async fn send_webhook(&self, n: &NotificationRow) -> Result<(), SendError> {
+        let refuse = |message: String| SendError::Permanent {
+            code: None,
+            message,
+        };
+        let endpoint = endpoints::get(&self.db, &n.recipient)
+            .await
+            .map_err(|e| SendError::Transient {
+                code: None,
+                message: format!("webhook endpoints unreadable: {e}"),
+                retry_after: None,
+            })?
+            .ok_or_else(|| refuse(format!("no webhook endpoint {}", n.recipient)))?;
+        match endpoint.status.as_str() {
+            "active" => {}
+            "disabled" => {
+                return Err(refuse(format!(
+                    "endpoint disabled ({})",
+                    endpoint
+                        .disabled_reason
+                        .as_deref()
+                        .unwrap_or("by an operator")
+                )));
+            }
+            _ => return Err(refuse("endpoint removed".into())),
+        }
+        let secrets = endpoint
+            .signing_secrets(micros(SystemTime::now()))
+            .into_iter()
+            .map(crate::webhook::Secret::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| refuse(format!("the endpoint's secret is unusable: {e}")))?;
+        let at = self.cause(n).await?;
+        let body = crate::webhook::payload(&n.cause_event_id, &at.ticket, &at.event).to_string();
+        crate::webhook::post(&self.http, &endpoint.url, &n.id, &secrets, body.as_bytes())
+            .await
+            .map(|_| ())
     }
 
     /// What the templates see for notification `n` caused by `at`.

@@ -1,7 +1,7 @@
 //! The `notifications` view, one row per notification, projected from the
 //! notification events. It is also the delivery outbox: a `pending` row is
 //! due at `next_attempt_at`, which each failed attempt moves along the
-//! domain's retry schedule ([`retry_delay`]).
+//! domain's retry schedule ([`next_attempt_delay`]).
 //!
 //! Delivery workers take a due row by claiming it in
 //! `notification_claims` (a row per notification being sent, with an
@@ -10,8 +10,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use closeloop_contracts::notification::{NotificationEvent, projected};
-use closeloop_domain::notification::retry_delay;
+use closeloop_contracts::notification::{AttemptOutcome, NotificationEvent, projected};
+use closeloop_domain::notification::next_attempt_delay;
 use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_readmodel::{Db, Projection, ProjectionError};
 use sqlx::{AnyConnection, Row as _};
@@ -107,8 +107,12 @@ async fn apply(
                     .transpose()?
                     .unwrap_or(0);
             let in_round = attempt.saturating_sub(round_start.clamp(0, i64::from(u32::MAX)) as u32);
+            let retry_after = match outcome {
+                AttemptOutcome::Retryable { retry_after, .. } => *retry_after,
+                _ => None,
+            };
             let next = at
-                + retry_delay(in_round)
+                + next_attempt_delay(id, in_round, retry_after)
                     .map(|d| d.as_micros() as i64)
                     .unwrap_or(0);
             sqlx::query(

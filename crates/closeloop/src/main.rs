@@ -12,6 +12,7 @@ mod programs;
 mod status;
 mod telemetry;
 mod tickets;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ enum Command {
     /// Notifications: those that gave up, redriving them, and checking
     /// templates before a start.
     Notifications(notifications::NotificationsArgs),
+    /// Outbound webhook endpoints: add, list, remove, rotate-secret,
+    /// enable, test.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 #[derive(clap::Args)]
@@ -128,6 +132,11 @@ struct ServeArgs {
     /// (default: the `closeloop tickets show ID` command).
     #[arg(long, env = "CLOSELOOP_TICKET_URL")]
     ticket_url: Option<String>,
+    /// Address ranges outbound HTTP (webhooks, chat) may reach although
+    /// they are internal (loopback, private, link-local, ...), comma-separated
+    /// CIDR, e.g. 127.0.0.0/8. Default: none.
+    #[arg(long, env = "CLOSELOOP_OUTBOUND_ALLOW", default_value = "")]
+    outbound_allow: String,
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -187,6 +196,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 smtp_password_file: args.smtp_password_file,
                 templates: args.templates,
                 ticket_url: args.ticket_url,
+                outbound_allow: args.outbound_allow,
             },
         },
         listeners,
@@ -230,6 +240,7 @@ async fn main() -> ExitCode {
         }
         Command::Status(args) => status::run(args).await,
         Command::Notifications(args) => notifications::run(args).await,
+        Command::Webhooks(args) => webhooks::run(args).await,
         Command::Dlq(args) => {
             init_logging(cli.log_format, "warn");
             intake::run_dlq(args).await

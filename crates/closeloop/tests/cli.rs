@@ -936,3 +936,138 @@ async fn notifications_that_gave_up_are_listed_and_redriven() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("notification_id"));
     app.stop().await.unwrap();
 }
+
+/// `closeloop webhooks`: add (a bad URL, event type or secret file refused
+/// with exit 3 and the field), list, test (the receiver's answer), rotate,
+/// remove; an unknown id is exit 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_managed_from_the_command_line() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let rx = closeloop_tests::WebhookReceiver::start();
+    let app = closeloop_tests::spawn_app_configured(
+        &nats.url(),
+        &db.url,
+        &unique_prefix(),
+        None,
+        closeloop_notification::role::Config {
+            outbound_allow: "127.0.0.0/8".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let s = app.grpc_url();
+    let webhooks = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"));
+        cmd.args(["webhooks", "--server", &s]).args(args);
+        cmd.env_remove("CLOSELOOP_SERVER");
+        cmd.output()
+    };
+    let err = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    let bad = webhooks(&[
+        "add",
+        "http://10.0.0.7/hook",
+        "--events",
+        "ticket.opened,ticket.burned",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(bad.status.code(), Some(3), "{}", err(&bad));
+    assert!(err(&bad).contains("url: "), "{}", err(&bad));
+    assert!(err(&bad).contains("private"), "{}", err(&bad));
+    assert!(
+        err(&bad).contains("events[1]: \"ticket.burned\""),
+        "{}",
+        err(&bad)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "hunter2\n").unwrap();
+    let bad_secret = webhooks(&[
+        "add",
+        &rx.url("/ok/cli"),
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(bad_secret.status.code(), Some(3));
+    assert!(
+        err(&bad_secret).contains("secret: "),
+        "{}",
+        err(&bad_secret)
+    );
+    let missing = webhooks(&["add", &rx.url("/ok/cli"), "--secret-file", "/nonexistent/s"])
+        .await
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(err(&missing).contains("--secret-file"), "{}", err(&missing));
+
+    let added = json(
+        &webhooks(&[
+            "add",
+            &rx.url("/ok/cli"),
+            "--events",
+            "ticket.closed",
+            "--description",
+            "CRM",
+            "-o",
+            "json",
+        ])
+        .await
+        .unwrap(),
+    );
+    let id = added["id"].as_str().unwrap().to_string();
+    let secret = added["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"), "{added}");
+    assert_eq!(added["events"], serde_json::json!(["ticket.closed"]));
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let list = webhooks(&["list"]).await.unwrap();
+        let table = String::from_utf8_lossy(&list.stdout).to_string();
+        if table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("active") && l.contains("ticket.closed"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{table}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let tested = webhooks(&["test", &id]).await.unwrap();
+    let out = String::from_utf8_lossy(&tested.stdout).to_string();
+    assert!(tested.status.success(), "{out}{}", err(&tested));
+    assert!(out.starts_with("delivered: HTTP 204"), "{out}");
+    let got = rx
+        .wait_for("/ok/cli", 1, std::time::Duration::from_secs(5))
+        .await;
+    let body: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["type"], "webhook.test");
+    assert_eq!(
+        closeloop_tests::verify_webhooks(&[(secret.clone(), got[0].clone())]),
+        [Ok(())]
+    );
+
+    let rotated = json(
+        &webhooks(&["rotate-secret", &id, "--keep-old", "1h", "-o", "json"])
+            .await
+            .unwrap(),
+    );
+    assert_ne!(rotated["secret"], secret.as_str());
+    assert!(rotated["previous_secret_until"].is_string(), "{rotated}");
+
+    let removed = webhooks(&["remove", &id]).await.unwrap();
+    assert!(removed.status.success(), "{}", err(&removed));
+    let again = webhooks(&["test", &id]).await.unwrap();
+    assert_eq!(again.status.code(), Some(5), "{}", err(&again));
+    let unknown = webhooks(&["remove", "6f1c0d2e-0000-4000-8000-000000000000"])
+        .await
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(4), "{}", err(&unknown));
+    let not_id = webhooks(&["enable", "nope"]).await.unwrap();
+    assert_eq!(not_id.status.code(), Some(3), "{}", err(&not_id));
+    app.stop().await.unwrap();
+}
