@@ -18,8 +18,10 @@ const ROLES: [&str; 6] = [
 ];
 
 /// What the pure domain crate may depend on: no async runtime, no broker,
-/// no database, no wire format.
-const DOMAIN_MAY_USE: [&str; 3] = ["thiserror", "uuid", "proptest"];
+/// no database, no wire format. `jiff` is built with its time-zone
+/// database bundled (`tzdb-bundle-always`, no `tz-system`): time-zone
+/// arithmetic reads no file and gives the same answer on every machine.
+const DOMAIN_MAY_USE: [&str; 4] = ["thiserror", "uuid", "proptest", "jiff"];
 
 /// Each workspace crate's closeloop dependencies (normal and build; dev
 /// dependencies are tests' business), and all its dependency names.

@@ -22,6 +22,7 @@ use closeloop_directory::records::{
     AccountKind, Directory, PersonKind, RecordKind, TeamKind, upsert,
 };
 use closeloop_domain::directory::{Account, Person, Team};
+use closeloop_domain::notification::{Cadence, ChatHook, ChatKind, NotifyChannel, Preferences};
 use closeloop_domain::ticket::{Guide, Origin, Plan, ResponseTemplate, SlaPolicy};
 use closeloop_domain::{AccountId, Channel, Email, TicketEvent, TicketId};
 use closeloop_eventstore::{Aggregate, Contract, Envelope, EventContext, StoredEvent, event_id};
@@ -362,6 +363,7 @@ fn every_stored_event_type_still_decodes() {
                 recipient: "dana.li@vendor.example".into(),
                 channel: NotifyChannel::Email,
                 kind: NoticeKind::OwnerAssigned,
+                not_before: None,
             },
         ));
         check(n(
@@ -373,6 +375,19 @@ fn every_stored_event_type_still_decodes() {
                     error: "451 4.3.0 mailbox busy".into(),
                     retry_after: None,
                 },
+            },
+        ));
+        check(n(
+            "notification-digest-requested",
+            NotificationEvent::Requested {
+                ticket_id: ticket.to_string(),
+                cause_event_id: "event-2".into(),
+                recipient: "kim@vendor.example".into(),
+                channel: NotifyChannel::Chat,
+                kind: NoticeKind::ReassignedFyi,
+                not_before: Some(closeloop_domain::Timestamp::from_micros(
+                    1_762_153_200_000_000,
+                )),
             },
         ));
         // A webhook delivery, asked to come back later (Retry-After).
@@ -387,6 +402,7 @@ fn every_stored_event_type_still_decodes() {
                 recipient: hook.into(),
                 channel: NotifyChannel::Webhook,
                 kind: NoticeKind::Webhook,
+                not_before: None,
             },
         ));
         check(w(
@@ -474,6 +490,28 @@ fn every_stored_event_type_still_decodes() {
             email: email("dana.li@vendor.example"),
             name: "Dana Li".into(),
             manager: Some(email("lee@vendor.example")),
+            notify: Preferences::default(),
+            chat: None,
+        }),
+    ));
+    check(golden::<Directory<PersonKind>>(
+        "directory-person-upserted-preferences",
+        PersonKind::key("kim@vendor.example"),
+        upsert::<PersonKind>(Person {
+            email: email("kim@vendor.example"),
+            name: "Kim Nguyen".into(),
+            manager: Some(email("lee@vendor.example")),
+            notify: Preferences {
+                channels: vec![NotifyChannel::Email, NotifyChannel::Chat],
+                cadence: Cadence::DailyDigest {
+                    hour: 8,
+                    tz: "Europe/Paris".into(),
+                },
+            },
+            chat: Some(ChatHook {
+                kind: ChatKind::Slack,
+                url: "https://hooks.slack.com/services/T000/B000/XXXX".into(),
+            }),
         }),
     ));
     check(golden::<Directory<TeamKind>>(
@@ -483,6 +521,20 @@ fn every_stored_event_type_still_decodes() {
             id: "partner-success".into(),
             name: "Partner success".into(),
             members: vec![email("kim@vendor.example"), email("raj@vendor.example")],
+            chat: None,
+        }),
+    ));
+    check(golden::<Directory<TeamKind>>(
+        "directory-team-upserted-chat",
+        TeamKind::key("cx-emea"),
+        upsert::<TeamKind>(Team {
+            id: "cx-emea".into(),
+            name: "CX EMEA".into(),
+            members: vec![email("kim@vendor.example")],
+            chat: Some(ChatHook {
+                kind: ChatKind::Teams,
+                url: "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke".into(),
+            }),
         }),
     ));
 

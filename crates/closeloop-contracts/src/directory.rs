@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use closeloop_domain::Digested;
 use closeloop_domain::directory::{Account, Person, Team};
+use closeloop_domain::notification::{Cadence, ChatHook, Preferences};
 use closeloop_eventstore::{Contract, DecodeError, Envelope, EventContext, StoredEvent};
 use closeloop_proto::v1;
 use closeloop_proto::v1::directory_event::Event as Body;
@@ -129,6 +130,43 @@ pub fn account_from_proto(
     Account::parse(&a.id, &a.name, &a.region, &a.segment, &team)
 }
 
+fn chat_to_proto(c: &Option<ChatHook>) -> Option<v1::ChatWebhook> {
+    c.as_ref().map(|c| v1::ChatWebhook {
+        kind: c.kind.as_str().to_string(),
+        url: c.url.clone(),
+    })
+}
+
+fn chat_from_proto(
+    c: &Option<v1::ChatWebhook>,
+) -> Result<Option<ChatHook>, Vec<closeloop_domain::FieldViolation>> {
+    c.as_ref()
+        .map(|c| ChatHook::parse("chat", &c.kind, &c.url))
+        .transpose()
+}
+
+/// The wire form of preferences: none for the default (e-mail, at once),
+/// so a record without preferences encodes as it always did.
+fn notify_to_proto(p: &Preferences) -> Option<v1::NotificationPreferences> {
+    if *p == Preferences::default() {
+        return None;
+    }
+    let channels = if p.channels.is_empty() {
+        vec!["none".to_string()]
+    } else {
+        p.channels.iter().map(|c| c.as_str().to_string()).collect()
+    };
+    let (digest_hour, digest_time_zone) = match &p.cadence {
+        Cadence::Immediate => (None, String::new()),
+        Cadence::DailyDigest { hour, tz } => (Some(u32::from(*hour)), tz.clone()),
+    };
+    Some(v1::NotificationPreferences {
+        channels,
+        digest_hour,
+        digest_time_zone,
+    })
+}
+
 pub fn person_to_proto(p: &Person, sequence: u64) -> v1::Person {
     v1::Person {
         email: p.email.to_string(),
@@ -139,11 +177,24 @@ pub fn person_to_proto(p: &Person, sequence: u64) -> v1::Person {
             .map(|m| m.to_string())
             .unwrap_or_default(),
         sequence,
+        notify: notify_to_proto(&p.notify),
+        chat: chat_to_proto(&p.chat),
     }
 }
 
 pub fn person_from_proto(p: &v1::Person) -> Result<Person, Vec<closeloop_domain::FieldViolation>> {
-    Person::parse(&p.email, &p.name, &p.manager_email)
+    let mut bad = Vec::new();
+    let person = Person::parse(&p.email, &p.name, &p.manager_email).map_err(|e| bad.extend(e));
+    let notify = match &p.notify {
+        None => Ok(Preferences::default()),
+        Some(n) => Preferences::parse("notify", &n.channels, n.digest_hour, &n.digest_time_zone),
+    }
+    .map_err(|e| bad.extend(e));
+    let chat = chat_from_proto(&p.chat).map_err(|e| bad.extend(e));
+    match (person, notify, chat) {
+        (Ok(person), Ok(notify), Ok(chat)) => Ok(person.with_notifications(notify, chat)),
+        _ => Err(bad),
+    }
 }
 
 pub fn team_to_proto(t: &Team, sequence: u64) -> v1::Team {
@@ -152,11 +203,21 @@ pub fn team_to_proto(t: &Team, sequence: u64) -> v1::Team {
         name: t.name.clone(),
         members: t.members.iter().map(|m| m.to_string()).collect(),
         sequence,
+        chat: chat_to_proto(&t.chat),
     }
 }
 
 pub fn team_from_proto(t: &v1::Team) -> Result<Team, Vec<closeloop_domain::FieldViolation>> {
-    Team::parse(&t.id, &t.name, &t.members)
+    let mut bad = Vec::new();
+    let team = Team::parse(&t.id, &t.name, &t.members).map_err(|e| bad.extend(e));
+    let chat = chat_from_proto(&t.chat).map_err(|e| bad.extend(e));
+    match (team, chat) {
+        (Ok(mut team), Ok(chat)) => {
+            team.chat = chat;
+            Ok(team)
+        }
+        _ => Err(bad),
+    }
 }
 
 pub use closeloop_domain::directory::{CONTENT_REQUEST, RecordState, RequestIdReused};

@@ -45,6 +45,7 @@ pub fn to_proto(e: &NotificationEvent) -> (Body, &'static str) {
             recipient,
             channel,
             kind,
+            not_before,
         } => (
             Body::Requested(v1::NotificationRequested {
                 ticket_id: ticket_id.clone(),
@@ -52,6 +53,7 @@ pub fn to_proto(e: &NotificationEvent) -> (Body, &'static str) {
                 recipient: recipient.clone(),
                 channel: channel_to_proto(*channel),
                 kind: kind.as_str().to_string(),
+                not_before: not_before.map(closeloop_proto::convert::timestamp),
             }),
             "closeloop.v1.NotificationRequested",
         ),
@@ -111,6 +113,10 @@ pub fn from_proto(b: Body) -> Result<NotificationEvent, DecodeError> {
             ticket_id: r.ticket_id,
             cause_event_id: r.cause_event_id,
             recipient: r.recipient,
+            not_before: r
+                .not_before
+                .as_ref()
+                .map(closeloop_proto::convert::from_timestamp),
         },
         Body::Attempted(a) => {
             let status = (a.status_code > 0).then(|| a.status_code.min(u32::from(u16::MAX)) as u16);
@@ -237,6 +243,9 @@ mod tests {
                 recipient: "o@v.io".into(),
                 channel: NotifyChannel::Chat,
                 kind: NoticeKind::ClosedOutcome,
+                not_before: Some(closeloop_domain::Timestamp::from_micros(
+                    1_700_000_000_000_000,
+                )),
             },
             NotificationEvent::Attempted {
                 attempt: 2,
@@ -260,6 +269,7 @@ mod tests {
                 recipient: "3f0c8e2a-0000-4000-8000-000000000001".into(),
                 channel: NotifyChannel::Webhook,
                 kind: NoticeKind::Webhook,
+                not_before: None,
             },
             NotificationEvent::Attempted {
                 attempt: 3,

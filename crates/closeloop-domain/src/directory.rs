@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::notification::{ChatHook, Preferences};
 use crate::values::{AccountId, Email, FieldViolation, Violations};
 
 /// Longest name (account, person, team), in characters.
@@ -97,6 +98,10 @@ pub struct Person {
     pub email: Email,
     pub name: String,
     pub manager: Option<Email>,
+    /// How the person is told (default: e-mail, immediately).
+    pub notify: Preferences,
+    /// Their own chat webhook (else their team's).
+    pub chat: Option<ChatHook>,
 }
 
 impl Person {
@@ -122,7 +127,17 @@ impl Person {
             email: email.expect("checked"),
             name: name_,
             manager,
+            notify: Preferences::default(),
+            chat: None,
         })
+    }
+
+    /// This person with notification preferences `notify` and chat
+    /// webhook `chat`.
+    pub fn with_notifications(mut self, notify: Preferences, chat: Option<ChatHook>) -> Person {
+        self.notify = notify;
+        self.chat = chat;
+        self
     }
 }
 
@@ -132,6 +147,8 @@ pub struct Team {
     pub name: String,
     /// Members in rotation order (round-robin assignment walks this list).
     pub members: Vec<Email>,
+    /// The team's chat channel.
+    pub chat: Option<ChatHook>,
 }
 
 impl Team {
@@ -163,6 +180,7 @@ impl Team {
             id: id.expect("checked"),
             name: name_,
             members: list,
+            chat: None,
         })
     }
 }

@@ -15,8 +15,8 @@
 //!
 //! A new kind of event (escalations) is one new arm of [`notices`].
 
-use crate::Decision;
 use crate::ticket::{Ticket, TicketEvent};
+use crate::{Decision, FieldViolation, Timestamp};
 
 /// Where a person is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,6 +28,17 @@ pub enum NotifyChannel {
 }
 
 impl NotifyChannel {
+    /// The channel named `s` (as [`NotifyChannel::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<NotifyChannel> {
+        [
+            NotifyChannel::Email,
+            NotifyChannel::Chat,
+            NotifyChannel::Webhook,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotifyChannel::Email => "email",
@@ -54,6 +65,186 @@ pub struct Preferences {
     /// Empty: the person is told nothing (`none`).
     pub channels: Vec<NotifyChannel>,
     pub cadence: Cadence,
+}
+
+impl Cadence {
+    /// A daily digest at `hour` (0-23) in IANA time zone `tz`, checked.
+    pub fn daily_digest(field: &str, hour: u32, tz: &str) -> Result<Cadence, FieldViolation> {
+        if hour > 23 {
+            return Err(FieldViolation::new(
+                format!("{field}.digest_hour"),
+                format!("{hour} is not an hour of the day (0-23)"),
+            ));
+        }
+        let tz = tz.trim();
+        if jiff::tz::TimeZone::get(tz).is_err() {
+            return Err(FieldViolation::new(
+                format!("{field}.digest_time_zone"),
+                format!(
+                    "{tz:?} is not an IANA time zone (e.g. Europe/Paris, America/New_York, UTC)"
+                ),
+            ));
+        }
+        Ok(Cadence::DailyDigest {
+            hour: hour as u8,
+            tz: tz.to_string(),
+        })
+    }
+}
+
+/// When the daily digest at `hour` o'clock local time in time zone `tz`
+/// that an FYI at `after` goes into is sent: the first such time strictly
+/// after `after`. On a day whose `hour` o'clock does not exist (clocks
+/// jump over it) it is the instant the clocks jump to; on one where it
+/// happens twice, the first. `None` for an unknown time zone.
+pub fn next_digest_at(after: Timestamp, hour: u8, tz: &str) -> Option<Timestamp> {
+    let zone = jiff::tz::TimeZone::get(tz).ok()?;
+    let at = jiff::Timestamp::from_microsecond(after.as_micros()).ok()?;
+    let mut day = at.to_zoned(zone.clone()).date();
+    for _ in 0..3 {
+        let candidate = day
+            .at(i8::try_from(hour).ok()?, 0, 0, 0)
+            .to_zoned(zone.clone())
+            .ok()?
+            .timestamp();
+        if candidate > at {
+            return Some(Timestamp::from_micros(candidate.as_microsecond()));
+        }
+        day = day.tomorrow().ok()?;
+    }
+    None
+}
+
+impl Preferences {
+    /// A person's preferences as the directory records them: `channels`
+    /// (`email`, `chat`; `none` alone: told nothing; empty: e-mail), and a
+    /// daily digest for stakeholder FYIs when `digest_hour` is set. Every
+    /// bad field is reported, named under `field`.
+    pub fn parse(
+        field: &str,
+        channels: &[String],
+        digest_hour: Option<u32>,
+        digest_time_zone: &str,
+    ) -> Result<Preferences, Vec<FieldViolation>> {
+        let mut bad = Vec::new();
+        let mut list = Vec::new();
+        let mut none = false;
+        for (i, c) in channels.iter().enumerate() {
+            let c = c.trim().to_ascii_lowercase();
+            match c.as_str() {
+                "none" => none = true,
+                "email" | "chat" => {
+                    let ch = NotifyChannel::parse(&c).expect("named above");
+                    if !list.contains(&ch) {
+                        list.push(ch);
+                    }
+                }
+                _ => bad.push(FieldViolation::new(
+                    format!("{field}.channels[{i}]"),
+                    format!("{c:?} is not a channel: use email, chat or none"),
+                )),
+            }
+        }
+        if none && !list.is_empty() {
+            bad.push(FieldViolation::new(
+                format!("{field}.channels"),
+                "none means no channel: it cannot be listed with others",
+            ));
+        }
+        let cadence = match digest_hour {
+            None if digest_time_zone.trim().is_empty() => Cadence::Immediate,
+            None => {
+                bad.push(FieldViolation::new(
+                    format!("{field}.digest_hour"),
+                    "a digest time zone needs a digest hour (0-23)",
+                ));
+                Cadence::Immediate
+            }
+            Some(h) => {
+                let tz = match digest_time_zone.trim() {
+                    "" => "UTC",
+                    tz => tz,
+                };
+                Cadence::daily_digest(field, h, tz).unwrap_or_else(|e| {
+                    bad.push(e);
+                    Cadence::Immediate
+                })
+            }
+        };
+        if !bad.is_empty() {
+            return Err(bad);
+        }
+        if !none && list.is_empty() {
+            list.push(NotifyChannel::Email);
+        }
+        Ok(Preferences {
+            channels: list,
+            cadence,
+        })
+    }
+}
+
+/// Which chat tool an incoming webhook belongs to (their JSON differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatKind {
+    /// Slack incoming webhooks (`{"text", "blocks"}`).
+    Slack,
+    /// Microsoft Teams webhooks (Workflows), an Adaptive Card message.
+    Teams,
+}
+
+impl ChatKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatKind::Slack => "slack",
+            ChatKind::Teams => "teams",
+        }
+    }
+}
+
+/// A chat incoming-webhook a person or team is told through.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChatHook {
+    pub kind: ChatKind,
+    pub url: String,
+}
+
+impl ChatHook {
+    /// Checks a chat webhook as the directory records it (`kind`: slack or
+    /// teams; `url`: an http(s) URL; where it may point is checked when it
+    /// is called).
+    pub fn parse(field: &str, kind: &str, url: &str) -> Result<ChatHook, Vec<FieldViolation>> {
+        let mut bad = Vec::new();
+        let kind = match kind.trim().to_ascii_lowercase().as_str() {
+            "slack" => Some(ChatKind::Slack),
+            "teams" => Some(ChatKind::Teams),
+            other => {
+                bad.push(FieldViolation::new(
+                    format!("{field}.kind"),
+                    format!("{other:?} is not a chat tool: use slack or teams"),
+                ));
+                None
+            }
+        };
+        let url = url.trim();
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+        if !matches!(host, Some(h) if !h.is_empty()) || url.chars().any(char::is_whitespace) {
+            bad.push(FieldViolation::new(
+                format!("{field}.url"),
+                format!("{url:?} is not an http(s) URL (the chat tool's incoming-webhook URL)"),
+            ));
+        }
+        match (kind, bad.is_empty()) {
+            (Some(kind), true) => Ok(ChatHook {
+                kind,
+                url: url.to_string(),
+            }),
+            _ => Err(bad),
+        }
+    }
 }
 
 impl Default for Preferences {
@@ -137,6 +328,17 @@ pub struct Notice {
     pub channel: NotifyChannel,
     /// `None`: send now; else in the recipient's daily digest.
     pub digest: Option<Cadence>,
+}
+
+impl Notice {
+    /// When this notice goes out when it comes from an event at `at`:
+    /// `None` now, else its digest's time.
+    pub fn not_before(&self, at: Timestamp) -> Option<Timestamp> {
+        match &self.digest {
+            Some(Cadence::DailyDigest { hour, tz }) => next_digest_at(at, *hour, tz),
+            _ => None,
+        }
+    }
 }
 
 /// The notices ticket event `event` causes, given the ticket after it
@@ -273,6 +475,8 @@ pub enum NotificationCommand {
         recipient: String,
         channel: NotifyChannel,
         kind: NoticeKind,
+        /// In a daily digest: not before this time (the digest's).
+        not_before: Option<Timestamp>,
     },
     RecordAttempt {
         attempt: u32,
@@ -293,6 +497,9 @@ pub enum NotificationEvent {
         recipient: String,
         channel: NotifyChannel,
         kind: NoticeKind,
+        /// In a daily digest: sent with the recipient's other FYIs of that
+        /// digest at this time; `None`: at once.
+        not_before: Option<Timestamp>,
     },
     Attempted {
         attempt: u32,
@@ -377,6 +584,7 @@ impl crate::Aggregate for NotificationAggregate {
                     recipient,
                     channel,
                     kind,
+                    not_before,
                 },
             ) => Ok(Decision::Append(NotificationEvent::Requested {
                 ticket_id: ticket_id.clone(),
@@ -384,6 +592,7 @@ impl crate::Aggregate for NotificationAggregate {
                 recipient: recipient.clone(),
                 channel: *channel,
                 kind: *kind,
+                not_before: *not_before,
             })),
             // Requested again (a redelivered event): it already exists.
             (Some(s), NotificationCommand::Request { .. }) => Ok(Decision::AlreadyApplied {
@@ -705,6 +914,138 @@ mod tests {
     }
 
     #[test]
+    fn preferences_parse_channels_none_and_digests() {
+        let ch = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            Preferences::parse("notify", &[], None, "").unwrap(),
+            Preferences::default()
+        );
+        let p = Preferences::parse(
+            "notify",
+            &ch(&["Chat", "email", "chat"]),
+            Some(8),
+            "Europe/Paris",
+        )
+        .unwrap();
+        assert_eq!(p.channels, [NotifyChannel::Chat, NotifyChannel::Email]);
+        assert_eq!(
+            p.cadence,
+            Cadence::DailyDigest {
+                hour: 8,
+                tz: "Europe/Paris".into()
+            }
+        );
+        assert!(
+            Preferences::parse("notify", &ch(&["none"]), None, "")
+                .unwrap()
+                .channels
+                .is_empty()
+        );
+        let bad = Preferences::parse(
+            "notify",
+            &ch(&["sms", "none", "email"]),
+            Some(24),
+            "Mars/Olympus",
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = bad.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "notify.channels[0]",
+                "notify.channels",
+                "notify.digest_hour"
+            ]
+        );
+        let tz = Preferences::parse("notify", &[], Some(7), "Mars/Olympus").unwrap_err();
+        assert_eq!(tz[0].field, "notify.digest_time_zone");
+        assert_eq!(
+            Preferences::parse("notify", &[], None, "UTC").unwrap_err()[0].field,
+            "notify.digest_hour"
+        );
+        assert!(ChatHook::parse("chat", "slack", "https://hooks.slack.com/services/T/B/x").is_ok());
+        let bad = ChatHook::parse("chat", "irc", "ftp://x").unwrap_err();
+        assert_eq!(bad.len(), 2);
+        assert!(ChatHook::parse("chat", "teams", "https://").is_err());
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::from_micros(s.parse::<jiff::Timestamp>().unwrap().as_microsecond())
+    }
+
+    #[test]
+    fn digests_go_out_at_the_next_local_hour_across_dst() {
+        // Paris is UTC+1 in winter: 08:00 local is 07:00Z.
+        assert_eq!(
+            next_digest_at(ts("2026-11-23T06:59:59Z"), 8, "Europe/Paris"),
+            Some(ts("2026-11-23T07:00:00Z"))
+        );
+        // At the digest's very time: the next day's.
+        assert_eq!(
+            next_digest_at(ts("2026-11-23T07:00:00Z"), 8, "Europe/Paris"),
+            Some(ts("2026-11-24T07:00:00Z"))
+        );
+        // Across the spring change (29 March 2026): 08:00 is 06:00Z after it.
+        assert_eq!(
+            next_digest_at(ts("2026-03-28T08:00:00Z"), 8, "Europe/Paris"),
+            Some(ts("2026-03-29T06:00:00Z"))
+        );
+        // 02:30 does not exist that night: the instant clocks jump to.
+        assert_eq!(
+            next_digest_at(ts("2026-03-28T23:00:00Z"), 2, "Europe/Paris"),
+            Some(ts("2026-03-29T01:00:00Z"))
+        );
+        // 02:00 happens twice on 25 October 2026: the first.
+        assert_eq!(
+            next_digest_at(ts("2026-10-24T23:30:00Z"), 2, "Europe/Paris"),
+            Some(ts("2026-10-25T00:00:00Z"))
+        );
+        // Auckland (UTC+13 in its summer) is a day ahead: 12:00Z on the
+        // 23rd is 01:00 on the 24th there, whose 08:00 is 19:00Z the 23rd.
+        assert_eq!(
+            next_digest_at(ts("2026-11-23T12:00:00Z"), 8, "Pacific/Auckland"),
+            Some(ts("2026-11-23T19:00:00Z"))
+        );
+        assert_eq!(
+            next_digest_at(ts("2026-11-23T12:00:00Z"), 8, "Nowhere/Else"),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        /// The digest time is after the FYI, within about a day, and (on
+        /// any day the hour exists) at that hour, local time.
+        #[test]
+        fn digest_time_is_the_next_local_hour(
+            micros in 0i64..4_102_444_800_000_000,
+            hour in 0u8..24,
+            zone in proptest::sample::select(vec![
+                "UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata",
+                "Australia/Lord_Howe", "Pacific/Chatham", "America/Santiago",
+            ]),
+        ) {
+            let at = Timestamp::from_micros(micros);
+            let next = next_digest_at(at, hour, zone).unwrap();
+            proptest::prop_assert!(next > at);
+            proptest::prop_assert!(next.as_micros() - at.as_micros() <= 26 * 3_600_000_000);
+            let tz = jiff::tz::TimeZone::get(zone).unwrap();
+            let local = jiff::Timestamp::from_microsecond(next.as_micros()).unwrap().to_zoned(tz);
+            let exists = local.date().at(hour as i8, 0, 0, 0).to_zoned(local.time_zone().clone())
+                .map(|z| z.hour() == hour as i8)
+                .unwrap_or(false);
+            if exists {
+                proptest::prop_assert_eq!((local.hour(), local.minute()), (hour as i8, 0));
+            }
+            // Nothing in between: an FYI a second before the digest time
+            // gets that same digest.
+            proptest::prop_assert_eq!(
+                next_digest_at(Timestamp::from_micros(next.as_micros() - 1_000_000), hour, zone),
+                Some(next)
+            );
+        }
+    }
+
+    #[test]
     fn retries_jitter_deterministically_and_honour_retry_after() {
         for a in 1..MAX_ATTEMPTS {
             let step = retry_delay(a).unwrap();
@@ -757,6 +1098,7 @@ mod tests {
             recipient: "o@v.io".into(),
             channel: NotifyChannel::Email,
             kind: NoticeKind::OwnerAssigned,
+            not_before: None,
         };
         let attempt = |attempt, outcome| NotificationCommand::RecordAttempt { attempt, outcome };
         assert_eq!(
