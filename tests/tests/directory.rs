@@ -94,7 +94,7 @@ async fn upsert_get_and_idempotency(backend: Backend) {
                 email: "lee@vendor.example".into(),
                 name: "Lee Park".into(),
                 manager_email: "mo@vendor.example".into(),
-                sequence: 0,
+                ..Default::default()
             }),
             ..Default::default()
         })
@@ -117,7 +117,7 @@ async fn upsert_get_and_idempotency(backend: Backend) {
                 id: "partner-success".into(),
                 name: "Partner Success".into(),
                 members: vec!["ps1@vendor.example".into(), "ps2@vendor.example".into()],
-                sequence: 0,
+                ..Default::default()
             }),
             ..Default::default()
         })

@@ -225,18 +225,20 @@ impl DirectoryService for DirectoryGrpc {
         let email = Email::parse("email", &r.email).map_err(|v| invalid_argument(vec![v]))?;
         self.catch_up(PERSON_VIEW, &self.progress.people, r.min_sequence)
             .await?;
-        let row = sqlx::query("SELECT name, manager_email, sequence FROM people WHERE email = $1")
-            .bind(email.as_str())
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(sql_error)?
-            .ok_or_else(|| Status::not_found(format!("person {email} is not in the directory")))?;
-        Ok(Response::new(v1::Person {
-            email: email.to_string(),
-            name: row.get(0),
-            manager_email: row.get::<Option<String>, _>(1).unwrap_or_default(),
-            sequence: row.get::<i64, _>(2) as u64,
-        }))
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {}, sequence FROM people WHERE email = $1",
+            crate::lookup::PERSON_COLUMNS
+        )))
+        .bind(email.as_str())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(sql_error)?
+        .ok_or_else(|| Status::not_found(format!("person {email} is not in the directory")))?;
+        let person = crate::lookup::person_row(&row)
+            .map_err(|e| Status::internal(format!("person {email}: {e}")))?;
+        Ok(Response::new(
+            closeloop_contracts::directory::person_to_proto(&person, row.get::<i64, _>(8) as u64),
+        ))
     }
 
     async fn get_team(
@@ -248,12 +250,13 @@ impl DirectoryService for DirectoryGrpc {
             .map_err(|v| invalid_argument(vec![v]))?;
         self.catch_up(TEAM_VIEW, &self.progress.teams, r.min_sequence)
             .await?;
-        let row = sqlx::query("SELECT name, sequence FROM teams WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(sql_error)?
-            .ok_or_else(|| Status::not_found(format!("team {id} is not in the directory")))?;
+        let row =
+            sqlx::query("SELECT name, sequence, chat_kind, chat_url FROM teams WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(sql_error)?
+                .ok_or_else(|| Status::not_found(format!("team {id} is not in the directory")))?;
         let members =
             sqlx::query("SELECT email FROM team_members WHERE team_id = $1 ORDER BY position")
                 .bind(id.as_str())
@@ -268,6 +271,13 @@ impl DirectoryService for DirectoryGrpc {
             name: row.get(0),
             members,
             sequence: row.get::<i64, _>(1) as u64,
+            chat: match (
+                row.get::<Option<String>, _>(2),
+                row.get::<Option<String>, _>(3),
+            ) {
+                (Some(kind), Some(url)) => Some(v1::ChatWebhook { kind, url }),
+                _ => None,
+            },
         }))
     }
 }

@@ -7,10 +7,11 @@
 //! authority. Records are upserted, never deleted, so a record found once
 //! stays found.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use closeloop_domain::directory::{Account, Person, Team};
+use closeloop_domain::notification::{ChatHook, Preferences};
 use closeloop_eventstore::{EventStore, Executor};
 use closeloop_readmodel::Db;
 use sqlx::Row;
@@ -154,7 +155,7 @@ impl DirectoryLookup {
     /// from its events.
     pub async fn team(&self, id: &str) -> Result<Option<Team>, LookupError> {
         let pool = self.db.pool();
-        let row = sqlx::query("SELECT name FROM teams WHERE id = $1")
+        let row = sqlx::query("SELECT name, chat_kind, chat_url FROM teams WHERE id = $1")
             .bind(id)
             .fetch_optional(pool)
             .await?;
@@ -171,26 +172,124 @@ impl DirectoryLookup {
                 .map(|r| r.try_get(0))
                 .collect::<Result<Vec<String>, sqlx::Error>>()?;
         let name: String = row.try_get(0)?;
-        Team::parse(id, &name, &members)
-            .map(Some)
-            .map_err(unreadable)
+        let chat_kind: Option<String> = row.try_get(1)?;
+        let chat_url: Option<String> = row.try_get(2)?;
+        let mut team = Team::parse(id, &name, &members).map_err(unreadable)?;
+        if let (Some(k), Some(u)) = (chat_kind, chat_url) {
+            team.chat = Some(ChatHook::parse("chat", &k, &u).map_err(unreadable)?);
+        }
+        Ok(Some(team))
     }
 
     /// Person `email` (normalised) with their manager: from the view, else
     /// from their events.
     pub async fn person(&self, email: &str) -> Result<Option<Person>, LookupError> {
-        let row = sqlx::query("SELECT name, manager_email FROM people WHERE email = $1")
-            .bind(email)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PERSON_COLUMNS} FROM people WHERE email = $1"
+        )))
+        .bind(email)
+        .fetch_optional(self.db.pool())
+        .await?;
         let Some(row) = row else {
             let stored = self.people.load(PersonKind::key(email)).await?;
             return Ok(stored.map(|s| s.record));
         };
-        let name: String = row.try_get(0)?;
-        let manager: Option<String> = row.try_get(1)?;
-        Person::parse(email, &name, manager.as_deref().unwrap_or(""))
+        person_row(&row).map(Some)
+    }
+
+    /// How each of `emails` (normalised) is told: their preferences and,
+    /// for those who want chat, the chat webhook they are told through
+    /// (their own, else the first of their teams' by team id). From the
+    /// view only, in one query: a person not (yet) in it is absent, and gets
+    /// the defaults (e-mail, at once).
+    pub async fn notification_targets(
+        &self,
+        emails: &[String],
+    ) -> Result<HashMap<String, (Preferences, Option<ChatHook>)>, LookupError> {
+        let mut out = HashMap::new();
+        if emails.is_empty() {
+            return Ok(out);
+        }
+        let marks: Vec<String> = (1..=emails.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM people WHERE email IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in emails {
+            q = q.bind(e.as_str());
+        }
+        for row in q.fetch_all(self.db.pool()).await? {
+            let p = person_row(&row)?;
+            let wants_chat = p
+                .notify
+                .channels
+                .contains(&closeloop_domain::notification::NotifyChannel::Chat);
+            let chat = match p.chat {
+                Some(c) => Some(c),
+                None if wants_chat => self.team_chat(p.email.as_str()).await?,
+                None => None,
+            };
+            out.insert(p.email.to_string(), (p.notify, chat));
+        }
+        Ok(out)
+    }
+
+    /// Where chat notifications to `email` go: their own webhook, else
+    /// their first team's (by team id) that has one.
+    pub async fn chat_of(&self, email: &str) -> Result<Option<ChatHook>, LookupError> {
+        match self.person(email).await? {
+            Some(Person { chat: Some(c), .. }) => Ok(Some(c)),
+            _ => self.team_chat(email).await,
+        }
+    }
+
+    /// The chat webhook of the first team (by id) `email` belongs to that
+    /// has one.
+    async fn team_chat(&self, email: &str) -> Result<Option<ChatHook>, LookupError> {
+        let row = sqlx::query(
+            "SELECT t.chat_kind, t.chat_url FROM team_members m JOIN teams t ON t.id = m.team_id \
+             WHERE m.email = $1 AND t.chat_url IS NOT NULL ORDER BY t.id LIMIT 1",
+        )
+        .bind(email)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let kind: String = row.try_get(0)?;
+        let url: String = row.try_get(1)?;
+        ChatHook::parse("chat", &kind, &url)
             .map(Some)
             .map_err(unreadable)
     }
+}
+
+pub(crate) const PERSON_COLUMNS: &str = "email, name, manager_email, notify_channels, digest_hour, digest_time_zone, chat_kind, chat_url";
+
+/// A person from a `people` row of [`PERSON_COLUMNS`].
+pub(crate) fn person_row(row: &sqlx::any::AnyRow) -> Result<Person, LookupError> {
+    let email: String = row.try_get(0)?;
+    let name: String = row.try_get(1)?;
+    let manager: Option<String> = row.try_get(2)?;
+    let channels: Option<String> = row.try_get(3)?;
+    let hour: Option<i64> = row.try_get(4)?;
+    let tz: Option<String> = row.try_get(5)?;
+    let chat_kind: Option<String> = row.try_get(6)?;
+    let chat_url: Option<String> = row.try_get(7)?;
+    let person =
+        Person::parse(&email, &name, manager.as_deref().unwrap_or("")).map_err(unreadable)?;
+    let notify = match channels {
+        None => Preferences::default(),
+        Some(c) => Preferences::parse(
+            "notify",
+            &c.split_whitespace().map(str::to_string).collect::<Vec<_>>(),
+            hour.map(|h| h.clamp(0, 24) as u32),
+            tz.as_deref().unwrap_or(""),
+        )
+        .map_err(unreadable)?,
+    };
+    let chat = match (chat_kind, chat_url) {
+        (Some(k), Some(u)) => Some(ChatHook::parse("chat", &k, &u).map_err(unreadable)?),
+        _ => None,
+    };
+    Ok(person.with_notifications(notify, chat))
 }

@@ -2,6 +2,7 @@
 //! NATS 2.9 consumer follows one subject filter.
 
 use closeloop_domain::directory::{Account, Person, Team};
+use closeloop_domain::notification::{Cadence, Preferences};
 use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_readmodel::{Projection, ProjectionError};
 use sqlx::AnyConnection;
@@ -103,16 +104,38 @@ impl Projection for PersonView {
 }
 
 async fn upsert_person(conn: &mut AnyConnection, p: &Person, seq: u64) -> Result<(), sqlx::Error> {
+    let default = p.notify == Preferences::default();
+    let channels = (!default).then(|| {
+        if p.notify.channels.is_empty() {
+            "none".to_string()
+        } else {
+            let c: Vec<&str> = p.notify.channels.iter().map(|c| c.as_str()).collect();
+            c.join(" ")
+        }
+    });
+    let (hour, tz) = match &p.notify.cadence {
+        Cadence::DailyDigest { hour, tz } => (Some(i64::from(*hour)), Some(tz.as_str())),
+        Cadence::Immediate => (None, None),
+    };
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO people (email, name, manager_email, sequence) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO people (email, name, manager_email, sequence, notify_channels, digest_hour, \
+         digest_time_zone, chat_kind, chat_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (email) DO UPDATE SET name = excluded.name, \
-         manager_email = excluded.manager_email, sequence = excluded.sequence {}",
+         manager_email = excluded.manager_email, sequence = excluded.sequence, \
+         notify_channels = excluded.notify_channels, digest_hour = excluded.digest_hour, \
+         digest_time_zone = excluded.digest_time_zone, chat_kind = excluded.chat_kind, \
+         chat_url = excluded.chat_url {}",
         newer("people")
     )))
     .bind(p.email.as_str())
     .bind(p.name.as_str())
     .bind(p.manager.as_ref().map(|m| m.as_str()))
     .bind(seq as i64)
+    .bind(channels)
+    .bind(hour)
+    .bind(tz)
+    .bind(p.chat.as_ref().map(|c| c.kind.as_str()))
+    .bind(p.chat.as_ref().map(|c| c.url.as_str()))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -143,13 +166,16 @@ impl Projection for TeamView {
 
 async fn upsert_team(conn: &mut AnyConnection, t: &Team, seq: u64) -> Result<(), sqlx::Error> {
     let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO teams (id, name, sequence) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, sequence = excluded.sequence {}",
+        "INSERT INTO teams (id, name, sequence, chat_kind, chat_url) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, sequence = excluded.sequence, \
+         chat_kind = excluded.chat_kind, chat_url = excluded.chat_url {}",
         newer("teams")
     )))
     .bind(t.id.as_str())
     .bind(t.name.as_str())
     .bind(seq as i64)
+    .bind(t.chat.as_ref().map(|c| c.kind.as_str()))
+    .bind(t.chat.as_ref().map(|c| c.url.as_str()))
     .execute(&mut *conn)
     .await?;
     if r.rows_affected() == 0 {

@@ -14,6 +14,51 @@ pub struct PersonRow {
     pub name: String,
     #[serde(default, alias = "manager_email")]
     pub manager: String,
+    /// How the person is told (default: e-mail, immediately).
+    #[serde(default)]
+    pub notify: Option<NotifyRow>,
+    /// Their own chat webhook.
+    #[serde(default)]
+    pub chat: Option<ChatRow>,
+}
+
+/// `notify: {channels: [email, chat], digest_hour: 8, digest_time_zone: Europe/Paris}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRow {
+    #[serde(default)]
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub digest_hour: Option<u32>,
+    #[serde(default)]
+    pub digest_time_zone: String,
+}
+
+impl NotifyRow {
+    pub fn to_proto(&self) -> v1::NotificationPreferences {
+        v1::NotificationPreferences {
+            channels: self.channels.clone(),
+            digest_hour: self.digest_hour,
+            digest_time_zone: self.digest_time_zone.clone(),
+        }
+    }
+}
+
+/// `chat: {kind: slack, url: https://hooks.slack.com/services/...}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRow {
+    pub kind: String,
+    pub url: String,
+}
+
+impl ChatRow {
+    pub fn to_proto(&self) -> v1::ChatWebhook {
+        v1::ChatWebhook {
+            kind: self.kind.clone(),
+            url: self.url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,6 +69,9 @@ pub struct TeamRow {
     pub name: String,
     #[serde(default)]
     pub members: Vec<String>,
+    /// The team's chat channel.
+    #[serde(default)]
+    pub chat: Option<ChatRow>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +106,8 @@ impl PersonRow {
             name: self.name.clone(),
             manager_email: self.manager.clone(),
             sequence: 0,
+            notify: self.notify.as_ref().map(NotifyRow::to_proto),
+            chat: self.chat.as_ref().map(ChatRow::to_proto),
         }
     }
 }
@@ -69,6 +119,7 @@ impl TeamRow {
             name: self.name.clone(),
             members: self.members.clone(),
             sequence: 0,
+            chat: self.chat.as_ref().map(ChatRow::to_proto),
         }
     }
 }

@@ -74,6 +74,8 @@ fn from_yaml(text: &str) -> Result<Vec<Record>, CliError> {
 
 /// CSV: `id,name,region,segment,<role>...` (accounts), `email,name,manager_email`
 /// (people) or `id,name,members` with members separated by `;` (teams).
+/// People and teams may add `chat_kind,chat_url`; people `channels`
+/// (separated by `;`), `digest_hour` and `digest_time_zone`.
 fn from_csv(text: &str) -> Result<Vec<Record>, CliError> {
     let mut r = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -97,7 +99,39 @@ fn from_csv(text: &str) -> Result<Vec<Record>, CliError> {
                 .unwrap_or_default()
                 .to_string()
         };
+        let chat = || {
+            (!get("chat_url").is_empty() || !get("chat_kind").is_empty()).then(|| v1::ChatWebhook {
+                kind: get("chat_kind"),
+                url: get("chat_url"),
+            })
+        };
         if has("email") && !has("id") {
+            let notify = if get("channels").is_empty()
+                && get("digest_hour").is_empty()
+                && get("digest_time_zone").is_empty()
+            {
+                None
+            } else {
+                let hour = get("digest_hour");
+                Some(v1::NotificationPreferences {
+                    channels: get("channels")
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    digest_hour: if hour.is_empty() {
+                        None
+                    } else {
+                        Some(hour.parse().map_err(|_| {
+                            CliError::Usage(format!(
+                                "line {line}: digest_hour {hour:?} is not an hour (0-23)"
+                            ))
+                        })?)
+                    },
+                    digest_time_zone: get("digest_time_zone"),
+                })
+            };
             out.push(Record::Person(
                 format!("line {line}"),
                 v1::Person {
@@ -109,6 +143,8 @@ fn from_csv(text: &str) -> Result<Vec<Record>, CliError> {
                         get("manager")
                     },
                     sequence: 0,
+                    notify,
+                    chat: chat(),
                 },
             ));
         } else if has("id") && has("members") {
@@ -124,6 +160,7 @@ fn from_csv(text: &str) -> Result<Vec<Record>, CliError> {
                         .map(str::to_string)
                         .collect(),
                     sequence: 0,
+                    chat: chat(),
                 },
             ));
         } else if has("id") {
