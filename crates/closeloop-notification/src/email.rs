@@ -187,6 +187,7 @@ mod tests {
             subject: "S".into(),
             text: "plain".into(),
             html: "<p>html</p>".into(),
+            chat: "chat".into(),
         };
         let msg = m.message("o@v.io", "abc@closeloop", &r).unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();

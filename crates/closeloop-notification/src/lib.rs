@@ -19,6 +19,7 @@
 //!   again, which writes nothing; a crash between sending and recording
 //!   sends again with the same `Message-ID`, so receivers can drop it.
 
+pub mod chat;
 pub mod email;
 pub mod endpoints;
 pub mod grpc;

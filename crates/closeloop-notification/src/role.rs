@@ -146,6 +146,7 @@ impl closeloop_runtime::Role for Notification {
             let metrics = Arc::new(NotificationMetrics::default());
             let requester = Requester {
                 store: s.store.clone(),
+                lookup: DirectoryLookup::new(s.db.clone(), s.store.clone()),
                 db: s.db.clone(),
                 notifications: Executor::new(s.store.clone()),
                 metrics: metrics.clone(),
@@ -171,7 +172,10 @@ impl closeloop_runtime::Role for Notification {
                 ),
             );
             s.consume(consumer_spec(&s.prefix), Decoded(requester.clone()));
-            let mut channels = vec![NotifyChannel::Webhook.as_str()];
+            let mut channels = vec![
+                NotifyChannel::Webhook.as_str(),
+                NotifyChannel::Chat.as_str(),
+            ];
             match &self.mailer {
                 Some(mailer) => {
                     tracing::info!(smtp = %mailer.server, "notification: e-mail on");
@@ -349,6 +353,8 @@ impl<K: std::hash::Hash + Eq, V: Clone> Bounded<K, V> {
 #[derive(Clone)]
 pub struct Requester {
     store: EventStore,
+    /// People's preferences and chat webhooks.
+    lookup: DirectoryLookup,
     /// The webhook endpoints' view.
     db: Db,
     notifications: Executor<NotificationContract>,
@@ -436,6 +442,8 @@ impl EventHandler for Requester {
         let Some(env) = envelope else {
             return Verdict::DeadLetter("ticket event without an envelope (no event id)".into());
         };
+        // Events that tell no person (contacts, notes, revisions) and that
+        // no endpoint wants need no ticket read at all.
         let event_type = closeloop_contracts::webhook::event_type(&rec.event);
         let hooks: Vec<String> = match endpoints::active(&self.db).await {
             Ok(all) => all
@@ -445,9 +453,7 @@ impl EventHandler for Requester {
                 .collect(),
             Err(e) => return Verdict::Retry(format!("webhook endpoints unreadable: {e}")),
         };
-        // With e-mail off and no endpoint asking, nobody is told, and the
-        // ticket need not even be read.
-        if !self.email && hooks.is_empty() {
+        if hooks.is_empty() && !tells_people(&rec.event) {
             return Verdict::Done;
         }
         let ctx = EventContext::caused_by(Some(env), ACTOR);
@@ -458,23 +464,33 @@ impl EventHandler for Requester {
             }
             Err(e) => return Verdict::Retry(e),
         };
-        // Preferences from the directory are not recorded yet: everyone is
-        // told by e-mail, immediately.
-        let prefs = |_: &str| Preferences::default();
-        let people = if self.email {
-            notices(&rec.event, &ticket, &prefs)
-        } else {
-            Vec::new()
-        };
-        let wanted = people
+        // Who could be told (everyone at the defaults), then how each
+        // wants to be (the directory's preferences; the defaults for a
+        // person not in it).
+        let default_prefs = |_: &str| Preferences::default();
+        let candidates: Vec<String> = notices(&rec.event, &ticket, &default_prefs)
             .into_iter()
-            .map(|n| (n.recipient, n.channel, n.kind))
-            .chain(
-                hooks
-                    .into_iter()
-                    .map(|h| (h, NotifyChannel::Webhook, NoticeKind::Webhook)),
-            );
-        for (recipient, channel, kind) in wanted {
+            .map(|n| n.recipient)
+            .collect();
+        let targets = match self.lookup.notification_targets(&candidates).await {
+            Ok(t) => t,
+            Err(e) => return Verdict::Retry(format!("directory unreadable: {e}")),
+        };
+        let prefs = |p: &str| targets.get(p).map(|t| t.0.clone()).unwrap_or_default();
+        let people = notices(&rec.event, &ticket, &prefs)
+            .into_iter()
+            // E-mail that is off is nobody's channel.
+            .filter(|n| self.email || n.channel != NotifyChannel::Email)
+            .map(|n| {
+                let not_before = n.not_before(rec.occurred_at);
+                (n.recipient, n.channel, n.kind, not_before)
+            });
+        let wanted = people.chain(
+            hooks
+                .into_iter()
+                .map(|h| (h, NotifyChannel::Webhook, NoticeKind::Webhook, None)),
+        );
+        for (recipient, channel, kind, not_before) in wanted {
             let id = NotificationId::of(&env.event_id, &recipient, channel);
             let cmd = NotificationCommand::Request {
                 ticket_id: rec.ticket_id.to_string(),
@@ -482,6 +498,7 @@ impl EventHandler for Requester {
                 recipient,
                 channel,
                 kind,
+                not_before,
             };
             match self.notifications.execute(id, REQUEST, &ctx, &cmd).await {
                 Ok(done) if !done.replayed => {
@@ -495,7 +512,18 @@ impl EventHandler for Requester {
     }
 }
 
-/// The delivery worker: e-mail (when on) and webhooks.
+/// Whether ticket event `e` tells any person anything (whatever the
+/// ticket): the kinds [`notices`] has a case for.
+fn tells_people(e: &TicketEvent) -> bool {
+    !matches!(
+        e,
+        TicketEvent::ContactLogged { .. }
+            | TicketEvent::NoteAdded { .. }
+            | TicketEvent::FeedbackRevised { .. }
+    )
+}
+
+/// The delivery worker: e-mail (when on), chat and webhooks.
 struct Worker {
     db: Db,
     requester: Requester,
@@ -523,6 +551,8 @@ struct Worker {
 /// After a crash between sending and recording, the notification is sent
 /// again (same Message-ID or webhook-id) once its claim has expired.
 const CLAIM: Duration = Duration::from_secs(60);
+/// Namespace of digest Message-IDs (UUIDv5 of the members' ids).
+const DIGEST_NS: uuid::Uuid = uuid::Uuid::from_u128(0x9d2e_41c7_0b8a_4f35_a6d1_3e7c_58b0_0042);
 /// Longest sleep between looks at the outbox.
 const IDLE: Duration = Duration::from_secs(1);
 /// Deliveries under way at once.
@@ -535,6 +565,11 @@ const PER_SMTP: usize = 32;
 
 /// Where a delivery goes, for the per-destination limits.
 fn destination(n: &NotificationRow) -> (String, usize) {
+    // One digest is one message: one task sends it (and takes every FYI
+    // in it).
+    if let Some(at) = n.digest_at {
+        return (format!("digest:{}:{}:{at}", n.channel, n.recipient), 1);
+    }
     if n.channel == NotifyChannel::Email.as_str() {
         ("smtp".to_string(), PER_SMTP)
     } else {
@@ -634,9 +669,9 @@ impl Worker {
         }
     }
 
-    /// Sends one due notification (if this worker gets its claim) and
-    /// records the attempt.
-    async fn deliver(&self, n: NotificationRow) {
+    /// Claims `n` for this worker: true when nobody else holds it and the
+    /// view still has it pending at the attempt `n` was read at.
+    async fn claim(&self, n: &NotificationRow) -> bool {
         let now = micros(SystemTime::now());
         match view::claim(
             &self.db,
@@ -648,30 +683,68 @@ impl Worker {
         .await
         {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => return false,
             Err(e) => {
                 tracing::warn!(notification = %n.id, error = %e, "cannot claim");
-                return;
+                return false;
             }
         }
         // The row may have been read before the projector recorded this
         // notification's last attempt (which also removed its claim): only
         // what the view says now, after the claim, counts.
         match view::get(&self.db, &n.id).await {
-            Ok(Some(now)) if now.status == "pending" && now.attempts == n.attempts => {}
+            Ok(Some(now)) if now.status == "pending" && now.attempts == n.attempts => true,
             Ok(_) => {
                 let _ = view::release(&self.db, &n.id, &self.me).await;
-                return;
+                false
             }
             Err(e) => {
                 tracing::warn!(notification = %n.id, error = %e, "cannot read the outbox");
                 let _ = view::release(&self.db, &n.id, &self.me).await;
-                return;
+                false
             }
         }
+    }
+
+    /// Sends one due notification (if this worker gets its claim), or the
+    /// whole digest it belongs to as one message, and records the attempt
+    /// of each notification sent.
+    async fn deliver(&self, n: NotificationRow) {
+        if !self.claim(&n).await {
+            return;
+        }
         let span = tracing::info_span!("notify", notification = %n.id, channel = %n.channel, kind = %n.kind, attempt = n.attempts + 1);
-        let outcome = self.send(&n).instrument(span.clone()).await;
-        let _enter = span.enter();
+        let Some(digest_at) = n.digest_at else {
+            let outcome = self.send(&n).instrument(span.clone()).await;
+            self.record(&n, &outcome).instrument(span).await;
+            return;
+        };
+        // The recipient's other FYIs of this digest go in the same message.
+        let mut members = vec![n.clone()];
+        match view::digest(&self.db, &n.recipient, &n.channel, digest_at).await {
+            Ok(rows) => {
+                for m in rows {
+                    if m.id != n.id
+                        && m.next_attempt_at <= micros(SystemTime::now())
+                        && self.claim(&m).await
+                    {
+                        members.push(m);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the digest; sending what is claimed"),
+        }
+        members.sort_by(|a, b| (a.requested_at, &a.id).cmp(&(b.requested_at, &b.id)));
+        let outcome = self.send_digest(&members).instrument(span.clone()).await;
+        for m in &members {
+            self.record(m, &outcome).instrument(span.clone()).await;
+        }
+    }
+
+    /// Records how sending `n` went: the attempt, and giving up when it was
+    /// the last or the receiver refused.
+    async fn record(&self, n: &NotificationRow, outcome: &Result<(), SendError>) {
+        let now = micros(SystemTime::now());
         let Some(id) = NotificationId::parse(&n.id) else {
             tracing::error!(notification = %n.id, "outbox row with an id that is not a UUID");
             return;
@@ -685,7 +758,7 @@ impl Worker {
         };
         let request = format!("attempt-{attempt}");
         let m = &self.metrics;
-        let (record, give_up) = match &outcome {
+        let (record, give_up) = match outcome {
             Ok(()) => {
                 NotificationMetrics::count(&m.delivered, &n.channel);
                 m.latency
@@ -726,7 +799,7 @@ impl Worker {
             }
         };
         let gone = matches!(
-            &outcome,
+            outcome,
             Err(SendError::Permanent {
                 code: Some(410),
                 ..
@@ -813,6 +886,40 @@ impl Worker {
         if n.channel == NotifyChannel::Webhook.as_str() {
             return self.send_webhook(n).await;
         }
+        let (_, rendered) = self.render(n).await?;
+        // Stable per notification: a copy sent again after a crash between
+        // sending and recording has the same Message-ID.
+        self.send_rendered(n, &format!("{}@closeloop", n.id), &rendered)
+            .await
+    }
+
+    /// Sends `rendered` to `n`'s recipient on `n`'s channel (e-mail with
+    /// `message_id`, or chat).
+    async fn send_rendered(
+        &self,
+        n: &NotificationRow,
+        message_id: &str,
+        rendered: &crate::templates::Rendered,
+    ) -> Result<(), SendError> {
+        if n.channel == NotifyChannel::Chat.as_str() {
+            let hook = self
+                .lookup
+                .chat_of(&n.recipient)
+                .await
+                .map_err(|e| SendError::Transient {
+                    code: None,
+                    message: format!("directory unreadable: {e}"),
+                    retry_after: None,
+                })?
+                .ok_or_else(|| SendError::Permanent {
+                    code: None,
+                    message: format!(
+                        "no chat webhook for {}: set `chat` on the person or on one of their teams in the directory",
+                        n.recipient
+                    ),
+                })?;
+            return crate::chat::post(&self.http, &hook, &rendered.subject, &rendered.chat).await;
+        }
         let Some(mailer) = &self.mailer else {
             return Err(SendError::Transient {
                 code: None,
@@ -820,6 +927,15 @@ impl Worker {
                 retry_after: None,
             });
         };
+        let message = mailer.message(&n.recipient, message_id, rendered)?;
+        mailer.send(message).await
+    }
+
+    /// Notification `n` rendered, with the context it was rendered from.
+    async fn render(
+        &self,
+        n: &NotificationRow,
+    ) -> Result<(Context, crate::templates::Rendered), SendError> {
         let at = self.cause(n).await?;
         let ctx = self
             .context(n, &at)
@@ -840,10 +956,56 @@ impl Worker {
                 code: None,
                 message: e.to_string(),
             })?;
-        // Stable per notification: a copy sent again after a crash between
-        // sending and recording has the same Message-ID.
-        let message = mailer.message(&n.recipient, &format!("{}@closeloop", n.id), &rendered)?;
-        mailer.send(message).await
+        Ok((ctx, rendered))
+    }
+
+    /// One message listing the FYIs of one digest (`members`: one
+    /// recipient, channel and digest time), with a Message-ID of the
+    /// members' ids: sent again after a crash, the same digest has the same
+    /// id.
+    async fn send_digest(&self, members: &[NotificationRow]) -> Result<(), SendError> {
+        let first = members.first().expect("a digest has a member");
+        let mut items = Vec::with_capacity(members.len());
+        for m in members {
+            let (ctx, r) = self.render(m).await?;
+            let mut lines: Vec<&str> = r.chat.lines().collect();
+            if lines.len() > 1 {
+                lines.pop();
+            }
+            items.push(crate::templates::DigestItem {
+                subject: r.subject.clone(),
+                kind: m.kind.clone(),
+                ticket_id: m.ticket_id.clone(),
+                title: ctx.ticket.title.clone(),
+                account: ctx.account.name.clone(),
+                summary: lines.join(" ").replace('*', ""),
+                act: ctx.act.clone(),
+            });
+        }
+        let (hour, time_zone) = match self.lookup.person(&first.recipient).await {
+            Ok(Some(p)) => match p.notify.cadence {
+                closeloop_domain::notification::Cadence::DailyDigest { hour, tz } => (hour, tz),
+                _ => (0, "UTC".to_string()),
+            },
+            _ => (0, "UTC".to_string()),
+        };
+        let rendered = self
+            .templates
+            .render_digest(&crate::templates::DigestContext {
+                recipient: first.recipient.clone(),
+                hour,
+                time_zone,
+                items,
+            })
+            .map_err(|e| SendError::Permanent {
+                code: None,
+                message: e.to_string(),
+            })?;
+        let mut ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        ids.sort_unstable();
+        let message_id = uuid::Uuid::new_v5(&DIGEST_NS, ids.join(",").as_bytes());
+        self.send_rendered(first, &format!("digest-{message_id}@closeloop"), &rendered)
+            .await
     }
 
     /// Delivers ticket event `n.cause_event_id` to endpoint `n.recipient`,

@@ -1,5 +1,7 @@
-//! Message templates: `subject.txt`, `body.txt` (the plain-text part) and
-//! `body.html` (the HTML part, auto-escaped), rendered with `minijinja`.
+//! Message templates: `subject.txt`, `body.txt` (the plain-text part),
+//! `body.html` (the HTML part, auto-escaped) and `chat.md` (the chat
+//! message), rendered with `minijinja`; and the daily digest's
+//! `digest_subject.txt`, `digest.txt` and `digest.html`.
 //!
 //! closeloop ships defaults (`crates/closeloop-notification/templates/`).
 //! An operator's template directory (`--templates DIR`) overrides any of
@@ -16,12 +18,23 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 /// The parts of a message, by file name.
-pub const PARTS: [&str; 3] = ["subject.txt", "body.txt", "body.html"];
+pub const PARTS: [&str; 4] = ["subject.txt", "body.txt", "body.html", "chat.md"];
 
-const DEFAULTS: [(&str, &str); 3] = [
+/// The parts of a daily digest (one message listing a person's FYIs; not
+/// per workflow, as a digest spans workflows).
+pub const DIGEST_PARTS: [&str; 3] = ["digest_subject.txt", "digest.txt", "digest.html"];
+
+const DEFAULTS: [(&str, &str); 7] = [
     ("subject.txt", include_str!("../templates/subject.txt")),
     ("body.txt", include_str!("../templates/body.txt")),
     ("body.html", include_str!("../templates/body.html")),
+    ("chat.md", include_str!("../templates/chat.md")),
+    (
+        "digest_subject.txt",
+        include_str!("../templates/digest_subject.txt"),
+    ),
+    ("digest.txt", include_str!("../templates/digest.txt")),
+    ("digest.html", include_str!("../templates/digest.html")),
 ];
 
 /// Every notification kind, as templates see it (`kind`).
@@ -61,6 +74,8 @@ pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// The chat message (`chat.md`).
+    pub chat: String,
 }
 
 /// The compiled templates. Cheap to share (behind an `Arc`).
@@ -120,14 +135,15 @@ impl Templates {
                     if any {
                         workflows.push(name);
                     }
-                } else if PARTS.contains(&name.as_str()) {
+                } else if PARTS.contains(&name.as_str()) || DIGEST_PARTS.contains(&name.as_str()) {
                     sources.insert(format!("default/{name}"), read(&path)?);
                 } else {
                     return Err(TemplateError::Invalid {
                         name: path.display().to_string(),
                         message: format!(
-                            "not a template closeloop uses (expected {}, or a directory named after a workflow)",
-                            PARTS.join(", ")
+                            "not a template closeloop uses (expected {}, {}, or a directory named after a workflow)",
+                            PARTS.join(", "),
+                            DIGEST_PARTS.join(", ")
                         ),
                     });
                 }
@@ -175,7 +191,39 @@ impl Templates {
                 }
             }
         }
+        self.render_digest(&DigestContext::sample())
+            .map_err(|e| match e {
+                TemplateError::Invalid { name, message } => TemplateError::Invalid {
+                    name,
+                    message: format!("{message} (rendering a daily digest)"),
+                },
+                other => other,
+            })?;
         Ok(())
+    }
+
+    /// The daily digest for `ctx` (its chat form is the plain text).
+    pub fn render_digest(&self, ctx: &DigestContext) -> Result<Rendered, TemplateError> {
+        let part = |p: &str| {
+            let name = format!("default/{p}");
+            let t = self
+                .env
+                .get_template(&name)
+                .map_err(|e| invalid(&name, &e))?;
+            t.render(ctx).map_err(|e| invalid(&name, &e))
+        };
+        let text = part("digest.txt")?;
+        Ok(Rendered {
+            subject: part("digest_subject.txt")?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            chat: text.clone(),
+            text,
+            html: part("digest.html")?,
+        })
     }
 
     /// The message for `ctx`, with `workflow`'s templates where it has them.
@@ -201,12 +249,57 @@ impl Templates {
                 .to_string(),
             text: part("body.txt")?,
             html: part("body.html")?,
+            chat: part("chat.md")?,
         })
     }
 }
 
 fn dir_has(dir: &Path, name: &str) -> bool {
     dir.join(name.trim_start_matches("default/")).exists()
+}
+
+/// What the digest templates see.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DigestContext {
+    pub recipient: String,
+    /// The digest's hour and time zone (the person's preference).
+    pub hour: u8,
+    pub time_zone: String,
+    pub items: Vec<DigestItem>,
+}
+
+/// One FYI in a digest.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DigestItem {
+    /// The FYI's own subject line.
+    pub subject: String,
+    pub kind: String,
+    pub ticket_id: String,
+    pub title: String,
+    pub account: String,
+    /// The FYI's chat message without its last line (how to act).
+    pub summary: String,
+    pub act: String,
+}
+
+impl DigestContext {
+    pub fn sample() -> DigestContext {
+        DigestContext {
+            recipient: "dana.li@vendor.example".into(),
+            hour: 8,
+            time_zone: "Europe/Paris".into(),
+            items: vec![DigestItem {
+                subject: "[closeloop] FYI: ticket opened for Acme Corp: NPS detractor follow-up"
+                    .into(),
+                kind: "opened_fyi".into(),
+                ticket_id: "0b6f0c5e-1111-5222-8333-944455556666".into(),
+                title: "NPS detractor follow-up: Acme Corp".into(),
+                account: "Acme Corp".into(),
+                summary: "FYI: NPS detractor follow-up opened for Acme Corp".into(),
+                act: "closeloop tickets show 0b6f0c5e-1111-5222-8333-944455556666".into(),
+            }],
+        }
+    }
 }
 
 /// What templates see.

@@ -62,12 +62,14 @@ async fn apply(
             recipient,
             channel,
             kind,
+            not_before,
         } => {
+            let digest_at = not_before.map(|t| t.as_micros());
             sqlx::query(
                 "INSERT INTO notifications (id, ticket_id, cause_event_id, recipient, channel, \
                  kind, status, attempts, last_error, requested_at, next_attempt_at, finished_at, \
-                 sequence) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, NULL, $7, $7, NULL, $8) \
-                 ON CONFLICT (id) DO NOTHING",
+                 sequence, digest_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, NULL, $7, \
+                 COALESCE($9, $7), NULL, $8, $9) ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
             .bind(ticket_id.as_str())
@@ -77,6 +79,7 @@ async fn apply(
             .bind(kind.as_str())
             .bind(at)
             .bind(sequence)
+            .bind(digest_at)
             .execute(&mut *conn)
             .await?;
         }
@@ -98,21 +101,36 @@ async fn apply(
             // The next attempt's time on the schedule of this round; after
             // the last one the worker gives up (recorded as its own event),
             // so the row stays due until then.
-            let round_start: i64 =
-                sqlx::query("SELECT round_start FROM notifications WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map(|r| r.try_get(0))
-                    .transpose()?
-                    .unwrap_or(0);
+            let row = sqlx::query(
+                "SELECT round_start, recipient, channel, digest_at FROM notifications WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let (round_start, jitter_key) = match row {
+                Some(r) => {
+                    let digest_at: Option<i64> = r.try_get(3)?;
+                    // A digest's notifications retry together (one
+                    // message): their jitter is the digest's.
+                    let key = match digest_at {
+                        Some(d) => format!(
+                            "{}/{}/{d}",
+                            r.try_get::<String, _>(1)?,
+                            r.try_get::<String, _>(2)?
+                        ),
+                        None => id.to_string(),
+                    };
+                    (r.try_get::<i64, _>(0)?, key)
+                }
+                None => (0, id.to_string()),
+            };
             let in_round = attempt.saturating_sub(round_start.clamp(0, i64::from(u32::MAX)) as u32);
             let retry_after = match outcome {
                 AttemptOutcome::Retryable { retry_after, .. } => *retry_after,
                 _ => None,
             };
             let next = at
-                + next_attempt_delay(id, in_round, retry_after)
+                + next_attempt_delay(&jitter_key, in_round, retry_after)
                     .map(|d| d.as_micros() as i64)
                     .unwrap_or(0);
             sqlx::query(
@@ -176,11 +194,13 @@ pub struct NotificationRow {
     pub finished_at: Option<i64>,
     /// Attempts before the current round (a redrive starts a new one).
     pub round_start: u32,
+    /// In a daily digest: the digest's time (µs).
+    pub digest_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, ticket_id, cause_event_id, recipient, channel, kind, status, \
                        attempts, last_error, requested_at, next_attempt_at, finished_at, \
-                       round_start";
+                       round_start, digest_at";
 
 fn row(r: &sqlx::any::AnyRow) -> Result<NotificationRow, sqlx::Error> {
     Ok(NotificationRow {
@@ -197,6 +217,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<NotificationRow, sqlx::Error> {
         next_attempt_at: r.try_get(10)?,
         finished_at: r.try_get(11)?,
         round_start: r.try_get::<i64, _>(12)?.clamp(0, i64::from(u32::MAX)) as u32,
+        digest_at: r.try_get(13)?,
     })
 }
 
@@ -313,4 +334,24 @@ pub async fn claim(db: &Db, id: &str, me: &str, now: i64, until: i64) -> Result<
     .execute(db.writer())
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The pending notifications of one digest: `recipient`'s on `channel` at
+/// `digest_at`, oldest first.
+pub async fn digest(
+    db: &Db,
+    recipient: &str,
+    channel: &str,
+    digest_at: i64,
+) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM notifications WHERE recipient = $1 AND channel = $2 \
+         AND digest_at = $3 AND status = 'pending' ORDER BY requested_at, id"
+    )))
+    .bind(recipient)
+    .bind(channel)
+    .bind(digest_at)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(row).collect()
 }

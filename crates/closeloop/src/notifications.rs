@@ -145,9 +145,10 @@ fn check_templates(templates: Option<PathBuf>) -> ExitCode {
     match closeloop_notification::templates::Templates::load(templates.as_deref()) {
         Ok(_) => {
             outln!(
-                "templates ok: {} for {} notification kinds ({})",
+                "templates ok: {} for {} notification kinds, and {} ({})",
                 closeloop_notification::templates::PARTS.join(", "),
                 closeloop_notification::templates::KINDS.len(),
+                closeloop_notification::templates::DIGEST_PARTS.join(", "),
                 match &templates {
                     Some(d) => format!("{} over the shipped ones", d.display()),
                     None => "the shipped ones".to_string(),
