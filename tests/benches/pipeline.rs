@@ -12,17 +12,21 @@
 //! 3. Owner notified: every ticket's owner alert e-mailed to a local SMTP
 //!    server (Debian's aiosmtpd, storing into a Maildir): notifications per
 //!    second, and p50/p99 from the response's batch being accepted to the
-//!    owner's e-mail being stored (the Maildir file name's arrival time).
+//!    owner's e-mail being stored (the Maildir file name's arrival time);
+//!    and the same for each ticket's `ticket.opened` webhook delivery to a
+//!    local receiver (tests/support/webhook_receiver.py).
 //!
 //! Environment: BENCH_RESPONSES (default 5000), BENCH_DB (sqlite|postgres),
-//! BENCH_RAW_MESSAGES (default 20000).
+//! BENCH_RAW_MESSAGES (default 20000), BENCH_NO_MAIL=1 (e-mail off, no
+//! webhook: the front half alone, for comparison; part 3 is skipped).
 
 use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
 use closeloop_tests::{
-    Backend, Nats, SmtpSink, TestDb, raw_publish, spawn_app_configured, unique_prefix,
+    Backend, Nats, SmtpSink, TestDb, WebhookReceiver, raw_publish, spawn_app_configured,
+    unique_prefix,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -87,19 +91,55 @@ async fn main() {
     let db = TestDb::new(backend).await;
     let prefix = unique_prefix();
     let sink = SmtpSink::start();
+    let receiver = WebhookReceiver::start();
+    let mail = std::env::var_os("BENCH_NO_MAIL").is_none();
     let app = spawn_app_configured(
         &nats.url(),
         &db.url,
         &prefix,
         None,
-        closeloop_notification::role::Config {
-            smtp_url: Some(sink.url()),
-            mail_from: "bench <cx@vendor.example>".into(),
-            ..Default::default()
+        if mail {
+            closeloop_notification::role::Config {
+                smtp_url: Some(sink.url()),
+                mail_from: "bench <cx@vendor.example>".into(),
+                outbound_allow: "127.0.0.0/8".into(),
+                ..Default::default()
+            }
+        } else {
+            Default::default()
         },
     )
     .await;
     app.import_example_directory().await;
+    if mail {
+        // A connected system that wants every new ticket.
+        let mut n =
+            closeloop_proto::v1::notification_service_client::NotificationServiceClient::connect(
+                app.grpc_url(),
+            )
+            .await
+            .unwrap();
+        n.add_webhook(closeloop_proto::v1::AddWebhookRequest {
+            url: receiver.url("/ok/bench"),
+            events: vec!["ticket.opened".into()],
+            request_id: "bench".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while n
+            .list_webhooks(closeloop_proto::v1::ListWebhooksRequest { all: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .webhooks
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "webhook endpoint never listed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
     // The front half's own events (notifications are counted apart).
     let front = ["feedback", "routing", "rotation", "ticket"];
@@ -184,6 +224,10 @@ async fn main() {
         events as f64 / e2e.as_secs_f64() / pipelined
     );
 
+    if !mail {
+        println!("  (BENCH_NO_MAIL: e-mail off, owner notified not measured)");
+        return;
+    }
     // 3. Owner notified: one owner alert per ticket.
     let mut ticket_batch: HashMap<String, usize> = HashMap::new();
     let by_feedback: HashMap<String, usize> = (0..n)
@@ -233,6 +277,65 @@ async fn main() {
         "  owner notified (e-mail stored by a local aiosmtpd): {:>6.0} notifications/s over the run ({:.2?}); \
          accepted -> e-mailed p50 {:.0} ms, p99 {:.0} ms ({} owner alerts)",
         latencies.len() as f64 / last.as_secs_f64(),
+        last,
+        pct(0.50),
+        pct(0.99),
+        latencies.len()
+    );
+    // Every e-mail (owner alerts and the stakeholders' FYIs) stored by then.
+    let all_mail = sink.arrivals("");
+    let mail_last = all_mail
+        .iter()
+        .map(|(_, at)| at.duration_since(start_wall).unwrap_or_default())
+        .max()
+        .unwrap_or_default();
+    println!(
+        "  all e-mail (owner alerts and stakeholder FYIs): {:>6.0} e-mails/s ({} e-mails by {:.2?})",
+        all_mail.len() as f64 / mail_last.as_secs_f64(),
+        all_mail.len(),
+        mail_last
+    );
+
+    // Each ticket's ticket.opened delivered to the webhook receiver.
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let hooks = loop {
+        let got = receiver.requests_to("/ok/bench");
+        if got.len() >= n {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} webhook deliveries after 15 minutes",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let start_unix = start_wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut last = 0f64;
+    for r in &hooks {
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        let Some(batch) = body["data"]["ticket_id"]
+            .as_str()
+            .and_then(|t| ticket_batch.get(t))
+        else {
+            continue;
+        };
+        let since = r["at"].as_f64().unwrap() - start_unix;
+        last = last.max(since);
+        latencies.push((since - accepted_at[batch].as_secs_f64()) * 1000.0);
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    println!(
+        "  webhook delivered (ticket.opened, signed, to a local receiver): {:>6.0} deliveries/s over the run ({:.2}s); \
+         accepted -> delivered p50 {:.0} ms, p99 {:.0} ms ({} deliveries)",
+        latencies.len() as f64 / last,
         last,
         pct(0.50),
         pct(0.99),

@@ -165,6 +165,9 @@ pub struct ConsumerMetrics {
     pub position: std::sync::atomic::AtomicU64,
     /// Messages still to deliver after it (the consumer's lag).
     pub pending: std::sync::atomic::AtomicU64,
+    /// Messages received and not yet answered (handled, or waiting in a
+    /// lane): with `pending`, the work this consumer still has.
+    pub in_flight: std::sync::atomic::AtomicU64,
     /// Subscribed and reading: false while its subscription cannot be set
     /// up (stream missing, broker down) and, within a second, while the
     /// broker is unreachable; `/readyz` reports it.
@@ -185,6 +188,14 @@ pub struct ConsumerSpec {
     pub filters: Vec<String>,
     /// Most messages handled together.
     pub max_batch: usize,
+    /// Lanes handling messages at once (a key's messages stay on one lane,
+    /// in order). Fewer lanes: a side-effect consumer that takes less of
+    /// the machine from the path users wait on.
+    pub lanes: usize,
+    /// A side-effect consumer (notifications): its backlog is not the
+    /// user path's, and it yields to that path (see the runtime's
+    /// `Pressure`).
+    pub background: bool,
     /// Delay before redelivery when parking itself failed (broker trouble).
     pub retry_delay: Duration,
     /// How often, and how far apart, a `Retry` is redelivered.
@@ -240,6 +251,8 @@ impl ConsumerSpec {
             durable: durable.to_string(),
             filters: vec![filter],
             max_batch: 256,
+            lanes: LANES,
+            background: false,
             retry_delay: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             only_new: false,
@@ -251,6 +264,18 @@ impl ConsumerSpec {
     /// then on (an existing durable keeps its position).
     pub fn only_new(mut self) -> ConsumerSpec {
         self.only_new = true;
+        self
+    }
+
+    /// Marks it a side-effect consumer (see [`ConsumerSpec::background`]).
+    pub fn background(mut self) -> ConsumerSpec {
+        self.background = true;
+        self
+    }
+
+    /// Handles at most `lanes` messages at once (at least 1).
+    pub fn lanes(mut self, lanes: usize) -> ConsumerSpec {
+        self.lanes = lanes.max(1);
         self
     }
 
@@ -370,12 +395,15 @@ async fn consume<H: Handler>(
     spec.metrics
         .consuming
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    spec.metrics
+        .in_flight
+        .store(0, std::sync::atomic::Ordering::Relaxed);
     // One lane per slice of the key space: a key's messages go down one lane
     // in order; lanes run concurrently, so round trips overlap without
     // waiting for a whole batch.
-    let mut senders = Vec::with_capacity(LANES);
-    let mut lanes = Vec::with_capacity(LANES);
-    for _ in 0..LANES {
+    let mut senders = Vec::with_capacity(spec.lanes);
+    let mut lanes = Vec::with_capacity(spec.lanes);
+    for _ in 0..spec.lanes {
         let (tx, rx) = tokio::sync::mpsc::channel(LANE_DEPTH);
         senders.push(tx);
         lanes.push(lane(js, prefix, spec, handler, rx));
@@ -402,7 +430,7 @@ async fn consume<H: Handler>(
     }
 }
 
-/// Lanes per consumer, and messages queued per lane.
+/// Lanes per consumer (by default), and messages queued per lane.
 const LANES: usize = 64;
 const LANE_DEPTH: usize = 32;
 
@@ -455,6 +483,9 @@ async fn read<H: Handler>(
         }
         let key = handler.key(&msg);
         let lane = lane_of(&key, lanes.len());
+        spec.metrics
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if lanes[lane].send((key, msg)).await.is_err() {
             return Err(ConsumeError::LaneStopped);
         }
@@ -523,6 +554,7 @@ async fn lane<H: Handler>(
             Verdict::Retry(_) => &spec.metrics.retried,
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _answered = Answered(&spec.metrics.in_flight);
         match verdict {
             Verdict::Done => msg.ack().await.map_err(ack_failed(seq))?,
             Verdict::DeadLetter(reason) => {
@@ -555,6 +587,20 @@ async fn lane<H: Handler>(
         }
     }
     Ok(())
+}
+
+/// Counts a message out of `in_flight` when its answer is done with
+/// (whichever way the lane's step ends).
+struct Answered<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        );
+    }
 }
 
 async fn dead_letter(

@@ -90,6 +90,22 @@ pub struct EventStore {
 
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Longest history read backwards by direct gets (longer ones are read
+/// with a consumer, which costs the server more but one round trip less
+/// per event).
+const WALK_BACK: usize = 8;
+
+/// A stored event from a message read by sequence.
+fn raw_event(m: async_nats::jetstream::message::StreamMessage) -> StoredEvent {
+    StoredEvent {
+        subject: m.subject.to_string(),
+        sequence: m.sequence,
+        envelope: Envelope::from_headers(Some(&m.headers)),
+        payload: m.payload,
+        pending: 0,
+    }
+}
+
 impl EventStore {
     /// Creates the event stream if it is missing and verifies it otherwise.
     /// Safe to call from every replica at every start.
@@ -202,10 +218,18 @@ impl EventStore {
     /// Every event on one aggregate subject, oldest first.
     pub async fn read_aggregate(&self, subject: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let last = match self.stream.get_last_raw_message_by_subject(subject).await {
-            Ok(m) => m.sequence,
+            Ok(m) => m,
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Vec::new()),
             Err(e) => return Err(StoreError::Unavailable(e.to_string())),
         };
+        // A short history (most aggregates: a response, a notification, a
+        // ticket early in its life) is read backwards along each event's
+        // `Closeloop-Previous-Sequence`, one direct get per event, instead
+        // of creating a consumer on the server.
+        if let Some(events) = self.walk_back(subject, raw_event(last.clone())).await? {
+            return Ok(events);
+        }
+        let last = last.sequence;
         let read = async {
             let mut messages = self.follow(subject, 0).await?;
             let mut out = Vec::new();
@@ -225,6 +249,43 @@ impl EventStore {
                 subject: subject.to_string(),
                 secs: READ_TIMEOUT.as_secs(),
             })?
+    }
+
+    /// `last` and the events before it on `subject`, oldest first, when each
+    /// names its predecessor and there are at most [`WALK_BACK`] of them;
+    /// `None` otherwise (the caller reads with a consumer).
+    async fn walk_back(
+        &self,
+        subject: &str,
+        last: StoredEvent,
+    ) -> Result<Option<Vec<StoredEvent>>, StoreError> {
+        let mut out = vec![last];
+        loop {
+            let prev = match out
+                .last()
+                .and_then(|e| e.envelope.as_ref())
+                .and_then(|e| e.previous_sequence)
+            {
+                Some(0) => break,
+                Some(p) => p,
+                None => return Ok(None),
+            };
+            if out.len() >= WALK_BACK {
+                return Ok(None);
+            }
+            let m = self
+                .stream
+                .get_raw_message(prev)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            if m.subject.as_str() != subject {
+                // Not this aggregate's: trust only a consumer's reading.
+                return Ok(None);
+            }
+            out.push(raw_event(m));
+        }
+        out.reverse();
+        Ok(Some(out))
     }
 
     /// Follows every event matching `filter` with stream sequence greater than

@@ -65,7 +65,20 @@ pub fn consumer_spec(prefix: &Prefix) -> ConsumerSpec {
         prefix.aggregate_filter(TicketAggregate::TYPE),
     )
     .only_new()
+    .lanes(REQUEST_LANES)
+    .background()
 }
+
+/// Backlog of the user path above which notification work waits (up to
+/// [`YIELD_AT_MOST`] per step).
+const BUSY: u64 = 64;
+const YIELD_AT_MOST: Duration = Duration::from_secs(5);
+
+/// Ticket events whose notifications are requested at once: fewer than
+/// the front half's consumers, so that on a busy machine the intake →
+/// ticket path keeps the larger share (notifications catch up after a
+/// burst).
+const REQUEST_LANES: usize = 8;
 
 /// The role's configuration.
 #[derive(Debug, Clone, Default)]
@@ -140,18 +153,21 @@ impl closeloop_runtime::Role for Notification {
 
     fn start<'a>(&'a self, s: &'a mut closeloop_runtime::Setup) -> closeloop_runtime::Started<'a> {
         Box::pin(async move {
-            closeloop_directory::project(s);
-            let progress = s.project(view::NotificationView);
-            s.project(EndpointView);
+            let directory = closeloop_directory::project(s);
+            let progress = s.project_background(view::NotificationView);
+            let endpoints_seen = s.project_background(EndpointView);
             let metrics = Arc::new(NotificationMetrics::default());
             let requester = Requester {
                 store: s.store.clone(),
                 lookup: DirectoryLookup::new(s.db.clone(), s.store.clone()),
+                pressure: s.pressure(),
                 db: s.db.clone(),
                 notifications: Executor::new(s.store.clone()),
                 metrics: metrics.clone(),
                 tickets: Arc::new(Bounded::new(10_000)),
                 email: self.mailer.is_some(),
+                hooks: Arc::new(Memo::new(vec![endpoints_seen])),
+                targets: Arc::new(Memo::new(vec![directory.people, directory.teams])),
             };
             let webhooks: Executor<WebhookContract> = Executor::new(s.store.clone());
             s.executor(
@@ -355,6 +371,8 @@ pub struct Requester {
     store: EventStore,
     /// People's preferences and chat webhooks.
     lookup: DirectoryLookup,
+    /// The user path's backlog in this process, yielded to.
+    pressure: closeloop_runtime::Pressure,
     /// The webhook endpoints' view.
     db: Db,
     notifications: Executor<NotificationContract>,
@@ -366,6 +384,74 @@ pub struct Requester {
     /// Whether e-mail is on: a channel that is off is nobody's channel, so
     /// nothing piles up to be sent all at once when it is switched on.
     email: bool,
+    /// The active webhook endpoints, read again only when their view moved.
+    hooks: Arc<Memo<Arc<Vec<crate::endpoints::EndpointRow>>>>,
+    /// How each person is told (`None`: not in the directory), forgotten
+    /// whenever the people or teams views move.
+    targets: Arc<Memo<HashMap<String, Option<Target>>>>,
+}
+
+/// How a person is told: their preferences and chat webhook.
+type Target = (
+    Preferences,
+    Option<closeloop_domain::notification::ChatHook>,
+);
+
+/// A value derived from views, kept until one of them commits more: a
+/// ticket event then costs no query unless the views changed.
+struct Memo<T> {
+    views: Vec<Progress>,
+    value: std::sync::Mutex<Option<(Vec<u64>, T)>>,
+}
+
+impl<T: Clone + Default> Memo<T> {
+    fn new(views: Vec<Progress>) -> Self {
+        Memo {
+            views,
+            value: std::sync::Mutex::default(),
+        }
+    }
+
+    fn positions(&self) -> Vec<u64> {
+        self.views.iter().map(|v| *v.borrow()).collect()
+    }
+
+    /// The value if the views have not moved since it was stored.
+    fn get(&self) -> Option<T> {
+        let now = self.positions();
+        match &*self.value.lock().expect("memo") {
+            Some((at, v)) if *at == now => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    /// Runs `f` on the value for the views' current positions (emptied to
+    /// `T::default()` if they moved since it was stored), and returns those
+    /// positions with what `f` returns.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> (Vec<u64>, R) {
+        let now = self.positions();
+        let mut guard = self.value.lock().expect("memo");
+        if !matches!(&*guard, Some((at, _)) if *at == now) {
+            *guard = Some((now.clone(), T::default()));
+        }
+        let (_, v) = guard.as_mut().expect("set above");
+        (now, f(v))
+    }
+
+    /// Stores `value`, read when the views were at `at`.
+    fn put(&self, at: Vec<u64>, value: T) {
+        *self.value.lock().expect("memo") = Some((at, value));
+    }
+
+    /// Runs `f` on the stored value if it is still the one for positions
+    /// `at` (what was read at `at` is added only to a value of `at`).
+    fn update_if(&self, at: &[u64], f: impl FnOnce(&mut T)) {
+        if let Some((stored, v)) = &mut *self.value.lock().expect("memo")
+            && stored.as_slice() == at
+        {
+            f(v);
+        }
+    }
 }
 
 /// A ticket as it stood right after one of its events, and that event.
@@ -411,6 +497,56 @@ impl Requester {
 }
 
 impl Requester {
+    /// How each of `people` is told, from memory when the directory views
+    /// have not moved since, else read (one query for those not known).
+    async fn targets_of(
+        &self,
+        people: &[String],
+    ) -> Result<HashMap<String, Option<Target>>, closeloop_directory::lookup::LookupError> {
+        let mut out: HashMap<String, Option<Target>> = HashMap::with_capacity(people.len());
+        let mut missing: Vec<String> = Vec::new();
+        let (at, ()) = self.targets.with(|known| {
+            for p in people {
+                match known.get(p) {
+                    Some(t) => {
+                        out.insert(p.clone(), t.clone());
+                    }
+                    None => missing.push(p.clone()),
+                }
+            }
+        });
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let mut found = self.lookup.notification_targets(&missing).await?;
+        let read: Vec<(String, Option<Target>)> = missing
+            .into_iter()
+            .map(|p| {
+                let t = found.remove(&p);
+                (p, t)
+            })
+            .collect();
+        self.targets.update_if(&at, |known| {
+            if known.len() > 10_000 {
+                known.clear();
+            }
+            known.extend(read.iter().cloned());
+        });
+        out.extend(read);
+        Ok(out)
+    }
+
+    /// Folds `rec` onto the cached ticket when it follows it; else forgets
+    /// the ticket (it is read when next needed).
+    fn fold_cached(&self, rec: &RecordedEvent, env: &Envelope) {
+        if let Some(t) = self.tickets.take(&rec.ticket_id)
+            && env.previous_sequence == Some(t.sequence)
+            && let Some(next) = TicketAggregate::evolve(Some(t), rec)
+        {
+            self.tickets.put(rec.ticket_id, next);
+        }
+    }
+
     /// The ticket right after `rec`: folded onto the cached state when the
     /// event follows it (or is the ticket's first), else read from the
     /// ticket's events.
@@ -442,18 +578,35 @@ impl EventHandler for Requester {
         let Some(env) = envelope else {
             return Verdict::DeadLetter("ticket event without an envelope (no event id)".into());
         };
+        // Feedback still becoming tickets in this process goes first.
+        self.pressure.yield_while_busy(BUSY, YIELD_AT_MOST).await;
         // Events that tell no person (contacts, notes, revisions) and that
         // no endpoint wants need no ticket read at all.
         let event_type = closeloop_contracts::webhook::event_type(&rec.event);
-        let hooks: Vec<String> = match endpoints::active(&self.db).await {
-            Ok(all) => all
-                .into_iter()
-                .filter(|e| e.wants(event_type))
-                .map(|e| e.id)
-                .collect(),
-            Err(e) => return Verdict::Retry(format!("webhook endpoints unreadable: {e}")),
+        let active = match self.hooks.get() {
+            Some(a) => a,
+            None => {
+                let at = self.hooks.positions();
+                match endpoints::active(&self.db).await {
+                    Ok(all) => {
+                        let all = Arc::new(all);
+                        self.hooks.put(at, all.clone());
+                        all
+                    }
+                    Err(e) => return Verdict::Retry(format!("webhook endpoints unreadable: {e}")),
+                }
+            }
         };
+        let hooks: Vec<String> = active
+            .iter()
+            .filter(|e| e.wants(event_type))
+            .map(|e| e.id.clone())
+            .collect();
         if hooks.is_empty() && !tells_people(&rec.event) {
+            // Keep a cached ticket current (no read), so the next event
+            // that tells someone folds onto it instead of reading the
+            // ticket's history.
+            self.fold_cached(&rec, env);
             return Verdict::Done;
         }
         let ctx = EventContext::caused_by(Some(env), ACTOR);
@@ -472,11 +625,17 @@ impl EventHandler for Requester {
             .into_iter()
             .map(|n| n.recipient)
             .collect();
-        let targets = match self.lookup.notification_targets(&candidates).await {
+        let targets = match self.targets_of(&candidates).await {
             Ok(t) => t,
             Err(e) => return Verdict::Retry(format!("directory unreadable: {e}")),
         };
-        let prefs = |p: &str| targets.get(p).map(|t| t.0.clone()).unwrap_or_default();
+        let prefs = |p: &str| {
+            targets
+                .get(p)
+                .and_then(|t| t.as_ref())
+                .map(|t| t.0.clone())
+                .unwrap_or_default()
+        };
         let people = notices(&rec.event, &ticket, &prefs)
             .into_iter()
             // E-mail that is off is nobody's channel.
@@ -563,7 +722,9 @@ const PER_ENDPOINT: usize = 4;
 /// Deliveries under way at once to the SMTP server.
 const PER_SMTP: usize = 32;
 
-/// Where a delivery goes, for the per-destination limits.
+/// Where a delivery goes, for the per-destination limits: its key, its
+/// limit, and what excludes its rows from the outbox query while it is
+/// full (a channel, or a channel and recipient).
 fn destination(n: &NotificationRow) -> (String, usize) {
     // One digest is one message: one task sends it (and takes every FYI
     // in it).
@@ -616,23 +777,73 @@ impl Worker {
                     tracing::debug!(error = %e, "cannot sweep expired claims");
                 }
             }
+            // Feedback still becoming tickets in this process goes first.
+            self.requester
+                .pressure
+                .yield_while_busy(BUSY, YIELD_AT_MOST)
+                .await;
             let free = IN_FLIGHT.saturating_sub(tasks.len());
             let mut wait = IDLE;
+            // Whether the view moving should wake this loop: not while
+            // every slot is taken, nor after a look that found due rows but
+            // could start none (their destinations are busy): then only a
+            // delivery ending (or the idle timer) frees something. Every
+            // notification event projected would otherwise mean another
+            // look at the outbox while nothing can be started.
+            let mut watch_view = free > 0;
             if free > 0 {
                 // More than there is room for: rows of a busy endpoint are
                 // passed over for others'.
-                match view::due(&self.db, now, &self.channels, (free * 4) as i64).await {
+                // Destinations with no room are left out of the query (their
+                // rows would otherwise fill it: head-of-line blocking).
+                let smtp_full = busy.get("smtp").copied().unwrap_or(0) >= PER_SMTP;
+                let channels: Vec<&'static str> = self
+                    .channels
+                    .iter()
+                    .copied()
+                    .filter(|c| !(smtp_full && *c == NotifyChannel::Email.as_str()))
+                    .collect();
+                let full: Vec<(String, String)> = busy
+                    .iter()
+                    .filter(|(k, n)| {
+                        **n >= PER_ENDPOINT && !k.starts_with("digest:") && *k != "smtp"
+                    })
+                    .filter_map(|(k, _)| k.split_once(':'))
+                    .map(|(c, r)| (c.to_string(), r.to_string()))
+                    .collect();
+                match view::due(&self.db, now, &channels, &full, (free * 2).max(8) as i64).await {
                     Ok(due) if !due.is_empty() => {
+                        let before = tasks.len();
+                        // What there is room for, claimed in one write.
+                        let mut room: HashMap<String, usize> = HashMap::new();
+                        let mut picked = Vec::new();
                         for n in due {
-                            if tasks.len() >= IN_FLIGHT || sending.contains(&n.id) {
+                            if tasks.len() + picked.len() >= IN_FLIGHT || sending.contains(&n.id) {
                                 continue;
                             }
                             let (dest, limit) = destination(&n);
-                            let count = busy.entry(dest.clone()).or_default();
-                            if *count >= limit {
+                            let taken = room.entry(dest.clone()).or_default();
+                            if busy.get(&dest).copied().unwrap_or(0) + *taken >= limit {
                                 continue;
                             }
-                            *count += 1;
+                            *taken += 1;
+                            picked.push((n, dest));
+                        }
+                        let ids: Vec<String> = picked.iter().map(|(n, _)| n.id.clone()).collect();
+                        let until = now + CLAIM.as_micros() as i64;
+                        let claimed =
+                            match view::claim_all(&self.db, &ids, &self.me, now, until).await {
+                                Ok(c) => c.into_iter().collect::<std::collections::HashSet<_>>(),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot claim");
+                                    Default::default()
+                                }
+                            };
+                        for (n, dest) in picked {
+                            if !claimed.contains(&n.id) {
+                                continue;
+                            }
+                            *busy.entry(dest.clone()).or_default() += 1;
                             sending.insert(n.id.clone());
                             let w = self.clone();
                             let id = n.id.clone();
@@ -644,6 +855,7 @@ impl Worker {
                                 .in_current_span(),
                             );
                         }
+                        watch_view = tasks.len() > before;
                     }
                     // Nothing to send now: sleep until the next row is due
                     // (one due already is being sent, here or by another
@@ -660,7 +872,7 @@ impl Worker {
             }
             tokio::select! {
                 _ = &mut stopped => return,
-                _ = progress.changed() => {}
+                _ = progress.changed(), if watch_view => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     finished(done, &mut busy, &mut sending);
                 }
@@ -689,6 +901,12 @@ impl Worker {
                 return false;
             }
         }
+        self.still_due(n).await
+    }
+
+    /// After claiming `n`: whether the view still has it pending at the
+    /// attempt it was read at (else the claim is given back).
+    async fn still_due(&self, n: &NotificationRow) -> bool {
         // The row may have been read before the projector recorded this
         // notification's last attempt (which also removed its claim): only
         // what the view says now, after the claim, counts.
@@ -710,7 +928,8 @@ impl Worker {
     /// whole digest it belongs to as one message, and records the attempt
     /// of each notification sent.
     async fn deliver(&self, n: NotificationRow) {
-        if !self.claim(&n).await {
+        // Claimed by the loop that started this delivery.
+        if !self.still_due(&n).await {
             return;
         }
         let span = tracing::info_span!("notify", notification = %n.id, channel = %n.channel, kind = %n.kind, attempt = n.attempts + 1);

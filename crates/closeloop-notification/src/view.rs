@@ -230,24 +230,41 @@ fn channel_in(channels: &[&'static str]) -> String {
 
 /// Pending notifications on `channels` due at `now` (µs) that nobody holds
 /// a claim on, oldest first (a row just sent stays pending until the view
-/// records the attempt; its claim keeps it out of the way meanwhile).
+/// records the attempt; its claim keeps it out of the way meanwhile), but
+/// none to the `(channel, recipient)` destinations in `full` (those with
+/// no room for another delivery now): the rows of a slow destination never
+/// stand in front of other destinations' rows.
 pub async fn due(
     db: &Db,
     now: i64,
     channels: &[&'static str],
+    full: &[(String, String)],
     limit: i64,
 ) -> Result<Vec<NotificationRow>, sqlx::Error> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+    if channels.is_empty() {
+        return Ok(Vec::new());
+    }
+    let skip: String = (0..full.len())
+        .map(|i| {
+            format!(
+                " AND NOT (channel = ${} AND recipient = ${})",
+                3 + 2 * i,
+                4 + 2 * i
+            )
+        })
+        .collect();
+    let sql = format!(
         "SELECT {COLUMNS} FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1 \
-         AND {} AND NOT EXISTS (SELECT 1 FROM notification_claims c \
+         AND {}{skip} AND NOT EXISTS (SELECT 1 FROM notification_claims c \
          WHERE c.id = notifications.id AND c.claimed_until >= $1) \
          ORDER BY next_attempt_at LIMIT $2",
         channel_in(channels)
-    )))
-    .bind(now)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(limit);
+    for (channel, recipient) in full {
+        q = q.bind(channel.as_str()).bind(recipient.as_str());
+    }
+    let rows = q.fetch_all(db.pool()).await?;
     rows.iter().map(row).collect()
 }
 
@@ -354,4 +371,38 @@ pub async fn digest(
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(row).collect()
+}
+
+/// Claims each of `ids` for worker `me` until `until` (µs), in one
+/// transaction (one write for a whole round of deliveries): the ids this
+/// worker now holds (those nobody else holds an unexpired claim on). Like
+/// [`claim`], a worker must read each row again after claiming it.
+pub async fn claim_all(
+    db: &Db,
+    ids: &[String],
+    me: &str,
+    now: i64,
+    until: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut tx = db.writer().begin().await?;
+    let mut got = Vec::with_capacity(ids.len());
+    for id in ids {
+        let done = sqlx::query(
+            "INSERT INTO notification_claims (id, claimed_by, claimed_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET claimed_by = excluded.claimed_by, \
+             claimed_until = excluded.claimed_until \
+             WHERE notification_claims.claimed_until < $4",
+        )
+        .bind(id)
+        .bind(me)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            got.push(id.clone());
+        }
+    }
+    tx.commit().await?;
+    Ok(got)
 }

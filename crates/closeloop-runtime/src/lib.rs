@@ -91,6 +91,45 @@ pub struct Setup {
     serving: Vec<&'static str>,
     http: axum::Router,
     notes: Vec<(&'static str, String)>,
+    pressure: Pressure,
+}
+
+/// How far behind the path users wait on is in this process: the backlog
+/// of its consumers and projectors that are not background ones (see
+/// [`Setup::project_background`]). Side-effect work (notifications)
+/// yields while it is large, so that in one process on a small machine a
+/// burst of feedback becomes tickets first and the notifications follow;
+/// in a process of its own (one role per Deployment) there is nothing to
+/// yield to. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Pressure(Arc<std::sync::RwLock<PressureSources>>);
+
+#[derive(Default)]
+struct PressureSources {
+    consumers: Vec<Arc<ConsumerMetrics>>,
+    projectors: Vec<Pending>,
+}
+
+impl Pressure {
+    /// Messages the user path's consumers and projectors have still to take.
+    pub fn backlog(&self) -> u64 {
+        let s = self.0.read().expect("pressure");
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        s.consumers
+            .iter()
+            .map(|m| m.pending.load(relaxed) + m.in_flight.load(relaxed))
+            .chain(s.projectors.iter().map(|p| p.load(relaxed)))
+            .sum()
+    }
+
+    /// Waits while the backlog is above `threshold`, at most `max`: side
+    /// effects are delayed by a burst, never stopped by one.
+    pub async fn yield_while_busy(&self, threshold: u64, max: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while self.backlog() > threshold && start.elapsed() < max {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// What [`Setup::finish`] hands back to the server.
@@ -134,7 +173,14 @@ impl Setup {
             serving: Vec::new(),
             http: axum::Router::new(),
             notes: Vec::new(),
+            pressure: Pressure::default(),
         }
+    }
+
+    /// The user path's backlog in this process (what side effects yield
+    /// to).
+    pub fn pressure(&self) -> Pressure {
+        self.pressure.clone()
     }
 
     /// Resolves when the process is shutting down.
@@ -148,12 +194,30 @@ impl Setup {
     /// Starts `projection`'s projector, once per process: a second request
     /// for the same projection returns the running one's progress.
     pub fn project<P: Projection>(&mut self, projection: P) -> Progress {
+        self.start_projector(projection, false)
+    }
+
+    /// Like [`Setup::project`], for a view of side effects (notifications):
+    /// its lag is not the user path's ([`Pressure`]).
+    pub fn project_background<P: Projection>(&mut self, projection: P) -> Progress {
+        self.start_projector(projection, true)
+    }
+
+    fn start_projector<P: Projection>(&mut self, projection: P, background: bool) -> Progress {
         let name = projection.name();
         if let Some((p, _)) = self.projectors.get(name) {
             return p.clone();
         }
         let (tx, rx) = watch::channel(0u64);
         let pending = Pending::default();
+        if !background {
+            self.pressure
+                .0
+                .write()
+                .expect("pressure")
+                .projectors
+                .push(pending.clone());
+        }
         self.projectors.insert(name, (rx.clone(), pending.clone()));
         let stopped = self.stopped();
         self.tasks.spawn(run_projector(
@@ -172,6 +236,14 @@ impl Setup {
     pub fn consume<H: Handler + 'static>(&mut self, spec: ConsumerSpec, handler: H) {
         self.consumers
             .push((spec.durable.clone(), spec.metrics.clone()));
+        if !spec.background {
+            self.pressure
+                .0
+                .write()
+                .expect("pressure")
+                .consumers
+                .push(spec.metrics.clone());
+        }
         let stopped = self.stopped();
         self.tasks
             .spawn(closeloop_eventstore::consumer::run_consumer(

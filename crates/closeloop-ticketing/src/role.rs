@@ -27,7 +27,7 @@ impl Role for Ticketing {
     fn start<'a>(&'a self, s: &'a mut Setup) -> Started<'a> {
         Box::pin(async move {
             let progress = s.project(projection::TicketStateProjection);
-            s.project(crate::notifications::TicketNotifications);
+            s.project_background(crate::notifications::TicketNotifications);
             let commands = TicketCommands::new(s.store.clone());
             s.executor(crate::AGGREGATE, commands.metrics());
             s.consume(
