@@ -130,6 +130,17 @@ fn events_text(w: &v1::Webhook) -> String {
     }
 }
 
+/// Prints an endpoint a command changed: as JSON, or `webhook endpoint ID
+/// <what>`.
+fn changed(json_out: bool, r: v1::WebhookResponse, what: &str) {
+    let w = r.webhook.unwrap_or_default();
+    if json_out {
+        crate::output::print_json(&webhook_json(&w));
+    } else {
+        outln!("webhook endpoint {} {what}", w.id);
+    }
+}
+
 async fn run_inner(args: &WebhooksArgs) -> Result<ExitCode, CliError> {
     let json_out = args.output == "json";
     let mut c = NotificationServiceClient::new(client::channel(&args.server).await?);
@@ -212,12 +223,7 @@ async fn run_inner(args: &WebhooksArgs) -> Result<ExitCode, CliError> {
                 .remove_webhook(v1::WebhookRequest { id: id.clone() })
                 .await?
                 .into_inner();
-            let w = r.webhook.unwrap_or_default();
-            if json_out {
-                crate::output::print_json(&webhook_json(&w));
-            } else {
-                outln!("webhook endpoint {} removed", w.id);
-            }
+            changed(json_out, r, "removed");
         }
         WebhooksCommand::RotateSecret {
             id,
@@ -254,12 +260,7 @@ async fn run_inner(args: &WebhooksArgs) -> Result<ExitCode, CliError> {
                 .enable_webhook(v1::WebhookRequest { id: id.clone() })
                 .await?
                 .into_inner();
-            let w = r.webhook.unwrap_or_default();
-            if json_out {
-                crate::output::print_json(&webhook_json(&w));
-            } else {
-                outln!("webhook endpoint {} enabled: deliveries resume", w.id);
-            }
+            changed(json_out, r, "enabled: deliveries resume");
         }
         WebhooksCommand::Test { id } => {
             let r = c
