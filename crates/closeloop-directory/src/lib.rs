@@ -28,6 +28,18 @@ pub fn project(setup: &mut closeloop_runtime::Setup) -> grpc::DirectoryProgress 
     }
 }
 
+/// Like [`project`], for a role whose side effects should not wait on the
+/// directory's own lag (notification): in a process of its own, a large
+/// directory import is not the user path's backlog. In one process with a
+/// role that projects them first (ingestion, routing), those keep counting.
+pub fn project_background(setup: &mut closeloop_runtime::Setup) -> grpc::DirectoryProgress {
+    grpc::DirectoryProgress {
+        accounts: setup.project_background(projection::AccountView),
+        people: setup.project_background(projection::PersonView),
+        teams: setup.project_background(projection::TeamView),
+    }
+}
+
 /// The migrations of the tables this crate owns (versions unique across
 /// crates; see `closeloop_runtime::MigrationSet`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -153,7 +153,7 @@ impl closeloop_runtime::Role for Notification {
 
     fn start<'a>(&'a self, s: &'a mut closeloop_runtime::Setup) -> closeloop_runtime::Started<'a> {
         Box::pin(async move {
-            let directory = closeloop_directory::project(s);
+            let directory = closeloop_directory::project_background(s);
             let progress = s.project_background(view::NotificationView);
             let endpoints_seen = s.project_background(EndpointView);
             let metrics = Arc::new(NotificationMetrics::default());
