@@ -722,26 +722,52 @@ const PER_ENDPOINT: usize = 4;
 /// Deliveries under way at once to the SMTP server.
 const PER_SMTP: usize = 32;
 
-/// Where a delivery goes, for the per-destination limits: its key, its
-/// limit, and what excludes its rows from the outbox query while it is
-/// full (a channel, or a channel and recipient).
-fn destination(n: &NotificationRow) -> (String, usize) {
-    // One digest is one message: one task sends it (and takes every FYI
-    // in it).
-    if let Some(at) = n.digest_at {
-        return (format!("digest:{}:{}:{at}", n.channel, n.recipient), 1);
+/// Where a delivery goes, for the per-destination limits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Dest {
+    /// The SMTP server (every e-mail).
+    Smtp,
+    /// A webhook endpoint or a chat recipient: its rows are left out of
+    /// the outbox query while it is full.
+    Endpoint { channel: String, recipient: String },
+    /// One digest: one message, sent by one task.
+    Digest {
+        channel: String,
+        recipient: String,
+        at: i64,
+    },
+}
+
+impl Dest {
+    fn of(n: &NotificationRow) -> Dest {
+        match n.digest_at {
+            Some(at) => Dest::Digest {
+                channel: n.channel.clone(),
+                recipient: n.recipient.clone(),
+                at,
+            },
+            None if n.channel == NotifyChannel::Email.as_str() => Dest::Smtp,
+            None => Dest::Endpoint {
+                channel: n.channel.clone(),
+                recipient: n.recipient.clone(),
+            },
+        }
     }
-    if n.channel == NotifyChannel::Email.as_str() {
-        ("smtp".to_string(), PER_SMTP)
-    } else {
-        (format!("{}:{}", n.channel, n.recipient), PER_ENDPOINT)
+
+    /// Deliveries to it at once.
+    fn limit(&self) -> usize {
+        match self {
+            Dest::Smtp => PER_SMTP,
+            Dest::Endpoint { .. } => PER_ENDPOINT,
+            Dest::Digest { .. } => 1,
+        }
     }
 }
 
 /// Frees the slot of a delivery that ended.
 fn finished(
-    done: Result<(String, String), tokio::task::JoinError>,
-    busy: &mut HashMap<String, usize>,
+    done: Result<(String, Dest), tokio::task::JoinError>,
+    busy: &mut HashMap<Dest, usize>,
     sending: &mut std::collections::HashSet<String>,
 ) {
     match done {
@@ -763,8 +789,8 @@ impl Worker {
     ) {
         let mut stopped = std::pin::pin!(stopped);
         let mut swept = std::time::Instant::now();
-        let mut tasks: tokio::task::JoinSet<(String, String)> = tokio::task::JoinSet::new();
-        let mut busy: HashMap<String, usize> = HashMap::new();
+        let mut tasks: tokio::task::JoinSet<(String, Dest)> = tokio::task::JoinSet::new();
+        let mut busy: HashMap<Dest, usize> = HashMap::new();
         let mut sending: std::collections::HashSet<String> = Default::default();
         loop {
             while let Some(done) = tasks.try_join_next() {
@@ -796,7 +822,7 @@ impl Worker {
                 // passed over for others'.
                 // Destinations with no room are left out of the query (their
                 // rows would otherwise fill it: head-of-line blocking).
-                let smtp_full = busy.get("smtp").copied().unwrap_or(0) >= PER_SMTP;
+                let smtp_full = busy.get(&Dest::Smtp).copied().unwrap_or(0) >= PER_SMTP;
                 let channels: Vec<&'static str> = self
                     .channels
                     .iter()
@@ -805,23 +831,26 @@ impl Worker {
                     .collect();
                 let full: Vec<(String, String)> = busy
                     .iter()
-                    .filter(|(k, n)| {
-                        **n >= PER_ENDPOINT && !k.starts_with("digest:") && *k != "smtp"
+                    .filter(|(d, n)| **n >= d.limit())
+                    .filter_map(|(d, _)| match d {
+                        Dest::Endpoint { channel, recipient } => {
+                            Some((channel.clone(), recipient.clone()))
+                        }
+                        _ => None,
                     })
-                    .filter_map(|(k, _)| k.split_once(':'))
-                    .map(|(c, r)| (c.to_string(), r.to_string()))
                     .collect();
                 match view::due(&self.db, now, &channels, &full, (free * 2).max(8) as i64).await {
                     Ok(due) if !due.is_empty() => {
                         let before = tasks.len();
                         // What there is room for, claimed in one write.
-                        let mut room: HashMap<String, usize> = HashMap::new();
+                        let mut room: HashMap<Dest, usize> = HashMap::new();
                         let mut picked = Vec::new();
                         for n in due {
                             if tasks.len() + picked.len() >= IN_FLIGHT || sending.contains(&n.id) {
                                 continue;
                             }
-                            let (dest, limit) = destination(&n);
+                            let dest = Dest::of(&n);
+                            let limit = dest.limit();
                             let taken = room.entry(dest.clone()).or_default();
                             if busy.get(&dest).copied().unwrap_or(0) + *taken >= limit {
                                 continue;
