@@ -15,8 +15,6 @@
 //! up. A chat webhook has no idempotency key: after a crash between sending
 //! and recording, a chat message may be posted twice.
 
-use std::time::SystemTime;
-
 use closeloop_domain::notification::{ChatHook, ChatKind};
 use serde_json::{Value, json};
 
@@ -89,55 +87,15 @@ pub async fn post(
         code: None,
         message: r.0,
     })?;
-    let resp = match request
+    let request = request
         .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(refusal) = crate::outbound::refused(&e) {
-                return Err(SendError::Permanent {
-                    code: None,
-                    message: refusal,
-                });
-            }
-            return Err(SendError::Transient {
-                code: None,
-                message: format!("{} webhook: {e}", hook.kind.as_str()),
-                retry_after: None,
-            });
-        }
-    };
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| crate::webhook::retry_after(v, SystemTime::now()));
-    let mut answer = resp.text().await.unwrap_or_default();
-    answer.truncate(200);
-    let message = format!(
-        "{} webhook answered HTTP {}: {}",
-        hook.kind.as_str(),
-        status.as_u16(),
-        answer.trim()
-    );
-    if status.as_u16() == 429 || status.is_server_error() {
-        Err(SendError::Transient {
-            code: Some(status.as_u16()),
-            message,
-            retry_after: after,
-        })
-    } else {
-        Err(SendError::Permanent {
-            code: Some(status.as_u16()),
-            message,
-        })
+        .body(body);
+    match crate::outbound::call(request, &format!("{} webhook", hook.kind.as_str())).await? {
+        Ok(_) => Ok(()),
+        // Busy or failing: later. Anything else (a removed webhook, a
+        // payload it refuses) will not get better.
+        Err(r) if r.status == 429 || r.status >= 500 => Err(r.retry()),
+        Err(r) => Err(r.give_up()),
     }
 }
 

@@ -16,6 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::email::SendError;
+
 /// A CIDR range, `10.1.0.0/16` or `fd00::/8` (a bare address is `/32` or
 /// `/128`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +310,103 @@ pub fn client(policy: Policy) -> Result<reqwest::Client, String> {
         .user_agent(concat!("closeloop/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// A receiver's answer other than 2xx, for the caller to classify (retry
+/// or give up: webhooks and chat differ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub status: u16,
+    /// `<what> answered HTTP <status> <reason>: <start of the body>`.
+    pub message: String,
+    /// Seconds its `Retry-After` asked for.
+    pub retry_after: Option<u64>,
+}
+
+impl Rejected {
+    /// Worth trying again (after `retry_after` when given).
+    pub fn retry(self) -> SendError {
+        SendError::Transient {
+            code: Some(self.status),
+            message: self.message,
+            retry_after: self.retry_after,
+        }
+    }
+
+    /// Retrying cannot help.
+    pub fn give_up(self) -> SendError {
+        SendError::Permanent {
+            code: Some(self.status),
+            message: self.message,
+        }
+    }
+}
+
+/// Sends `request` (built by [`Http::post`]): the 2xx status, or how the
+/// receiver rejected it; a request that got no answer is an error already
+/// classified (the guard's refusal: give up; anything else: retry). `what`
+/// names the receiver in messages (`endpoint`, `slack webhook`).
+pub async fn call(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<Result<u16, Rejected>, SendError> {
+    let resp = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(refusal) = refused(&e) {
+                return Err(SendError::Permanent {
+                    code: None,
+                    message: refusal,
+                });
+            }
+            let mut message = format!("{what}: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                message = format!("{message}: {s}");
+                src = s.source();
+            }
+            return Err(SendError::Transient {
+                code: None,
+                message,
+                retry_after: None,
+            });
+        }
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(Ok(status.as_u16()));
+    }
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut text = resp.text().await.unwrap_or_default();
+    text.truncate(200);
+    let message = format!(
+        "{what} answered HTTP {} {reason}: {}",
+        status.as_u16(),
+        text.trim()
+    )
+    .trim_end_matches([':', ' '])
+    .to_string();
+    Ok(Err(Rejected {
+        status: status.as_u16(),
+        message,
+        retry_after,
+    }))
+}
+
+/// Seconds a `Retry-After` value asks for: delta-seconds, or an HTTP date
+/// (counted from `now`).
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO).as_secs())
 }
 
 /// The guard's refusal inside request error `e`, if that is why it failed.

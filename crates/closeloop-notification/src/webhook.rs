@@ -15,7 +15,7 @@
 //!   `Retry-After` asks for it.
 //! * Every request goes through the outbound guard ([`crate::outbound`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -181,17 +181,6 @@ pub fn test_payload(endpoint_id: &str, now: SystemTime) -> Value {
     })
 }
 
-/// Seconds a `Retry-After` value asks for: delta-seconds, or an HTTP date
-/// (counted from `now`).
-pub fn retry_after(value: &str, now: SystemTime) -> Option<u64> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(secs);
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO).as_secs())
-}
-
 /// How a delivery went: the endpoint's status when it answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -220,62 +209,18 @@ pub async fn post(
         code: None,
         message: r.0,
     })?;
-    let sent = request
+    let request = request
         .header("content-type", "application/json")
         .header("webhook-id", msg_id)
         .header("webhook-timestamp", ts.to_string())
         .header("webhook-signature", signature)
-        .body(body.to_vec())
-        .send()
-        .await;
-    let resp = match sent {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(refusal) = crate::outbound::refused(&e) {
-                return Err(SendError::Permanent {
-                    code: None,
-                    message: refusal,
-                });
-            }
-            let mut message = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                message = format!("{message}: {s}");
-                src = s.source();
-            }
-            return Err(SendError::Transient {
-                code: None,
-                message,
-                retry_after: None,
-            });
-        }
-    };
-    let status = resp.status().as_u16();
-    if resp.status().is_success() {
-        return Ok(Answer { status });
+        .body(body.to_vec());
+    match crate::outbound::call(request, "endpoint").await? {
+        Ok(status) => Ok(Answer { status }),
+        // Gone for good: stop (and the endpoint is disabled).
+        Err(r) if r.status == 410 => Err(r.give_up()),
+        Err(r) => Err(r.retry()),
     }
-    let after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, now));
-    let reason = resp.status().canonical_reason().unwrap_or("");
-    let mut text = resp.text().await.unwrap_or_default();
-    text.truncate(200);
-    let message = format!("HTTP {status} {reason}: {}", text.trim())
-        .trim_end_matches([':', ' '])
-        .to_string();
-    if status == 410 {
-        return Err(SendError::Permanent {
-            code: Some(status),
-            message,
-        });
-    }
-    Err(SendError::Transient {
-        code: Some(status),
-        message,
-        retry_after: after,
-    })
 }
 
 #[cfg(test)]
@@ -315,6 +260,8 @@ mod tests {
 
     #[test]
     fn retry_after_takes_seconds_or_a_date() {
+        use crate::outbound::retry_after;
+        use std::time::Duration;
         let now = UNIX_EPOCH + Duration::from_secs(1_445_412_400);
         assert_eq!(retry_after("120", now), Some(120));
         assert_eq!(
