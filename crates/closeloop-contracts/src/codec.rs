@@ -101,6 +101,12 @@ event_message!(
     "closeloop.v1.WebhookEvent"
 );
 event_message!(
+    v1::SlaEvent,
+    v1::sla_event::Event,
+    "closeloop.v1.SlaEvent",
+    ticket_id
+);
+event_message!(
     v1::DirectoryEvent,
     v1::directory_event::Event,
     "closeloop.v1.DirectoryEvent"

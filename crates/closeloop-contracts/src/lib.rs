@@ -28,5 +28,6 @@ pub mod feedback;
 pub mod notification;
 pub mod rotation;
 pub mod routing;
+pub mod sla;
 pub mod ticket;
 pub mod webhook;

@@ -6,16 +6,19 @@
 //! `evolve` (state + event → state), behind one [`Aggregate`] trait: tickets
 //! ([`ticket`]), survey responses and their revisions ([`feedback`]), routing
 //! decisions ([`routing`]), team rotations ([`rotation`]), directory
-//! records ([`directory`]) and notifications ([`notification`], with the
+//! records ([`directory`]), ticket SLAs ([`sla`], counting in the time
+//! bases of [`calendar`]) and notifications ([`notification`], with the
 //! pure decision of who hears what). The clock is an argument, so every decision is
 //! reproducible in tests. Wire formats are `closeloop-contracts`' business.
 
 pub mod aggregate;
+pub mod calendar;
 pub mod directory;
 pub mod feedback;
 pub mod notification;
 pub mod rotation;
 pub mod routing;
+pub mod sla;
 pub mod ticket;
 pub mod time;
 pub mod values;

@@ -373,7 +373,9 @@ pub fn notices(
         }
         TicketEvent::ContactLogged { .. }
         | TicketEvent::NoteAdded { .. }
-        | TicketEvent::FeedbackRevised { .. } => {}
+        | TicketEvent::FeedbackRevised { .. }
+        | TicketEvent::AwaitingCustomer { .. }
+        | TicketEvent::WaitEnded { .. } => {}
     }
     let mut out: Vec<Notice> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
@@ -762,6 +764,7 @@ mod tests {
             note_count: 0,
             reply_count: 0,
             reopen_count: 0,
+            waiting: None,
             sequence: 1,
             applied: Default::default(),
         }

@@ -12,8 +12,14 @@
 //! | close            | ✗    | ✓         | ✗      | status `closed`, closure documentation |
 //! | reopen           | ✗    | ✗         | ✓      | status `open`                          |
 //! | attach feedback  | ✓    | ✓         | ✓      | – (the response was revised upstream)  |
+//! | wait on customer | ✓    | ✓         | ✗      | waiting (not already waiting)          |
+//! | end wait         | ✓    | ✓         | ✗      | not waiting (only while waiting)       |
 //!
-//! Every owner action (all but customer reply and attach feedback) sets
+//! A customer reply ends a wait too, and closing ends it. Waiting pauses
+//! the closure clock when the workflow says so (the escalation role's
+//! business).
+//!
+//! Every owner action (contact, note, reassignment, close, reopen) sets
 //! `last_touched_at`. A ticket opened by a workflow carries its [`Plan`]:
 //! stakeholders, resolution guide, SLA clocks and whether the owner is a fallback.
 
@@ -100,22 +106,65 @@ pub struct ResponseTemplate {
     pub body: String,
 }
 
-/// SLA clocks in seconds from the ticket's opening.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A ticket's SLA clocks, as its workflow (or the defaults) set them when
+/// it opened: changing a workflow changes the tickets opened after.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlaPolicy {
+    /// Budget of the first-contact clock.
     pub first_contact_secs: u64,
+    /// Untouched time after which the owner's manager is told (level 1).
     pub escalate_after_secs: u64,
+    /// Budget of the closure clock.
     pub close_within_secs: u64,
+    /// Further escalation levels (2, 3, ...: the manager's manager, ...),
+    /// each the untouched time after which it fires; increasing.
+    pub further_levels_secs: Vec<u64>,
+    /// Warnings before a breach, in percent of the first-contact and
+    /// closure budgets (e.g. 50 and 75).
+    pub warn_pct: Vec<u32>,
+    /// Business calendar the clocks count in; empty: calendar time.
+    pub calendar: String,
+    /// Per-region calendar overrides: (account region, calendar name).
+    pub region_calendars: Vec<(String, String)>,
+    /// The closure clock stops while the ticket waits on the customer.
+    pub pause_while_waiting: bool,
+    /// A reassignment restarts the running clocks for the new owner.
+    pub reset_on_reassign: bool,
 }
 
 impl Default for SlaPolicy {
-    /// First contact in 48 h, escalate when untouched for 7 days, close within 30 days.
+    /// First contact in 48 h, escalate when untouched for 7 days, close
+    /// within 30 days, warnings at 50% and 75%, calendar time.
     fn default() -> Self {
         SlaPolicy {
             first_contact_secs: 48 * 3600,
             escalate_after_secs: 7 * 86_400,
             close_within_secs: 30 * 86_400,
+            further_levels_secs: Vec::new(),
+            warn_pct: vec![50, 75],
+            calendar: String::new(),
+            region_calendars: Vec::new(),
+            pause_while_waiting: false,
+            reset_on_reassign: false,
         }
+    }
+}
+
+impl SlaPolicy {
+    /// Untouched time of each escalation level, level 1 first.
+    pub fn levels_secs(&self) -> Vec<u64> {
+        std::iter::once(self.escalate_after_secs)
+            .chain(self.further_levels_secs.iter().copied())
+            .collect()
+    }
+
+    /// The calendar for an account in `region` (the region's override, else
+    /// the policy's; empty: calendar time).
+    pub fn calendar_for(&self, region: &str) -> &str {
+        self.region_calendars
+            .iter()
+            .find(|(r, _)| !region.is_empty() && r.eq_ignore_ascii_case(region))
+            .map_or(self.calendar.as_str(), |(_, c)| c.as_str())
     }
 }
 
@@ -231,6 +280,14 @@ pub enum TicketCommand {
         revision: u32,
         summary: String,
     },
+    /// The ticket waits on the customer (why).
+    WaitOnCustomer {
+        reason: Text,
+    },
+    /// The wait is over (why).
+    EndWait {
+        reason: Text,
+    },
 }
 
 impl TicketCommand {
@@ -245,6 +302,8 @@ impl TicketCommand {
             TicketCommand::Close(_) => "closed",
             TicketCommand::Reopen { .. } => "reopened",
             TicketCommand::AttachFeedback { .. } => "feedback_revised",
+            TicketCommand::WaitOnCustomer { .. } => "awaiting_customer",
+            TicketCommand::EndWait { .. } => "wait_ended",
         }
     }
 
@@ -301,6 +360,12 @@ impl TicketCommand {
                 revision: *revision,
                 summary: summary.clone(),
             },
+            TicketCommand::WaitOnCustomer { reason } => TicketEvent::AwaitingCustomer {
+                reason: reason.to_string(),
+            },
+            TicketCommand::EndWait { reason } => TicketEvent::WaitEnded {
+                reason: reason.to_string(),
+            },
         }
     }
 }
@@ -355,6 +420,12 @@ pub enum TicketEvent {
         revision: u32,
         summary: String,
     },
+    AwaitingCustomer {
+        reason: String,
+    },
+    WaitEnded {
+        reason: String,
+    },
 }
 
 impl TicketEvent {
@@ -368,6 +439,8 @@ impl TicketEvent {
             TicketEvent::Closed { .. } => "closed",
             TicketEvent::Reopened { .. } => "reopened",
             TicketEvent::FeedbackRevised { .. } => "feedback_revised",
+            TicketEvent::AwaitingCustomer { .. } => "awaiting_customer",
+            TicketEvent::WaitEnded { .. } => "wait_ended",
         }
     }
 
@@ -392,11 +465,16 @@ impl TicketEvent {
         std::hash::Hasher::finish(&h)
     }
 
-    /// Whether this event is an action by the ticket's owner (touches the ticket).
+    /// Whether this event is an action by the ticket's owner (touches the
+    /// ticket): contact, note, reassignment, close, reopen. Customer
+    /// replies, revised responses and waits are not.
     pub fn is_owner_action(&self) -> bool {
         !matches!(
             self,
-            TicketEvent::CustomerReplied { .. } | TicketEvent::FeedbackRevised { .. }
+            TicketEvent::CustomerReplied { .. }
+                | TicketEvent::FeedbackRevised { .. }
+                | TicketEvent::AwaitingCustomer { .. }
+                | TicketEvent::WaitEnded { .. }
         )
     }
 }
@@ -443,6 +521,8 @@ pub struct Ticket {
     pub note_count: u32,
     pub reply_count: u32,
     pub reopen_count: u32,
+    /// Why the ticket waits on the customer, while it does.
+    pub waiting: Option<String>,
     /// Stream sequence of the last applied event (the optimistic-concurrency token).
     pub sequence: u64,
     pub applied: HashMap<String, AppliedRequest>,
@@ -463,6 +543,10 @@ pub enum RuleViolation {
     NotFound(TicketId),
     #[error("ticket {0} already exists")]
     AlreadyExists(TicketId),
+    #[error("ticket already waits on the customer ({0})")]
+    AlreadyWaiting(String),
+    #[error("ticket is not waiting on the customer")]
+    NotWaiting,
     #[error("ticket is closed; reopen it before you {0}")]
     Closed(&'static str),
     #[error("log a contact with the customer before closing the ticket (status is open)")]
@@ -542,6 +626,19 @@ pub fn decide(
             Status::Closed => return Err(RuleViolation::Closed("close it again")),
             Status::Contacted => {}
         },
+        TicketCommand::WaitOnCustomer { .. } | TicketCommand::EndWait { .. }
+            if t.status == Status::Closed =>
+        {
+            return Err(RuleViolation::Closed("change its wait"));
+        }
+        TicketCommand::WaitOnCustomer { .. } if t.waiting.is_some() => {
+            return Err(RuleViolation::AlreadyWaiting(
+                t.waiting.clone().unwrap_or_default(),
+            ));
+        }
+        TicketCommand::EndWait { .. } if t.waiting.is_none() => {
+            return Err(RuleViolation::NotWaiting);
+        }
         TicketCommand::Reopen { .. } if t.status != Status::Closed => {
             return Err(RuleViolation::NotClosed(t.status));
         }
@@ -598,6 +695,7 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
             note_count: 0,
             reply_count: 0,
             reopen_count: 0,
+            waiting: None,
             sequence: 0,
             applied: HashMap::new(),
         },
@@ -615,7 +713,12 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
                 TicketEvent::OwnerReassigned {
                     new_owner_email, ..
                 } => t.owner_email = new_owner_email.clone(),
-                TicketEvent::CustomerReplied { .. } => t.reply_count += 1,
+                TicketEvent::CustomerReplied { .. } => {
+                    t.reply_count += 1;
+                    t.waiting = None;
+                }
+                TicketEvent::AwaitingCustomer { reason } => t.waiting = Some(reason.clone()),
+                TicketEvent::WaitEnded { .. } => t.waiting = None,
                 TicketEvent::Closed {
                     root_cause_category,
                     root_cause,
@@ -624,6 +727,7 @@ pub fn evolve(state: Option<Ticket>, e: &RecordedEvent) -> Option<Ticket> {
                 } => {
                     t.status = Status::Closed;
                     t.closed_at = Some(at);
+                    t.waiting = None;
                     t.closure = Some(ClosureRecord {
                         root_cause_category: root_cause_category.clone(),
                         root_cause: root_cause.clone(),
@@ -918,6 +1022,12 @@ mod tests {
                 revision,
                 summary: "comment added".into(),
             }),
+            Just(TicketCommand::WaitOnCustomer {
+                reason: text("logs")
+            }),
+            Just(TicketCommand::EndWait {
+                reason: text("got them")
+            }),
         ]
     }
 
@@ -926,6 +1036,7 @@ mod tests {
         cmd: &TicketCommand,
         owner: Option<&str>,
         revision: u32,
+        waiting: bool,
     ) -> bool {
         use Status::*;
         match (from, cmd) {
@@ -939,6 +1050,8 @@ mod tests {
             (Some(s), TicketCommand::Close(_)) => s == Contacted,
             (Some(s), TicketCommand::Reopen { .. }) => s == Closed,
             (Some(_), TicketCommand::AttachFeedback { revision: r, .. }) => *r > revision,
+            (Some(s), TicketCommand::WaitOnCustomer { .. }) => s != Closed && !waiting,
+            (Some(s), TicketCommand::EndWait { .. }) => s != Closed && waiting,
         }
     }
 
@@ -957,7 +1070,7 @@ mod tests {
                 let revision = before.as_ref().map_or(0, |t| t.feedback_revision);
                 let (next, d) = run(id, state, &mut seq, &format!("r{i}"), cmd);
                 let ok = matches!(d, Ok(Decision::Append(_)));
-                prop_assert_eq!(ok, allowed(from, cmd, owner.as_deref(), revision), "{:?} from {:?}", cmd, from);
+                prop_assert_eq!(ok, allowed(from, cmd, owner.as_deref(), revision, before.as_ref().is_some_and(|t| t.waiting.is_some())), "{:?} from {:?}", cmd, from);
                 if let Some(t) = &next {
                     // exactly one owner, always a valid address
                     prop_assert!(Email::parse("o", &t.owner_email).is_ok());

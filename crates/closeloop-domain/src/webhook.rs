@@ -12,7 +12,7 @@ use crate::ticket::TicketEvent;
 
 /// The webhook event types, one per ticket event (`type` in a delivery's
 /// JSON body, and what `--events` takes).
-pub const EVENT_TYPES: [&str; 8] = [
+pub const EVENT_TYPES: [&str; 10] = [
     "ticket.opened",
     "ticket.contact_logged",
     "ticket.note_added",
@@ -21,6 +21,8 @@ pub const EVENT_TYPES: [&str; 8] = [
     "ticket.closed",
     "ticket.reopened",
     "ticket.feedback_revised",
+    "ticket.awaiting_customer",
+    "ticket.wait_ended",
 ];
 
 /// The webhook event type of ticket event `e`.
@@ -34,6 +36,8 @@ pub fn event_type(e: &TicketEvent) -> &'static str {
         TicketEvent::Closed { .. } => EVENT_TYPES[5],
         TicketEvent::Reopened { .. } => EVENT_TYPES[6],
         TicketEvent::FeedbackRevised { .. } => EVENT_TYPES[7],
+        TicketEvent::AwaitingCustomer { .. } => EVENT_TYPES[8],
+        TicketEvent::WaitEnded { .. } => EVENT_TYPES[9],
     }
 }
 

@@ -313,7 +313,7 @@ impl<C: Contract> Executor<C> {
         ctx: &EventContext,
         event: &Event<C>,
     ) -> Result<Option<Executed<State<C>>>, ExecuteError<Rule<C>>> {
-        let at = SystemTime::now();
+        let at = self.store.clock().now();
         let expected = state.as_ref().map_or(0, Of::<C>::sequence);
         let event_id = event_id(Of::<C>::TYPE, &id, expected, request_id);
         let (env, payload) = C::encode(id, &event_id, request_id, at, ctx, event);

@@ -17,6 +17,7 @@
 //!   retries and idempotent request ids.
 
 pub mod aggregate;
+pub mod clock;
 pub mod consumer;
 pub mod dlq;
 mod envelope;
@@ -28,6 +29,7 @@ pub use aggregate::{
     Aggregate, Carried, Contract, Decision, DecodeError, EventContext, ExecuteError, Executed,
     Executor, ExecutorMetrics, event_id,
 };
+pub use clock::{Clock, ClockError};
 pub use envelope::{Envelope, headers};
 pub use prefix::{Prefix, PrefixError};
 pub use store::{

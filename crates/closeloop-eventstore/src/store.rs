@@ -86,6 +86,7 @@ pub struct EventStore {
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
     prefix: Prefix,
+    clock: crate::Clock,
 }
 
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
@@ -158,7 +159,19 @@ impl EventStore {
             js,
             stream,
             prefix: cfg.prefix,
+            clock: crate::Clock::Wall,
         })
+    }
+
+    /// This store with `clock` as the time of the events it writes.
+    pub fn with_clock(mut self, clock: crate::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time the install runs on (see [`crate::clock`]).
+    pub fn clock(&self) -> &crate::Clock {
+        &self.clock
     }
 
     pub fn prefix(&self) -> &Prefix {

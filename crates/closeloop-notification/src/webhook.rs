@@ -137,6 +137,9 @@ pub fn payload(event_id: &str, ticket: &Ticket, rec: &RecordedEvent) -> Value {
             "revision": revision,
             "summary": summary,
         }),
+        TicketEvent::AwaitingCustomer { reason } | TicketEvent::WaitEnded { reason } => {
+            json!({ "reason": reason })
+        }
     };
     let opt = |t: Option<Timestamp>| t.map(rfc3339);
     json!({

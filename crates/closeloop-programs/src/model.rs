@@ -83,11 +83,22 @@ pub use closeloop_domain::ticket::ResponseTemplate as Template;
 /// The resolution guide embedded in every ticket a workflow opens.
 pub use closeloop_domain::ticket::Guide;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A workflow's SLA (or the file's defaults, which manual tickets get).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sla {
     pub first_contact: Duration,
     pub escalate_after: Duration,
+    /// Further escalation levels (2, 3, ...), each an untouched time.
+    pub escalate_further: Vec<Duration>,
     pub close_within: Duration,
+    /// Warnings, in percent of the first-contact and closure budgets.
+    pub warn_at: Vec<u32>,
+    /// The business calendar the clocks count in (empty: calendar time).
+    pub calendar: String,
+    /// Per-region calendar overrides: (region, calendar).
+    pub region_calendars: Vec<(String, String)>,
+    pub pause_while_waiting: bool,
+    pub reset_on_reassign: bool,
 }
 
 impl Sla {
@@ -97,16 +108,33 @@ impl Sla {
             first_contact_secs: self.first_contact.as_secs(),
             escalate_after_secs: self.escalate_after.as_secs(),
             close_within_secs: self.close_within.as_secs(),
+            further_levels_secs: self
+                .escalate_further
+                .iter()
+                .map(Duration::as_secs)
+                .collect(),
+            warn_pct: self.warn_at.clone(),
+            calendar: self.calendar.clone(),
+            region_calendars: self.region_calendars.clone(),
+            pause_while_waiting: self.pause_while_waiting,
+            reset_on_reassign: self.reset_on_reassign,
         }
     }
 }
 
 impl Default for Sla {
     fn default() -> Self {
+        let d = closeloop_domain::SlaPolicy::default();
         Sla {
-            first_contact: Duration::from_secs(48 * 3600),
-            escalate_after: Duration::from_secs(7 * 86_400),
-            close_within: Duration::from_secs(30 * 86_400),
+            first_contact: Duration::from_secs(d.first_contact_secs),
+            escalate_after: Duration::from_secs(d.escalate_after_secs),
+            escalate_further: Vec::new(),
+            close_within: Duration::from_secs(d.close_within_secs),
+            warn_at: d.warn_pct,
+            calendar: String::new(),
+            region_calendars: Vec::new(),
+            pause_while_waiting: false,
+            reset_on_reassign: false,
         }
     }
 }

@@ -31,6 +31,10 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub programs: Vec<Program>,
+    /// The `defaults.sla` block: the policy of manual tickets.
+    pub default_sla: Sla,
+    /// Business calendars SLA clocks may count in, by id.
+    pub calendars: std::sync::Arc<closeloop_domain::sla::Calendars>,
     /// First 12 hex digits of the SHA-256 of the file: which config made a decision.
     pub version: String,
 }
@@ -44,6 +48,8 @@ mod raw {
         pub version: u32,
         #[serde(default)]
         pub defaults: Defaults,
+        #[serde(default)]
+        pub calendars: Vec<Calendar>,
         pub programs: Vec<Program>,
     }
 
@@ -58,7 +64,31 @@ mod raw {
     pub struct Sla {
         pub first_contact: Option<String>,
         pub escalate_after: Option<String>,
+        pub escalate_further: Option<Vec<String>>,
         pub close_within: Option<String>,
+        pub warn_at: Option<Vec<u32>>,
+        pub calendar: Option<String>,
+        pub region_calendars: Option<std::collections::BTreeMap<String, String>>,
+        pub pause_while_waiting: Option<bool>,
+        pub reset_on_reassign: Option<bool>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Calendar {
+        pub id: String,
+        pub time_zone: String,
+        #[serde(default)]
+        pub working_days: Option<Vec<String>>,
+        /// `09:00-17:00`
+        #[serde(default)]
+        pub hours: Option<String>,
+        #[serde(default)]
+        pub holidays: Vec<String>,
+        /// An iCalendar file (`.ics`) whose all-day events are holidays,
+        /// relative to the programs file.
+        #[serde(default)]
+        pub holidays_ical: Vec<String>,
     }
 
     #[derive(Deserialize)]
@@ -179,20 +209,94 @@ fn check_id(errs: &mut Errors, loc: &str, id: &str) {
     }
 }
 
-fn sla(errs: &mut Errors, loc: &str, base: Sla, raw: Option<&raw::Sla>) -> Sla {
+fn sla(
+    errs: &mut Errors,
+    loc: &str,
+    base: Sla,
+    raw: Option<&raw::Sla>,
+    calendars: &BTreeSet<String>,
+) -> Sla {
     let Some(raw) = raw else { return base };
-    let mut field = |name: &str, v: &Option<String>, d| match v {
+    let mut dur = |name: &str, v: &Option<String>, d| match v {
         None => d,
         Some(s) => parse_duration(s).unwrap_or_else(|e| {
             errs.at(format!("{loc}.{name}"), e);
             d
         }),
     };
-    let s = Sla {
-        first_contact: field("first_contact", &raw.first_contact, base.first_contact),
-        escalate_after: field("escalate_after", &raw.escalate_after, base.escalate_after),
-        close_within: field("close_within", &raw.close_within, base.close_within),
+    let first_contact = dur("first_contact", &raw.first_contact, base.first_contact);
+    let escalate_after = dur("escalate_after", &raw.escalate_after, base.escalate_after);
+    let close_within = dur("close_within", &raw.close_within, base.close_within);
+    let escalate_further = match &raw.escalate_further {
+        None => base.escalate_further.clone(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| match parse_duration(v) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errs.at(format!("{loc}.escalate_further[{i}]"), e);
+                    None
+                }
+            })
+            .collect(),
     };
+    let s = Sla {
+        first_contact,
+        escalate_after,
+        escalate_further,
+        close_within,
+        warn_at: raw.warn_at.clone().unwrap_or(base.warn_at),
+        calendar: raw.calendar.clone().unwrap_or(base.calendar),
+        region_calendars: raw
+            .region_calendars
+            .as_ref()
+            .map(|m| m.iter().map(|(r, c)| (r.clone(), c.clone())).collect())
+            .unwrap_or(base.region_calendars),
+        pause_while_waiting: raw.pause_while_waiting.unwrap_or(base.pause_while_waiting),
+        reset_on_reassign: raw.reset_on_reassign.unwrap_or(base.reset_on_reassign),
+    };
+    let mut prev = s.escalate_after;
+    for (i, d) in s.escalate_further.iter().enumerate() {
+        if *d <= prev {
+            errs.at(
+                format!("{loc}.escalate_further[{i}]"),
+                "each further level must come later than the one before (and than escalate_after)",
+            );
+        }
+        prev = *d;
+    }
+    for (i, p) in s.warn_at.iter().enumerate() {
+        if !(1..=99).contains(p) {
+            errs.at(
+                format!("{loc}.warn_at[{i}]"),
+                format!("{p} is not a percentage of the budget between 1 and 99"),
+            );
+        }
+    }
+    if !s.calendar.is_empty() && !calendars.contains(&s.calendar) {
+        errs.at(
+            format!("{loc}.calendar"),
+            format!("no calendar {:?} is declared under calendars", s.calendar),
+        );
+    }
+    for (region, c) in &s.region_calendars {
+        if !calendars.contains(c) {
+            errs.at(
+                format!("{loc}.region_calendars.{region}"),
+                format!("no calendar {c:?} is declared under calendars"),
+            );
+        }
+    }
+    for (name, d) in [
+        ("first_contact", s.first_contact),
+        ("escalate_after", s.escalate_after),
+        ("close_within", s.close_within),
+    ] {
+        if d.is_zero() {
+            errs.at(format!("{loc}.{name}"), "must be longer than zero");
+        }
+    }
     if s.first_contact > s.close_within {
         errs.at(
             format!("{loc}.first_contact"),
@@ -200,6 +304,135 @@ fn sla(errs: &mut Errors, loc: &str, base: Sla, raw: Option<&raw::Sla>) -> Sla {
         );
     }
     s
+}
+
+/// Working days from names (`mon`..`sun`); Monday to Friday when absent.
+fn working_days(errs: &mut Errors, loc: &str, days: Option<&Vec<String>>) -> [bool; 7] {
+    let Some(days) = days else {
+        return [true, true, true, true, true, false, false];
+    };
+    let mut out = [false; 7];
+    for (i, d) in days.iter().enumerate() {
+        match closeloop_domain::calendar::BusinessCalendar::weekday_index(d) {
+            Some(w) => out[w] = true,
+            None => errs.at(
+                format!("{loc}.working_days[{i}]"),
+                format!("{d:?} is not a weekday: use mon, tue, wed, thu, fri, sat or sun"),
+            ),
+        }
+    }
+    out
+}
+
+/// `HH:MM-HH:MM` as minutes after midnight (`24:00` allowed as an end).
+fn hours(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.trim().split_once('-')?;
+    let minute = |t: &str| -> Option<u16> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && (h < 24 || m == 0)).then_some(h * 60 + m)
+    };
+    Some((minute(a)?, minute(b)?))
+}
+
+/// The all-day events of an iCalendar file, as dates (an event spanning
+/// several days gives each; its end date is exclusive, as RFC 5545 says).
+pub fn ical_dates(text: &str) -> Result<Vec<jiff::civil::Date>, String> {
+    use icalendar::{CalendarComponent, Component, DatePerhapsTime};
+    let cal: icalendar::Calendar = text.parse().map_err(|e: String| e)?;
+    let date = |d: &DatePerhapsTime| -> Option<jiff::civil::Date> {
+        match d {
+            DatePerhapsTime::Date(d) => d.to_string().parse().ok(),
+            DatePerhapsTime::DateTime(_) => None,
+        }
+    };
+    let mut out = Vec::new();
+    for c in &cal.components {
+        let CalendarComponent::Event(e) = c else {
+            continue;
+        };
+        let Some(start) = e.get_start().as_ref().and_then(date) else {
+            continue;
+        };
+        let end = e
+            .get_end()
+            .as_ref()
+            .and_then(date)
+            .filter(|end| *end > start)
+            .unwrap_or_else(|| start.tomorrow().unwrap_or(start));
+        let mut d = start;
+        while d < end && out.len() < 100_000 {
+            out.push(d);
+            match d.tomorrow() {
+                Ok(n) => d = n,
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn calendars(
+    errs: &mut Errors,
+    raw: &[raw::Calendar],
+    dir: Option<&std::path::Path>,
+) -> closeloop_domain::sla::Calendars {
+    use closeloop_domain::calendar::BusinessCalendar;
+    let mut out = BTreeMap::new();
+    for (i, c) in raw.iter().enumerate() {
+        let loc = format!("calendars[{i}]({})", c.id);
+        check_id(errs, &format!("{loc}.id"), &c.id);
+        if out.contains_key(&c.id) {
+            errs.at(
+                format!("{loc}.id"),
+                format!("calendar {:?} is declared twice", c.id),
+            );
+        }
+        let days = working_days(errs, &loc, c.working_days.as_ref());
+        let (start, end) = match c.hours.as_deref().map(|h| (h, hours(h))) {
+            None => (9 * 60, 17 * 60),
+            Some((_, Some(h))) => h,
+            Some((h, None)) => {
+                errs.at(
+                    format!("{loc}.hours"),
+                    format!("{h:?} is not a range of hours such as 09:00-17:00"),
+                );
+                (9 * 60, 17 * 60)
+            }
+        };
+        let mut holidays = BTreeSet::new();
+        for (j, h) in c.holidays.iter().enumerate() {
+            match h.trim().parse::<jiff::civil::Date>() {
+                Ok(d) => {
+                    holidays.insert(d);
+                }
+                Err(_) => errs.at(
+                    format!("{loc}.holidays[{j}]"),
+                    format!("{h:?} is not a date (YYYY-MM-DD)"),
+                ),
+            }
+        }
+        for (j, f) in c.holidays_ical.iter().enumerate() {
+            let path = match dir {
+                Some(d) => d.join(f),
+                None => std::path::PathBuf::from(f),
+            };
+            match std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|t| ical_dates(&t).map_err(|e| format!("{}: {e}", path.display())))
+            {
+                Ok(dates) => holidays.extend(dates),
+                Err(e) => errs.at(format!("{loc}.holidays_ical[{j}]"), e),
+            }
+        }
+        match BusinessCalendar::new(&c.id, c.time_zone.trim(), days, start, end, holidays) {
+            Ok(cal) => {
+                out.insert(c.id.clone(), Arc::new(cal));
+            }
+            Err(e) => errs.at(loc, e.to_string()),
+        }
+    }
+    closeloop_domain::sla::Calendars(out)
 }
 
 fn owner(errs: &mut Errors, loc: &str, o: &raw::Owner) -> Option<OwnerRule> {
@@ -365,6 +598,15 @@ fn trigger(
 impl Catalog {
     /// Parses and validates a programs file. On failure, returns every problem found.
     pub fn parse(text: &str) -> Result<Catalog, Vec<ConfigError>> {
+        Catalog::parse_in(text, None)
+    }
+
+    /// Like [`Catalog::parse`], with files the programs file names (iCal
+    /// holidays) resolved against `dir`.
+    pub fn parse_in(
+        text: &str,
+        dir: Option<&std::path::Path>,
+    ) -> Result<Catalog, Vec<ConfigError>> {
         let file: raw::File = serde_norway::from_str(text).map_err(|e| {
             vec![ConfigError {
                 location: e
@@ -388,11 +630,14 @@ impl Catalog {
                 format!("is {}; this closeloop reads version 1", file.version),
             );
         }
+        let calendars = calendars(&mut errs, &file.calendars, dir);
+        let calendar_ids: BTreeSet<String> = calendars.0.keys().cloned().collect();
         let base_sla = sla(
             &mut errs,
             "defaults.sla",
             Sla::default(),
             file.defaults.sla.as_ref(),
+            &calendar_ids,
         );
         let mut program_ids = HashSet::new();
         let mut workflow_ids = HashSet::new();
@@ -502,7 +747,13 @@ impl Catalog {
                         );
                     }
                 }
-                let wsla = sla(&mut errs, &format!("{wloc}.sla"), base_sla, w.sla.as_ref());
+                let wsla = sla(
+                    &mut errs,
+                    &format!("{wloc}.sla"),
+                    base_sla.clone(),
+                    w.sla.as_ref(),
+                    &calendar_ids,
+                );
                 // Closure documentation is what makes the loop auditable: a
                 // workflow may ask for more, never for less.
                 for (field, value) in [
@@ -576,7 +827,12 @@ impl Catalog {
         }
         let digest = Sha256::digest(text.as_bytes());
         let version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        Ok(Catalog { programs, version })
+        Ok(Catalog {
+            programs,
+            default_sla: base_sla,
+            calendars: Arc::new(calendars),
+            version,
+        })
     }
 
     /// Reads and validates a programs file.
@@ -587,7 +843,7 @@ impl Catalog {
                 message: format!("cannot read: {e}"),
             }]
         })?;
-        Catalog::parse(&text)
+        Catalog::parse_in(&text, path.parent())
     }
 
     pub fn program(&self, id: &str) -> Option<&Program> {

@@ -153,6 +153,12 @@ pub fn event_body(e: &TicketEvent) -> v1::ticket_event::Event {
                 summary: summary.clone(),
             })
         }
+        TicketEvent::AwaitingCustomer { reason } => E::AwaitingCustomer(v1::AwaitingCustomer {
+            reason: reason.clone(),
+        }),
+        TicketEvent::WaitEnded { reason } => E::WaitEnded(v1::WaitEnded {
+            reason: reason.clone(),
+        }),
     }
 }
 
@@ -194,19 +200,62 @@ pub fn from_guide(g: &v1::ResolutionGuide) -> Guide {
     }
 }
 
+/// The wire form of a policy. Options are written only when one differs
+/// from its default, so a policy with defaults encodes as it did before
+/// options existed (content digests of routing decisions stay the same).
 pub fn sla(s: &SlaPolicy) -> v1::SlaPolicy {
+    let d = SlaPolicy::default();
+    let defaults = s.further_levels_secs == d.further_levels_secs
+        && s.warn_pct == d.warn_pct
+        && s.calendar == d.calendar
+        && s.region_calendars == d.region_calendars
+        && s.pause_while_waiting == d.pause_while_waiting
+        && s.reset_on_reassign == d.reset_on_reassign;
     v1::SlaPolicy {
         first_contact_secs: s.first_contact_secs,
         escalate_after_secs: s.escalate_after_secs,
         close_within_secs: s.close_within_secs,
+        options: (!defaults).then(|| v1::SlaOptions {
+            further_levels_secs: s.further_levels_secs.clone(),
+            warn_pct: s.warn_pct.clone(),
+            calendar: s.calendar.clone(),
+            region_calendars: s
+                .region_calendars
+                .iter()
+                .map(|(region, calendar)| v1::RegionCalendar {
+                    region: region.clone(),
+                    calendar: calendar.clone(),
+                })
+                .collect(),
+            pause_while_waiting: s.pause_while_waiting,
+            reset_on_reassign: s.reset_on_reassign,
+        }),
     }
 }
 
+/// A policy from its wire form (absent options: the defaults).
 pub fn from_sla(s: &v1::SlaPolicy) -> SlaPolicy {
-    SlaPolicy {
+    let base = SlaPolicy {
         first_contact_secs: s.first_contact_secs,
         escalate_after_secs: s.escalate_after_secs,
         close_within_secs: s.close_within_secs,
+        ..SlaPolicy::default()
+    };
+    match &s.options {
+        None => base,
+        Some(o) => SlaPolicy {
+            further_levels_secs: o.further_levels_secs.clone(),
+            warn_pct: o.warn_pct.clone(),
+            calendar: o.calendar.clone(),
+            region_calendars: o
+                .region_calendars
+                .iter()
+                .map(|r| (r.region.clone(), r.calendar.clone()))
+                .collect(),
+            pause_while_waiting: o.pause_while_waiting,
+            reset_on_reassign: o.reset_on_reassign,
+            ..base
+        },
     }
 }
 
@@ -222,6 +271,8 @@ pub fn event_type_name(e: &TicketEvent) -> &'static str {
         TicketEvent::Closed { .. } => "closeloop.v1.TicketClosed",
         TicketEvent::Reopened { .. } => "closeloop.v1.TicketReopened",
         TicketEvent::FeedbackRevised { .. } => "closeloop.v1.FeedbackRevised",
+        TicketEvent::AwaitingCustomer { .. } => "closeloop.v1.AwaitingCustomer",
+        TicketEvent::WaitEnded { .. } => "closeloop.v1.WaitEnded",
     }
 }
 
@@ -280,6 +331,12 @@ pub fn from_event_body(e: &v1::ticket_event::Event) -> Option<TicketEvent> {
             revision: r.revision,
             summary: r.summary.clone(),
         },
+        E::AwaitingCustomer(r) => TicketEvent::AwaitingCustomer {
+            reason: r.reason.clone(),
+        },
+        E::WaitEnded(r) => TicketEvent::WaitEnded {
+            reason: r.reason.clone(),
+        },
     })
 }
 
@@ -328,6 +385,7 @@ pub fn ticket(t: &Ticket) -> v1::Ticket {
             t.opened_at.plus_secs(t.plan.sla.close_within_secs),
         )),
         require_opportunity: t.plan.require_opportunity,
+        waiting_reason: t.waiting.clone().unwrap_or_default(),
     }
 }
 

@@ -242,7 +242,7 @@ fn route(
         fallback_reason,
         stakeholders,
         unresolved_stakeholders: unresolved,
-        sla: w.sla,
+        sla: w.sla.clone(),
         rotation,
         guide: w.guide.clone(),
         closure: w.closure,

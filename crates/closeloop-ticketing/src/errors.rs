@@ -65,6 +65,8 @@ fn reason(r: &RuleViolation) -> &'static str {
         RuleViolation::NotClosed(_) => "TICKET_NOT_CLOSED",
         RuleViolation::SameOwner(_) => "SAME_OWNER",
         RuleViolation::RequestIdReused { .. } => "REQUEST_ID_REUSED",
+        RuleViolation::AlreadyWaiting(_) => "ALREADY_WAITING",
+        RuleViolation::NotWaiting => "NOT_WAITING",
     }
 }
 

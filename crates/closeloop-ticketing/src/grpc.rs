@@ -33,6 +33,7 @@ pub struct TicketGrpc {
     db: Db,
     progress: Progress,
     references: References,
+    clock: closeloop_eventstore::Clock,
 }
 
 /// What a client's command may name: accounts and people of the directory,
@@ -136,7 +137,14 @@ impl TicketGrpc {
             db,
             progress,
             references,
+            clock: closeloop_eventstore::Clock::Wall,
         }
+    }
+
+    /// Remaining SLA times are counted from `clock`'s time.
+    pub fn with_clock(mut self, clock: closeloop_eventstore::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     async fn run<T>(
@@ -337,6 +345,32 @@ impl TicketService for TicketGrpc {
         .await
     }
 
+    async fn wait_on_customer(
+        &self,
+        req: Request<v1::WaitRequest>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let r = req.get_ref();
+        self.run(&req, &r.request_id, Some(&r.ticket_id), &r.actor, |v| {
+            Some(TicketCommand::WaitOnCustomer {
+                reason: text(v, "reason", &r.reason, REASON_MAX)?,
+            })
+        })
+        .await
+    }
+
+    async fn end_wait(
+        &self,
+        req: Request<v1::WaitRequest>,
+    ) -> Result<Response<v1::TicketCommandResponse>, Status> {
+        let r = req.get_ref();
+        self.run(&req, &r.request_id, Some(&r.ticket_id), &r.actor, |v| {
+            Some(TicketCommand::EndWait {
+                reason: text(v, "reason", &r.reason, REASON_MAX)?,
+            })
+        })
+        .await
+    }
+
     async fn get_ticket(
         &self,
         req: Request<v1::GetTicketRequest>,
@@ -349,6 +383,9 @@ impl TicketService for TicketGrpc {
                 ticket: Some(ticket),
                 activity,
                 notifications: crate::notifications::of_ticket(&self.db, &id.to_string())
+                    .await
+                    .map_err(|e| crate::errors::TicketError::ReadModel(e.to_string()))?,
+                sla: crate::sla::of_ticket(&self.db, id, self.clock.now())
                     .await
                     .map_err(|e| crate::errors::TicketError::ReadModel(e.to_string()))?,
             })),

@@ -7,6 +7,8 @@
 //!   `ticket_activity` views.
 //! * [`notifications::TicketNotifications`]: the `ticket_notifications`
 //!   view (who was told about each ticket), from the notification events.
+//! * [`sla::TicketSla`]: each ticket's SLA events (the escalation role's),
+//!   folded on read into its clocks and escalations.
 //! * [`queries`]: reads over those views.
 //! * [`grpc::TicketGrpc`] serves `closeloop.v1.TicketService`; [`http`]
 //!   the same commands as `POST /v1/tickets/{id}:<command>` for connectors.
@@ -23,6 +25,7 @@ pub mod projection;
 pub mod queries;
 pub mod role;
 pub mod routes;
+pub mod sla;
 
 /// Aggregate type name: subjects are `<prefix>.events.ticket.<ticket_id>`.
 pub use closeloop_contracts::ticket::AGGREGATE;

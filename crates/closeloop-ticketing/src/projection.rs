@@ -86,6 +86,8 @@ pub fn describe(e: &TicketEvent) -> String {
         TicketEvent::FeedbackRevised { revision, summary } => {
             format!("response revised (revision {revision}): {summary}")
         }
+        TicketEvent::AwaitingCustomer { reason } => format!("waiting on the customer: {reason}"),
+        TicketEvent::WaitEnded { reason } => format!("no longer waiting: {reason}"),
     }
 }
 
@@ -186,9 +188,25 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
                 .execute(&mut *conn)
                 .await?;
         }
-        TicketEvent::CustomerReplied { .. } => {
+        TicketEvent::AwaitingCustomer { reason } => {
             // Not an owner action: last_touched_at stays.
-            sqlx::query(update("reply_count = reply_count + 1"))
+            sqlx::query(update("waiting_reason = $3"))
+                .bind(&id)
+                .bind(seq)
+                .bind(reason.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+        TicketEvent::WaitEnded { .. } => {
+            sqlx::query(update("waiting_reason = ''"))
+                .bind(&id)
+                .bind(seq)
+                .execute(&mut *conn)
+                .await?;
+        }
+        TicketEvent::CustomerReplied { .. } => {
+            // Not an owner action: last_touched_at stays; a wait ends.
+            sqlx::query(update("reply_count = reply_count + 1, waiting_reason = ''"))
                 .bind(&id)
                 .bind(seq)
                 .execute(&mut *conn)

@@ -51,7 +51,7 @@ const COLUMNS: &str = "id, status, account_id, owner_email, program_id, title, s
     root_cause_category, root_cause, actions_taken, opportunity_kind, opportunity_amount, \
     contact_count, note_count, reply_count, reopen_count, sequence, stakeholders, guide, \
     first_contact_secs, escalate_after_secs, close_within_secs, owner_fallback_reason, \
-    config_version, feedback_revision, require_opportunity";
+    config_version, feedback_revision, require_opportunity, waiting_reason";
 
 fn ts(micros: i64) -> prost_types::Timestamp {
     convert::timestamp(Timestamp::from_micros(micros))
@@ -95,6 +95,7 @@ fn row_to_ticket(r: &AnyRow) -> Result<v1::Ticket, sqlx::Error> {
         first_contact_secs: secs("first_contact_secs")?,
         escalate_after_secs: secs("escalate_after_secs")?,
         close_within_secs: secs("close_within_secs")?,
+        options: None,
     };
     let opened_at = Timestamp::from_micros(r.try_get("opened_at")?);
     let guide = r
@@ -136,6 +137,7 @@ fn row_to_ticket(r: &AnyRow) -> Result<v1::Ticket, sqlx::Error> {
         config_version: r.try_get("config_version")?,
         feedback_revision: count("feedback_revision")?,
         require_opportunity: r.try_get::<i64, _>("require_opportunity")? != 0,
+        waiting_reason: r.try_get("waiting_reason")?,
     })
 }
 

@@ -28,6 +28,7 @@ impl Role for Ticketing {
         Box::pin(async move {
             let progress = s.project(projection::TicketStateProjection);
             s.project_background(crate::notifications::TicketNotifications);
+            s.project_background(crate::sla::TicketSla);
             let commands = TicketCommands::new(s.store.clone());
             s.executor(crate::AGGREGATE, commands.metrics());
             s.consume(
@@ -38,7 +39,8 @@ impl Role for Ticketing {
                 directory: DirectoryLookup::new(s.db.clone(), s.store.clone()),
                 catalog: s.catalog.clone(),
             };
-            let grpc = TicketGrpc::new(commands, s.db.clone(), progress, references);
+            let grpc = TicketGrpc::new(commands, s.db.clone(), progress, references)
+                .with_clock(s.store.clock().clone());
             s.http(crate::http::router(grpc.clone()));
             s.grpc(TicketServiceServer::new(grpc));
             Ok(())

@@ -63,7 +63,7 @@ pub fn open_command(
         plan: Box::new(Plan {
             stakeholders: t.stakeholder_emails.clone(),
             guide: t.guide.clone(),
-            sla: t.sla.unwrap_or_default(),
+            sla: t.sla.clone().unwrap_or_default(),
             fallback_reason: t.owner_fallback_reason.clone(),
             config_version: d.config_version.clone(),
             require_opportunity: t.require_opportunity,
