@@ -277,6 +277,54 @@ pub async fn spawn_app_configured(
     webhooks: Option<PathBuf>,
     notification: closeloop_notification::role::Config,
 ) -> App {
+    spawn_app_with(
+        nats_url,
+        db_url,
+        prefix,
+        AppOptions {
+            webhooks,
+            notification,
+            ..AppOptions::default()
+        },
+    )
+    .await
+}
+
+/// What a test's closeloop runs with beyond its broker, database and prefix.
+pub struct AppOptions {
+    pub webhooks: Option<PathBuf>,
+    pub notification: closeloop_notification::role::Config,
+    pub clock: closeloop_server::ClockConfig,
+    pub programs: PathBuf,
+    pub roles: Roles,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            webhooks: None,
+            notification: Default::default(),
+            clock: Default::default(),
+            programs: example("programs.yaml"),
+            roles: Roles::all(),
+        }
+    }
+}
+
+/// [`spawn_app`] with `options`.
+pub async fn spawn_app_with(
+    nats_url: &str,
+    db_url: &str,
+    prefix: &str,
+    options: AppOptions,
+) -> App {
+    let AppOptions {
+        webhooks,
+        notification,
+        clock,
+        programs,
+        roles,
+    } = options;
     init_logs();
     let listeners = Listeners::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -291,11 +339,12 @@ pub async fn spawn_app_configured(
         nats_url: nats_url.to_string(),
         database_url: db_url.to_string(),
         prefix: closeloop_server::prefix(prefix).unwrap(),
-        roles: Roles::all(),
+        roles,
         stream_replicas: 1,
-        programs: Some(example("programs.yaml")),
+        programs: Some(programs),
         webhooks: webhooks.clone(),
         notification,
+        clock,
     };
     let task = tokio::spawn(closeloop_server::run(config, listeners, async {
         let _ = rx.await;

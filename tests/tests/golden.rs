@@ -129,6 +129,7 @@ fn plan() -> Plan {
             first_contact_secs: 86_400,
             escalate_after_secs: 5 * 86_400,
             close_within_secs: 20 * 86_400,
+            ..SlaPolicy::default()
         },
         fallback_reason: Some("account ACME-001 has no csm".into()),
         config_version: "sha256:4f2a".into(),
@@ -257,6 +258,31 @@ fn every_stored_event_type_still_decodes() {
         "ticket-reopened",
         TicketEvent::Reopened {
             reason: "customer still unhappy".into(),
+        },
+    ));
+    check(t(
+        "ticket-opened-sla-options",
+        opened(
+            Origin::Workflow {
+                feedback_id: fid.to_string(),
+                workflow_id: "rnps-detractor".into(),
+            },
+            Plan {
+                sla: sla_options(),
+                ..plan()
+            },
+        ),
+    ));
+    check(t(
+        "ticket-awaiting-customer",
+        TicketEvent::AwaitingCustomer {
+            reason: "waiting for their logs".into(),
+        },
+    ));
+    check(t(
+        "ticket-wait-ended",
+        TicketEvent::WaitEnded {
+            reason: "logs received".into(),
         },
     ));
     check(t(
@@ -538,5 +564,167 @@ fn every_stored_event_type_still_decodes() {
         }),
     ));
 
+    // SLAs.
+    {
+        use closeloop_contracts::sla::SlaContract;
+        use closeloop_domain::Timestamp;
+        use closeloop_domain::sla::{
+            ClockKind, ClockStart, SlaEvent, StartCause, StopReason, Tracked, UntouchedPeriod,
+        };
+        let ts = |s: i64| Timestamp::from_micros(1_762_075_800_000_000 + s * 1_000_000);
+        let period = |p: u32, since: i64| UntouchedPeriod {
+            period: p,
+            since: ts(since),
+            level_due: vec![(1, ts(since + 7 * 86_400)), (2, ts(since + 14 * 86_400))],
+        };
+        let s = |name: &str, e: SlaEvent| golden::<SlaContract>(name, ticket, e);
+        check(s(
+            "sla-clocks-started",
+            SlaEvent::ClocksStarted {
+                ticket_sequence: 4,
+                at: ts(0),
+                cause: StartCause::Opened,
+                owner: "dana.li@vendor.example".into(),
+                tracked: Some(Box::new(Tracked {
+                    account_id: "ACME-001".into(),
+                    program_id: "relationship-nps".into(),
+                    workflow_id: "rnps-detractor".into(),
+                    title: "NPS detractor follow-up: Acme Corp".into(),
+                    opened_at: ts(0),
+                    policy: sla_options(),
+                    calendar: "emea-office".into(),
+                    region: "EMEA".into(),
+                })),
+                clocks: vec![
+                    ClockStart {
+                        kind: ClockKind::FirstContact,
+                        run: 1,
+                        budget_secs: 86_400,
+                        started_at: ts(0),
+                        due_at: ts(3 * 86_400),
+                        warn_at: vec![(50, ts(86_400)), (75, ts(2 * 86_400))],
+                    },
+                    ClockStart {
+                        kind: ClockKind::Closure,
+                        run: 1,
+                        budget_secs: 20 * 86_400,
+                        started_at: ts(0),
+                        due_at: ts(28 * 86_400),
+                        warn_at: vec![],
+                    },
+                ],
+                replaced: vec![],
+                untouched: period(1, 0),
+            },
+        ));
+        check(s(
+            "sla-clocks-restarted",
+            SlaEvent::ClocksStarted {
+                ticket_sequence: 9,
+                at: ts(5 * 86_400),
+                cause: StartCause::Reassigned,
+                owner: "lee@vendor.example".into(),
+                tracked: None,
+                clocks: vec![ClockStart {
+                    kind: ClockKind::Closure,
+                    run: 2,
+                    budget_secs: 20 * 86_400,
+                    started_at: ts(5 * 86_400),
+                    due_at: ts(33 * 86_400),
+                    warn_at: vec![(50, ts(15 * 86_400))],
+                }],
+                replaced: vec![ClockKind::Closure],
+                untouched: period(2, 5 * 86_400),
+            },
+        ));
+        check(s(
+            "sla-touched",
+            SlaEvent::Touched {
+                ticket_sequence: 5,
+                at: ts(3600),
+                action: "contact_logged".into(),
+                owner: "dana.li@vendor.example".into(),
+                stopped: vec![(ClockKind::FirstContact, StopReason::Met)],
+                untouched: Some(period(2, 3600)),
+            },
+        ));
+        check(s(
+            "sla-touched-closed",
+            SlaEvent::Touched {
+                ticket_sequence: 12,
+                at: ts(9 * 86_400),
+                action: "closed".into(),
+                owner: "dana.li@vendor.example".into(),
+                stopped: vec![(ClockKind::Closure, StopReason::Met)],
+                untouched: None,
+            },
+        ));
+        check(s(
+            "sla-clock-paused",
+            SlaEvent::ClockPaused {
+                ticket_sequence: 6,
+                at: ts(86_400),
+                kind: ClockKind::Closure,
+                reason: "waiting for their logs".into(),
+                consumed_micros: 28_800_000_000,
+            },
+        ));
+        check(s(
+            "sla-clock-resumed",
+            SlaEvent::ClockResumed {
+                ticket_sequence: 7,
+                at: ts(3 * 86_400),
+                kind: ClockKind::Closure,
+                reason: "customer replied".into(),
+                paused_secs: 16 * 3600,
+                due_at: ts(30 * 86_400),
+                warn_at: vec![(75, ts(20 * 86_400))],
+            },
+        ));
+        check(s(
+            "sla-warned",
+            SlaEvent::Warned {
+                kind: ClockKind::FirstContact,
+                run: 1,
+                pct: 75,
+                due_at: ts(3 * 86_400),
+            },
+        ));
+        check(s(
+            "sla-breached",
+            SlaEvent::Breached {
+                kind: ClockKind::Closure,
+                run: 1,
+                original_due: ts(28 * 86_400),
+                due_at: ts(30 * 86_400),
+            },
+        ));
+        check(s(
+            "sla-escalated",
+            SlaEvent::Escalated {
+                level: 2,
+                period: 3,
+                untouched_since: ts(86_400),
+                owner: "dana.li@vendor.example".into(),
+                to: "fallback@vendor.example".into(),
+                fallback_reason: "mia@vendor.example has no manager in the directory".into(),
+            },
+        ));
+    }
+
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn sla_options() -> SlaPolicy {
+    SlaPolicy {
+        first_contact_secs: 86_400,
+        escalate_after_secs: 5 * 86_400,
+        close_within_secs: 20 * 86_400,
+        further_levels_secs: vec![10 * 86_400],
+        warn_pct: vec![50, 90],
+        calendar: "emea-office".into(),
+        region_calendars: vec![("APAC".into(), "apac-office".into())],
+        pause_while_waiting: true,
+        reset_on_reassign: true,
+    }
 }

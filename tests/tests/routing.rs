@@ -110,7 +110,7 @@ async fn nps_detractor_ticket_for_the_csm_with_guide_sla_and_stakeholders() {
         !guide.title.is_empty() && !guide.steps.is_empty(),
         "{guide:?}"
     );
-    let sla = t.sla.unwrap();
+    let sla = t.sla.clone().unwrap();
     assert_eq!(sla.first_contact_secs, 48 * 3600);
     assert_eq!(sla.escalate_after_secs, 7 * 86_400);
     assert_eq!(sla.close_within_secs, 30 * 86_400);

@@ -310,6 +310,7 @@ async fn stream_is_provisioned_idempotently_and_verified() {
             programs: Some(closeloop_tests::example("programs.yaml")),
             webhooks: None,
             notification: Default::default(),
+            clock: Default::default(),
         },
         listeners,
         std::future::pending(),

@@ -276,11 +276,20 @@ pub enum NoticeKind {
     ReopenedFyi,
     /// A connected system (a webhook endpoint): the ticket event itself.
     Webhook,
+    /// The owner: an SLA clock is about to be breached.
+    SlaWarning,
+    /// The owner: an SLA clock was breached.
+    SlaBreach,
+    /// The owner's manager (or further up, or the program's fallback): the
+    /// ticket has been untouched too long.
+    Escalation,
+    /// The owner, in copy of an escalation about their ticket.
+    EscalationFyi,
 }
 
 impl NoticeKind {
     /// Every kind a person is told (each has a template).
-    pub const ALL: [NoticeKind; 7] = [
+    pub const ALL: [NoticeKind; 11] = [
         NoticeKind::OwnerAssigned,
         NoticeKind::OwnerReassigned,
         NoticeKind::CustomerReplied,
@@ -288,6 +297,10 @@ impl NoticeKind {
         NoticeKind::ReassignedFyi,
         NoticeKind::ClosedOutcome,
         NoticeKind::ReopenedFyi,
+        NoticeKind::SlaWarning,
+        NoticeKind::SlaBreach,
+        NoticeKind::Escalation,
+        NoticeKind::EscalationFyi,
     ];
 
     /// The kind named `s` (as [`NoticeKind::as_str`] writes it).
@@ -308,14 +321,35 @@ impl NoticeKind {
             NoticeKind::ClosedOutcome => "closed_outcome",
             NoticeKind::ReopenedFyi => "reopened_fyi",
             NoticeKind::Webhook => "webhook",
+            NoticeKind::SlaWarning => "sla_warning",
+            NoticeKind::SlaBreach => "sla_breach",
+            NoticeKind::Escalation => "escalation",
+            NoticeKind::EscalationFyi => "escalation_fyi",
         }
     }
 
-    /// Owner alerts are actionable and always immediate.
+    /// Kinds caused by an SLA event (not a ticket event).
+    pub fn is_sla(self) -> bool {
+        matches!(
+            self,
+            NoticeKind::SlaWarning
+                | NoticeKind::SlaBreach
+                | NoticeKind::Escalation
+                | NoticeKind::EscalationFyi
+        )
+    }
+
+    /// Owner alerts (and SLA alerts) are actionable and always immediate.
     pub fn is_owner_alert(self) -> bool {
         matches!(
             self,
-            NoticeKind::OwnerAssigned | NoticeKind::OwnerReassigned | NoticeKind::CustomerReplied
+            NoticeKind::OwnerAssigned
+                | NoticeKind::OwnerReassigned
+                | NoticeKind::CustomerReplied
+                | NoticeKind::SlaWarning
+                | NoticeKind::SlaBreach
+                | NoticeKind::Escalation
+                | NoticeKind::EscalationFyi
         )
     }
 }
@@ -397,6 +431,46 @@ pub fn notices(
                 kind,
                 channel: *channel,
                 digest: digest.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The notices SLA event `event` causes on a ticket owned by `owner`: a
+/// warning or a breach tells the owner; an escalation tells its target
+/// with the owner in copy. Pure.
+pub fn sla_notices(
+    event: &crate::sla::SlaEvent,
+    owner: &str,
+    prefs: &dyn Fn(&str) -> Preferences,
+) -> Vec<Notice> {
+    use crate::sla::SlaEvent;
+    let who: Vec<(&str, NoticeKind)> = match event {
+        SlaEvent::Warned { .. } => vec![(owner, NoticeKind::SlaWarning)],
+        SlaEvent::Breached { .. } => vec![(owner, NoticeKind::SlaBreach)],
+        SlaEvent::Escalated { to, owner, .. } => {
+            vec![
+                (to.as_str(), NoticeKind::Escalation),
+                (owner.as_str(), NoticeKind::EscalationFyi),
+            ]
+        }
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (person, kind) in who {
+        let person = person.trim().to_ascii_lowercase();
+        if person.is_empty() || seen.contains(&person) {
+            continue;
+        }
+        seen.push(person.clone());
+        for channel in &prefs(&person).channels {
+            out.push(Notice {
+                recipient: person.clone(),
+                kind,
+                channel: *channel,
+                digest: None,
             });
         }
     }

@@ -418,6 +418,9 @@ pub struct Observation {
     pub region: String,
     /// The ticket's workflow (for an opening).
     pub workflow_id: String,
+    /// For an opening: the policy to run instead of the one the ticket
+    /// carries (a manual ticket gets the programs file's defaults).
+    pub policy: Option<SlaPolicy>,
 }
 
 /// Who an escalation goes to, resolved from the directory before the
@@ -655,7 +658,7 @@ fn observe(
                 ..
             },
         ) => {
-            let policy = plan.sla.clone();
+            let policy = o.policy.clone().unwrap_or_else(|| plan.sla.clone());
             let calendar = policy.calendar_for(&o.region).to_string();
             let base = calendars.base(&calendar);
             let pcts = &policy.warn_pct;
@@ -1206,6 +1209,7 @@ mod tests {
                 event,
                 region: String::new(),
                 workflow_id: "w".into(),
+                policy: None,
             };
             match decide(
                 self.id,
@@ -1511,6 +1515,7 @@ mod tests {
                 event: opened(policy.clone()),
                 region: region.into(),
                 workflow_id: "w".into(),
+                policy: None,
             };
             let Decision::Append(e) =
                 decide(s.id, None, &cal, &SlaCommand::Observe(Box::new(o))).unwrap()

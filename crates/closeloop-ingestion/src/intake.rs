@@ -1,7 +1,6 @@
 //! Accepting feedback: validate, check the account, append durably.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use closeloop_directory::lookup::DirectoryLookup;
 use closeloop_directory::records::AccountKind;
@@ -71,6 +70,7 @@ pub struct Intake {
     catalog: Option<Arc<Catalog>>,
     directory: DirectoryLookup,
     feedback: Executor<FeedbackContract>,
+    clock: closeloop_eventstore::Clock,
 }
 
 impl Intake {
@@ -81,6 +81,7 @@ impl Intake {
     ) -> Self {
         Intake {
             catalog,
+            clock: store.clock().clone(),
             feedback: Executor::new(store.clone()),
             directory: DirectoryLookup::new(db, store),
         }
@@ -97,7 +98,7 @@ impl Intake {
     /// directory check included.
     pub async fn submit(&self, doc: &Value, carried: &Carried) -> Result<Accepted, SubmitError> {
         let catalog = self.catalog.as_ref().ok_or(SubmitError::NoPrograms)?;
-        let parsed = canonical::parse(doc, catalog, SystemTime::now());
+        let parsed = canonical::parse(doc, catalog, self.clock.now());
         let account = match &parsed {
             Ok(f) => Some(f.account_id.clone()),
             // The other fields' problems do not hide an unknown account.

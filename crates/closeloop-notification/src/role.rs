@@ -32,7 +32,8 @@ use closeloop_contracts::notification::{
 use closeloop_contracts::ticket::{TicketAggregate, TicketContract};
 use closeloop_contracts::webhook::{EndpointCommand, EndpointId, WebhookContract};
 use closeloop_directory::lookup::DirectoryLookup;
-use closeloop_domain::notification::{Preferences, notices, retry_delay};
+use closeloop_domain::notification::{Preferences, notices, retry_delay, sla_notices};
+use closeloop_domain::sla::{RecordedSla, SlaEvent};
 use closeloop_domain::ticket::Origin;
 use closeloop_domain::{Aggregate, RecordedEvent, Ticket, TicketEvent, TicketId, Timestamp};
 use closeloop_eventstore::consumer::{ConsumerSpec, Decoded, EventHandler, Verdict};
@@ -188,6 +189,10 @@ impl closeloop_runtime::Role for Notification {
                 ),
             );
             s.consume(consumer_spec(&s.prefix), Decoded(requester.clone()));
+            s.consume(
+                sla_consumer_spec(&s.prefix),
+                Decoded(SlaRequester(requester.clone())),
+            );
             let mut channels = vec![
                 NotifyChannel::Webhook.as_str(),
                 NotifyChannel::Chat.as_str(),
@@ -454,10 +459,13 @@ impl<T: Clone + Default> Memo<T> {
     }
 }
 
-/// A ticket as it stood right after one of its events, and that event.
+/// A ticket as it stood right after one of its events, and that event
+/// (for an SLA notification: the ticket as it stands, its last event, and
+/// the SLA event).
 struct AtEvent {
     ticket: Ticket,
     event: RecordedEvent,
+    sla: Option<RecordedSla>,
 }
 
 impl Requester {
@@ -489,10 +497,144 @@ impl Requester {
                     .is_some_and(|env| env.event_id == e)
             }) || sequence == Some(stored.sequence);
             if found {
-                return Ok(state.map(|ticket| AtEvent { ticket, event: rec }));
+                return Ok(state.map(|ticket| AtEvent {
+                    ticket,
+                    event: rec,
+                    sla: None,
+                }));
             }
         }
         Ok(None)
+    }
+
+    /// Ticket `id` as it stands, with SLA event `event_id` of it.
+    async fn ticket_with_sla(
+        &self,
+        id: TicketId,
+        event_id: &str,
+    ) -> Result<Option<AtEvent>, String> {
+        let subject = self
+            .store
+            .prefix()
+            .aggregate_subject(closeloop_contracts::sla::AGGREGATE, &id.to_string());
+        let events = self
+            .store
+            .read_aggregate(&subject)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(sla) = events
+            .iter()
+            .find(|s| s.envelope.as_ref().is_some_and(|e| e.event_id == event_id))
+        else {
+            return Ok(None);
+        };
+        let sla = closeloop_contracts::sla::decode(sla).map_err(|e| e.0)?;
+        let subject = self
+            .store
+            .prefix()
+            .aggregate_subject(TicketAggregate::TYPE, &id.to_string());
+        let events = self
+            .store
+            .read_aggregate(&subject)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut state = None;
+        let mut last = None;
+        for stored in &events {
+            let rec = TicketContract::decode(stored).map_err(|e| e.0)?;
+            state = TicketAggregate::evolve(state, &rec);
+            last = Some(rec);
+        }
+        Ok(state.zip(last).map(|(ticket, event)| AtEvent {
+            ticket,
+            event,
+            sla: Some(sla),
+        }))
+    }
+}
+
+/// Durable consumer of the SLA events.
+pub const SLA_CONSUMER: &str = "notification-sla";
+
+pub fn sla_consumer_spec(prefix: &Prefix) -> ConsumerSpec {
+    ConsumerSpec::new(
+        prefix.events_stream(),
+        SLA_CONSUMER,
+        prefix.aggregate_filter(closeloop_contracts::sla::AGGREGATE),
+    )
+    .only_new()
+    .background()
+}
+
+/// Requests the notifications of SLA events: warnings and breaches to the
+/// owner, escalations to their target with the owner in copy.
+#[derive(Clone)]
+struct SlaRequester(Requester);
+
+impl EventHandler for SlaRequester {
+    type Contract = closeloop_contracts::sla::SlaContract;
+
+    async fn handle(&self, rec: RecordedSla, envelope: Option<&Envelope>) -> Verdict {
+        let r = &self.0;
+        let Some(env) = envelope else {
+            return Verdict::DeadLetter("SLA event without an envelope (no event id)".into());
+        };
+        let owner = match &rec.event {
+            SlaEvent::Warned { .. } | SlaEvent::Breached { .. } => {
+                // The owner now: the SLA state has it, folded to this event.
+                match closeloop_eventstore::Executor::<closeloop_contracts::sla::SlaContract>::new(
+                    r.store.clone(),
+                )
+                .load(rec.ticket_id)
+                .await
+                {
+                    Ok(Some(s)) => s.owner,
+                    Ok(None) => return Verdict::Retry("SLA not readable yet".into()),
+                    Err(e) => return Verdict::Retry(e.to_string()),
+                }
+            }
+            SlaEvent::Escalated { owner, .. } => owner.clone(),
+            _ => return Verdict::Done,
+        };
+        let default_prefs = |_: &str| Preferences::default();
+        let candidates: Vec<String> = sla_notices(&rec.event, &owner, &default_prefs)
+            .into_iter()
+            .map(|n| n.recipient)
+            .collect();
+        let targets = match r.targets_of(&candidates).await {
+            Ok(t) => t,
+            Err(e) => return Verdict::Retry(format!("directory unreadable: {e}")),
+        };
+        let prefs = |p: &str| {
+            targets
+                .get(p)
+                .and_then(|t| t.as_ref())
+                .map(|t| t.0.clone())
+                .unwrap_or_default()
+        };
+        let ctx = EventContext::caused_by(Some(env), ACTOR);
+        for n in sla_notices(&rec.event, &owner, &prefs)
+            .into_iter()
+            .filter(|n| r.email || n.channel != NotifyChannel::Email)
+        {
+            let id = NotificationId::of(&env.event_id, &n.recipient, n.channel);
+            let cmd = NotificationCommand::Request {
+                ticket_id: rec.ticket_id.to_string(),
+                cause_event_id: env.event_id.clone(),
+                recipient: n.recipient,
+                channel: n.channel,
+                kind: n.kind,
+                not_before: None,
+            };
+            match r.notifications.execute(id, REQUEST, &ctx, &cmd).await {
+                Ok(done) if !done.replayed => {
+                    NotificationMetrics::count(&r.metrics.requested, n.channel.as_str());
+                }
+                Ok(_) => {}
+                Err(e) => return Verdict::Retry(e.to_string()),
+            }
+        }
+        Verdict::Done
     }
 }
 
@@ -679,6 +821,8 @@ fn tells_people(e: &TicketEvent) -> bool {
         TicketEvent::ContactLogged { .. }
             | TicketEvent::NoteAdded { .. }
             | TicketEvent::FeedbackRevised { .. }
+            | TicketEvent::AwaitingCustomer { .. }
+            | TicketEvent::WaitEnded { .. }
     )
 }
 
@@ -1119,13 +1263,20 @@ impl Worker {
                 code: None,
                 message: e.to_string(),
             })?;
-        let at = Arc::new(
+        let sla = NoticeKind::parse(&n.kind).is_some_and(NoticeKind::is_sla);
+        let found = if sla {
+            self.requester
+                .ticket_with_sla(ticket_id, &n.cause_event_id)
+                .await
+        } else {
             self.requester
                 .ticket_at(ticket_id, Some(&n.cause_event_id), None)
                 .await
-                .map_err(transient)?
-                .ok_or_else(|| transient(format!("ticket event {} not found", n.cause_event_id)))?,
-        );
+        };
+        let at =
+            Arc::new(found.map_err(transient)?.ok_or_else(|| {
+                transient(format!("ticket event {} not found", n.cause_event_id))
+            })?);
         self.events.put(n.cause_event_id.clone(), at.clone());
         Ok(at)
     }
@@ -1382,6 +1533,7 @@ impl Worker {
                 reason: Some(reason.clone()).filter(|r| !r.is_empty()),
                 previous_owner: Some(previous_owner_email.clone()),
                 text: None,
+                sla: None,
             },
             TicketEvent::CustomerReplied { text } => EventCtx {
                 text: Some(text.clone()),
@@ -1392,6 +1544,13 @@ impl Worker {
                 ..Default::default()
             },
             _ => EventCtx::default(),
+        };
+        let event = match &at.sla {
+            Some(s) => EventCtx {
+                sla: Some(sla_ctx(s, t)),
+                ..EventCtx::default()
+            },
+            None => event,
         };
         let id = t.id.to_string();
         Ok(Context {
@@ -1456,5 +1615,58 @@ impl Worker {
             comment,
             answers,
         }))
+    }
+}
+
+/// What the templates see of SLA event `s` on ticket `t`.
+fn sla_ctx(s: &RecordedSla, t: &Ticket) -> crate::templates::SlaCtx {
+    let rfc3339 =
+        |ts: Timestamp| humantime::format_rfc3339_seconds(ts.to_system_time()).to_string();
+    let days =
+        |from: Timestamp| (s.occurred_at.as_micros() - from.as_micros()).max(0) / 86_400_000_000;
+    let clock = |k: closeloop_domain::sla::ClockKind| match k {
+        closeloop_domain::sla::ClockKind::FirstContact => "first contact".to_string(),
+        closeloop_domain::sla::ClockKind::Closure => "closure".to_string(),
+    };
+    let base = crate::templates::SlaCtx {
+        age_days: days(t.opened_at),
+        ..Default::default()
+    };
+    match &s.event {
+        SlaEvent::Warned {
+            kind, pct, due_at, ..
+        } => crate::templates::SlaCtx {
+            clock: Some(clock(*kind)),
+            pct: Some(*pct),
+            due_at: Some(rfc3339(*due_at)),
+            original_due: Some(rfc3339(*due_at)),
+            ..base
+        },
+        SlaEvent::Breached {
+            kind,
+            original_due,
+            due_at,
+            ..
+        } => crate::templates::SlaCtx {
+            clock: Some(clock(*kind)),
+            due_at: Some(rfc3339(*due_at)),
+            original_due: Some(rfc3339(*original_due)),
+            ..base
+        },
+        SlaEvent::Escalated {
+            level,
+            untouched_since,
+            to,
+            fallback_reason,
+            ..
+        } => crate::templates::SlaCtx {
+            level: Some(*level),
+            untouched_since: Some(rfc3339(*untouched_since)),
+            untouched_days: Some(days(*untouched_since)),
+            escalated_to: Some(to.clone()).filter(|t| !t.is_empty()),
+            fallback_reason: Some(fallback_reason.clone()).filter(|r| !r.is_empty()),
+            ..base
+        },
+        _ => base,
     }
 }

@@ -38,7 +38,7 @@ const DEFAULTS: [(&str, &str); 7] = [
 ];
 
 /// Every notification kind, as templates see it (`kind`).
-pub const KINDS: [closeloop_domain::notification::NoticeKind; 7] =
+pub const KINDS: [closeloop_domain::notification::NoticeKind; 11] =
     closeloop_domain::notification::NoticeKind::ALL;
 
 #[derive(Debug, thiserror::Error)]
@@ -386,6 +386,60 @@ pub struct EventCtx {
     /// A customer reply's text.
     pub text: Option<String>,
     pub previous_owner: Option<String>,
+    /// What an SLA event says (warnings, breaches, escalations).
+    pub sla: Option<SlaCtx>,
+}
+
+/// An SLA event, as the templates see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct SlaCtx {
+    /// `first contact` or `closure` (warnings and breaches).
+    pub clock: Option<String>,
+    /// A warning's percentage of the clock's time.
+    pub pct: Option<u32>,
+    pub due_at: Option<String>,
+    pub original_due: Option<String>,
+    /// An escalation's level (1: the owner's manager).
+    pub level: Option<u32>,
+    pub untouched_since: Option<String>,
+    pub untouched_days: Option<i64>,
+    /// Who an escalation went to.
+    pub escalated_to: Option<String>,
+    /// Why the fallback got an escalation (the ticket is flagged).
+    pub fallback_reason: Option<String>,
+    /// Whole days since the ticket opened.
+    pub age_days: i64,
+}
+
+impl SlaCtx {
+    fn sample(kind: &str, with_optional: bool) -> Option<SlaCtx> {
+        let clock = Some("first contact".to_string());
+        match kind {
+            "sla_warning" | "sla_breach" => Some(SlaCtx {
+                clock,
+                pct: (kind == "sla_warning").then_some(75),
+                due_at: Some("2026-11-04T09:30:00Z".into()),
+                original_due: Some(if with_optional {
+                    "2026-11-03T09:30:00Z".into()
+                } else {
+                    "2026-11-04T09:30:00Z".into()
+                }),
+                age_days: 2,
+                ..SlaCtx::default()
+            }),
+            "escalation" | "escalation_fyi" => Some(SlaCtx {
+                level: Some(1),
+                untouched_since: Some("2026-11-02T09:30:00Z".into()),
+                untouched_days: Some(7),
+                escalated_to: Some("mia.manager@vendor.example".into()),
+                fallback_reason: with_optional
+                    .then(|| "dana.li@vendor.example has no manager in the directory".into()),
+                age_days: 7,
+                ..SlaCtx::default()
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl Context {
@@ -441,6 +495,7 @@ impl Context {
                 reason: with_optional.then(|| "holiday cover".into()),
                 text: with_optional.then(|| "Thanks, it works now".into()),
                 previous_owner: with_optional.then(|| "lee@vendor.example".into()),
+                sla: SlaCtx::sample(kind, with_optional),
             },
             act: "closeloop tickets show 0b6f0c5e-1111-5222-8333-944455556666".into(),
         }

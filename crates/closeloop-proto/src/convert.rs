@@ -395,6 +395,24 @@ mod tests {
     use prost::Message;
 
     #[test]
+    fn a_default_policy_encodes_as_before_options_existed() {
+        let old = v1::SlaPolicy {
+            first_contact_secs: 172_800,
+            escalate_after_secs: 604_800,
+            close_within_secs: 2_592_000,
+            options: None,
+        };
+        assert_eq!(sla(&SlaPolicy::default()), old);
+        assert_eq!(from_sla(&old), SlaPolicy::default());
+        let custom = SlaPolicy {
+            pause_while_waiting: true,
+            ..SlaPolicy::default()
+        };
+        assert!(sla(&custom).options.is_some());
+        assert_eq!(from_sla(&sla(&custom)), custom);
+    }
+
+    #[test]
     fn every_event_round_trips_through_protobuf() {
         let events = vec![
             TicketEvent::Opened {
@@ -422,6 +440,12 @@ mod tests {
                         first_contact_secs: 1,
                         escalate_after_secs: 2,
                         close_within_secs: 3,
+                        further_levels_secs: vec![4],
+                        warn_pct: vec![10],
+                        calendar: "office".into(),
+                        region_calendars: vec![("EMEA".into(), "emea".into())],
+                        pause_while_waiting: true,
+                        reset_on_reassign: true,
                     },
                     fallback_reason: Some("account A has no csm".into()),
                     config_version: "v1".into(),

@@ -4,6 +4,7 @@
 //! the same entry point serves `closeloop serve`, Kubernetes Deployments of
 //! one role each, and in-process integration tests on random ports.
 
+mod clock;
 mod http;
 mod metrics;
 mod roles;
@@ -37,6 +38,22 @@ pub struct Config {
     pub webhooks: Option<std::path::PathBuf>,
     /// The notification role's e-mail and templates.
     pub notification: closeloop_notification::role::Config,
+    /// The time the install runs on.
+    pub clock: ClockConfig,
+}
+
+/// Which clock `closeloop serve` runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClockConfig {
+    /// The wall clock (production).
+    #[default]
+    Wall,
+    /// A simulated clock shared by the install's processes, moved only
+    /// through `ClockService` (tests, demos, what-if runs); it starts at
+    /// `start` (default: now) unless another process started it already.
+    Simulated {
+        start: Option<std::time::SystemTime>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +66,8 @@ pub enum ServerError {
     Migrations(#[from] closeloop_runtime::MigrationsError),
     #[error("programs file {path} is invalid:\n{errors}")]
     Programs { path: String, errors: String },
+    #[error("cannot start the simulated clock: {0}")]
+    Clock(#[from] closeloop_eventstore::ClockError),
     #[error("cannot connect to NATS at {url}: {reason}")]
     Nats { url: String, reason: String },
     #[error(transparent)]
@@ -147,6 +166,21 @@ async fn serve(
         },
     )
     .await?;
+    let clock = match &config.clock {
+        ClockConfig::Wall => closeloop_eventstore::Clock::Wall,
+        ClockConfig::Simulated { start } => {
+            let c =
+                closeloop_eventstore::Clock::simulated(store.jetstream(), &config.prefix, *start)
+                    .await?;
+            tracing::warn!(
+                now = %humantime::format_rfc3339_micros(c.now()),
+                "SIMULATED CLOCK: time stands still until moved with `closeloop admin clock`; \
+                 never run production this way"
+            );
+            c
+        }
+    };
+    let store = store.with_clock(clock.clone());
     let db = Db::connect(&config.database_url).await?;
     let migrations = MigrationSet::of(
         std::iter::once(&closeloop_readmodel::MIGRATOR)
@@ -205,6 +239,11 @@ async fn serve(
             span
         })
         .add_routes(parts.grpc)
+        .add_service(
+            closeloop_proto::v1::clock_service_server::ClockServiceServer::new(clock::ClockGrpc(
+                clock.clone(),
+            )),
+        )
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
@@ -218,7 +257,13 @@ async fn serve(
         consumers: parts.consumers,
         metrics: parts.metrics,
         requests: requests.clone(),
-        notes: parts.notes,
+        notes: {
+            let mut notes = parts.notes;
+            if !notes.iter().any(|(n, _)| *n == "clock") {
+                notes.push(("clock", clock.kind().to_string()));
+            }
+            notes
+        },
     };
     let http_listener = listeners.http;
     let role_routes = parts.http;
@@ -274,7 +319,8 @@ fn module(
         Role::Notification => Box::new(closeloop_notification::role::Notification::new(
             &config.notification,
         )?),
-        other @ (Role::Escalation | Role::Analytics) => {
+        Role::Escalation => Box::new(closeloop_escalation::role::Escalation),
+        other @ Role::Analytics => {
             return Err(ServerError::Roles(RolesError::NotAvailable(other.as_str())));
         }
     })

@@ -25,11 +25,13 @@ impl Role {
     /// Roles this build implements; `--roles all` means these. `ingestion`
     /// takes feedback in and serves the account directory; `routing` turns
     /// feedback into routing decisions; `ticketing` opens and runs tickets;
-    /// `notification` tells owners and stakeholders.
-    pub const AVAILABLE: [Role; 4] = [
+    /// `escalation` runs SLA clocks and escalates; `notification` tells
+    /// owners and stakeholders.
+    pub const AVAILABLE: [Role; 5] = [
         Role::Ingestion,
         Role::Routing,
         Role::Ticketing,
+        Role::Escalation,
         Role::Notification,
     ];
 

@@ -9,6 +9,7 @@ mod intake;
 mod notifications;
 mod output;
 mod programs;
+mod sla;
 mod status;
 mod telemetry;
 mod tickets;
@@ -72,6 +73,21 @@ enum Command {
     /// Outbound webhook endpoints: add, list, remove, rotate-secret,
     /// enable, test.
     Webhooks(webhooks::WebhooksArgs),
+    /// SLA clocks: recompute a workflow's open tickets, list pending timers.
+    Sla(sla::SlaArgs),
+    /// Reports: the weekly open-ticket report.
+    Reports(sla::ReportsArgs),
+    /// Administration: the clock closeloop runs on.
+    Admin(sla::AdminArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum ClockKind {
+    /// The wall clock.
+    Wall,
+    /// A simulated clock that moves only with `closeloop admin clock`
+    /// (tests, demos, what-if runs; never production).
+    Simulated,
 }
 
 #[derive(clap::Args)]
@@ -137,6 +153,13 @@ struct ServeArgs {
     /// CIDR, e.g. 127.0.0.0/8. Default: none.
     #[arg(long, env = "CLOSELOOP_OUTBOUND_ALLOW", default_value = "")]
     outbound_allow: String,
+    /// The clock every role takes its time from.
+    #[arg(long, env = "CLOSELOOP_CLOCK", value_enum, default_value = "wall")]
+    clock: ClockKind,
+    /// Where a simulated clock starts (RFC 3339) if no process of the
+    /// install has started it yet (default: now).
+    #[arg(long, env = "CLOSELOOP_CLOCK_START")]
+    clock_start: Option<String>,
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -167,6 +190,21 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let roles = closeloop_server::Roles::parse(&args.roles)?;
+    let clock = match (args.clock, &args.clock_start) {
+        (ClockKind::Wall, None) => closeloop_server::ClockConfig::Wall,
+        (ClockKind::Wall, Some(_)) => {
+            anyhow::bail!("--clock-start needs --clock simulated")
+        }
+        (ClockKind::Simulated, start) => closeloop_server::ClockConfig::Simulated {
+            start: start
+                .as_deref()
+                .map(|s| {
+                    humantime::parse_rfc3339_weak(s.trim())
+                        .with_context(|| format!("--clock-start {s:?} is not an RFC 3339 time"))
+                })
+                .transpose()?,
+        },
+    };
     let prefix = closeloop_server::prefix(&args.prefix)?;
     let database_url = match args.database_url {
         Some(u) => u,
@@ -198,6 +236,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 ticket_url: args.ticket_url,
                 outbound_allow: args.outbound_allow,
             },
+            clock,
         },
         listeners,
         shutdown_signal(),
@@ -241,6 +280,9 @@ async fn main() -> ExitCode {
         Command::Status(args) => status::run(args).await,
         Command::Notifications(args) => notifications::run(args).await,
         Command::Webhooks(args) => webhooks::run(args).await,
+        Command::Sla(args) => sla::run_sla(args).await,
+        Command::Reports(args) => sla::run_reports(args).await,
+        Command::Admin(args) => sla::run_admin(args).await,
         Command::Dlq(args) => {
             init_logging(cli.log_format, "warn");
             intake::run_dlq(args).await

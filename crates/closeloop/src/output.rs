@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 /// RFC 3339 with microseconds: the precision of gRPC answers and of the
 /// events' `Closeloop-Occurred-At`, so CLI output joins with both.
-fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Value {
+pub fn rfc3339(ts: &Option<prost_types::Timestamp>) -> Value {
     match ts {
         Some(t) => Value::String(
             humantime::format_rfc3339_micros(from_timestamp(t).to_system_time()).to_string(),
@@ -95,6 +95,7 @@ pub fn ticket_json(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) -> V
         "config_version": t.config_version,
         "feedback_revision": t.feedback_revision,
         "require_opportunity": t.require_opportunity,
+        "waiting_reason": t.waiting_reason,
     });
     if let Some(acts) = activity {
         v["activity"] = acts
@@ -124,7 +125,7 @@ pub fn print_json(v: &Value) {
     outln!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
 
-fn text(v: &Value) -> String {
+pub fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) if s.is_empty() => "-".into(),
@@ -165,6 +166,13 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
     );
     if t.require_opportunity {
         outln!("{:<14} closing needs an opportunity", "closure");
+    }
+    if !t.waiting_reason.is_empty() {
+        outln!(
+            "{:<14} waiting on the customer: {}",
+            "waiting",
+            t.waiting_reason
+        );
     }
     if t.feedback_revision > 0 {
         outln!("{:<14} revision {}", "feedback", t.feedback_revision);
@@ -212,6 +220,135 @@ pub fn print_ticket(t: &v1::Ticket, activity: Option<&[v1::TicketActivity]>) {
             let at = text(&rfc3339(&a.occurred_at));
             outln!("  {at}  {:<16} {}", a.kind, a.detail);
         }
+    }
+}
+
+/// A duration in seconds as `3d 4h`, `5h 2m`, `40s` (negative: `-`).
+pub fn span(secs: i64) -> String {
+    let (sign, s) = if secs < 0 { ("-", -secs) } else { ("", secs) };
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sign}{s}s"),
+        (0, 0, m) => format!("{sign}{m}m"),
+        (0, h, m) => format!("{sign}{h}h {m}m"),
+        (d, h, _) => format!("{sign}{d}d {h}h"),
+    }
+}
+
+/// A ticket's SLA as JSON (`tickets show -o json`).
+pub fn sla_json(s: &v1::TicketSla) -> Value {
+    json!({
+        "calendar": s.calendar,
+        "flagged": s.flagged,
+        "untouched_since": rfc3339(&s.untouched_since),
+        "next_escalations": s.next_escalations.iter().map(|l| json!({
+            "level": l.level,
+            "due_at": rfc3339(&l.due_at),
+        })).collect::<Vec<_>>(),
+        "clocks": s.clocks.iter().map(|c| json!({
+            "clock": c.clock,
+            "run": c.run,
+            "state": c.state,
+            "budget_secs": c.budget_secs,
+            "started_at": rfc3339(&c.started_at),
+            "due_at": rfc3339(&c.due_at),
+            "original_due": rfc3339(&c.original_due),
+            "remaining_secs": c.remaining_secs,
+            "warned_pct": c.warned_pct,
+            "breached_at": rfc3339(&c.breached_at),
+            "paused_secs": c.paused_secs,
+            "stopped_at": rfc3339(&c.stopped_at),
+        })).collect::<Vec<_>>(),
+        "escalations": s.escalations.iter().map(|e| json!({
+            "level": e.level,
+            "at": rfc3339(&e.at),
+            "to": e.to_email,
+            "untouched_since": rfc3339(&e.untouched_since),
+            "fallback_reason": e.fallback_reason,
+        })).collect::<Vec<_>>(),
+        "sequence": s.sequence,
+    })
+}
+
+/// A ticket's SLA clocks and escalations, one line each.
+pub fn print_sla(s: &v1::TicketSla) {
+    outln!();
+    let base = if s.calendar.is_empty() {
+        "calendar time".to_string()
+    } else {
+        format!("business time of calendar {}", s.calendar)
+    };
+    outln!("sla ({base})");
+    for c in &s.clocks {
+        let due = text(&rfc3339(&c.due_at));
+        let left = match c.state.as_str() {
+            "running" | "breached" => {
+                if c.remaining_secs >= 0 {
+                    format!("{} left", span(c.remaining_secs))
+                } else {
+                    format!("{} overdue", span(-c.remaining_secs))
+                }
+            }
+            _ => String::new(),
+        };
+        let mut extra = Vec::new();
+        if !c.warned_pct.is_empty() {
+            let w: Vec<String> = c.warned_pct.iter().map(|p| format!("{p}%")).collect();
+            extra.push(format!("warned at {}", w.join(", ")));
+        }
+        if c.breached_at.is_some() {
+            extra.push(format!("breached {}", text(&rfc3339(&c.breached_at))));
+        }
+        if c.due_at != c.original_due {
+            extra.push(format!(
+                "originally due {}",
+                text(&rfc3339(&c.original_due))
+            ));
+        }
+        if c.paused_secs > 0 {
+            extra.push(format!("paused {}", span(c.paused_secs as i64)));
+        }
+        outln!(
+            "  {:<13} #{} {:<8} due {due}  {left}  {}",
+            c.clock,
+            c.run,
+            c.state,
+            extra.join("; ")
+        );
+    }
+    if s.untouched_since.is_some() {
+        let next: Vec<String> = s
+            .next_escalations
+            .iter()
+            .map(|l| format!("level {} at {}", l.level, text(&rfc3339(&l.due_at))))
+            .collect();
+        outln!(
+            "  untouched since {}{}",
+            text(&rfc3339(&s.untouched_since)),
+            if next.is_empty() {
+                String::new()
+            } else {
+                format!("; escalates {}", next.join(", "))
+            }
+        );
+    }
+    for e in &s.escalations {
+        let flag = if e.fallback_reason.is_empty() {
+            String::new()
+        } else {
+            format!("  FLAGGED: {}", e.fallback_reason)
+        };
+        outln!(
+            "  escalated level {} to {} at {} (untouched since {}){flag}",
+            e.level,
+            if e.to_email.is_empty() {
+                "nobody"
+            } else {
+                &e.to_email
+            },
+            text(&rfc3339(&e.at)),
+            text(&rfc3339(&e.untouched_since))
+        );
     }
 }
 

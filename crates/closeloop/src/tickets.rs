@@ -108,7 +108,20 @@ enum TicketCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Show one ticket and its history.
+    /// Mark the ticket as waiting on the customer (pauses its closure
+    /// clock when its workflow says so; a customer reply or `resume` ends it).
+    Wait {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a wait on the customer.
+    Resume {
+        id: String,
+        #[arg(long, default_value = "resumed by the owner")]
+        reason: String,
+    },
+    /// Show one ticket, its SLA clocks and its history.
     Show { id: String },
     /// List tickets, newest first.
     List {
@@ -294,6 +307,26 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
                 })
                 .await
         }
+        TicketCommand::Wait { id, reason } => {
+            client
+                .wait_on_customer(v1::WaitRequest {
+                    request_id,
+                    ticket_id: id.clone(),
+                    reason: reason.clone(),
+                    actor,
+                })
+                .await
+        }
+        TicketCommand::Resume { id, reason } => {
+            client
+                .end_wait(v1::WaitRequest {
+                    request_id,
+                    ticket_id: id.clone(),
+                    reason: reason.clone(),
+                    actor,
+                })
+                .await
+        }
         TicketCommand::Show { id } => {
             let r = client
                 .get_ticket(v1::GetTicketRequest {
@@ -308,10 +341,17 @@ async fn execute(args: &TicketsArgs) -> Result<(), CliError> {
                 Output::Json => {
                     let mut v = output::ticket_json(&ticket, Some(&r.activity));
                     v["notifications"] = output::notifications_json(&r.notifications);
+                    v["sla"] = r
+                        .sla
+                        .as_ref()
+                        .map_or(serde_json::Value::Null, output::sla_json);
                     output::print_json(&v)
                 }
                 Output::Table => {
                     output::print_ticket(&ticket, Some(&r.activity));
+                    if let Some(s) = &r.sla {
+                        output::print_sla(s);
+                    }
                     output::print_notifications(&r.notifications);
                 }
                 Output::Id => outln!("{}", ticket.id),

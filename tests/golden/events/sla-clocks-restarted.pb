@@ -1,0 +1,7 @@
+
+$602dad8d-caf3-558b-a975-c13ffd5662c4$949789c8-ec81-59e5-9ada-15fffdc6c063˜ÉœÈ€”ï:"req-1*dana.li@vendor.example2
+crm-case-9:req-1Rw	˜ø¶È
+reassigned"lee@vendor.example2$€¼i"˜ø¶È*˜ÌÊÉ2
+2˜ÖëÈ:B"˜ø¶È
+˜íÛÈ
+˜â€É
