@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "closeloop/v1/notification_events.proto",
         "closeloop/v1/notifications.proto",
         "closeloop/v1/sla_events.proto",
+        "closeloop/v1/report_events.proto",
         "closeloop/v1/escalation.proto",
     ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();

@@ -107,6 +107,12 @@ event_message!(
     ticket_id
 );
 event_message!(
+    v1::ReportEvent,
+    v1::report_event::Event,
+    "closeloop.v1.ReportEvent",
+    report_key
+);
+event_message!(
     v1::DirectoryEvent,
     v1::directory_event::Event,
     "closeloop.v1.DirectoryEvent"

@@ -26,6 +26,7 @@ pub mod codec;
 pub mod directory;
 pub mod feedback;
 pub mod notification;
+pub mod report;
 pub mod rotation;
 pub mod routing;
 pub mod sla;

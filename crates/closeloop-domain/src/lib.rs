@@ -16,6 +16,7 @@ pub mod calendar;
 pub mod directory;
 pub mod feedback;
 pub mod notification;
+pub mod report;
 pub mod rotation;
 pub mod routing;
 pub mod sla;

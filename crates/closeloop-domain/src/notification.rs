@@ -285,6 +285,9 @@ pub enum NoticeKind {
     Escalation,
     /// The owner, in copy of an escalation about their ticket.
     EscalationFyi,
+    /// A region's sales-operations list: the weekly open-ticket report
+    /// (its own templates; not about one ticket).
+    WeeklyReport,
 }
 
 impl NoticeKind {
@@ -307,7 +310,7 @@ impl NoticeKind {
     pub fn parse(s: &str) -> Option<NoticeKind> {
         NoticeKind::ALL
             .into_iter()
-            .chain([NoticeKind::Webhook])
+            .chain([NoticeKind::Webhook, NoticeKind::WeeklyReport])
             .find(|k| k.as_str() == s)
     }
 
@@ -325,6 +328,7 @@ impl NoticeKind {
             NoticeKind::SlaBreach => "sla_breach",
             NoticeKind::Escalation => "escalation",
             NoticeKind::EscalationFyi => "escalation_fyi",
+            NoticeKind::WeeklyReport => "weekly_report",
         }
     }
 

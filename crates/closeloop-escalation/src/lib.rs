@@ -10,11 +10,15 @@
 //!   fallback, flagged), exactly once in effect.
 //! * [`grpc::EscalationGrpc`] serves `closeloop.v1.EscalationService`:
 //!   `sla recompute`, the weekly report ([`report`]) and the timers.
+//! * [`schedule::Scheduler`] generates each region's weekly report at the
+//!   times of its cron schedule (the report aggregate, e-mailed by the
+//!   notification role).
 
 pub mod grpc;
 pub mod observer;
 pub mod report;
 pub mod role;
+pub mod schedule;
 pub mod timers;
 pub mod view;
 

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use closeloop_contracts::report::ReportContract;
 use closeloop_contracts::sla::SlaContract;
 use closeloop_directory::lookup::DirectoryLookup;
 use closeloop_eventstore::Executor;
@@ -14,6 +15,7 @@ use sqlx::migrate::Migrator;
 
 use crate::grpc::EscalationGrpc;
 use crate::observer::{Observer, consumer_spec};
+use crate::schedule::Scheduler;
 use crate::timers::{TimerMetrics, Worker};
 use crate::view::SlaView;
 
@@ -32,6 +34,8 @@ impl Role for Escalation {
 
     fn start<'a>(&'a self, s: &'a mut Setup) -> Started<'a> {
         Box::pin(async move {
+            // Managers and regions come from the directory's views.
+            closeloop_directory::project_background(s);
             let view = s.project_background(SlaView);
             let slas: Executor<SlaContract> = Executor::new(s.store.clone());
             s.executor(closeloop_contracts::sla::AGGREGATE, slas.metrics());
@@ -57,6 +61,34 @@ impl Role for Escalation {
             };
             let stopped = s.stopped();
             s.spawn(worker.spawn_run(stopped));
+            let reports: Executor<ReportContract> = Executor::new(s.store.clone());
+            s.executor(closeloop_contracts::report::AGGREGATE, reports.metrics());
+            let scheduler = Scheduler {
+                db: s.db.clone(),
+                reports,
+                clock: s.store.clock().clone(),
+            };
+            let schedules = s
+                .catalog
+                .as_ref()
+                .map(|c| c.reports.clone())
+                .unwrap_or_default();
+            s.readiness(
+                "weekly_reports",
+                if schedules.is_empty() {
+                    "none configured (reports.weekly in the programs file)".to_string()
+                } else {
+                    schedules
+                        .iter()
+                        .map(|r| format!("{} `{}` {}", r.region, r.schedule, r.time_zone))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+            );
+            for schedule in schedules {
+                let stopped = s.stopped();
+                s.spawn(scheduler.clone().spawn_run(Arc::new(schedule), stopped));
+            }
             s.grpc(EscalationServiceServer::new(EscalationGrpc {
                 db: s.db.clone(),
                 slas,

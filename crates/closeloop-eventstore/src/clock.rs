@@ -8,14 +8,16 @@
 //! reports, notification schedules.
 //!
 //! A simulated clock is shared by every process of an install: its time is
-//! kept in a JetStream key-value bucket (`<PREFIX>_CLOCK`, key `now`), each
-//! process watches it, and moving it is a compare-and-set on the key, so
-//! processes never disagree for longer than a watch update takes.
+//! kept in a small stream (`<PREFIX>_CLOCK`, subject `<prefix>.clock`, one
+//! message per move), each process follows it, and moving it is a
+//! compare-and-set (`Nats-Expected-Last-Subject-Sequence`), so processes
+//! never disagree for longer than a delivery takes. (A stream, not a
+//! key-value bucket: the KV API of the client does not work with NATS 2.9.)
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
 use tokio::sync::watch;
 
@@ -43,7 +45,14 @@ pub enum Clock {
 /// A simulated clock's state in this process.
 pub struct Simulated {
     now: watch::Sender<i64>,
-    kv: Option<kv::Store>,
+    shared: Option<Shared>,
+}
+
+/// Where an install's simulated clock is kept.
+struct Shared {
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    subject: String,
 }
 
 fn micros(t: SystemTime) -> i64 {
@@ -65,26 +74,29 @@ fn show(m: i64) -> String {
     humantime::format_rfc3339_micros(from_micros(m)).to_string()
 }
 
-/// `<PREFIX>_CLOCK`: the bucket of an install's simulated clock.
-pub fn bucket(prefix: &Prefix) -> String {
+/// `<PREFIX>_CLOCK`: the stream of an install's simulated clock.
+pub fn stream_name(prefix: &Prefix) -> String {
     format!(
         "{}_CLOCK",
         prefix.as_str().to_ascii_uppercase().replace('-', "_")
     )
 }
 
-const KEY: &str = "now";
+/// Its subject.
+pub fn subject(prefix: &Prefix) -> String {
+    format!("{prefix}.clock")
+}
 
 impl Clock {
     /// A simulated clock that stays in this process (unit tests).
     pub fn simulated_local(start: SystemTime) -> Clock {
         Clock::Simulated(Arc::new(Simulated {
             now: watch::channel(micros(start)).0,
-            kv: None,
+            shared: None,
         }))
     }
 
-    /// The install's simulated clock: joins the time kept in the bucket,
+    /// The install's simulated clock: joins the time kept in its stream,
     /// or starts it at `start` (default: the wall clock's time) if no
     /// process has yet. Follows every later move until the process exits.
     pub async fn simulated(
@@ -92,49 +104,71 @@ impl Clock {
         prefix: &Prefix,
         start: Option<SystemTime>,
     ) -> Result<Clock, ClockError> {
-        let unavailable = |e: &dyn std::fmt::Display| ClockError::Unavailable(e.to_string());
-        let store = match js.get_key_value(bucket(prefix)).await {
-            Ok(s) => s,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket(prefix),
-                    description: "closeloop's simulated clock (serve --clock simulated)".into(),
-                    history: 1,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| unavailable(&e))?,
+        let stream = crate::store::ensure_stream(
+            js,
+            stream::Config {
+                name: stream_name(prefix),
+                description: Some(
+                    "closeloop's simulated clock (serve --clock simulated): one message per move"
+                        .into(),
+                ),
+                subjects: vec![subject(prefix)],
+                storage: stream::StorageType::File,
+                max_messages_per_subject: 1000,
+                allow_direct: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(ClockError::Unavailable)?;
+        let shared = Shared {
+            js: js.clone(),
+            stream,
+            subject: subject(prefix),
         };
         let want = micros(start.unwrap_or_else(SystemTime::now));
         // The first process sets the time; later ones join it.
-        let _ = store.create(KEY, want.to_string().into()).await;
-        let now = read(&store).await?.map_or(want, |(m, _)| m);
+        let now = match shared.read().await? {
+            Some((m, _)) => m,
+            None => match shared.write(want, 0).await {
+                Ok(()) => want,
+                Err(_) => shared.read().await?.map_or(want, |(m, _)| m),
+            },
+        };
         let (tx, _) = watch::channel(now);
+        let follow = shared.stream.clone();
+        let filter = shared.subject.clone();
         let sim = Arc::new(Simulated {
             now: tx,
-            kv: Some(store.clone()),
+            shared: Some(shared),
         });
         let weak = Arc::downgrade(&sim);
         tokio::spawn(async move {
             loop {
-                let Ok(mut updates) = store.watch(KEY).await else {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                while let Some(Ok(entry)) = updates.next().await {
-                    let Some(sim) = weak.upgrade() else { return };
-                    if let Some(m) = std::str::from_utf8(&entry.value)
-                        .ok()
-                        .and_then(|v| v.parse::<i64>().ok())
-                    {
-                        sim.now.send_if_modified(|cur| {
-                            let moved = m > *cur;
-                            if moved {
-                                *cur = m;
-                            }
-                            moved
-                        });
+                let consumer = follow
+                    .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                        filter_subject: filter.clone(),
+                        deliver_policy: jetstream::consumer::DeliverPolicy::Last,
+                        ..Default::default()
+                    })
+                    .await;
+                if let Ok(consumer) = consumer
+                    && let Ok(mut messages) = consumer.messages().await
+                {
+                    while let Some(Ok(m)) = messages.next().await {
+                        let Some(sim) = weak.upgrade() else { return };
+                        if let Some(v) = std::str::from_utf8(&m.payload)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<i64>().ok())
+                        {
+                            sim.now.send_if_modified(|cur| {
+                                let moved = v > *cur;
+                                if moved {
+                                    *cur = v;
+                                }
+                                moved
+                            });
+                        }
                     }
                 }
                 if weak.strong_count() == 0 {
@@ -219,27 +253,28 @@ impl Clock {
         let Clock::Simulated(s) = self else {
             return Err(ClockError::NotSimulated);
         };
-        let to = match &s.kv {
+        let to = match &s.shared {
             None => {
                 let to = next(*s.now.borrow())?;
                 s.now.send_replace(to);
                 to
             }
-            Some(store) => loop {
-                let (now, revision) = read(store)
-                    .await?
-                    .ok_or_else(|| ClockError::Unavailable("the clock's key is gone".into()))?;
-                let to = next(now)?;
-                // Compare-and-set: a concurrent move makes this one retry
-                // on top of it.
-                if store
-                    .update(KEY, to.to_string().into(), revision)
-                    .await
-                    .is_ok()
-                {
-                    break to;
+            Some(shared) => {
+                let mut attempt = 0;
+                loop {
+                    let (now, sequence) = shared.read().await?.ok_or_else(|| {
+                        ClockError::Unavailable("the clock's stream has no time".into())
+                    })?;
+                    let to = next(now)?;
+                    // Compare-and-set: a concurrent move makes this one
+                    // retry on top of it.
+                    match shared.write(to, sequence).await {
+                        Ok(()) => break to,
+                        Err(e) if attempt >= 20 => return Err(e),
+                        Err(_) => attempt += 1,
+                    }
                 }
-            },
+            }
         };
         s.now.send_if_modified(|cur| {
             let moved = to > *cur;
@@ -252,18 +287,40 @@ impl Clock {
     }
 }
 
-async fn read(store: &kv::Store) -> Result<Option<(i64, u64)>, ClockError> {
-    let entry = store
-        .entry(KEY)
-        .await
-        .map_err(|e| ClockError::Unavailable(e.to_string()))?;
-    Ok(entry.and_then(|e| {
-        std::str::from_utf8(&e.value)
-            .ok()?
-            .parse::<i64>()
-            .ok()
-            .map(|m| (m, e.revision))
-    }))
+impl Shared {
+    /// The time and the stream sequence of its message; `None` before any.
+    async fn read(&self) -> Result<Option<(i64, u64)>, ClockError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&self.subject)
+            .await
+        {
+            Ok(m) => Ok(std::str::from_utf8(&m.payload)
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .map(|v| (v, m.sequence))),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClockError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Writes `to` if the last time is still at stream sequence `expected`
+    /// (0: none yet).
+    async fn write(&self, to: i64, expected: u64) -> Result<(), ClockError> {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(
+            crate::headers::EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected.to_string().as_str(),
+        );
+        self.js
+            .publish_with_headers(self.subject.clone(), h, to.to_string().into())
+            .await
+            .map_err(|e| ClockError::Unavailable(e.to_string()))?
+            .await
+            .map_err(|e| ClockError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

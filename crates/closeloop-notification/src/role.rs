@@ -193,6 +193,10 @@ impl closeloop_runtime::Role for Notification {
                 sla_consumer_spec(&s.prefix),
                 Decoded(SlaRequester(requester.clone())),
             );
+            s.consume(
+                report_consumer_spec(&s.prefix),
+                Decoded(ReportRequester(requester.clone())),
+            );
             let mut channels = vec![
                 NotifyChannel::Webhook.as_str(),
                 NotifyChannel::Chat.as_str(),
@@ -550,6 +554,69 @@ impl Requester {
             event,
             sla: Some(sla),
         }))
+    }
+}
+
+/// Durable consumer of the weekly report events.
+pub const REPORT_CONSUMER: &str = "notification-reports";
+
+pub fn report_consumer_spec(prefix: &Prefix) -> ConsumerSpec {
+    ConsumerSpec::new(
+        prefix.events_stream(),
+        REPORT_CONSUMER,
+        prefix.aggregate_filter(closeloop_contracts::report::AGGREGATE),
+    )
+    .only_new()
+    .background()
+}
+
+/// What a weekly report's notifications carry as their ticket id: the
+/// report's stream (`report/<key>`).
+pub fn report_ref(key: &closeloop_domain::report::ReportKey) -> String {
+    format!("report/{key}")
+}
+
+/// Requests the e-mail of each weekly report to its recipients.
+#[derive(Clone)]
+struct ReportRequester(Requester);
+
+impl EventHandler for ReportRequester {
+    type Contract = closeloop_contracts::report::ReportContract;
+
+    async fn handle(
+        &self,
+        rec: closeloop_domain::report::RecordedReport,
+        envelope: Option<&Envelope>,
+    ) -> Verdict {
+        let r = &self.0;
+        let Some(env) = envelope else {
+            return Verdict::DeadLetter("report event without an envelope (no event id)".into());
+        };
+        if !r.email {
+            return Verdict::Done;
+        }
+        let closeloop_domain::report::ReportEvent::Generated(report) = &rec.event;
+        let ctx = EventContext::caused_by(Some(env), ACTOR);
+        for to in &report.recipients {
+            let to = to.trim().to_ascii_lowercase();
+            let id = NotificationId::of(&env.event_id, &to, NotifyChannel::Email);
+            let cmd = NotificationCommand::Request {
+                ticket_id: report_ref(&rec.key),
+                cause_event_id: env.event_id.clone(),
+                recipient: to,
+                channel: NotifyChannel::Email,
+                kind: NoticeKind::WeeklyReport,
+                not_before: None,
+            };
+            match r.notifications.execute(id, REQUEST, &ctx, &cmd).await {
+                Ok(done) if !done.replayed => {
+                    NotificationMetrics::count(&r.metrics.requested, NotifyChannel::Email.as_str());
+                }
+                Ok(_) => {}
+                Err(e) => return Verdict::Retry(e.to_string()),
+            }
+        }
+        Verdict::Done
     }
 }
 
@@ -1285,6 +1352,12 @@ impl Worker {
         if n.channel == NotifyChannel::Webhook.as_str() {
             return self.send_webhook(n).await;
         }
+        if n.kind == NoticeKind::WeeklyReport.as_str() {
+            let rendered = self.render_report(n).await?;
+            return self
+                .send_rendered(n, &format!("{}@closeloop", n.id), &rendered)
+                .await;
+        }
         let (_, rendered) = self.render(n).await?;
         // Stable per notification: a copy sent again after a crash between
         // sending and recording has the same Message-ID.
@@ -1328,6 +1401,88 @@ impl Worker {
         };
         let message = mailer.message(&n.recipient, message_id, rendered)?;
         mailer.send(message).await
+    }
+
+    /// Weekly report notification `n` rendered: the report is read back
+    /// from its event.
+    async fn render_report(
+        &self,
+        n: &NotificationRow,
+    ) -> Result<crate::templates::Rendered, SendError> {
+        use crate::templates::{ReportContext, ReportOwnerCtx, ReportTicketCtx};
+        let permanent = |message: String| SendError::Permanent {
+            code: None,
+            message,
+        };
+        let transient = |message: String| SendError::Transient {
+            code: None,
+            message,
+            retry_after: None,
+        };
+        let key = n
+            .ticket_id
+            .strip_prefix("report/")
+            .and_then(closeloop_domain::report::ReportKey::parse)
+            .ok_or_else(|| permanent(format!("{:?} names no report", n.ticket_id)))?;
+        let subject = self
+            .requester
+            .store
+            .prefix()
+            .aggregate_subject(closeloop_contracts::report::AGGREGATE, &key.to_string());
+        let events = self
+            .requester
+            .store
+            .read_aggregate(&subject)
+            .await
+            .map_err(|e| transient(e.to_string()))?;
+        let stored = events
+            .iter()
+            .find(|s| {
+                s.envelope
+                    .as_ref()
+                    .is_some_and(|e| e.event_id == n.cause_event_id)
+            })
+            .ok_or_else(|| transient(format!("report event {} not found", n.cause_event_id)))?;
+        let rec = closeloop_contracts::report::decode(stored).map_err(|e| permanent(e.0))?;
+        let closeloop_domain::report::ReportEvent::Generated(r) = rec.event;
+        let rfc3339 =
+            |ts: Timestamp| humantime::format_rfc3339_seconds(ts.to_system_time()).to_string();
+        let listed: usize = r.owners.iter().map(|o| o.lines.len()).sum();
+        let ctx = ReportContext {
+            region: r.region.clone(),
+            as_of: rfc3339(r.scheduled_at),
+            tickets: r.tickets,
+            listed: u32::try_from(listed).unwrap_or(u32::MAX),
+            truncated: r.truncated,
+            owners: r
+                .owners
+                .iter()
+                .map(|o| ReportOwnerCtx {
+                    owner: o.owner.clone(),
+                    tickets: o
+                        .lines
+                        .iter()
+                        .map(|t| ReportTicketCtx {
+                            ticket_id: t.ticket_id.clone(),
+                            account_id: t.account_id.clone(),
+                            title: t.title.clone(),
+                            age_days: t.age_days,
+                            reasons: t.reasons.clone(),
+                            first_contact_due: t.first_contact_due.map(rfc3339),
+                            close_due: t.close_due.map(rfc3339),
+                            escalation_level: t.escalation_level,
+                            act: match &self.ticket_url {
+                                Some(u) => u.replace("{id}", &t.ticket_id),
+                                None => format!("closeloop tickets show {}", t.ticket_id),
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        self.templates
+            .render_report(&ctx)
+            .map_err(|e| permanent(e.to_string()))
     }
 
     /// Notification `n` rendered, with the context it was rendered from.

@@ -1,7 +1,9 @@
 //! Message templates: `subject.txt`, `body.txt` (the plain-text part),
 //! `body.html` (the HTML part, auto-escaped) and `chat.md` (the chat
-//! message), rendered with `minijinja`; and the daily digest's
-//! `digest_subject.txt`, `digest.txt` and `digest.html`.
+//! message), rendered with `minijinja`; the daily digest's
+//! `digest_subject.txt`, `digest.txt` and `digest.html`; and the weekly
+//! open-ticket report's `report_subject.txt`, `report.txt` and
+//! `report.html`.
 //!
 //! closeloop ships defaults (`crates/closeloop-notification/templates/`).
 //! An operator's template directory (`--templates DIR`) overrides any of
@@ -24,7 +26,16 @@ pub const PARTS: [&str; 4] = ["subject.txt", "body.txt", "body.html", "chat.md"]
 /// per workflow, as a digest spans workflows).
 pub const DIGEST_PARTS: [&str; 3] = ["digest_subject.txt", "digest.txt", "digest.html"];
 
-const DEFAULTS: [(&str, &str); 7] = [
+/// The parts of the weekly open-ticket report (e-mail only).
+pub const REPORT_PARTS: [&str; 3] = ["report_subject.txt", "report.txt", "report.html"];
+
+const DEFAULTS: [(&str, &str); 10] = [
+    (
+        "report_subject.txt",
+        include_str!("../templates/report_subject.txt"),
+    ),
+    ("report.txt", include_str!("../templates/report.txt")),
+    ("report.html", include_str!("../templates/report.html")),
     ("subject.txt", include_str!("../templates/subject.txt")),
     ("body.txt", include_str!("../templates/body.txt")),
     ("body.html", include_str!("../templates/body.html")),
@@ -135,15 +146,19 @@ impl Templates {
                     if any {
                         workflows.push(name);
                     }
-                } else if PARTS.contains(&name.as_str()) || DIGEST_PARTS.contains(&name.as_str()) {
+                } else if PARTS.contains(&name.as_str())
+                    || DIGEST_PARTS.contains(&name.as_str())
+                    || REPORT_PARTS.contains(&name.as_str())
+                {
                     sources.insert(format!("default/{name}"), read(&path)?);
                 } else {
                     return Err(TemplateError::Invalid {
                         name: path.display().to_string(),
                         message: format!(
-                            "not a template closeloop uses (expected {}, {}, or a directory named after a workflow)",
+                            "not a template closeloop uses (expected {}, {}, {}, or a directory named after a workflow)",
                             PARTS.join(", "),
-                            DIGEST_PARTS.join(", ")
+                            DIGEST_PARTS.join(", "),
+                            REPORT_PARTS.join(", ")
                         ),
                     });
                 }
@@ -191,6 +206,16 @@ impl Templates {
                 }
             }
         }
+        for with_lines in [true, false] {
+            self.render_report(&ReportContext::sample(with_lines))
+                .map_err(|e| match e {
+                    TemplateError::Invalid { name, message } => TemplateError::Invalid {
+                        name,
+                        message: format!("{message} (rendering a weekly report)"),
+                    },
+                    other => other,
+                })?;
+        }
         self.render_digest(&DigestContext::sample())
             .map_err(|e| match e {
                 TemplateError::Invalid { name, message } => TemplateError::Invalid {
@@ -200,6 +225,30 @@ impl Templates {
                 other => other,
             })?;
         Ok(())
+    }
+
+    /// The weekly report for `ctx` (its chat form is the plain text).
+    pub fn render_report(&self, ctx: &ReportContext) -> Result<Rendered, TemplateError> {
+        let part = |p: &str| {
+            let name = format!("default/{p}");
+            let t = self
+                .env
+                .get_template(&name)
+                .map_err(|e| invalid(&name, &e))?;
+            t.render(ctx).map_err(|e| invalid(&name, &e))
+        };
+        let text = part("report.txt")?;
+        Ok(Rendered {
+            subject: part("report_subject.txt")?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            chat: text.clone(),
+            text,
+            html: part("report.html")?,
+        })
     }
 
     /// The daily digest for `ctx` (its chat form is the plain text).
@@ -256,6 +305,67 @@ impl Templates {
 
 fn dir_has(dir: &Path, name: &str) -> bool {
     dir.join(name.trim_start_matches("default/")).exists()
+}
+
+/// What the weekly report templates see.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReportContext {
+    pub region: String,
+    pub as_of: String,
+    /// Tickets that need attention, and how many are listed.
+    pub tickets: u32,
+    pub listed: u32,
+    pub truncated: bool,
+    pub owners: Vec<ReportOwnerCtx>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReportOwnerCtx {
+    pub owner: String,
+    pub tickets: Vec<ReportTicketCtx>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReportTicketCtx {
+    pub ticket_id: String,
+    pub account_id: String,
+    pub title: String,
+    pub age_days: u32,
+    pub reasons: Vec<String>,
+    pub first_contact_due: Option<String>,
+    pub close_due: Option<String>,
+    pub escalation_level: u32,
+    pub act: String,
+}
+
+impl ReportContext {
+    pub fn sample(with_lines: bool) -> ReportContext {
+        ReportContext {
+            region: "EMEA".into(),
+            as_of: "2026-01-12T08:00:00Z".into(),
+            tickets: u32::from(with_lines),
+            listed: u32::from(with_lines),
+            truncated: false,
+            owners: if with_lines {
+                vec![ReportOwnerCtx {
+                    owner: "dana.li@vendor.example".into(),
+                    tickets: vec![ReportTicketCtx {
+                        ticket_id: "0b6f0c5e-1111-5222-8333-944455556666".into(),
+                        account_id: "ACME-001".into(),
+                        title: "NPS detractor follow-up: Acme Corp".into(),
+                        age_days: 9,
+                        reasons: vec!["breached".into(), "escalated".into()],
+                        first_contact_due: None,
+                        close_due: Some("2026-02-02T09:30:00Z".into()),
+                        escalation_level: 1,
+                        act: "closeloop tickets show 0b6f0c5e-1111-5222-8333-944455556666".into(),
+                    }],
+                }]
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 /// What the digest templates see.

@@ -171,6 +171,59 @@ pub struct Workflow {
     pub closure: ClosureRules,
 }
 
+/// Where and when a region's weekly open-ticket report goes.
+#[derive(Debug, Clone)]
+pub struct ReportSchedule {
+    /// The accounts' region it covers (as the directory names it).
+    pub region: String,
+    /// IANA time zone the schedule is read in.
+    pub time_zone: String,
+    /// The cron pattern as written (5 fields, e.g. `0 8 * * MON`).
+    pub schedule: String,
+    pub(crate) cron: croner::Cron,
+    pub(crate) zone: jiff::tz::TimeZone,
+    /// The region's sales-operations list.
+    pub recipients: Vec<String>,
+}
+
+impl ReportSchedule {
+    fn zoned(&self, t: closeloop_domain::Timestamp) -> Option<jiff::Zoned> {
+        Some(
+            jiff::Timestamp::from_microsecond(t.as_micros())
+                .ok()?
+                .to_zoned(self.zone.clone()),
+        )
+    }
+
+    fn stamp(z: &jiff::Zoned) -> closeloop_domain::Timestamp {
+        closeloop_domain::Timestamp::from_micros(z.timestamp().as_microsecond())
+    }
+
+    /// The first scheduled time strictly after `t`.
+    pub fn next_after(
+        &self,
+        t: closeloop_domain::Timestamp,
+    ) -> Option<closeloop_domain::Timestamp> {
+        let z = self.zoned(t)?;
+        self.cron
+            .find_next_occurrence(&z, false)
+            .ok()
+            .map(|z| Self::stamp(&z))
+    }
+
+    /// The latest scheduled time at or before `t`.
+    pub fn last_at_or_before(
+        &self,
+        t: closeloop_domain::Timestamp,
+    ) -> Option<closeloop_domain::Timestamp> {
+        let z = self.zoned(t)?;
+        self.cron
+            .find_previous_occurrence(&z, true)
+            .ok()
+            .map(|z| Self::stamp(&z))
+    }
+}
+
 /// A listening program and its workflows.
 #[derive(Debug, Clone)]
 pub struct Program {

@@ -35,6 +35,8 @@ pub struct Catalog {
     pub default_sla: Sla,
     /// Business calendars SLA clocks may count in, by id.
     pub calendars: std::sync::Arc<closeloop_domain::sla::Calendars>,
+    /// The weekly open-ticket reports, one per region.
+    pub reports: Vec<ReportSchedule>,
     /// First 12 hex digits of the SHA-256 of the file: which config made a decision.
     pub version: String,
 }
@@ -50,6 +52,8 @@ mod raw {
         pub defaults: Defaults,
         #[serde(default)]
         pub calendars: Vec<Calendar>,
+        #[serde(default)]
+        pub reports: Reports,
         pub programs: Vec<Program>,
     }
 
@@ -71,6 +75,23 @@ mod raw {
         pub region_calendars: Option<std::collections::BTreeMap<String, String>>,
         pub pause_while_waiting: Option<bool>,
         pub reset_on_reassign: Option<bool>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Reports {
+        #[serde(default)]
+        pub weekly: Vec<WeeklyReport>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WeeklyReport {
+        pub region: String,
+        pub time_zone: Option<String>,
+        pub schedule: Option<String>,
+        #[serde(default)]
+        pub recipients: Vec<String>,
     }
 
     #[derive(Deserialize)]
@@ -391,11 +412,13 @@ fn calendars(
         let days = working_days(errs, &loc, c.working_days.as_ref());
         let (start, end) = match c.hours.as_deref().map(|h| (h, hours(h))) {
             None => (9 * 60, 17 * 60),
-            Some((_, Some(h))) => h,
-            Some((h, None)) => {
+            Some((_, Some((a, b)))) if a < b => (a, b),
+            Some((h, _)) => {
                 errs.at(
                     format!("{loc}.hours"),
-                    format!("{h:?} is not a range of hours such as 09:00-17:00"),
+                    format!(
+                        "{h:?} is not a range of hours within a day, start before end, such as 09:00-17:00"
+                    ),
                 );
                 (9 * 60, 17 * 60)
             }
@@ -433,6 +456,78 @@ fn calendars(
         }
     }
     closeloop_domain::sla::Calendars(out)
+}
+
+/// The default weekly report time: Monday 08:00.
+pub const DEFAULT_REPORT_SCHEDULE: &str = "0 8 * * MON";
+
+fn reports(errs: &mut Errors, raw: &[raw::WeeklyReport]) -> Vec<ReportSchedule> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, r) in raw.iter().enumerate() {
+        let loc = format!("reports.weekly[{i}]({})", r.region);
+        let region = r.region.trim().to_string();
+        if region.is_empty() {
+            errs.at(format!("{loc}.region"), "is required");
+        } else if !seen.insert(region.to_ascii_lowercase()) {
+            errs.at(
+                format!("{loc}.region"),
+                format!("region {region:?} has two weekly reports"),
+            );
+        }
+        let tz = r.time_zone.as_deref().unwrap_or("UTC").trim().to_string();
+        let zone = match jiff::tz::TimeZone::get(&tz) {
+            Ok(z) => Some(z),
+            Err(_) => {
+                errs.at(
+                    format!("{loc}.time_zone"),
+                    format!("{tz:?} is not a time zone of the tz database (e.g. Europe/London)"),
+                );
+                None
+            }
+        };
+        let schedule = r
+            .schedule
+            .as_deref()
+            .unwrap_or(DEFAULT_REPORT_SCHEDULE)
+            .trim()
+            .to_string();
+        let cron = match croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Disallowed)
+            .build()
+            .parse(&schedule)
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errs.at(
+                    format!("{loc}.schedule"),
+                    format!("{schedule:?} is not a cron schedule (minute hour day month weekday, e.g. \"0 8 * * MON\"): {e}"),
+                );
+                None
+            }
+        };
+        if r.recipients.is_empty() {
+            errs.at(format!("{loc}.recipients"), "name at least one recipient");
+        }
+        let mut recipients = Vec::new();
+        for (j, to) in r.recipients.iter().enumerate() {
+            match Email::parse("recipient", to) {
+                Ok(e) => recipients.push(e.to_string()),
+                Err(e) => errs.at(format!("{loc}.recipients[{j}]"), e.description),
+            }
+        }
+        if let (Some(cron), Some(zone)) = (cron, zone) {
+            out.push(ReportSchedule {
+                region,
+                time_zone: tz,
+                schedule,
+                cron,
+                zone,
+                recipients,
+            });
+        }
+    }
+    out
 }
 
 fn owner(errs: &mut Errors, loc: &str, o: &raw::Owner) -> Option<OwnerRule> {
@@ -631,6 +726,7 @@ impl Catalog {
             );
         }
         let calendars = calendars(&mut errs, &file.calendars, dir);
+        let reports = reports(&mut errs, &file.reports.weekly);
         let calendar_ids: BTreeSet<String> = calendars.0.keys().cloned().collect();
         let base_sla = sla(
             &mut errs,
@@ -831,6 +927,7 @@ impl Catalog {
             programs,
             default_sla: base_sla,
             calendars: Arc::new(calendars),
+            reports,
             version,
         })
     }

@@ -124,3 +124,152 @@ programs:
         "{e:?}"
     );
 }
+
+const ONE_PROGRAM: &str = r#"
+programs:
+  - id: rnps
+    name: Relationship NPS
+    metric: nps
+    metric_question: nps
+    fallback_owner: cx@vendor.example
+    questions:
+      - {id: nps, kind: nps}
+    workflows:
+      - id: detractor
+        name: Detractor
+        when: answers.nps <= 6
+        owner: {role: csm}
+        guide: {title: Guide}
+        sla:
+          calendar: emea-office
+          region_calendars: {APAC: apac-office}
+          escalate_further: [14d]
+          warn_at: [50, 90]
+          pause_while_waiting: true
+          reset_on_reassign: true
+"#;
+
+#[test]
+fn calendars_sla_options_and_weekly_reports_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("de.ics"),
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n\
+         BEGIN:VEVENT\r\nUID:1\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20261224\r\n\
+         DTEND;VALUE=DATE:20261227\r\nSUMMARY:Christmas\r\nEND:VEVENT\r\n\
+         BEGIN:VEVENT\r\nUID:2\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20260101\r\n\
+         SUMMARY:New Year\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        r#"
+version: 1
+calendars:
+  - id: emea-office
+    time_zone: Europe/Berlin
+    working_days: [mon, tue, wed, thu, fri]
+    hours: "09:00-17:00"
+    holidays: ["2026-05-01"]
+    holidays_ical: [de.ics]
+  - id: apac-office
+    time_zone: Australia/Sydney
+reports:
+  weekly:
+    - region: EMEA
+      time_zone: Europe/London
+      recipients: [salesops-emea@vendor.example]
+{ONE_PROGRAM}"#
+    );
+    let c = Catalog::parse_in(&yaml, Some(dir.path())).unwrap();
+    let emea = &c.calendars.0["emea-office"];
+    let dates: Vec<String> = emea.holidays.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        dates,
+        [
+            "2026-01-01",
+            "2026-05-01",
+            "2026-12-24",
+            "2026-12-25",
+            "2026-12-26"
+        ]
+    );
+    let policy = c.workflow("detractor").unwrap().1.sla.policy();
+    assert_eq!(policy.calendar_for("apac"), "apac-office");
+    assert_eq!(policy.calendar_for("EMEA"), "emea-office");
+    assert_eq!(policy.levels_secs(), [7 * 86_400, 14 * 86_400]);
+    assert_eq!(policy.warn_pct, [50, 90]);
+    assert!(policy.pause_while_waiting && policy.reset_on_reassign);
+
+    // Monday 08:00 London, in winter (UTC) and in summer (UTC+1).
+    let r = &c.reports[0];
+    assert_eq!(r.schedule, closeloop_programs::DEFAULT_REPORT_SCHEDULE);
+    let ts = |s: &str| {
+        closeloop_domain::Timestamp::from_system_time(humantime::parse_rfc3339(s).unwrap())
+    };
+    let show =
+        |t: closeloop_domain::Timestamp| humantime::format_rfc3339(t.to_system_time()).to_string();
+    assert_eq!(
+        show(r.next_after(ts("2026-01-07T10:00:00Z")).unwrap()),
+        "2026-01-12T08:00:00Z"
+    );
+    assert_eq!(
+        show(r.next_after(ts("2026-03-25T10:00:00Z")).unwrap()),
+        "2026-03-30T07:00:00Z"
+    );
+    assert_eq!(
+        show(r.last_at_or_before(ts("2026-01-12T08:00:00Z")).unwrap()),
+        "2026-01-12T08:00:00Z"
+    );
+}
+
+#[test]
+fn bad_calendars_policies_and_reports_are_reported_with_where_they_are() {
+    let yaml = format!(
+        r#"
+version: 1
+calendars:
+  - id: emea-office
+    time_zone: Europe/Berln
+    working_days: [mon, funday]
+    hours: "17:00-09:00"
+    holidays: ["2026-13-01"]
+    holidays_ical: [missing.ics]
+reports:
+  weekly:
+    - region: EMEA
+      time_zone: Mars/Base
+      schedule: "every monday"
+      recipients: [not-an-email]
+    - region: emea
+      recipients: []
+{}"#,
+        ONE_PROGRAM
+            .replace("calendar: emea-office", "calendar: nowhere")
+            .replace("[50, 90]", "[0, 100]")
+            .replace("escalate_further: [14d]", "escalate_further: [3d]")
+    );
+    let e = errors(&yaml);
+    let expect = [
+        "calendars[0](emea-office).working_days[1]: \"funday\" is not a weekday",
+        "calendars[0](emea-office): \"Europe/Berln\" is not a time zone",
+        "calendars[0](emea-office).hours: \"17:00-09:00\"",
+        "calendars[0](emea-office).holidays[0]: \"2026-13-01\" is not a date (YYYY-MM-DD)",
+        "calendars[0](emea-office).holidays_ical[0]: cannot read",
+        "reports.weekly[0](EMEA).time_zone: \"Mars/Base\" is not a time zone",
+        "reports.weekly[0](EMEA).schedule: \"every monday\" is not a cron schedule",
+        "reports.weekly[0](EMEA).recipients[0]: \"not-an-email\" is not an e-mail address",
+        "reports.weekly[1](emea).region: region \"emea\" has two weekly reports",
+        "reports.weekly[1](emea).recipients: name at least one recipient",
+        "programs[0](rnps).workflows[0](detractor).sla.calendar: no calendar \"nowhere\" is declared under calendars",
+        "programs[0](rnps).workflows[0](detractor).sla.region_calendars.APAC: no calendar \"apac-office\"",
+        "programs[0](rnps).workflows[0](detractor).sla.warn_at[0]: 0 is not a percentage",
+        "programs[0](rnps).workflows[0](detractor).sla.warn_at[1]: 100 is not a percentage",
+        "programs[0](rnps).workflows[0](detractor).sla.escalate_further[0]: each further level must come later",
+    ];
+    for want in expect {
+        assert!(
+            e.iter().any(|got| got.starts_with(want)),
+            "missing {want:?} in {e:#?}"
+        );
+    }
+}

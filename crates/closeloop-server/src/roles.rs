@@ -126,7 +126,8 @@ mod tests {
     fn parses_all_lists_and_rejects_unknown() {
         assert_eq!(Roles::parse("all").unwrap(), Roles::all());
         assert_eq!(
-            Roles::parse("ticketing, ingestion ,routing,notification,ticketing").unwrap(),
+            Roles::parse("ticketing, ingestion ,routing,notification,escalation,ticketing")
+                .unwrap(),
             Roles::all()
         );
         assert_eq!(Roles::parse("ticketing").unwrap().to_string(), "ticketing");
@@ -136,8 +137,8 @@ mod tests {
             Err(RolesError::Unknown("billing".into()))
         );
         assert_eq!(
-            Roles::parse("escalation"),
-            Err(RolesError::NotAvailable("escalation"))
+            Roles::parse("analytics"),
+            Err(RolesError::NotAvailable("analytics"))
         );
         assert_eq!(
             Roles::parse("routing,ticketing").unwrap().to_string(),

@@ -692,7 +692,10 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(v["ready"], true);
-    assert_eq!(v["roles"], "ingestion, routing, ticketing, notification");
+    assert_eq!(
+        v["roles"],
+        "ingestion, routing, ticketing, escalation, notification"
+    );
     let projectors: Vec<_> = v["projectors"]
         .as_array()
         .unwrap()
