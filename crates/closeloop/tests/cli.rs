@@ -1074,3 +1074,164 @@ async fn webhooks_are_managed_from_the_command_line() {
     assert_eq!(not_id.status.code(), Some(3), "{}", err(&not_id));
     app.stop().await.unwrap();
 }
+
+/// `closeloop` with any subcommand, against `server`.
+async fn run(server: &str, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_closeloop"));
+    cmd.args(args).arg("--server").arg(server);
+    cmd.env_remove("CLOSELOOP_SERVER");
+    cmd.output().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sla_reports_waits_and_the_clock_from_the_command_line() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = closeloop_tests::spawn_app_with(
+        &nats.url(),
+        &db.url,
+        &unique_prefix(),
+        closeloop_tests::AppOptions {
+            clock: closeloop_server::ClockConfig::Simulated {
+                start: Some(humantime::parse_rfc3339("2026-01-05T08:00:00Z").unwrap()),
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    app.seed_ticket_directory().await;
+    let s = app.grpc_url();
+    let t = json(
+        &cli(
+            &s,
+            &[
+                "open",
+                "--account",
+                "ACME-001",
+                "--owner-email",
+                "dana@vendor.example",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    let id = t["id"].as_str().unwrap().to_string();
+
+    // The clock: shown, moved, and never backwards.
+    let o = run(&s, &["admin", "clock"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "2026-01-05T08:00:00.000000Z (simulated clock)"
+    );
+    let o = run(&s, &["admin", "clock", "advance", "3d"]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "2026-01-08T08:00:00.000000Z (simulated clock)"
+    );
+    let o = run(&s, &["admin", "clock", "set", "2026-01-06T00:00:00Z"]).await;
+    assert_eq!(o.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("only moves forward"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&s, &["admin", "clock", "advance", "soon"]).await;
+    assert_eq!(o.status.code(), Some(3));
+
+    // The first-contact breach shows on the ticket and in the report.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let shown = loop {
+        let v = json(&cli(&s, &["show", &id, "-o", "json"]).await);
+        if v["sla"]["clocks"][0]["state"] == "breached" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(shown["sla"]["clocks"][0]["clock"], "first_contact");
+    assert_eq!(
+        shown["sla"]["clocks"][0]["warned_pct"],
+        serde_json::json!([50, 75])
+    );
+    assert_eq!(shown["sla"]["clocks"][0]["remaining_secs"], -86_400);
+    let table = cli(&s, &["show", &id]).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("first_contact #1 breached"), "{table}");
+    assert!(table.contains("1d 0h overdue"), "{table}");
+
+    let report = run(&s, &["reports", "weekly", "-o", "json"]).await;
+    let report = json(&report);
+    assert_eq!(report["tickets"], 1, "{report}");
+    assert_eq!(report["owners"][0]["owner"], "dana@vendor.example");
+    assert_eq!(
+        report["owners"][0]["tickets"][0]["reasons"],
+        serde_json::json!(["breached"])
+    );
+    let csv = run(&s, &["reports", "weekly", "-o", "csv"]).await;
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(csv.starts_with("owner,ticket_id,"), "{csv}");
+    assert!(
+        csv.contains(&format!("dana@vendor.example,{id},ACME-001")),
+        "{csv}"
+    );
+    let o = run(&s, &["reports", "weekly", "--as-of", "yesterday"]).await;
+    assert_eq!(o.status.code(), Some(3));
+
+    // Pending timers, and a refused recompute.
+    let o = run(&s, &["sla", "timers", "--ticket", &id]).await;
+    let timers = String::from_utf8_lossy(&o.stdout);
+    assert!(timers.contains("untouched/1/level1"), "{timers}");
+    assert!(timers.contains("closure/1/warn50"), "{timers}");
+    let o = run(&s, &["sla", "recompute", "--workflow", "no-such-workflow"]).await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("workflow_id: no workflow"));
+    let o = run(&s, &["sla", "recompute", "--workflow", "rnps-detractor"]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "workflow rnps-detractor: 0 open tickets recomputed, 0 unchanged"
+    );
+
+    // Waiting on the customer, and the refusals around it.
+    json(
+        &cli(
+            &s,
+            &["wait", &id, "--reason", "waiting for logs", "-o", "json"],
+        )
+        .await,
+    );
+    let o = cli(&s, &["wait", &id, "--reason", "again"]).await;
+    assert_eq!(o.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already waits on the customer"));
+    let v = json(&cli(&s, &["show", &id, "-o", "json"]).await);
+    assert_eq!(v["waiting_reason"], "waiting for logs");
+    json(&cli(&s, &["resume", &id, "-o", "json"]).await);
+    let o = cli(&s, &["resume", &id]).await;
+    assert_eq!(o.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not waiting"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_wall_clock_is_refused() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let o = run(&app.grpc_url(), &["admin", "clock", "advance", "1d"]).await;
+    assert_eq!(o.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("start it with --clock simulated"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&app.grpc_url(), &["admin", "clock"]).await;
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(wall clock)"));
+    // --clock-start without a simulated clock is a bad start.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["serve", "--clock-start", "2026-01-05T08:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--clock-start needs --clock simulated"));
+}
