@@ -40,13 +40,15 @@ test:
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
 	$(CARGO) test --workspace
 
-## bench: raw broker publish rate vs the whole intake → routing → ticket path, owner notified by e-mail, and the command path (release build).
+## bench: raw broker publish rate vs the whole intake → routing → ticket path, owner notified by e-mail, the command path, and SLA timers (release build).
 bench:
 	@deploy/local/install-nats.sh
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
 	$(CARGO) bench -p closeloop-tests --bench pipeline
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
 	$(CARGO) bench -p closeloop-tests --bench commands
+	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
+	$(CARGO) bench -p closeloop-tests --bench timers
 
 lint: fmt clippy
 

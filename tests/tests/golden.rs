@@ -688,6 +688,7 @@ fn every_stored_event_type_still_decodes() {
                 run: 1,
                 pct: 75,
                 due_at: ts(3 * 86_400),
+                owner: "dana.li@vendor.example".into(),
             },
         ));
         check(s(
@@ -695,6 +696,7 @@ fn every_stored_event_type_still_decodes() {
             SlaEvent::Breached {
                 kind: ClockKind::Closure,
                 run: 1,
+                owner: "dana.li@vendor.example".into(),
                 original_due: ts(28 * 86_400),
                 due_at: ts(30 * 86_400),
             },

@@ -191,6 +191,7 @@ pub fn body(e: &SlaEvent) -> (&'static str, Body) {
             run,
             pct,
             due_at,
+            owner,
         } => (
             "closeloop.v1.SlaWarned",
             Body::Warned(v1::SlaWarned {
@@ -198,11 +199,13 @@ pub fn body(e: &SlaEvent) -> (&'static str, Body) {
                 run: *run,
                 pct: *pct,
                 due_at: ts(*due_at),
+                owner_email: owner.clone(),
             }),
         ),
         SlaEvent::Breached {
             kind,
             run,
+            owner,
             original_due,
             due_at,
         } => (
@@ -212,6 +215,7 @@ pub fn body(e: &SlaEvent) -> (&'static str, Body) {
                 run: *run,
                 original_due: ts(*original_due),
                 due_at: ts(*due_at),
+                owner_email: owner.clone(),
             }),
         ),
         SlaEvent::Escalated {
@@ -320,10 +324,12 @@ pub fn from_body(b: Body) -> Result<SlaEvent, String> {
             run: w.run,
             pct: w.pct,
             due_at: from_ts(&w.due_at),
+            owner: w.owner_email,
         },
         Body::Breached(b) => SlaEvent::Breached {
             kind: from_clock(b.clock)?,
             run: b.run,
+            owner: b.owner_email,
             original_due: from_ts(&b.original_due),
             due_at: from_ts(&b.due_at),
         },

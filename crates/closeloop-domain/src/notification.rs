@@ -441,18 +441,17 @@ pub fn notices(
     out
 }
 
-/// The notices SLA event `event` causes on a ticket owned by `owner`: a
-/// warning or a breach tells the owner; an escalation tells its target
-/// with the owner in copy. Pure.
+/// The notices SLA event `event` causes: a warning or a breach tells the
+/// ticket's owner; an escalation tells its target with the owner in copy.
+/// Pure.
 pub fn sla_notices(
     event: &crate::sla::SlaEvent,
-    owner: &str,
     prefs: &dyn Fn(&str) -> Preferences,
 ) -> Vec<Notice> {
     use crate::sla::SlaEvent;
     let who: Vec<(&str, NoticeKind)> = match event {
-        SlaEvent::Warned { .. } => vec![(owner, NoticeKind::SlaWarning)],
-        SlaEvent::Breached { .. } => vec![(owner, NoticeKind::SlaBreach)],
+        SlaEvent::Warned { owner, .. } => vec![(owner.as_str(), NoticeKind::SlaWarning)],
+        SlaEvent::Breached { owner, .. } => vec![(owner.as_str(), NoticeKind::SlaBreach)],
         SlaEvent::Escalated { to, owner, .. } => {
             vec![
                 (to.as_str(), NoticeKind::Escalation),

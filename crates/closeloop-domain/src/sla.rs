@@ -218,10 +218,14 @@ pub enum SlaEvent {
         run: u32,
         pct: u32,
         due_at: Timestamp,
+        /// The owner told.
+        owner: String,
     },
     Breached {
         kind: ClockKind,
         run: u32,
+        /// The owner told.
+        owner: String,
         /// Due time when the clock started.
         original_due: Timestamp,
         /// Due time after pauses (when it was breached).
@@ -555,12 +559,14 @@ pub fn decide(
                     run,
                     pct,
                     due_at: s.current(kind).map_or(t.due_at, |c| c.due_at),
+                    owner: s.owner.clone(),
                 },
                 TimerKind::Breach { kind, run } => {
                     let c = s.current(kind).expect("a timer's clock exists");
                     SlaEvent::Breached {
                         kind,
                         run,
+                        owner: s.owner.clone(),
                         original_due: c.original_due,
                         due_at: c.due_at,
                     }

@@ -12,7 +12,8 @@ CREATE TABLE sla_history (
 
 -- Due work: every timer not fired yet (warnings, breaches, escalation
 -- levels), replaced as a whole for a ticket by each of its SLA events.
--- The worker reads the earliest by the index; a tick costs what is due.
+-- The worker pages through the due ones in the index's order; a tick
+-- costs what is due.
 CREATE TABLE sla_timers (
     ticket_id   TEXT NOT NULL,
     timer_key   TEXT NOT NULL,
@@ -23,7 +24,7 @@ CREATE TABLE sla_timers (
     level       BIGINT NOT NULL,
     PRIMARY KEY (ticket_id, timer_key)
 );
-CREATE INDEX sla_timers_due ON sla_timers (due_at);
+CREATE INDEX sla_timers_due ON sla_timers (due_at, ticket_id, timer_key);
 
 -- One row per ticket: what reports and recomputes select on.
 CREATE TABLE sla_tickets (

@@ -113,26 +113,59 @@ fn micros(t: SystemTime) -> i64 {
 
 /// Timers due at `now`, soonest first (at most `limit`).
 pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
-    sqlx::query(
-        "SELECT ticket_id, timer_key, due_at, owner_email, program_id, level FROM sla_timers \
-         WHERE due_at <= $1 ORDER BY due_at, ticket_id, timer_key LIMIT $2",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(Due {
-            ticket_id: r.try_get(0)?,
-            key: r.try_get(1)?,
-            due_at: r.try_get(2)?,
-            owner: r.try_get(3)?,
-            program_id: r.try_get(4)?,
-            level: r.try_get::<i64, _>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+    due_after(db, now, None, limit).await
+}
+
+/// Where a sweep of the due timers stands: the last row it took.
+pub type Cursor = (i64, String, String);
+
+/// Timers due at `now` after `after` in (due time, ticket, key) order, at
+/// most `limit`: a sweep pages through what is due without waiting for the
+/// view to drop what it fired.
+pub async fn due_after(
+    db: &Db,
+    now: i64,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<Vec<Due>, sqlx::Error> {
+    const COLUMNS: &str = "SELECT ticket_id, timer_key, due_at, owner_email, program_id, level \
+                           FROM sla_timers WHERE due_at <= $1";
+    let rows = match after {
+        None => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{COLUMNS} ORDER BY due_at, ticket_id, timer_key LIMIT $2"
+            )))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?
+        }
+        Some((at, ticket, key)) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{COLUMNS} AND (due_at, ticket_id, timer_key) > ($2, $3, $4) \
+                 ORDER BY due_at, ticket_id, timer_key LIMIT $5"
+            )))
+            .bind(now)
+            .bind(*at)
+            .bind(ticket.as_str())
+            .bind(key.as_str())
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?
+        }
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(Due {
+                ticket_id: r.try_get(0)?,
+                key: r.try_get(1)?,
+                due_at: r.try_get(2)?,
+                owner: r.try_get(3)?,
+                program_id: r.try_get(4)?,
+                level: r.try_get::<i64, _>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 /// The earliest due time of all timers.
@@ -275,12 +308,20 @@ impl Worker {
     }
 
     /// Runs until `stopped` resolves.
+    ///
+    /// A sweep pages through the due timers (keyset order), firing each
+    /// page concurrently; when it reaches the end it waits for the view to
+    /// drop what it fired, then looks again from the start (a timer that
+    /// could not fire is retried there).
     pub async fn run(mut self, stopped: impl std::future::Future<Output = ()> + Send) {
         tokio::pin!(stopped);
+        let mut cursor: Option<Cursor> = None;
+        let mut swept: Vec<u64> = Vec::new();
+        let mut failed_sweep = true;
         loop {
             self.metrics.ticks.fetch_add(1, Ordering::Relaxed);
             let now = micros(self.clock.now());
-            let batch = match due(&self.db, now, BATCH).await {
+            let batch = match due_after(&self.db, now, cursor.as_ref(), BATCH).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading due timers failed");
@@ -290,8 +331,8 @@ impl Worker {
                     }
                 }
             };
-            if !batch.is_empty() {
-                let n = batch.len();
+            if let Some(last) = batch.last() {
+                cursor = Some((last.due_at, last.ticket_id.clone(), last.key.clone()));
                 let worker = self.clone();
                 let written: Vec<u64> = futures::stream::iter(batch)
                     .map(move |d| {
@@ -302,8 +343,14 @@ impl Worker {
                     .filter_map(|s| async move { s })
                     .collect()
                     .await;
-                // Wait for the view to drop what fired before looking again.
-                if let Some(max) = written.iter().max() {
+                failed_sweep &= written.is_empty();
+                swept.extend(written);
+                continue;
+            }
+            if cursor.take().is_some() {
+                // The end of a sweep: wait for the view to drop what fired,
+                // then sweep again from the start.
+                if let Some(max) = swept.iter().max() {
                     let _ = closeloop_readmodel::wait_for(
                         &self.db,
                         crate::view::NAME,
@@ -313,18 +360,22 @@ impl Worker {
                     )
                     .await;
                 }
-                if !written.is_empty() {
+                swept.clear();
+                if !std::mem::replace(&mut failed_sweep, true) {
                     continue;
                 }
-                tracing::debug!(due = n, "no due timer could fire; backing off");
+                tracing::debug!("no due timer could fire; backing off");
                 // Nothing could fire (stale rows, the view behind, the
-                // broker away): back off a little.
+                // broker away): back off a little before the next sweep.
                 tokio::select! {
                     _ = &mut stopped => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
             let next = earliest(&self.db).await.ok().flatten();
+            if next.is_some_and(|n| n <= micros(self.clock.now())) {
+                continue;
+            }
             self.view.borrow_and_update();
             let clock = self.clock.clone();
             let until_due = async move {

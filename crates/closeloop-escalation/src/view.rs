@@ -14,7 +14,7 @@
 use std::hash::{Hash, Hasher};
 
 use base64::Engine as _;
-use closeloop_domain::sla::{self, ClockKind, Sla, TimerKind};
+use closeloop_domain::sla::{self, ClockKind, Sla, SlaEvent, TimerKind};
 use closeloop_domain::{SlaPolicy, TicketId};
 use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_readmodel::{Db, Projection, ProjectionError};
@@ -74,6 +74,27 @@ pub async fn state(db: &Db, id: TicketId) -> Result<Option<Sla>, ProjectionError
     load(&mut conn, id).await
 }
 
+/// Deletes ticket `id`'s timer `key` (or, with `prefix`, every timer whose
+/// key starts with it).
+async fn delete_timers(
+    conn: &mut AnyConnection,
+    id: &str,
+    key: &str,
+    prefix: bool,
+) -> Result<(), ProjectionError> {
+    let q = if prefix {
+        sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND timer_key LIKE $2")
+            .bind(id)
+            .bind(format!("{key}%"))
+    } else {
+        sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND timer_key = $2")
+            .bind(id)
+            .bind(key.to_string())
+    };
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
 impl Projection for SlaView {
     fn name(&self) -> &'static str {
         NAME
@@ -100,6 +121,45 @@ impl Projection for SlaView {
         .bind(base64::engine::general_purpose::STANDARD.encode(&event.payload))
         .execute(&mut *conn)
         .await?;
+        // A firing removes its own timers and changes no due time: the
+        // common case under load is a few row deletions, not a fold of the
+        // ticket's history (what `timers` would give, without its cost).
+        match &rec.event {
+            SlaEvent::Warned { kind, run, pct, .. } => {
+                return delete_timers(conn, &id, &format!("{kind}/{run}/warn{pct}"), false).await;
+            }
+            SlaEvent::Breached { kind, run, .. } => {
+                delete_timers(conn, &id, &format!("{kind}/{run}/"), true).await?;
+                sqlx::query(
+                    "UPDATE sla_tickets SET breached = 1, sequence = $2 WHERE ticket_id = $1",
+                )
+                .bind(&id)
+                .bind(event.sequence as i64)
+                .execute(&mut *conn)
+                .await?;
+                return Ok(());
+            }
+            SlaEvent::Escalated { level, period, .. } => {
+                delete_timers(
+                    conn,
+                    &id,
+                    &format!("untouched/{period}/level{level}"),
+                    false,
+                )
+                .await?;
+                sqlx::query(
+                    "UPDATE sla_tickets SET escalation_level = CASE WHEN escalation_level < $2 \
+                     THEN $2 ELSE escalation_level END, sequence = $3 WHERE ticket_id = $1",
+                )
+                .bind(&id)
+                .bind(i64::from(*level))
+                .bind(event.sequence as i64)
+                .execute(&mut *conn)
+                .await?;
+                return Ok(());
+            }
+            _ => {}
+        }
         let Some(s) = load(conn, rec.ticket_id).await? else {
             return Ok(());
         };

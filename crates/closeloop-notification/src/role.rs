@@ -646,28 +646,17 @@ impl EventHandler for SlaRequester {
         let Some(env) = envelope else {
             return Verdict::DeadLetter("SLA event without an envelope (no event id)".into());
         };
-        let owner = match &rec.event {
-            SlaEvent::Warned { .. } | SlaEvent::Breached { .. } => {
-                // The owner now: the SLA state has it, folded to this event.
-                match closeloop_eventstore::Executor::<closeloop_contracts::sla::SlaContract>::new(
-                    r.store.clone(),
-                )
-                .load(rec.ticket_id)
-                .await
-                {
-                    Ok(Some(s)) => s.owner,
-                    Ok(None) => return Verdict::Retry("SLA not readable yet".into()),
-                    Err(e) => return Verdict::Retry(e.to_string()),
-                }
-            }
-            SlaEvent::Escalated { owner, .. } => owner.clone(),
-            _ => return Verdict::Done,
-        };
         let default_prefs = |_: &str| Preferences::default();
-        let candidates: Vec<String> = sla_notices(&rec.event, &owner, &default_prefs)
+        let candidates: Vec<String> = sla_notices(&rec.event, &default_prefs)
             .into_iter()
             .map(|n| n.recipient)
             .collect();
+        if candidates.is_empty() {
+            // Clocks starting, stopping, pausing: nobody is told.
+            return Verdict::Done;
+        }
+        // Feedback still becoming tickets in this process goes first.
+        r.pressure.yield_while_busy(BUSY, YIELD_AT_MOST).await;
         let targets = match r.targets_of(&candidates).await {
             Ok(t) => t,
             Err(e) => return Verdict::Retry(format!("directory unreadable: {e}")),
@@ -680,7 +669,7 @@ impl EventHandler for SlaRequester {
                 .unwrap_or_default()
         };
         let ctx = EventContext::caused_by(Some(env), ACTOR);
-        for n in sla_notices(&rec.event, &owner, &prefs)
+        for n in sla_notices(&rec.event, &prefs)
             .into_iter()
             .filter(|n| r.email || n.channel != NotifyChannel::Email)
         {
