@@ -298,7 +298,7 @@ async fn clocks_warn_breach_escalate_and_pause_on_the_simulated_clock() {
     })
     .await;
     sla_until(&app, &b, "the note starts a new untouched period", |s| {
-        secs_after_t0(&s.untouched_since) == 6 * 86_400 as i64
+        secs_after_t0(&s.untouched_since) == 6 * 86_400
     })
     .await;
 

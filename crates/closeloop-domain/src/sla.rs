@@ -1231,14 +1231,11 @@ mod tests {
 
         fn advance(&mut self, secs: u64) {
             let until = self.now.plus_secs(secs);
-            loop {
-                let Some(t) = self
-                    .state
-                    .as_ref()
-                    .and_then(|s| timers(s).into_iter().find(|t| t.due_at <= until))
-                else {
-                    break;
-                };
+            while let Some(t) = self
+                .state
+                .as_ref()
+                .and_then(|s| timers(s).into_iter().find(|t| t.due_at <= until))
+            {
                 self.now = self.now.max(t.due_at);
                 let cmd = SlaCommand::Fire {
                     key: t.key.clone(),

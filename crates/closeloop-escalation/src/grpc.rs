@@ -61,7 +61,7 @@ impl EscalationService for EscalationGrpc {
         .await
         .map_err(internal)?;
         let request = if r.request_id.trim().is_empty() {
-            format!("{digest}")
+            digest.clone()
         } else {
             r.request_id.trim().to_string()
         };

@@ -48,7 +48,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run closeloop services (all roles locally, one role per Deployment on Kubernetes).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Work with tickets on a running server.
     Tickets(tickets::TicketsArgs),
     /// Work with programs files (listening programs and their workflows).
@@ -251,7 +251,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             let _telemetry = telemetry::init(cli.log_format, "info", true);
-            match serve(args).await {
+            match serve(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "closeloop serve failed");
