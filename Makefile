@@ -14,7 +14,7 @@ help:
 	@echo "make run    start NATS (if none answers) and closeloop serve --roles all on SQLite"
 	@echo "make demo   run the example feedback through routing and print the tickets it opens"
 	@echo "make test   unit, property and integration tests (real nats-server, SQLite and PostgreSQL)"
-	@echo "make bench  raw NATS publish rate vs the feedback → ticket path (release build)"
+	@echo "make bench  raw NATS publish rate vs the feedback → ticket path, the command path and SLA timers (release build)"
 	@echo "make lint   rustfmt and clippy, as CI runs them"
 	@echo "make k8s    render the Kubernetes manifests (kubectl kustomize)"
 
