@@ -568,6 +568,39 @@ async fn timers_survive_restarts_and_an_empty_database_and_fire_once() {
         "{fired:#?}"
     );
     assert!(fired.values().all(|n| *n == 1), "{fired:#?}");
+
+    // NATS alone restarts while the role runs, between scheduling level 2
+    // (day 14) and its time: it fires once.
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let moved = ClockServiceClient::connect(app.grpc_url())
+            .await
+            .unwrap()
+            .advance_clock(v1::AdvanceClockRequest { seconds: 7 * DAY })
+            .await;
+        if moved.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "clock not movable after the NATS restart: {moved:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let s = sla_until(&app, &e, "level 2 after the NATS restart", |s| {
+        s.escalations.len() == 2
+    })
+    .await;
+    assert_eq!(s.escalations[1].level, 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fired = firings(&sla_events(&nats, &prefix).await);
+    assert_eq!(
+        fired[&(e.clone(), "untouched/2/level2".to_string())],
+        1,
+        "{fired:#?}"
+    );
+    assert!(fired.values().all(|n| *n == 1), "{fired:#?}");
     app.stop().await.unwrap();
 }
 
