@@ -229,30 +229,21 @@ impl Templates {
 
     /// The weekly report for `ctx` (its chat form is the plain text).
     pub fn render_report(&self, ctx: &ReportContext) -> Result<Rendered, TemplateError> {
-        let part = |p: &str| {
-            let name = format!("default/{p}");
-            let t = self
-                .env
-                .get_template(&name)
-                .map_err(|e| invalid(&name, &e))?;
-            t.render(ctx).map_err(|e| invalid(&name, &e))
-        };
-        let text = part("report.txt")?;
-        Ok(Rendered {
-            subject: part("report_subject.txt")?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            chat: text.clone(),
-            text,
-            html: part("report.html")?,
-        })
+        self.render_top(REPORT_PARTS, ctx)
     }
 
     /// The daily digest for `ctx` (its chat form is the plain text).
     pub fn render_digest(&self, ctx: &DigestContext) -> Result<Rendered, TemplateError> {
+        self.render_top(DIGEST_PARTS, ctx)
+    }
+
+    /// A message of top-level templates only (`[subject, text, html]`),
+    /// whose chat form is the plain text.
+    fn render_top(
+        &self,
+        [subject, text, html]: [&str; 3],
+        ctx: &impl Serialize,
+    ) -> Result<Rendered, TemplateError> {
         let part = |p: &str| {
             let name = format!("default/{p}");
             let t = self
@@ -261,9 +252,9 @@ impl Templates {
                 .map_err(|e| invalid(&name, &e))?;
             t.render(ctx).map_err(|e| invalid(&name, &e))
         };
-        let text = part("digest.txt")?;
+        let text = part(text)?;
         Ok(Rendered {
-            subject: part("digest_subject.txt")?
+            subject: part(subject)?
                 .lines()
                 .next()
                 .unwrap_or_default()
@@ -271,7 +262,7 @@ impl Templates {
                 .to_string(),
             chat: text.clone(),
             text,
-            html: part("digest.html")?,
+            html: part(html)?,
         })
     }
 
