@@ -714,6 +714,42 @@ fn every_stored_event_type_still_decodes() {
         ));
     }
 
+    // Weekly reports.
+    {
+        use closeloop_contracts::report::ReportContract;
+        use closeloop_domain::Timestamp;
+        use closeloop_domain::report::{
+            ReportEvent, ReportKey, ReportLine, ReportOwner, WeeklyReport,
+        };
+        let ts = |s: i64| Timestamp::from_micros(1_762_075_800_000_000 + s * 1_000_000);
+        check(golden::<ReportContract>(
+            "report-weekly-generated",
+            ReportKey::of_region("EMEA"),
+            ReportEvent::Generated(Box::new(WeeklyReport {
+                region: "EMEA".into(),
+                scheduled_at: ts(7 * 86_400),
+                recipients: vec!["salesops-emea@vendor.example".into()],
+                owners: vec![ReportOwner {
+                    owner: "dana.li@vendor.example".into(),
+                    lines: vec![ReportLine {
+                        ticket_id: ticket.to_string(),
+                        account_id: "ACME-001".into(),
+                        title: "NPS detractor follow-up: Acme Corp".into(),
+                        program_id: "relationship-nps".into(),
+                        opened_at: ts(0),
+                        age_days: 7,
+                        reasons: vec!["breached".into(), "escalated".into()],
+                        first_contact_due: None,
+                        close_due: Some(ts(30 * 86_400)),
+                        escalation_level: 1,
+                    }],
+                }],
+                tickets: 1,
+                truncated: false,
+            })),
+        ));
+    }
+
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
