@@ -344,6 +344,22 @@ pub fn from_body(b: Body) -> Result<SlaEvent, String> {
     })
 }
 
+/// Decodes an SLA event's payload kept by a view (ticket `id`, stream
+/// sequence `sequence`), as [`decode`] does a stored one.
+pub fn decode_payload(
+    id: TicketId,
+    sequence: u64,
+    payload: Bytes,
+) -> Result<RecordedSla, DecodeError> {
+    decode(&StoredEvent {
+        subject: format!("view.events.{AGGREGATE}.{id}"),
+        sequence,
+        envelope: None,
+        payload,
+        pending: 0,
+    })
+}
+
 /// Decodes a stored SLA event.
 pub fn decode(stored: &StoredEvent) -> Result<RecordedSla, DecodeError> {
     let (meta, body) = crate::codec::decode::<v1::SlaEvent>(stored)?;

@@ -41,14 +41,7 @@ pub(crate) fn decode_row(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(payload)
         .map_err(|e| e.to_string())?;
-    closeloop_contracts::sla::decode(&StoredEvent {
-        subject: format!("view.events.sla.{id}"),
-        sequence: sequence as u64,
-        envelope: None,
-        payload: bytes.into(),
-        pending: 0,
-    })
-    .map_err(|e| e.0)
+    closeloop_contracts::sla::decode_payload(id, sequence as u64, bytes.into()).map_err(|e| e.0)
 }
 
 /// The SLA state of ticket `id` from the `sla_history` rows on `conn`.

@@ -474,7 +474,7 @@ struct AtEvent {
 
 impl Requester {
     /// Ticket `id` folded up to the event with id `event_id` (or with
-    /// stream sequence `sequence`).
+    /// stream sequence `sequence`; neither: its last event).
     async fn ticket_at(
         &self,
         id: TicketId,
@@ -491,15 +491,18 @@ impl Requester {
             .await
             .map_err(|e| e.to_string())?;
         let mut state = None;
-        for stored in &events {
+        let last = events.len().saturating_sub(1);
+        for (i, stored) in events.iter().enumerate() {
             let rec = TicketContract::decode(stored).map_err(|e| e.0)?;
             state = TicketAggregate::evolve(state, &rec);
-            let found = event_id.is_some_and(|e| {
-                stored
-                    .envelope
-                    .as_ref()
-                    .is_some_and(|env| env.event_id == e)
-            }) || sequence == Some(stored.sequence);
+            let found = (i == last && event_id.is_none() && sequence.is_none())
+                || event_id.is_some_and(|e| {
+                    stored
+                        .envelope
+                        .as_ref()
+                        .is_some_and(|env| env.event_id == e)
+                })
+                || sequence == Some(stored.sequence);
             if found {
                 return Ok(state.map(|ticket| AtEvent {
                     ticket,
@@ -517,43 +520,38 @@ impl Requester {
         id: TicketId,
         event_id: &str,
     ) -> Result<Option<AtEvent>, String> {
-        let subject = self
-            .store
-            .prefix()
-            .aggregate_subject(closeloop_contracts::sla::AGGREGATE, &id.to_string());
-        let events = self
-            .store
-            .read_aggregate(&subject)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(sla) = events
-            .iter()
-            .find(|s| s.envelope.as_ref().is_some_and(|e| e.event_id == event_id))
+        let Some(sla) = self
+            .stored_event(
+                closeloop_contracts::sla::AGGREGATE,
+                &id.to_string(),
+                event_id,
+            )
+            .await?
         else {
             return Ok(None);
         };
-        let sla = closeloop_contracts::sla::decode(sla).map_err(|e| e.0)?;
-        let subject = self
-            .store
-            .prefix()
-            .aggregate_subject(TicketAggregate::TYPE, &id.to_string());
-        let events = self
+        let sla = closeloop_contracts::sla::decode(&sla).map_err(|e| e.0)?;
+        Ok(self.ticket_at(id, None, None).await?.map(|at| AtEvent {
+            sla: Some(sla),
+            ..at
+        }))
+    }
+
+    /// The stored event with id `event_id` on aggregate `aggregate`/`id`.
+    async fn stored_event(
+        &self,
+        aggregate: &str,
+        id: &str,
+        event_id: &str,
+    ) -> Result<Option<closeloop_eventstore::StoredEvent>, String> {
+        let subject = self.store.prefix().aggregate_subject(aggregate, id);
+        Ok(self
             .store
             .read_aggregate(&subject)
             .await
-            .map_err(|e| e.to_string())?;
-        let mut state = None;
-        let mut last = None;
-        for stored in &events {
-            let rec = TicketContract::decode(stored).map_err(|e| e.0)?;
-            state = TicketAggregate::evolve(state, &rec);
-            last = Some(rec);
-        }
-        Ok(state.zip(last).map(|(ticket, event)| AtEvent {
-            ticket,
-            event,
-            sla: Some(sla),
-        }))
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|s| s.envelope.as_ref().is_some_and(|e| e.event_id == event_id)))
     }
 }
 
@@ -1413,26 +1411,17 @@ impl Worker {
             .strip_prefix("report/")
             .and_then(closeloop_domain::report::ReportKey::parse)
             .ok_or_else(|| permanent(format!("{:?} names no report", n.ticket_id)))?;
-        let subject = self
+        let stored = self
             .requester
-            .store
-            .prefix()
-            .aggregate_subject(closeloop_contracts::report::AGGREGATE, &key.to_string());
-        let events = self
-            .requester
-            .store
-            .read_aggregate(&subject)
+            .stored_event(
+                closeloop_contracts::report::AGGREGATE,
+                &key.to_string(),
+                &n.cause_event_id,
+            )
             .await
-            .map_err(|e| transient(e.to_string()))?;
-        let stored = events
-            .iter()
-            .find(|s| {
-                s.envelope
-                    .as_ref()
-                    .is_some_and(|e| e.event_id == n.cause_event_id)
-            })
+            .map_err(transient)?
             .ok_or_else(|| transient(format!("report event {} not found", n.cause_event_id)))?;
-        let rec = closeloop_contracts::report::decode(stored).map_err(|e| permanent(e.0))?;
+        let rec = closeloop_contracts::report::decode(&stored).map_err(|e| permanent(e.0))?;
         let closeloop_domain::report::ReportEvent::Generated(r) = rec.event;
         let rfc3339 =
             |ts: Timestamp| humantime::format_rfc3339_seconds(ts.to_system_time()).to_string();

@@ -64,15 +64,12 @@ pub async fn state(db: &Db, id: TicketId) -> Result<Option<Sla>, sqlx::Error> {
         let payload = base64::engine::general_purpose::STANDARD
             .decode(r.try_get::<String, _>(1)?)
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        let stored = StoredEvent {
-            subject: format!("view.events.sla.{id}"),
-            sequence: r.try_get::<i64, _>(0)? as u64,
-            envelope: None,
-            payload: payload.into(),
-            pending: 0,
-        };
-        let rec = closeloop_contracts::sla::decode(&stored)
-            .map_err(|e| sqlx::Error::Decode(e.0.into()))?;
+        let rec = closeloop_contracts::sla::decode_payload(
+            id,
+            r.try_get::<i64, _>(0)? as u64,
+            payload.into(),
+        )
+        .map_err(|e| sqlx::Error::Decode(e.0.into()))?;
         state = sla::evolve(state, &rec);
     }
     Ok(state)
