@@ -361,7 +361,7 @@ async fn without_smtp_email_is_off_and_nothing_piles_up() {
     assert_eq!(ready["email"], "off: no --smtp-url", "{ready}");
     app.seed_ticket_directory().await;
     let mut c = app.tickets().await;
-    let t = c
+    let opened = c
         .open_ticket(v1::OpenTicketRequest {
             request_id: "off-1".into(),
             account_id: "ACME-001".into(),
@@ -370,9 +370,8 @@ async fn without_smtp_email_is_off_and_nothing_piles_up() {
         })
         .await
         .unwrap()
-        .into_inner()
-        .ticket
-        .unwrap();
+        .into_inner();
+    let t = opened.ticket.unwrap();
     // The notification consumer has handled the ticket's event ...
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
@@ -389,7 +388,9 @@ async fn without_smtp_email_is_off_and_nothing_piles_up() {
     let r = c
         .get_ticket(v1::GetTicketRequest {
             ticket_id: t.id,
-            min_sequence: 0,
+            // The consumer having handled the event says nothing of the
+            // ticket view: read it at least as new as the command's write.
+            min_sequence: opened.sequence,
         })
         .await
         .unwrap()
