@@ -864,6 +864,7 @@ for key in sorted(box.keys()):
     out.append({
         "rcpt_to": m.get("X-RcptTo"), "to": str(m.get("To")), "from": str(m.get("From")),
         "subject": str(m.get("Subject")), "message_id": str(m.get("Message-ID")),
+        "cc": str(m.get("Cc")) if m.get("Cc") is not None else None,
         "text": text.get_content() if text is not None else None,
         "html": html.get_content() if html is not None else None,
     })

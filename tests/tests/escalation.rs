@@ -2,8 +2,10 @@
 //! escalations to the owner's manager (and the manager's manager, and the
 //! program's fallback when there is no manager), pauses, e-mail to a real
 //! SMTP server, the weekly report; timers that survive restarts of the
-//! role and of NATS and an empty database, and two escalation replicas on
-//! PostgreSQL that never fire a timer twice.
+//! role and of NATS and an empty database, two escalation replicas on
+//! PostgreSQL that never fire a timer twice, `sla recompute` of open tickets
+//! after a workflow's policy changed, and notification retries that wait
+//! for the simulated clock.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -454,6 +456,15 @@ async fn clocks_warn_breach_escalate_and_pause_on_the_simulated_clock() {
                 && m["subject"].as_str().unwrap().contains("ticket b")
         })
         .unwrap();
+    // The owner is named in copy (a reply to all reaches them) but gets
+    // their own message (above), not this one.
+    assert_eq!(escalation["cc"], "dana@vendor.example", "{escalation:#?}");
+    assert!(
+        sink.messages()
+            .iter()
+            .all(|m| !m["rcpt_to"].as_str().unwrap_or_default().contains(',')),
+        "a message delivered to more than one recipient"
+    );
     let text = escalation["text"].as_str().unwrap();
     assert!(
         text.contains("has not touched this ticket since 2026-01-11T08:00:00Z (7 days)"),
@@ -774,5 +785,280 @@ async fn the_weekly_report_is_generated_once_on_schedule_and_mailed() {
         .filter(|m| m["rcpt_to"] == "salesops-emea@vendor.example")
         .count();
     assert!(mails <= 2, "one mail per report: {mails}");
+    app.stop().await.unwrap();
+}
+
+/// The example programs file with program `relationship-nps` closing
+/// within 20 days and its workflow `rnps-detractor`'s first contact due
+/// within `first_contact` (e.g. `48h`).
+fn programs_with_detractor_sla(dir: &std::path::Path, first_contact: &str) -> PathBuf {
+    let path = programs(dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let anchor = "        when: answers.nps <= 6\n";
+    let program = "    name: Relationship NPS\n";
+    assert!(text.contains(anchor) && text.contains(program));
+    let text = text
+        .replacen(
+            anchor,
+            &format!("{anchor}        sla: {{first_contact: {first_contact}}}\n"),
+            1,
+        )
+        .replacen(
+            program,
+            &format!("{program}    sla: {{close_within: 20d}}\n"),
+            1,
+        );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A routed ticket of workflow `rnps-detractor` (from response
+/// `response_id`).
+async fn routed_detractor(app: &App, nats: &Nats, prefix: &str, response_id: &str) -> String {
+    // Submitted before the simulated clock's start (a response from the
+    // future is refused).
+    let doc = std::fs::read_to_string(closeloop_tests::example(
+        "feedback/relationship-nps-detractor.json",
+    ))
+    .unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    doc["submitted_at"] = "2026-01-02T09:30:00Z".into();
+    doc["response_id"] = response_id.into();
+    let doc = serde_json::to_vec(&doc).unwrap();
+    let (s, _, body) = closeloop_tests::http_post(app.http_addr, "/v1/feedback", &doc).await;
+    assert_eq!(s, 202, "{body}");
+    let feedback_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["feedback_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let decided = closeloop_tests::routing_decision(nats, prefix, &feedback_id).await;
+    let routed = decided
+        .tickets
+        .iter()
+        .find(|t| t.workflow_id == "rnps-detractor")
+        .unwrap_or_else(|| panic!("{decided:?}"));
+    routed.ticket_id.clone()
+}
+
+/// A program's policy for its manual tickets and as its workflows' base;
+/// `sla recompute` on live tickets: a workflow's new policy leaves tickets
+/// already open as they were until an operator recomputes; then their
+/// first-contact clock is due on the new policy (counted from the
+/// opening), the old timers are gone, the new ones fire once, and a second
+/// recompute finds nothing to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn program_policies_and_recompute_of_open_tickets() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let with = |first_contact: &str| AppOptions {
+        clock: ClockConfig::Simulated { start: Some(t0()) },
+        programs: programs_with_detractor_sla(dir.path(), first_contact),
+        ..AppOptions::default()
+    };
+    let app = spawn_app_with(&nats.url(), &db.url, &prefix, with("48h")).await;
+    app.import_example_directory().await;
+    let routed = routed_detractor(&app, &nats, &prefix, "R_1").await;
+    let manual = open(&app, "manual", "raj.patel@vendor.example").await;
+    let s = sla_until(&app, &routed, "clocks start", |s| !s.clocks.is_empty()).await;
+    assert_eq!(secs_after_t0(&clock(&s, "first_contact").due_at), 48 * 3600);
+    // Both run the program's closure target; the manual ticket the
+    // defaults' first contact.
+    assert_eq!(secs_after_t0(&clock(&s, "closure").due_at), 20 * 86_400);
+    let m = sla_until(&app, &manual, "manual clocks start", |s| {
+        !s.clocks.is_empty()
+    })
+    .await;
+    assert_eq!(secs_after_t0(&clock(&m, "closure").due_at), 20 * 86_400);
+    assert_eq!(secs_after_t0(&clock(&m, "first_contact").due_at), 48 * 3600);
+    app.stop().await.unwrap();
+
+    // The workflow now wants first contact within 24 h; the open ticket
+    // keeps its policy until recomputed.
+    let app = spawn_app_with(&nats.url(), &db.url, &prefix, with("24h")).await;
+    advance(&app, HOUR).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = sla_until(&app, &routed, "unchanged after restart", |s| {
+        !s.clocks.is_empty()
+    })
+    .await;
+    assert_eq!(secs_after_t0(&clock(&s, "first_contact").due_at), 48 * 3600);
+    // A ticket opened after the change runs the new policy.
+    let later = routed_detractor(&app, &nats, &prefix, "R_2").await;
+    let l = sla_until(&app, &later, "new ticket", |s| !s.clocks.is_empty()).await;
+    assert_eq!(secs_after_t0(&clock(&l, "first_contact").due_at), 25 * 3600);
+    let mut esc = EscalationServiceClient::connect(app.grpc_url())
+        .await
+        .unwrap();
+    let bad = esc
+        .recompute_sla(v1::RecomputeSlaRequest {
+            workflow_id: "no-such-workflow".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    let r = esc
+        .recompute_sla(v1::RecomputeSlaRequest {
+            workflow_id: "rnps-detractor".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.recomputed, r.unchanged), (1, 1));
+    let s = sla_until(&app, &routed, "due on the new policy", |s| {
+        s.clocks
+            .iter()
+            .any(|c| c.clock == "first_contact" && c.run == 2)
+    })
+    .await;
+    let fc = clock(&s, "first_contact");
+    assert_eq!(secs_after_t0(&fc.due_at), 24 * 3600, "{s:#?}");
+    assert_eq!(fc.state, "running", "{s:#?}");
+    // The manual ticket (another policy) was not touched.
+    let m = sla_until(&app, &manual, "manual", |s| !s.clocks.is_empty()).await;
+    assert_eq!(secs_after_t0(&clock(&m, "first_contact").due_at), 48 * 3600);
+
+    // The new run's timers: warnings at 12 h and 18 h, breach at 24 h,
+    // each once; nothing of the replaced run fires at 48 h.
+    advance(&app, 23 * HOUR).await;
+    let s = sla_until(&app, &routed, "breach at 24 h", |s| {
+        clock(s, "first_contact").breached_at.is_some()
+    })
+    .await;
+    assert_eq!(
+        secs_after_t0(&clock(&s, "first_contact").breached_at),
+        24 * 3600
+    );
+    advance(&app, 25 * HOUR).await;
+    sla_until(&app, &manual, "manual breach at 48 h", |s| {
+        clock(s, "first_contact").breached_at.is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fired = firings(&sla_events(&nats, &prefix).await);
+    let of_routed: Vec<&String> = fired
+        .keys()
+        .filter(|(t, _)| *t == routed)
+        .map(|(_, k)| k)
+        .collect();
+    assert_eq!(
+        of_routed,
+        [
+            "first_contact/2/breach",
+            "first_contact/2/warn50",
+            "first_contact/2/warn75"
+        ],
+        "{fired:#?}"
+    );
+    assert!(fired.values().all(|n| *n == 1), "{fired:#?}");
+
+    // Asked again: nothing left to change.
+    let r = esc
+        .recompute_sla(v1::RecomputeSlaRequest {
+            workflow_id: "rnps-detractor".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.recomputed, r.unchanged), (0, 2));
+    app.stop().await.unwrap();
+}
+
+/// Notification delivery follows the install's clock: on a simulated clock
+/// a failed webhook delivery is retried when the clock reaches the retry's
+/// time (about 30 s later on the schedule), not when the wall clock does;
+/// the retry keeps its webhook-id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notification_retries_follow_the_simulated_clock() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rx = closeloop_tests::WebhookReceiver::start();
+    let prefix = unique_prefix();
+    let app = spawn_app_with(
+        &nats.url(),
+        &db.url,
+        &prefix,
+        AppOptions {
+            clock: ClockConfig::Simulated { start: Some(t0()) },
+            programs: programs(dir.path()),
+            notification: closeloop_notification::role::Config {
+                outbound_allow: "127.0.0.0/8".into(),
+                ..Default::default()
+            },
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    app.seed_ticket_directory().await;
+    let mut n =
+        closeloop_proto::v1::notification_service_client::NotificationServiceClient::connect(
+            app.grpc_url(),
+        )
+        .await
+        .unwrap();
+    let w = n
+        .add_webhook(v1::AddWebhookRequest {
+            url: rx.url("/flaky/1/x"),
+            events: vec!["ticket.opened".into()],
+            request_id: "add".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .webhook
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !n
+        .list_webhooks(v1::ListWebhooksRequest { all: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .webhooks
+        .iter()
+        .any(|l| l.id == w.id)
+    {
+        assert!(Instant::now() < deadline, "endpoint never listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let t = open(&app, "hooked", "dana@vendor.example").await;
+    let first = rx.wait_for("/flaky", 1, Duration::from_secs(10)).await;
+    // The 503 is recorded; the retry is due ~30 s later on the install's
+    // clock, which stands still: wall time passing does not bring it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app.wait_ticket(&t).await;
+        if r.notifications.iter().any(|x| x.attempts == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", r.notifications);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.requests_to("/flaky").len(), 1, "retried before its time");
+    // 20 s on: still before the earliest retry time (27 s with jitter).
+    advance(&app, 20).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rx.requests_to("/flaky").len(), 1, "retried before its time");
+    // 40 s on: past the latest (33 s).
+    advance(&app, 20).await;
+    let both = rx.wait_for("/flaky", 2, Duration::from_secs(10)).await;
+    let id = |r: &serde_json::Value| r["headers"]["webhook-id"].clone();
+    assert_eq!(id(&first[0]), id(&both[1]), "{both:#?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app.wait_ticket(&t).await;
+        if r.notifications.iter().any(|x| x.status == "delivered") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", r.notifications);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.stop().await.unwrap();
 }

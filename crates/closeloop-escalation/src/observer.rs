@@ -56,7 +56,10 @@ impl EventHandler for Observer {
         let mut workflow_id = String::new();
         let mut policy = None;
         if let TicketEvent::Opened {
-            account_id, origin, ..
+            account_id,
+            origin,
+            program_id,
+            ..
         } = &rec.event
         {
             match self.directory.account(account_id).await {
@@ -66,8 +69,15 @@ impl EventHandler for Observer {
             }
             match origin {
                 Origin::Workflow { workflow_id: w, .. } => workflow_id.clone_from(w),
-                // A manual ticket runs the programs file's default policy.
-                Origin::Manual => policy = self.catalog.as_ref().map(|c| c.default_sla.policy()),
+                // A manual ticket runs its program's policy (the file's
+                // defaults for a program the file does not declare).
+                Origin::Manual => {
+                    policy = self.catalog.as_ref().map(|c| {
+                        c.program(program_id)
+                            .map_or(&c.default_sla, |p| &p.sla)
+                            .policy()
+                    })
+                }
             }
         }
         let command = SlaRequest {

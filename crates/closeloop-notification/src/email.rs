@@ -119,15 +119,32 @@ impl Mailer {
     }
 
     /// The message for `to` with `message_id` (without angle brackets).
-    pub fn message(&self, to: &str, message_id: &str, m: &Rendered) -> Result<Message, SendError> {
+    ///
+    /// `cc` is named in a `Cc:` header only (so a reply to all reaches
+    /// them); the message is delivered to `to` alone: whoever is in copy
+    /// gets their own notification, on their own channel.
+    pub fn message(
+        &self,
+        to: &str,
+        cc: Option<&str>,
+        message_id: &str,
+        m: &Rendered,
+    ) -> Result<Message, SendError> {
         let to: Mailbox = to.parse().map_err(|e| SendError::Permanent {
             code: None,
             message: format!("{to:?} is not an e-mail address: {e}"),
         })?;
-        Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(m.subject.clone())
+        let mut b = Message::builder().from(self.from.clone()).to(to.clone());
+        if let Some(cc) = cc.and_then(|c| c.parse::<Mailbox>().ok()) {
+            let envelope =
+                lettre::address::Envelope::new(Some(self.from.email.clone()), vec![to.email])
+                    .map_err(|e| SendError::Permanent {
+                        code: None,
+                        message: format!("cannot build the envelope: {e}"),
+                    })?;
+            b = b.cc(cc).envelope(envelope);
+        }
+        b.subject(m.subject.clone())
             .message_id(Some(format!("<{message_id}>")))
             .header(header::MIME_VERSION_1_0)
             .multipart(MultiPart::alternative_plain_html(
@@ -189,7 +206,7 @@ mod tests {
             html: "<p>html</p>".into(),
             chat: "chat".into(),
         };
-        let msg = m.message("o@v.io", "abc@closeloop", &r).unwrap();
+        let msg = m.message("o@v.io", None, "abc@closeloop", &r).unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
         assert!(raw.contains("Message-ID: <abc@closeloop>"), "{raw}");
         assert!(raw.contains("multipart/alternative"), "{raw}");
@@ -198,8 +215,30 @@ mod tests {
             "{raw}"
         );
         assert!(matches!(
-            m.message("not an address", "x@closeloop", &r),
+            m.message("not an address", None, "x@closeloop", &r),
             Err(SendError::Permanent { .. })
         ));
+        assert_eq!(
+            msg.envelope()
+                .to()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["o@v.io"]
+        );
+        // In copy: named in the header, not delivered to.
+        let cc = m
+            .message("mgr@v.io", Some("o@v.io"), "c@closeloop", &r)
+            .unwrap();
+        let raw = String::from_utf8(cc.formatted()).unwrap();
+        assert!(raw.contains("Cc: o@v.io"), "{raw}");
+        assert_eq!(
+            cc.envelope()
+                .to()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["mgr@v.io"]
+        );
     }
 }

@@ -36,6 +36,7 @@ use closeloop_domain::notification::{Preferences, notices, retry_delay, sla_noti
 use closeloop_domain::sla::{RecordedSla, SlaEvent};
 use closeloop_domain::ticket::Origin;
 use closeloop_domain::{Aggregate, RecordedEvent, Ticket, TicketEvent, TicketId, Timestamp};
+use closeloop_eventstore::clock::Clock;
 use closeloop_eventstore::consumer::{ConsumerSpec, Decoded, EventHandler, Verdict};
 use closeloop_eventstore::{Contract, Envelope, EventContext, EventStore, Executor, Prefix};
 use closeloop_readmodel::{Db, Progress};
@@ -243,6 +244,7 @@ impl closeloop_runtime::Role for Notification {
                 ticket_url: self.ticket_url.clone(),
                 me: uuid::Uuid::new_v4().to_string(),
                 metrics,
+                clock: s.store.clock().clone(),
             });
             let stopped = s.stopped();
             s.spawn(
@@ -901,6 +903,10 @@ struct Worker {
     /// This worker's claim name.
     me: String,
     metrics: Arc<NotificationMetrics>,
+    /// The install's clock: what is due (a notification's due time, its
+    /// retries and its digest are times of this clock, from its events).
+    /// Claims are leases between processes and run on the wall clock.
+    clock: Clock,
 }
 
 /// How long a claim lasts: longer than one send may take (the SMTP client
@@ -994,10 +1000,13 @@ impl Worker {
             while let Some(done) = tasks.try_join_next() {
                 finished(done, &mut busy, &mut sending);
             }
-            let now = micros(SystemTime::now());
+            // Leases (claims) count in wall time; due times in the
+            // install's clock's (the same on the wall clock).
+            let wall = micros(SystemTime::now());
+            let now = micros(self.clock.now());
             if swept.elapsed() > Duration::from_secs(60) {
                 swept = std::time::Instant::now();
-                if let Err(e) = view::sweep_claims(&self.db, now).await {
+                if let Err(e) = view::sweep_claims(&self.db, wall).await {
                     tracing::debug!(error = %e, "cannot sweep expired claims");
                 }
             }
@@ -1037,7 +1046,15 @@ impl Worker {
                         _ => None,
                     })
                     .collect();
-                match view::due(&self.db, now, &channels, &full, (free * 2).max(8) as i64).await {
+                let due = view::due(
+                    &self.db,
+                    view::Now { due: now, wall },
+                    &channels,
+                    &full,
+                    (free * 2).max(8) as i64,
+                )
+                .await;
+                match due {
                     Ok(due) if !due.is_empty() => {
                         let before = tasks.len();
                         // What there is room for, claimed in one write.
@@ -1057,9 +1074,9 @@ impl Worker {
                             picked.push((n, dest));
                         }
                         let ids: Vec<String> = picked.iter().map(|(n, _)| n.id.clone()).collect();
-                        let until = now + CLAIM.as_micros() as i64;
+                        let until = wall + CLAIM.as_micros() as i64;
                         let claimed =
-                            match view::claim_all(&self.db, &ids, &self.me, now, until).await {
+                            match view::claim_all(&self.db, &ids, &self.me, wall, until).await {
                                 Ok(c) => c.into_iter().collect::<std::collections::HashSet<_>>(),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "cannot claim");
@@ -1087,9 +1104,12 @@ impl Worker {
                     // Nothing to send now: sleep until the next row is due
                     // (one due already is being sent, here or by another
                     // worker: the view changing wakes this loop).
+                    // A simulated clock's time moves only when moved (the
+                    // loop wakes on that): the idle timer is the wait then.
                     Ok(_) => {
                         if let Ok(Some(t)) = view::next_due(&self.db, &self.channels).await
                             && t > now
+                            && matches!(self.clock, Clock::Wall)
                         {
                             wait = Duration::from_micros((t - now) as u64).min(IDLE);
                         }
@@ -1100,6 +1120,7 @@ impl Worker {
             tokio::select! {
                 _ = &mut stopped => return,
                 _ = progress.changed(), if watch_view => {}
+                _ = self.clock.moved() => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     finished(done, &mut busy, &mut sending);
                 }
@@ -1111,7 +1132,7 @@ impl Worker {
     /// Claims `n` for this worker: true when nobody else holds it and the
     /// view still has it pending at the attempt `n` was read at.
     async fn claim(&self, n: &NotificationRow) -> bool {
-        let now = micros(SystemTime::now());
+        let now = micros(SystemTime::now()); // a lease: wall time
         match view::claim(
             &self.db,
             &n.id,
@@ -1171,7 +1192,7 @@ impl Worker {
             Ok(rows) => {
                 for m in rows {
                     if m.id != n.id
-                        && m.next_attempt_at <= micros(SystemTime::now())
+                        && m.next_attempt_at <= micros(self.clock.now())
                         && self.claim(&m).await
                     {
                         members.push(m);
@@ -1190,7 +1211,7 @@ impl Worker {
     /// Records how sending `n` went: the attempt, and giving up when it was
     /// the last or the receiver refused.
     async fn record(&self, n: &NotificationRow, outcome: &Result<(), SendError>) {
-        let now = micros(SystemTime::now());
+        let now = micros(self.clock.now());
         let Some(id) = NotificationId::parse(&n.id) else {
             tracing::error!(notification = %n.id, "outbox row with an id that is not a UUID");
             return;
@@ -1342,13 +1363,17 @@ impl Worker {
         if n.kind == NoticeKind::WeeklyReport.as_str() {
             let rendered = self.render_report(n).await?;
             return self
-                .send_rendered(n, &format!("{}@closeloop", n.id), &rendered)
+                .send_rendered(n, None, &format!("{}@closeloop", n.id), &rendered)
                 .await;
         }
-        let (_, rendered) = self.render(n).await?;
+        let (ctx, rendered) = self.render(n).await?;
+        // The manager's escalation names the owner in copy.
+        let cc = (n.kind == NoticeKind::Escalation.as_str()
+            && ctx.ticket.owner_email != n.recipient)
+            .then_some(ctx.ticket.owner_email.as_str());
         // Stable per notification: a copy sent again after a crash between
         // sending and recording has the same Message-ID.
-        self.send_rendered(n, &format!("{}@closeloop", n.id), &rendered)
+        self.send_rendered(n, cc, &format!("{}@closeloop", n.id), &rendered)
             .await
     }
 
@@ -1357,6 +1382,7 @@ impl Worker {
     async fn send_rendered(
         &self,
         n: &NotificationRow,
+        cc: Option<&str>,
         message_id: &str,
         rendered: &crate::templates::Rendered,
     ) -> Result<(), SendError> {
@@ -1386,7 +1412,7 @@ impl Worker {
                 retry_after: None,
             });
         };
-        let message = mailer.message(&n.recipient, message_id, rendered)?;
+        let message = mailer.message(&n.recipient, cc, message_id, rendered)?;
         mailer.send(message).await
     }
 
@@ -1536,8 +1562,13 @@ impl Worker {
         let mut ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
         ids.sort_unstable();
         let message_id = uuid::Uuid::new_v5(&DIGEST_NS, ids.join(",").as_bytes());
-        self.send_rendered(first, &format!("digest-{message_id}@closeloop"), &rendered)
-            .await
+        self.send_rendered(
+            first,
+            None,
+            &format!("digest-{message_id}@closeloop"),
+            &rendered,
+        )
+        .await
     }
 
     /// Delivers ticket event `n.cause_event_id` to endpoint `n.recipient`,

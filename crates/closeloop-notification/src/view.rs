@@ -228,6 +228,16 @@ fn channel_in(channels: &[&'static str]) -> String {
     format!("channel IN ({})", list.join(", "))
 }
 
+/// "Now" for [`due`], in µs since the epoch: `due` on the install's clock
+/// (what due times are written in), `wall` on the wall clock (what claims,
+/// leases between processes, are written in). The two differ only on a
+/// simulated clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub due: i64,
+    pub wall: i64,
+}
+
 /// Pending notifications on `channels` due at `now` (µs) that nobody holds
 /// a claim on, oldest first (a row just sent stays pending until the view
 /// records the attempt; its claim keeps it out of the way meanwhile), but
@@ -236,7 +246,7 @@ fn channel_in(channels: &[&'static str]) -> String {
 /// stand in front of other destinations' rows.
 pub async fn due(
     db: &Db,
-    now: i64,
+    now: Now,
     channels: &[&'static str],
     full: &[(String, String)],
     limit: i64,
@@ -248,19 +258,22 @@ pub async fn due(
         .map(|i| {
             format!(
                 " AND NOT (channel = ${} AND recipient = ${})",
-                3 + 2 * i,
-                4 + 2 * i
+                4 + 2 * i,
+                5 + 2 * i
             )
         })
         .collect();
     let sql = format!(
         "SELECT {COLUMNS} FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1 \
          AND {}{skip} AND NOT EXISTS (SELECT 1 FROM notification_claims c \
-         WHERE c.id = notifications.id AND c.claimed_until >= $1) \
+         WHERE c.id = notifications.id AND c.claimed_until >= $3) \
          ORDER BY next_attempt_at LIMIT $2",
         channel_in(channels)
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(limit);
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now.due)
+        .bind(limit)
+        .bind(now.wall);
     for (channel, recipient) in full {
         q = q.bind(channel.as_str()).bind(recipient.as_str());
     }

@@ -238,6 +238,10 @@ pub struct Program {
     pub attributes: BTreeSet<String>,
     /// Owner when a workflow's owner cannot be resolved (e.g. no CSM on the account).
     pub fallback_owner: String,
+    /// The program's SLA policy: `defaults.sla` overridden field by field
+    /// by the program's `sla:`. Its manual tickets run it; its workflows'
+    /// `sla:` override it in turn.
+    pub sla: Sla,
     pub workflows: Vec<Workflow>,
 }
 

@@ -31,7 +31,8 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub programs: Vec<Program>,
-    /// The `defaults.sla` block: the policy of manual tickets.
+    /// The `defaults.sla` block: the policy of manual tickets of a program
+    /// the file does not declare, and the base of every program's.
     pub default_sla: Sla,
     /// Business calendars SLA clocks may count in, by id.
     pub calendars: std::sync::Arc<closeloop_domain::sla::Calendars>,
@@ -125,6 +126,7 @@ mod raw {
         #[serde(default)]
         pub attributes: Vec<String>,
         pub fallback_owner: String,
+        pub sla: Option<Sla>,
         #[serde(default)]
         pub workflows: Vec<Workflow>,
     }
@@ -743,6 +745,15 @@ impl Catalog {
         }
         for (pi, p) in file.programs.iter().enumerate() {
             let ploc = format!("programs[{pi}]({})", p.id);
+            // The program's policy (its manual tickets'), and the base of
+            // its workflows'.
+            let program_sla = sla(
+                &mut errs,
+                &format!("{ploc}.sla"),
+                base_sla.clone(),
+                p.sla.as_ref(),
+                &calendar_ids,
+            );
             check_id(&mut errs, &format!("{ploc}.id"), &p.id);
             if !program_ids.insert(p.id.clone()) {
                 errs.at(
@@ -846,7 +857,7 @@ impl Catalog {
                 let wsla = sla(
                     &mut errs,
                     &format!("{wloc}.sla"),
-                    base_sla.clone(),
+                    program_sla.clone(),
                     w.sla.as_ref(),
                     &calendar_ids,
                 );
@@ -915,6 +926,7 @@ impl Catalog {
                 questions,
                 attributes,
                 fallback_owner: p.fallback_owner.trim().to_ascii_lowercase(),
+                sla: program_sla,
                 workflows,
             });
         }

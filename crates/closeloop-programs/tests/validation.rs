@@ -273,3 +273,67 @@ reports:
         );
     }
 }
+
+/// `defaults.sla` → a program's `sla:` → a workflow's `sla:`, each
+/// overriding the one before field by field; a program's manual tickets
+/// run the program's policy. A bad program policy is reported where it is.
+#[test]
+fn a_programs_sla_sits_between_the_defaults_and_its_workflows() {
+    let yaml = r#"
+version: 1
+defaults:
+  sla: {first_contact: 24h, escalate_after: 5d}
+programs:
+  - id: rnps
+    name: Relationship NPS
+    metric: nps
+    metric_question: nps
+    fallback_owner: cx@vendor.example
+    sla: {escalate_after: 3d, close_within: 20d}
+    questions:
+      - {id: nps, kind: nps}
+    workflows:
+      - id: detractor
+        name: Detractor
+        when: answers.nps <= 6
+        owner: {role: csm}
+        guide: {title: Guide}
+        sla: {close_within: 10d}
+      - id: passive
+        name: Passive
+        when: answers.nps >= 7
+        owner: {role: csm}
+        guide: {title: Guide}
+  - id: other
+    name: Other
+    metric: nps
+    metric_question: nps
+    fallback_owner: cx@vendor.example
+    questions:
+      - {id: nps, kind: nps}
+"#;
+    let c = Catalog::parse(yaml).unwrap();
+    let secs = |s: &closeloop_programs::Sla| {
+        (
+            s.first_contact.as_secs() / 3600,
+            s.escalate_after.as_secs() / 86_400,
+            s.close_within.as_secs() / 86_400,
+        )
+    };
+    assert_eq!(secs(&c.default_sla), (24, 5, 30));
+    assert_eq!(secs(&c.program("rnps").unwrap().sla), (24, 3, 20));
+    assert_eq!(secs(&c.workflow("detractor").unwrap().1.sla), (24, 3, 10));
+    assert_eq!(secs(&c.workflow("passive").unwrap().1.sla), (24, 3, 20));
+    assert_eq!(secs(&c.program("other").unwrap().sla), (24, 5, 30));
+
+    let bad = yaml.replace(
+        "sla: {escalate_after: 3d, close_within: 20d}",
+        "sla: {escalate_after: soon, close_within: 20d}",
+    );
+    let e = errors(&bad);
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("programs[0](rnps).sla.escalate_after: \"soon\"")),
+        "{e:#?}"
+    );
+}
