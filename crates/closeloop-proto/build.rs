@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "closeloop/v1/sla_events.proto",
         "closeloop/v1/report_events.proto",
         "closeloop/v1/escalation.proto",
+        "closeloop/v1/analytics.proto",
     ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
     for p in &paths {

@@ -320,9 +320,7 @@ fn module(
             &config.notification,
         )?),
         Role::Escalation => Box::new(closeloop_escalation::role::Escalation),
-        other @ Role::Analytics => {
-            return Err(ServerError::Roles(RolesError::NotAvailable(other.as_str())));
-        }
+        Role::Analytics => Box::new(closeloop_analytics::role::Analytics),
     })
 }
 

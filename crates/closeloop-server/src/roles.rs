@@ -13,6 +13,12 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, which `--roles all` means: `ingestion` takes feedback in
+    /// and serves the account directory; `routing` turns feedback into
+    /// routing decisions; `ticketing` opens and runs tickets; `escalation`
+    /// runs SLA clocks and escalates; `notification` tells owners and
+    /// stakeholders; `analytics` answers closure rates, NPS and the other
+    /// views.
     pub const ALL: [Role; 6] = [
         Role::Ingestion,
         Role::Routing,
@@ -20,19 +26,6 @@ impl Role {
         Role::Escalation,
         Role::Notification,
         Role::Analytics,
-    ];
-
-    /// Roles this build implements; `--roles all` means these. `ingestion`
-    /// takes feedback in and serves the account directory; `routing` turns
-    /// feedback into routing decisions; `ticketing` opens and runs tickets;
-    /// `escalation` runs SLA clocks and escalates; `notification` tells
-    /// owners and stakeholders.
-    pub const AVAILABLE: [Role; 5] = [
-        Role::Ingestion,
-        Role::Routing,
-        Role::Ticketing,
-        Role::Escalation,
-        Role::Notification,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,11 +46,6 @@ pub enum RolesError {
     Empty,
     #[error("unknown role {0:?}: use 'all' or a comma-separated list of {all}", all = names(&Role::ALL))]
     Unknown(String),
-    #[error(
-        "role {0:?} is not implemented in this version of closeloop yet (available: {avail})",
-        avail = names(&Role::AVAILABLE)
-    )]
-    NotAvailable(&'static str),
 }
 
 fn names(roles: &[Role]) -> String {
@@ -78,16 +66,13 @@ impl Roles {
         let mut roles = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if part.eq_ignore_ascii_case("all") {
-                roles.extend(Role::AVAILABLE);
+                roles.extend(Role::ALL);
                 continue;
             }
             let role = Role::ALL
                 .into_iter()
                 .find(|r| r.as_str().eq_ignore_ascii_case(part))
                 .ok_or_else(|| RolesError::Unknown(part.to_string()))?;
-            if !Role::AVAILABLE.contains(&role) {
-                return Err(RolesError::NotAvailable(role.as_str()));
-            }
             roles.push(role);
         }
         roles.sort();
@@ -99,7 +84,7 @@ impl Roles {
     }
 
     pub fn all() -> Roles {
-        Roles(Role::AVAILABLE.to_vec())
+        Roles(Role::ALL.to_vec())
     }
 
     /// The roles, in a fixed order.
@@ -126,8 +111,10 @@ mod tests {
     fn parses_all_lists_and_rejects_unknown() {
         assert_eq!(Roles::parse("all").unwrap(), Roles::all());
         assert_eq!(
-            Roles::parse("ticketing, ingestion ,routing,notification,escalation,ticketing")
-                .unwrap(),
+            Roles::parse(
+                "ticketing, ingestion ,routing,notification,escalation,ticketing,Analytics"
+            )
+            .unwrap(),
             Roles::all()
         );
         assert_eq!(Roles::parse("ticketing").unwrap().to_string(), "ticketing");
@@ -136,10 +123,7 @@ mod tests {
             Roles::parse("ticketing,billing"),
             Err(RolesError::Unknown("billing".into()))
         );
-        assert_eq!(
-            Roles::parse("analytics"),
-            Err(RolesError::NotAvailable("analytics"))
-        );
+        assert_eq!(Roles::parse("analytics").unwrap().to_string(), "analytics");
         assert_eq!(
             Roles::parse("routing,ticketing").unwrap().to_string(),
             "routing, ticketing"

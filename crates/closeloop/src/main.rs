@@ -1,6 +1,7 @@
 //! `closeloop`: runs the services (`closeloop serve --roles ...`) and is the
 //! admin/client CLI (`closeloop tickets ...`) talking gRPC to a server.
 
+mod analytics;
 mod client;
 mod directory;
 mod feedback;
@@ -77,6 +78,9 @@ enum Command {
     Sla(sla::SlaArgs),
     /// Reports: the weekly open-ticket report.
     Reports(sla::ReportsArgs),
+    /// Analytics: closure and first-contact rates against targets, NPS,
+    /// with --explain for the tickets or responses behind a row.
+    Report(analytics::ReportArgs),
     /// Administration: the clock closeloop runs on.
     Admin(sla::AdminArgs),
 }
@@ -282,6 +286,7 @@ async fn main() -> ExitCode {
         Command::Webhooks(args) => webhooks::run(args).await,
         Command::Sla(args) => sla::run_sla(args).await,
         Command::Reports(args) => sla::run_reports(args).await,
+        Command::Report(args) => analytics::run(args).await,
         Command::Admin(args) => sla::run_admin(args).await,
         Command::Dlq(args) => {
             init_logging(cli.log_format, "warn");

@@ -118,7 +118,7 @@ enum ClockCommand {
     Advance { by: String },
 }
 
-fn parse_time(field: &str, s: &str) -> Result<prost_types::Timestamp, CliError> {
+pub fn parse_time(field: &str, s: &str) -> Result<prost_types::Timestamp, CliError> {
     humantime::parse_rfc3339_weak(s.trim())
         .map(|t| convert::timestamp(closeloop_domain::Timestamp::from_system_time(t)))
         .map_err(|e| CliError::Usage(format!("{field} {s:?} is not an RFC 3339 time: {e}")))

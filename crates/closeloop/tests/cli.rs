@@ -694,7 +694,7 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
     assert_eq!(v["ready"], true);
     assert_eq!(
         v["roles"],
-        "ingestion, routing, ticketing, escalation, notification"
+        "ingestion, routing, ticketing, escalation, notification, analytics"
     );
     let projectors: Vec<_> = v["projectors"]
         .as_array()

@@ -1,0 +1,224 @@
+//! Reading the fact tables as of a time: each ticket folded from its
+//! events recorded by then, each response's latest revision recorded by
+//! then, each account as it stood then.
+
+use std::collections::{BTreeMap, HashMap};
+
+use closeloop_readmodel::Db;
+use sqlx::Row as _;
+
+use crate::query::Query;
+
+/// A ticket as of the query's time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketFact {
+    pub ticket_id: String,
+    pub program_id: String,
+    /// `""` for a manual ticket.
+    pub workflow_id: String,
+    pub account_id: String,
+    pub opened_at: i64,
+    /// When first contact and closure are due (the SLA's first runs, in the
+    /// ticket's calendar; else the policy's targets in calendar time).
+    pub fc_due: i64,
+    pub close_due: i64,
+    pub first_contact: Option<i64>,
+    pub first_close: Option<i64>,
+    pub reopens: u32,
+    /// The owner after the last event.
+    pub owner: String,
+}
+
+/// An account as of the query's time.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccountFact {
+    pub region: String,
+    pub segment: String,
+    /// Role → e-mail.
+    pub team: BTreeMap<String, String>,
+}
+
+/// A response's latest revision as of the query's time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseFact {
+    pub feedback_id: String,
+    pub response_id: String,
+    pub program_id: String,
+    pub account_id: String,
+    pub submitted_at: i64,
+    pub answers: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ResponseFact {
+    /// Answer `q` as a number, if given.
+    pub fn number(&self, q: &str) -> Option<f64> {
+        self.answers.get(q).and_then(serde_json::Value::as_f64)
+    }
+}
+
+fn bounds(q: &Query) -> (i64, i64) {
+    (q.from.unwrap_or(i64::MIN), q.to.unwrap_or(i64::MAX))
+}
+
+/// The tickets opened in the query's period and recorded by its time.
+pub async fn tickets(db: &Db, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error> {
+    let (from, to) = bounds(q);
+    let rows = sqlx::query(
+        "SELECT t.ticket_id, t.program_id, t.workflow_id, t.account_id, t.opened_at, \
+         t.fc_target_secs, t.close_target_secs, d.fc_due, d.close_due \
+         FROM analytics_tickets t LEFT JOIN analytics_sla_due d \
+         ON d.ticket_id = t.ticket_id AND d.at <= $1 \
+         WHERE t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3 \
+         ORDER BY t.ticket_id",
+    )
+    .bind(q.as_of)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out: Vec<TicketFact> = Vec::with_capacity(rows.len());
+    let mut index: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let opened_at: i64 = r.try_get(4)?;
+        let fc_target: i64 = r.try_get(5)?;
+        let close_target: i64 = r.try_get(6)?;
+        let fc_due: Option<i64> = r.try_get(7)?;
+        let close_due: Option<i64> = r.try_get(8)?;
+        let id: String = r.try_get(0)?;
+        index.insert(id.clone(), out.len());
+        out.push(TicketFact {
+            ticket_id: id,
+            program_id: r.try_get(1)?,
+            workflow_id: r.try_get(2)?,
+            account_id: r.try_get(3)?,
+            opened_at,
+            fc_due: fc_due.unwrap_or(opened_at.saturating_add(fc_target * 1_000_000)),
+            close_due: close_due.unwrap_or(opened_at.saturating_add(close_target * 1_000_000)),
+            first_contact: None,
+            first_close: None,
+            reopens: 0,
+            owner: String::new(),
+        });
+    }
+    let events = sqlx::query(
+        "SELECT e.ticket_id, e.at, e.kind, e.owner_email FROM analytics_ticket_events e \
+         JOIN analytics_tickets t ON t.ticket_id = e.ticket_id \
+         WHERE e.at <= $1 AND t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3 \
+         ORDER BY e.ticket_id, e.sequence",
+    )
+    .bind(q.as_of)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    for r in events {
+        let id: String = r.try_get(0)?;
+        let Some(&i) = index.get(&id) else { continue };
+        let t = &mut out[i];
+        let at: i64 = r.try_get(1)?;
+        let kind: String = r.try_get(2)?;
+        let owner: String = r.try_get(3)?;
+        if !owner.is_empty() {
+            t.owner = owner;
+        }
+        match kind.as_str() {
+            "contact_logged" => {
+                t.first_contact.get_or_insert(at);
+            }
+            "closed" => {
+                t.first_close.get_or_insert(at);
+            }
+            "reopened" => t.reopens += 1,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Every account as it stood at `as_of`.
+pub async fn accounts(db: &Db, as_of: i64) -> Result<HashMap<String, AccountFact>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT account_id, region, segment, team FROM analytics_accounts WHERE at <= $1 \
+         ORDER BY account_id, sequence",
+    )
+    .bind(as_of)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let team: String = r.try_get(3)?;
+        let team: BTreeMap<String, String> = serde_json::from_str(&team).unwrap_or_default();
+        out.insert(
+            r.try_get::<String, _>(0)?,
+            AccountFact {
+                region: r.try_get(1)?,
+                segment: r.try_get(2)?,
+                team,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Each person's team in the directory (the first by team id when they
+/// are in several).
+pub async fn teams(db: &Db) -> Result<HashMap<String, String>, sqlx::Error> {
+    let rows = sqlx::query("SELECT team_id, email FROM team_members ORDER BY team_id, position")
+        .fetch_all(db.pool())
+        .await?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let team: String = r.try_get(0)?;
+        out.entry(r.try_get::<String, _>(1)?).or_insert(team);
+    }
+    Ok(out)
+}
+
+/// The responses submitted in the query's period: each one's latest
+/// revision (by when it was made) recorded by the query's time.
+pub async fn responses(db: &Db, q: &Query) -> Result<Vec<ResponseFact>, sqlx::Error> {
+    let (from, to) = bounds(q);
+    let rows = sqlx::query(
+        "SELECT feedback_id, response_id, program_id, account_id, submitted_at, answers \
+         FROM analytics_responses WHERE applied = 1 AND at <= $1 \
+         AND submitted_at >= $2 AND submitted_at < $3 \
+         ORDER BY feedback_id, revision_key, sequence",
+    )
+    .bind(q.as_of)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out: Vec<ResponseFact> = Vec::new();
+    for r in rows {
+        let answers: String = r.try_get(5)?;
+        let fact = ResponseFact {
+            feedback_id: r.try_get(0)?,
+            response_id: r.try_get(1)?,
+            program_id: r.try_get(2)?,
+            account_id: r.try_get(3)?,
+            submitted_at: r.try_get(4)?,
+            answers: serde_json::from_str(&answers).unwrap_or_default(),
+        };
+        // Ordered by revision: a later row of the same response replaces.
+        match out.last_mut() {
+            Some(last) if last.feedback_id == fact.feedback_id => *last = fact,
+            _ => out.push(fact),
+        }
+    }
+    Ok(out)
+}
+
+/// Each analytics projection's position: the last stream sequence it applied.
+pub async fn positions(db: &Db) -> Result<Vec<(String, u64)>, sqlx::Error> {
+    let mut out = Vec::new();
+    for name in crate::view::ALL {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT sequence FROM projector_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(db.pool())
+                .await?;
+        out.push((name.to_string(), seq.unwrap_or(0).max(0) as u64));
+    }
+    Ok(out)
+}

@@ -1,0 +1,633 @@
+//! The views, computed from facts (pure: no I/O). Each gives a [`Table`]:
+//! one row per combination of slice values, a total, and per row the
+//! measures of the view; [`explain`] lists what is behind a row.
+//!
+//! The definitions are in `docs/metrics.md`; this module implements them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::facts::{AccountFact, ResponseFact, TicketFact};
+use crate::query::{Dim, Query};
+
+/// A view's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub view: &'static str,
+    /// The slice dimensions, in the order asked.
+    pub dims: Vec<&'static str>,
+    pub measures: Vec<&'static str>,
+    /// Sorted by key.
+    pub rows: Vec<Row>,
+    /// Over every item counted (its key is empty).
+    pub total: Row,
+}
+
+/// One cell per measure; `None` where a measure does not apply (a rate of
+/// nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub key: Vec<String>,
+    pub values: Vec<Option<f64>>,
+}
+
+/// What the views need besides the facts.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub accounts: HashMap<String, AccountFact>,
+    /// Person → team.
+    pub teams: HashMap<String, String>,
+    /// Per program: its metric (`nps`, `csat`, `ces`, `custom`) and the
+    /// question carrying it.
+    pub metrics: HashMap<String, (String, String)>,
+    /// Target rates (%), by program; the default is [`DEFAULT_TARGET_PCT`].
+    pub closure_target_pct: HashMap<String, u32>,
+    pub first_contact_target_pct: HashMap<String, u32>,
+}
+
+/// The default target rate of closure and first contact within target.
+pub const DEFAULT_TARGET_PCT: u32 = 80;
+
+pub const NO_TEAM: &str = "(no team)";
+pub const MANUAL: &str = "(manual)";
+pub const UNKNOWN: &str = "(unknown)";
+
+/// Errors of a report's question.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReportError {
+    #[error("view {view} cannot be sliced by {dim}: its items are {items}")]
+    NotASlice {
+        view: &'static str,
+        dim: &'static str,
+        items: &'static str,
+    },
+}
+
+impl Context {
+    fn account(&self, id: &str) -> Option<&AccountFact> {
+        self.accounts.get(id)
+    }
+
+    fn team_of(&self, email: &str) -> String {
+        self.teams
+            .get(email)
+            .cloned()
+            .unwrap_or_else(|| NO_TEAM.to_string())
+    }
+}
+
+/// A ticket's value of slice `d`.
+fn ticket_slice(t: &TicketFact, d: Dim, q: &Query, cx: &Context) -> String {
+    match d {
+        Dim::Program => t.program_id.clone(),
+        Dim::Workflow if t.workflow_id.is_empty() => MANUAL.to_string(),
+        Dim::Workflow => t.workflow_id.clone(),
+        Dim::Team => cx.team_of(&t.owner),
+        Dim::Owner => t.owner.clone(),
+        Dim::Region => cx
+            .account(&t.account_id)
+            .map_or_else(|| UNKNOWN.to_string(), |a| a.region.clone()),
+        Dim::Segment => cx
+            .account(&t.account_id)
+            .map_or_else(|| UNKNOWN.to_string(), |a| a.segment.clone()),
+        Dim::Period => q.period.bucket(t.opened_at, &q.tz),
+    }
+}
+
+/// A response's value of slice `d` (`Err` for slices of tickets only).
+fn response_slice(
+    r: &ResponseFact,
+    d: Dim,
+    q: &Query,
+    cx: &Context,
+) -> Result<String, ReportError> {
+    Ok(match d {
+        Dim::Program => r.program_id.clone(),
+        Dim::Region => cx
+            .account(&r.account_id)
+            .map_or_else(|| UNKNOWN.to_string(), |a| a.region.clone()),
+        Dim::Segment => cx
+            .account(&r.account_id)
+            .map_or_else(|| UNKNOWN.to_string(), |a| a.segment.clone()),
+        // The account team's: the team of the account's CSM.
+        Dim::Team => cx
+            .account(&r.account_id)
+            .and_then(|a| a.team.get("csm"))
+            .map_or_else(|| NO_TEAM.to_string(), |csm| cx.team_of(csm)),
+        Dim::Period => q.period.bucket(r.submitted_at, &q.tz),
+        Dim::Workflow | Dim::Owner => {
+            return Err(ReportError::NotASlice {
+                view: "nps",
+                dim: d.as_str(),
+                items: "responses, which have no workflow or owner (slice tickets instead)",
+            });
+        }
+    })
+}
+
+/// Whether an item with slice values `f(dim)` passes the query's filters.
+fn passes(
+    q: &Query,
+    mut f: impl FnMut(Dim) -> Result<String, ReportError>,
+) -> Result<bool, ReportError> {
+    for (d, v) in &q.only {
+        if f(*d)? != *v {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Where a ticket stands on a clock as of `as_of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Met,
+    Missed,
+    Pending,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Met => "met",
+            Outcome::Missed => "missed",
+            Outcome::Pending => "pending",
+        }
+    }
+}
+
+/// Closure within target: met when the first close was at or before the
+/// due time; missed when it was later, or the ticket is unclosed and the
+/// due time has passed; else pending.
+pub fn closure_outcome(t: &TicketFact, as_of: i64) -> Outcome {
+    match t.first_close {
+        Some(c) if c <= t.close_due => Outcome::Met,
+        Some(_) => Outcome::Missed,
+        None if as_of > t.close_due => Outcome::Missed,
+        None => Outcome::Pending,
+    }
+}
+
+/// First contact within target: like closure on the first logged contact;
+/// a ticket closed without any contact has missed it.
+pub fn first_contact_outcome(t: &TicketFact, as_of: i64) -> Outcome {
+    match t.first_contact {
+        Some(c) if c <= t.fc_due => Outcome::Met,
+        Some(_) => Outcome::Missed,
+        None if as_of > t.fc_due || t.first_close.is_some() => Outcome::Missed,
+        None => Outcome::Pending,
+    }
+}
+
+/// Tickets needed on top of `met` for `met / (met + missed)` to reach
+/// `target_pct` (0 when it does).
+pub fn needed(met: u64, missed: u64, target_pct: u32) -> u64 {
+    let n = met + missed;
+    let want = (u64::from(target_pct) * n).div_ceil(100);
+    want.saturating_sub(met)
+}
+
+fn ratio(num: u64, den: u64) -> Option<f64> {
+    (den > 0).then(|| 100.0 * num as f64 / den as f64)
+}
+
+/// Which clock a rate view reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    Closure,
+    FirstContact,
+}
+
+impl Clock {
+    pub fn view(self) -> &'static str {
+        match self {
+            Clock::Closure => "closure",
+            Clock::FirstContact => "first-contact",
+        }
+    }
+
+    pub fn outcome(self, t: &TicketFact, as_of: i64) -> Outcome {
+        match self {
+            Clock::Closure => closure_outcome(t, as_of),
+            Clock::FirstContact => first_contact_outcome(t, as_of),
+        }
+    }
+
+    fn target_pct(self, cx: &Context, program: &str) -> u32 {
+        let m = match self {
+            Clock::Closure => &cx.closure_target_pct,
+            Clock::FirstContact => &cx.first_contact_target_pct,
+        };
+        m.get(program).copied().unwrap_or(DEFAULT_TARGET_PCT)
+    }
+}
+
+#[derive(Default, Clone)]
+struct RateAcc {
+    met: u64,
+    missed: u64,
+    pending: u64,
+    reopened: u64,
+    /// Target of the row's tickets (the lowest of their programs').
+    target: Option<u32>,
+}
+
+impl RateAcc {
+    fn add(&mut self, o: Outcome, reopens: u32, target: u32) {
+        match o {
+            Outcome::Met => self.met += 1,
+            Outcome::Missed => self.missed += 1,
+            Outcome::Pending => self.pending += 1,
+        }
+        self.reopened += u64::from(reopens);
+        self.target = Some(self.target.map_or(target, |t| t.min(target)));
+    }
+
+    fn row(&self, key: Vec<String>, clock: Clock) -> Row {
+        let target = self.target.unwrap_or(DEFAULT_TARGET_PCT);
+        let mut values = vec![
+            Some(self.met as f64),
+            Some(self.missed as f64),
+            Some(self.pending as f64),
+            ratio(self.met, self.met + self.missed),
+            Some(f64::from(target)),
+            Some(needed(self.met, self.missed, target) as f64),
+        ];
+        if clock == Clock::Closure {
+            values.push(Some(self.reopened as f64));
+        }
+        Row { key, values }
+    }
+}
+
+/// The measures of a rate view.
+pub fn rate_measures(clock: Clock) -> Vec<&'static str> {
+    let mut m = vec!["met", "missed", "pending", "rate", "target", "needed"];
+    if clock == Clock::Closure {
+        m.push("reopens");
+    }
+    m
+}
+
+/// Closure (or first contact) within target, by the query's slices.
+pub fn rate(clock: Clock, q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
+    let mut rows: BTreeMap<Vec<String>, RateAcc> = BTreeMap::new();
+    let mut total = RateAcc::default();
+    for t in tickets {
+        if !q.in_range(t.opened_at)
+            || !passes(q, |d| Ok(ticket_slice(t, d, q, cx))).unwrap_or(false)
+        {
+            continue;
+        }
+        let key: Vec<String> = q.by.iter().map(|d| ticket_slice(t, *d, q, cx)).collect();
+        let o = clock.outcome(t, q.as_of);
+        let target = clock.target_pct(cx, &t.program_id);
+        rows.entry(key).or_default().add(o, t.reopens, target);
+        total.add(o, t.reopens, target);
+    }
+    Table {
+        view: clock.view(),
+        dims: q.by.iter().map(|d| d.as_str()).collect(),
+        measures: rate_measures(clock),
+        rows: rows.into_iter().map(|(k, a)| a.row(k, clock)).collect(),
+        total: total.row(Vec::new(), clock),
+    }
+}
+
+/// How a program's metric question is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Band {
+    Promoter,
+    Passive,
+    Detractor,
+}
+
+/// An NPS answer's band: 9-10 promoter, 7-8 passive, 0-6 detractor.
+pub fn band(score: f64) -> Band {
+    if score >= 9.0 {
+        Band::Promoter
+    } else if score >= 7.0 {
+        Band::Passive
+    } else {
+        Band::Detractor
+    }
+}
+
+#[derive(Default)]
+struct NpsAcc {
+    promoters: u64,
+    passives: u64,
+    detractors: u64,
+    csat_n: u64,
+    csat_top: u64,
+    csat_sum: f64,
+    ces_n: u64,
+    ces_sum: f64,
+}
+
+impl NpsAcc {
+    fn row(&self, key: Vec<String>) -> Row {
+        let n = self.promoters + self.passives + self.detractors;
+        let nps =
+            (n > 0).then(|| 100.0 * (self.promoters as f64 - self.detractors as f64) / n as f64);
+        Row {
+            key,
+            values: vec![
+                Some(n as f64),
+                Some(self.promoters as f64),
+                Some(self.passives as f64),
+                Some(self.detractors as f64),
+                nps,
+                Some(self.csat_n as f64),
+                ratio(self.csat_top, self.csat_n),
+                (self.csat_n > 0).then(|| self.csat_sum / self.csat_n as f64),
+                Some(self.ces_n as f64),
+                (self.ces_n > 0).then(|| self.ces_sum / self.ces_n as f64),
+            ],
+        }
+    }
+}
+
+pub const NPS_MEASURES: [&str; 10] = [
+    "responses",
+    "promoters",
+    "passives",
+    "detractors",
+    "nps",
+    "csat_responses",
+    "csat",
+    "csat_mean",
+    "ces_responses",
+    "ces_mean",
+];
+
+/// A response's metric: its program's kind and its answer to the metric
+/// question (programs without a metric in the context: `nps` on `nps`).
+pub fn metric_of<'a>(r: &ResponseFact, cx: &'a Context) -> (&'a str, Option<f64>) {
+    match cx.metrics.get(&r.program_id) {
+        Some((kind, question)) => (kind.as_str(), r.number(question)),
+        None => ("nps", r.number("nps")),
+    }
+}
+
+/// NPS, CSAT and CES by the query's slices.
+pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table, ReportError> {
+    for d in &q.by {
+        if matches!(d, Dim::Workflow | Dim::Owner) {
+            return Err(ReportError::NotASlice {
+                view: "nps",
+                dim: d.as_str(),
+                items: "responses, which have no workflow or owner (slice tickets instead)",
+            });
+        }
+    }
+    let mut rows: BTreeMap<Vec<String>, NpsAcc> = BTreeMap::new();
+    let mut total = NpsAcc::default();
+    for r in responses {
+        if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
+            continue;
+        }
+        let (kind, value) = metric_of(r, cx);
+        let Some(v) = value else { continue };
+        let key =
+            q.by.iter()
+                .map(|d| response_slice(r, *d, q, cx))
+                .collect::<Result<Vec<_>, _>>()?;
+        for acc in [rows.entry(key).or_default(), &mut total] {
+            match kind {
+                "nps" => match band(v) {
+                    Band::Promoter => acc.promoters += 1,
+                    Band::Passive => acc.passives += 1,
+                    Band::Detractor => acc.detractors += 1,
+                },
+                "csat" => {
+                    acc.csat_n += 1;
+                    acc.csat_sum += v;
+                    if v >= 4.0 {
+                        acc.csat_top += 1;
+                    }
+                }
+                "ces" => {
+                    acc.ces_n += 1;
+                    acc.ces_sum += v;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(Table {
+        view: "nps",
+        dims: q.by.iter().map(|d| d.as_str()).collect(),
+        measures: NPS_MEASURES.to_vec(),
+        rows: rows.into_iter().map(|(k, a)| a.row(k)).collect(),
+        total: total.row(Vec::new()),
+    })
+}
+
+/// The items behind one row: columns and one line per ticket or response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explained {
+    pub items: &'static str,
+    pub columns: Vec<&'static str>,
+    pub lines: Vec<Vec<String>>,
+}
+
+fn time(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// The tickets of a rate view's row `key` (all rows when empty), only those
+/// with `outcome` when given.
+pub fn explain_rate(
+    clock: Clock,
+    q: &Query,
+    key: &[String],
+    outcome: Option<Outcome>,
+    tickets: &[TicketFact],
+    cx: &Context,
+) -> Explained {
+    let mut lines = Vec::new();
+    for t in tickets {
+        if !q.in_range(t.opened_at)
+            || !passes(q, |d| Ok(ticket_slice(t, d, q, cx))).unwrap_or(false)
+        {
+            continue;
+        }
+        if !key.is_empty() {
+            let k: Vec<String> = q.by.iter().map(|d| ticket_slice(t, *d, q, cx)).collect();
+            if k != key {
+                continue;
+            }
+        }
+        let o = clock.outcome(t, q.as_of);
+        if outcome.is_some_and(|want| want != o) {
+            continue;
+        }
+        let (due, at) = match clock {
+            Clock::Closure => (t.close_due, t.first_close),
+            Clock::FirstContact => (t.fc_due, t.first_contact),
+        };
+        lines.push(vec![
+            t.ticket_id.clone(),
+            t.program_id.clone(),
+            if t.workflow_id.is_empty() {
+                MANUAL.to_string()
+            } else {
+                t.workflow_id.clone()
+            },
+            t.account_id.clone(),
+            t.owner.clone(),
+            time(t.opened_at),
+            time(due),
+            at.map(time).unwrap_or_default(),
+            o.as_str().to_string(),
+            t.reopens.to_string(),
+        ]);
+    }
+    Explained {
+        items: "tickets",
+        columns: vec![
+            "ticket_id",
+            "program",
+            "workflow",
+            "account",
+            "owner",
+            "opened_at",
+            "due",
+            match clock {
+                Clock::Closure => "first_closed_at",
+                Clock::FirstContact => "first_contact_at",
+            },
+            "outcome",
+            "reopens",
+        ],
+        lines,
+    }
+}
+
+/// The responses of an NPS row `key` (all rows when empty), only those in
+/// `band` when given.
+pub fn explain_nps(
+    q: &Query,
+    key: &[String],
+    only: Option<Band>,
+    responses: &[ResponseFact],
+    cx: &Context,
+) -> Result<Explained, ReportError> {
+    let mut lines = Vec::new();
+    for r in responses {
+        if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
+            continue;
+        }
+        let (kind, value) = metric_of(r, cx);
+        let Some(v) = value else { continue };
+        if !key.is_empty() {
+            let k =
+                q.by.iter()
+                    .map(|d| response_slice(r, *d, q, cx))
+                    .collect::<Result<Vec<_>, _>>()?;
+            if k != key {
+                continue;
+            }
+        }
+        let b = (kind == "nps").then(|| band(v));
+        if only.is_some() && b != only {
+            continue;
+        }
+        lines.push(vec![
+            r.feedback_id.clone(),
+            r.response_id.clone(),
+            r.program_id.clone(),
+            r.account_id.clone(),
+            time(r.submitted_at),
+            kind.to_string(),
+            format!("{v}"),
+            match b {
+                Some(Band::Promoter) => "promoter",
+                Some(Band::Passive) => "passive",
+                Some(Band::Detractor) => "detractor",
+                None => "",
+            }
+            .to_string(),
+        ]);
+    }
+    Ok(Explained {
+        items: "responses",
+        columns: vec![
+            "feedback_id",
+            "response_id",
+            "program",
+            "account",
+            "submitted_at",
+            "metric",
+            "score",
+            "band",
+        ],
+        lines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(opened: i64, close_due: i64, first_close: Option<i64>) -> TicketFact {
+        TicketFact {
+            ticket_id: "t".into(),
+            program_id: "p".into(),
+            workflow_id: String::new(),
+            account_id: "a".into(),
+            opened_at: opened,
+            fc_due: opened + 10,
+            close_due,
+            first_contact: None,
+            first_close,
+            reopens: 0,
+            owner: "o@x".into(),
+        }
+    }
+
+    #[test]
+    fn outcomes_at_the_boundaries() {
+        // Closed exactly at the due time: met; a microsecond later: missed.
+        assert_eq!(
+            closure_outcome(&ticket(0, 100, Some(100)), 500),
+            Outcome::Met
+        );
+        assert_eq!(
+            closure_outcome(&ticket(0, 100, Some(101)), 500),
+            Outcome::Missed
+        );
+        // Open: pending up to the due time, missed after it.
+        assert_eq!(
+            closure_outcome(&ticket(0, 100, None), 100),
+            Outcome::Pending
+        );
+        assert_eq!(closure_outcome(&ticket(0, 100, None), 101), Outcome::Missed);
+        // Closed without contact: first contact missed even before its due.
+        assert_eq!(
+            first_contact_outcome(&ticket(0, 100, Some(5)), 6),
+            Outcome::Missed
+        );
+    }
+
+    #[test]
+    fn needed_reaches_the_target_exactly() {
+        assert_eq!(needed(7, 3, 80), 1); // 8/10 = 80%
+        assert_eq!(needed(8, 2, 80), 0);
+        assert_eq!(needed(0, 1, 80), 1);
+        assert_eq!(needed(0, 0, 80), 0);
+        assert_eq!(needed(3, 4, 80), 3); // ceil(5.6) = 6
+    }
+
+    #[test]
+    fn nps_bands() {
+        assert_eq!(band(10.0), Band::Promoter);
+        assert_eq!(band(9.0), Band::Promoter);
+        assert_eq!(band(8.0), Band::Passive);
+        assert_eq!(band(7.0), Band::Passive);
+        assert_eq!(band(6.0), Band::Detractor);
+        assert_eq!(band(0.0), Band::Detractor);
+    }
+}

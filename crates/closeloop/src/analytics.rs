@@ -1,0 +1,344 @@
+//! `closeloop report closure|first-contact|nps`: the analytics role's
+//! views, as tables, JSON or CSV, and `--explain` for the tickets or
+//! responses behind a row.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use closeloop_proto::v1;
+use closeloop_proto::v1::analytics_service_client::AnalyticsServiceClient;
+use serde_json::{Value, json};
+
+use crate::client::{self, CliError};
+use crate::output::{self, outln, rfc3339, text};
+use crate::sla::{Format, parse_time};
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// gRPC address of a closeloop server running the analytics role.
+    #[arg(
+        long,
+        global = true,
+        env = "CLOSELOOP_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: View,
+}
+
+#[derive(Subcommand)]
+enum View {
+    /// Tickets closed within their target: met, missed, pending, the rate
+    /// against the target rate and how many more were needed.
+    Closure(ViewArgs),
+    /// Tickets whose first contact was within its target.
+    FirstContact(ViewArgs),
+    /// NPS (promoters, passives, detractors, score), CSAT and CES.
+    Nps(ViewArgs),
+}
+
+#[derive(Args)]
+struct ViewArgs {
+    /// Slices, comma-separated: program, workflow, team, region, owner,
+    /// segment, period.
+    #[arg(long, value_delimiter = ',')]
+    by: Vec<String>,
+    /// Start of the period (RFC 3339 or a date; inclusive).
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the period (exclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// Buckets of the period slice: day, week, month (default), quarter, year.
+    #[arg(long, default_value = "")]
+    period: String,
+    /// Time zone of the period buckets (IANA, default UTC).
+    #[arg(long, default_value = "")]
+    tz: String,
+    /// Evaluate as of this time (default: now).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Only items whose slice has this value: DIMENSION=VALUE (repeatable).
+    #[arg(long = "where")]
+    only: Vec<String>,
+    /// List the tickets or responses behind the row with this key (its
+    /// slice values, comma-separated, in --by order; `all` for every row).
+    #[arg(long)]
+    explain: Option<String>,
+    /// With --explain: only met, missed or pending (closure,
+    /// first-contact); promoter, passive or detractor (nps).
+    #[arg(long, default_value = "")]
+    only_items: String,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    output: Format,
+}
+
+pub async fn run(args: ReportArgs) -> ExitCode {
+    let server = args.server.clone();
+    match report(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => client::report(&server, e),
+    }
+}
+
+/// A date (`2026-01-01`) is its midnight UTC.
+fn time_arg(field: &str, s: &str) -> Result<prost_types::Timestamp, CliError> {
+    let s = s.trim();
+    if s.len() == 10 && s.as_bytes()[4] == b'-' {
+        parse_time(field, &format!("{s}T00:00:00Z"))
+    } else {
+        parse_time(field, s)
+    }
+}
+
+fn request(a: &ViewArgs) -> Result<v1::ReportRequest, CliError> {
+    let mut only = Vec::new();
+    for w in &a.only {
+        let Some((d, v)) = w.split_once('=') else {
+            return Err(CliError::Usage(format!(
+                "--where {w:?}: use DIMENSION=VALUE, e.g. --where program=relationship-nps"
+            )));
+        };
+        only.push(v1::SliceValue {
+            dimension: d.trim().to_string(),
+            value: v.trim().to_string(),
+        });
+    }
+    Ok(v1::ReportRequest {
+        by: a
+            .by
+            .iter()
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty())
+            .collect(),
+        from: a
+            .from
+            .as_deref()
+            .map(|t| time_arg("--from", t))
+            .transpose()?,
+        to: a.to.as_deref().map(|t| time_arg("--to", t)).transpose()?,
+        period: a.period.clone(),
+        time_zone: a.tz.clone(),
+        as_of: a
+            .as_of
+            .as_deref()
+            .map(|t| time_arg("--as-of", t))
+            .transpose()?,
+        only,
+    })
+}
+
+async fn report(args: ReportArgs) -> Result<(), CliError> {
+    let mut c = AnalyticsServiceClient::new(client::channel(&args.server).await?);
+    let (name, a) = match &args.command {
+        View::Closure(a) => ("closure", a),
+        View::FirstContact(a) => ("first-contact", a),
+        View::Nps(a) => ("nps", a),
+    };
+    let req = request(a)?;
+    if let Some(key) = &a.explain {
+        let key: Vec<String> = if key.trim() == "all" {
+            Vec::new()
+        } else {
+            key.split(',').map(|k| k.trim().to_string()).collect()
+        };
+        let r = c
+            .explain(v1::ExplainRequest {
+                view: name.to_string(),
+                request: Some(req),
+                key,
+                only: a.only_items.clone(),
+            })
+            .await?
+            .into_inner();
+        print_explained(&r, a.output);
+        return Ok(());
+    }
+    let r = match &args.command {
+        View::Closure(_) => c.closure(req).await?,
+        View::FirstContact(_) => c.first_contact(req).await?,
+        View::Nps(_) => c.nps(req).await?,
+    }
+    .into_inner();
+    print_report(&r, a.output);
+    Ok(())
+}
+
+/// Counts as integers, rates and scores with one decimal, `-` where a
+/// measure does not apply.
+fn cell(measure: &str, v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if matches!(measure, "rate" | "nps" | "csat" | "csat_mean" | "ces_mean") => {
+            format!("{v:.1}")
+        }
+        Some(v) => format!("{v}"),
+    }
+}
+
+fn values(r: &v1::Report, row: &v1::ReportRow) -> Vec<Option<f64>> {
+    (0..r.measures.len())
+        .map(|i| row.values.get(i).and_then(|m| m.value))
+        .collect()
+}
+
+fn print_report(r: &v1::Report, format: Format) {
+    let total = r.total.clone().unwrap_or_default();
+    match format {
+        Format::Json => {
+            let row = |row: &v1::ReportRow| {
+                let key: serde_json::Map<String, Value> = r
+                    .dimensions
+                    .iter()
+                    .zip(&row.key)
+                    .map(|(d, k)| (d.clone(), Value::from(k.clone())))
+                    .collect();
+                let vals: serde_json::Map<String, Value> = r
+                    .measures
+                    .iter()
+                    .zip(values(r, row))
+                    .map(|(m, v)| (m.clone(), v.map_or(Value::Null, Value::from)))
+                    .collect();
+                json!({"key": key, "values": vals})
+            };
+            output::print_json(&json!({
+                "view": r.view,
+                "as_of": rfc3339(&r.as_of),
+                "positions": r.positions.iter().map(|p| json!({"projection": p.projection, "sequence": p.sequence})).collect::<Vec<_>>(),
+                "dimensions": r.dimensions,
+                "measures": r.measures,
+                "rows": r.rows.iter().map(row).collect::<Vec<_>>(),
+                "total": row(&total),
+            }));
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let _ = w.write_record(r.dimensions.iter().chain(&r.measures));
+            let line = |w: &mut csv::Writer<Vec<u8>>, key: Vec<String>, row: &v1::ReportRow| {
+                let vals = values(r, row)
+                    .into_iter()
+                    .map(|v| v.map(|v| v.to_string()).unwrap_or_default());
+                let _ = w.write_record(key.into_iter().chain(vals));
+            };
+            for row in &r.rows {
+                line(&mut w, row.key.clone(), row);
+            }
+            let key = if r.dimensions.is_empty() {
+                Vec::new()
+            } else {
+                std::iter::once("(total)".to_string())
+                    .chain(std::iter::repeat_n(String::new(), r.dimensions.len() - 1))
+                    .collect()
+            };
+            line(&mut w, key, &total);
+            let bytes = w.into_inner().unwrap_or_default();
+            output::write_stdout(format_args!("{}", String::from_utf8_lossy(&bytes)));
+        }
+        Format::Table => {
+            outln!("{} as of {}", r.view, text(&rfc3339(&r.as_of)));
+            let head: Vec<String> = r.dimensions.iter().chain(&r.measures).cloned().collect();
+            let mut lines: Vec<Vec<String>> = r
+                .rows
+                .iter()
+                .map(|row| {
+                    row.key
+                        .iter()
+                        .cloned()
+                        .chain(
+                            r.measures
+                                .iter()
+                                .zip(values(r, row))
+                                .map(|(m, v)| cell(m, v)),
+                        )
+                        .collect()
+                })
+                .collect();
+            let mut t: Vec<String> = (0..r.dimensions.len())
+                .map(|i| {
+                    if i == 0 {
+                        "total".into()
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect();
+            t.extend(
+                r.measures
+                    .iter()
+                    .zip(values(r, &total))
+                    .map(|(m, v)| cell(m, v)),
+            );
+            if r.dimensions.is_empty() {
+                lines.clear();
+            }
+            lines.push(t);
+            table(&head, &lines, r.dimensions.len());
+        }
+    }
+}
+
+/// Aligned columns: the first `left` left-aligned (keys), the rest right.
+fn table(head: &[String], lines: &[Vec<String>], left: usize) {
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l.get(i).map_or(0, |c| c.chars().count()))
+                .chain([head[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let fmt = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i < left {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    outln!("{}", fmt(head));
+    for l in lines {
+        outln!("{}", fmt(l));
+    }
+}
+
+fn print_explained(r: &v1::ExplainResponse, format: Format) {
+    match format {
+        Format::Json => output::print_json(&json!({
+            "items": r.items,
+            "as_of": rfc3339(&r.as_of),
+            "lines": r.lines.iter().map(|l| {
+                r.columns.iter().cloned().zip(l.cells.iter().cloned().map(Value::from)).collect::<serde_json::Map<_, _>>()
+            }).collect::<Vec<_>>(),
+        })),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let _ = w.write_record(&r.columns);
+            for l in &r.lines {
+                let _ = w.write_record(&l.cells);
+            }
+            let bytes = w.into_inner().unwrap_or_default();
+            output::write_stdout(format_args!("{}", String::from_utf8_lossy(&bytes)));
+        }
+        Format::Table => {
+            outln!(
+                "{} {} as of {}",
+                r.lines.len(),
+                r.items,
+                text(&rfc3339(&r.as_of))
+            );
+            let lines: Vec<Vec<String>> = r.lines.iter().map(|l| l.cells.clone()).collect();
+            table(&r.columns, &lines, r.columns.len());
+        }
+    }
+}
