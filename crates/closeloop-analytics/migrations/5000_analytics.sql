@@ -14,18 +14,26 @@ CREATE TABLE analytics_tickets (
     -- Targets of the ticket's SLA policy when it opened (seconds).
     fc_target_secs    BIGINT NOT NULL,
     close_target_secs BIGINT NOT NULL,
+    -- Whether the workflow asks for an opportunity at the close (0/1).
+    require_opportunity INTEGER NOT NULL,
     sequence          BIGINT NOT NULL
 );
 CREATE INDEX analytics_tickets_by_opened ON analytics_tickets (opened_at);
 
 -- Each ticket's events that views read; owner_email is the new owner on an
 -- opening or a reassignment, '' on other events (the owner is unchanged).
+-- A close carries what closure quality scores of its documentation: the
+-- word counts of its root cause and actions taken, and whether it recorded
+-- an opportunity (0 on other events).
 CREATE TABLE analytics_ticket_events (
-    ticket_id   TEXT NOT NULL,
-    sequence    BIGINT NOT NULL,
-    at          BIGINT NOT NULL,
-    kind        TEXT NOT NULL,
-    owner_email TEXT NOT NULL,
+    ticket_id        TEXT NOT NULL,
+    sequence         BIGINT NOT NULL,
+    at               BIGINT NOT NULL,
+    kind             TEXT NOT NULL,
+    owner_email      TEXT NOT NULL,
+    root_cause_words BIGINT NOT NULL,
+    actions_words    BIGINT NOT NULL,
+    opportunity      INTEGER NOT NULL,
     PRIMARY KEY (ticket_id, sequence)
 );
 
@@ -75,4 +83,12 @@ CREATE TABLE analytics_sla_events (
     clock     TEXT NOT NULL,     -- first_contact, closure; '' for escalations
     detail    BIGINT NOT NULL,   -- a warning's percent, an escalation's level
     PRIMARY KEY (ticket_id, sequence)
+);
+
+-- Each response's routing decision: whether it triggered no workflow.
+CREATE TABLE analytics_routing (
+    feedback_id TEXT PRIMARY KEY,
+    unmatched   INTEGER NOT NULL,
+    at          BIGINT NOT NULL,
+    sequence    BIGINT NOT NULL
 );

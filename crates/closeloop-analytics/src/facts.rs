@@ -27,6 +27,48 @@ pub struct TicketFact {
     pub reopens: u32,
     /// The owner after the last event.
     pub owner: String,
+    /// The response it was opened from (`""` for a manual ticket).
+    pub feedback_id: String,
+    /// Whether its workflow asks for an opportunity at the close.
+    pub require_opportunity: bool,
+    /// Its last close, when it is closed (closed and not reopened since).
+    pub closed: Option<Closure>,
+    /// Warnings, breaches and escalations recorded.
+    pub sla: SlaMarks,
+}
+
+/// A ticket's close as closure quality scores it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Closure {
+    pub at: i64,
+    /// The owner at the close.
+    pub owner: String,
+    pub root_cause_words: u32,
+    pub actions_words: u32,
+    pub opportunity: bool,
+    /// A contact was logged before (or at) the close.
+    pub contact_before: bool,
+}
+
+/// What the escalation role recorded of a ticket's clocks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlaMarks {
+    pub warned_first_contact: bool,
+    pub warned_closure: bool,
+    pub breached_first_contact: bool,
+    pub breached_closure: bool,
+    /// Escalation levels reached (1: the owner's manager).
+    pub levels: std::collections::BTreeSet<u32>,
+}
+
+impl SlaMarks {
+    pub fn warned(&self) -> bool {
+        self.warned_first_contact || self.warned_closure
+    }
+
+    pub fn breached(&self) -> bool {
+        self.breached_first_contact || self.breached_closure
+    }
 }
 
 /// An account as of the query's time.
@@ -65,7 +107,8 @@ pub async fn tickets(db: &Db, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error>
     let (from, to) = bounds(q);
     let rows = sqlx::query(
         "SELECT t.ticket_id, t.program_id, t.workflow_id, t.account_id, t.opened_at, \
-         t.fc_target_secs, t.close_target_secs, d.fc_due, d.close_due \
+         t.fc_target_secs, t.close_target_secs, d.fc_due, d.close_due, t.feedback_id, \
+         t.require_opportunity \
          FROM analytics_tickets t LEFT JOIN analytics_sla_due d \
          ON d.ticket_id = t.ticket_id AND d.at <= $1 \
          WHERE t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3 \
@@ -84,6 +127,7 @@ pub async fn tickets(db: &Db, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error>
         let close_target: i64 = r.try_get(6)?;
         let fc_due: Option<i64> = r.try_get(7)?;
         let close_due: Option<i64> = r.try_get(8)?;
+        let require_opportunity: i32 = r.try_get(10)?;
         let id: String = r.try_get(0)?;
         index.insert(id.clone(), out.len());
         out.push(TicketFact {
@@ -98,10 +142,15 @@ pub async fn tickets(db: &Db, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error>
             first_close: None,
             reopens: 0,
             owner: String::new(),
+            feedback_id: r.try_get(9)?,
+            require_opportunity: require_opportunity != 0,
+            closed: None,
+            sla: SlaMarks::default(),
         });
     }
     let events = sqlx::query(
-        "SELECT e.ticket_id, e.at, e.kind, e.owner_email FROM analytics_ticket_events e \
+        "SELECT e.ticket_id, e.at, e.kind, e.owner_email, e.root_cause_words, \
+         e.actions_words, e.opportunity FROM analytics_ticket_events e \
          JOIN analytics_tickets t ON t.ticket_id = e.ticket_id \
          WHERE e.at <= $1 AND t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3 \
          ORDER BY e.ticket_id, e.sequence",
@@ -127,8 +176,50 @@ pub async fn tickets(db: &Db, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error>
             }
             "closed" => {
                 t.first_close.get_or_insert(at);
+                let root_cause_words: i64 = r.try_get(4)?;
+                let actions_words: i64 = r.try_get(5)?;
+                let opportunity: i32 = r.try_get(6)?;
+                t.closed = Some(Closure {
+                    at,
+                    owner: t.owner.clone(),
+                    root_cause_words: root_cause_words.clamp(0, i64::from(u32::MAX)) as u32,
+                    actions_words: actions_words.clamp(0, i64::from(u32::MAX)) as u32,
+                    opportunity: opportunity != 0,
+                    contact_before: t.first_contact.is_some(),
+                });
             }
-            "reopened" => t.reopens += 1,
+            "reopened" => {
+                t.reopens += 1;
+                t.closed = None;
+            }
+            _ => {}
+        }
+    }
+    let marks = sqlx::query(
+        "SELECT e.ticket_id, e.kind, e.clock, e.detail FROM analytics_sla_events e \
+         JOIN analytics_tickets t ON t.ticket_id = e.ticket_id \
+         WHERE e.at <= $1 AND t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3",
+    )
+    .bind(q.as_of)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    for r in marks {
+        let id: String = r.try_get(0)?;
+        let Some(&i) = index.get(&id) else { continue };
+        let m = &mut out[i].sla;
+        let kind: String = r.try_get(1)?;
+        let clock: String = r.try_get(2)?;
+        let detail: i64 = r.try_get(3)?;
+        match (kind.as_str(), clock.as_str()) {
+            ("warned", "first_contact") => m.warned_first_contact = true,
+            ("warned", _) => m.warned_closure = true,
+            ("breached", "first_contact") => m.breached_first_contact = true,
+            ("breached", _) => m.breached_closure = true,
+            ("escalated", _) => {
+                m.levels.insert(detail.clamp(0, i64::from(u32::MAX)) as u32);
+            }
             _ => {}
         }
     }
@@ -221,4 +312,17 @@ pub async fn positions(db: &Db) -> Result<Vec<(String, u64)>, sqlx::Error> {
         out.push((name.to_string(), seq.unwrap_or(0).max(0) as u64));
     }
     Ok(out)
+}
+
+/// The responses whose routing decision, recorded by `as_of`, matched no
+/// workflow.
+pub async fn unmatched(
+    db: &Db,
+    as_of: i64,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT feedback_id FROM analytics_routing WHERE unmatched = 1 AND at <= $1")
+        .bind(as_of)
+        .fetch_all(db.pool())
+        .await
+        .map(|v: Vec<String>| v.into_iter().collect())
 }

@@ -13,9 +13,9 @@ use closeloop_readmodel::Db;
 use jiff::tz::TimeZone;
 use tonic::{Request, Response, Status};
 
-use crate::facts;
 use crate::query::{Dim, Period, Query};
 use crate::report::{self, Band, Clock as RateClock, Context, Outcome, ReportError, Table};
+use crate::{escalations, facts, journey, leaderboard, quality, uplift};
 
 #[derive(Clone)]
 pub struct AnalyticsGrpc {
@@ -37,7 +37,11 @@ fn micros(t: &prost_types::Timestamp) -> i64 {
 }
 
 /// Parses a request, with a violation per bad field.
-pub fn parse_query(r: &v1::ReportRequest, now: i64) -> Result<Query, Vec<FieldViolation>> {
+pub fn parse_query(
+    r: &v1::ReportRequest,
+    now: i64,
+    default_period: Period,
+) -> Result<Query, Vec<FieldViolation>> {
     let mut errs = Vec::new();
     let mut by = Vec::new();
     for (i, d) in r.by.iter().enumerate() {
@@ -57,7 +61,7 @@ pub fn parse_query(r: &v1::ReportRequest, now: i64) -> Result<Query, Vec<FieldVi
         }
     }
     let period = if r.period.trim().is_empty() {
-        Period::Month
+        default_period
     } else {
         Period::parse(&r.period).unwrap_or_else(|| {
             errs.push(FieldViolation::new(
@@ -135,11 +139,24 @@ fn to_proto(t: &Table, q: &Query, positions: &[(String, u64)]) -> v1::Report {
     }
 }
 
+/// A view's default period bucketing.
+fn default_period(view: &str) -> Period {
+    match view {
+        "leaderboard" => Period::Quarter,
+        "uplift" => Period::Year,
+        _ => Period::Month,
+    }
+}
+
 impl AnalyticsGrpc {
-    fn query(&self, r: Option<&v1::ReportRequest>) -> Result<Query, Status> {
+    fn query(&self, view: &str, r: Option<&v1::ReportRequest>) -> Result<Query, Status> {
         let now = Timestamp::from_system_time(self.clock.now()).as_micros();
-        parse_query(r.unwrap_or(&v1::ReportRequest::default()), now)
-            .map_err(closeloop_proto::status::invalid_argument)
+        parse_query(
+            r.unwrap_or(&v1::ReportRequest::default()),
+            now,
+            default_period(view),
+        )
+        .map_err(closeloop_proto::status::invalid_argument)
     }
 
     async fn context(&self, q: &Query) -> Result<Context, Status> {
@@ -151,6 +168,12 @@ impl AnalyticsGrpc {
             ..Context::default()
         };
         if let Some(c) = &self.catalog {
+            cx.config = c.analytics.clone();
+            cx.stages = c
+                .programs
+                .iter()
+                .map(|p| (p.id.clone(), p.journey_stage.clone()))
+                .collect();
             cx.metrics = c
                 .programs
                 .iter()
@@ -168,17 +191,91 @@ impl AnalyticsGrpc {
         Ok(cx)
     }
 
-    async fn rate(&self, clock: RateClock, r: v1::ReportRequest) -> Result<v1::Report, Status> {
-        let q = self.query(Some(&r))?;
+    /// Reads what `view` needs as of the query's time and computes it.
+    async fn report(
+        &self,
+        view: &str,
+        r: Option<&v1::ReportRequest>,
+    ) -> Result<v1::Report, Status> {
+        let q = self.query(view, r)?;
+        // Positions first: the answer reflects at least these.
         let positions = facts::positions(&self.db).await.map_err(unavailable)?;
-        let cx = self.context(&q).await?;
-        let tickets = facts::tickets(&self.db, &q).await.map_err(unavailable)?;
-        Ok(to_proto(
-            &report::rate(clock, &q, &tickets, &cx),
-            &q,
-            &positions,
-        ))
+        let data = self.data(view, &q).await?;
+        let (tickets, responses, cx) = (&data.tickets, &data.responses, &data.cx);
+        let table = match view {
+            "closure" => report::rate(RateClock::Closure, &q, tickets, cx),
+            "first-contact" => report::rate(RateClock::FirstContact, &q, tickets, cx),
+            "nps" => report::nps(&q, responses, cx).map_err(refused)?,
+            "escalations" => escalations::escalations(&q, tickets, cx),
+            "uplift" => uplift::uplift(&q, responses, tickets, cx).map_err(refused)?,
+            "quality" => quality::quality(&q, tickets, cx),
+            "leaderboard" => leaderboard::leaderboard(&q, responses, cx).map_err(refused)?,
+            "journey" => journey::journey(&q, responses, tickets, cx).map_err(refused)?,
+            other => return Err(bad_view(other)),
+        };
+        Ok(to_proto(&table, &q, &positions))
     }
+
+    /// The facts `view` reads.
+    async fn data(&self, view: &str, q: &Query) -> Result<Data, Status> {
+        let mut cx = self.context(q).await?;
+        let needs_tickets = view != "nps" && view != "leaderboard";
+        let needs_responses = matches!(view, "nps" | "leaderboard" | "uplift" | "journey");
+        let tickets = if !needs_tickets {
+            Vec::new()
+        } else if view == "uplift" {
+            // Tickets of any opening time: acting on a response may come
+            // from a ticket opened before the range.
+            let all = Query {
+                from: None,
+                to: None,
+                ..q.clone()
+            };
+            facts::tickets(&self.db, &all).await.map_err(unavailable)?
+        } else {
+            facts::tickets(&self.db, q).await.map_err(unavailable)?
+        };
+        let responses = if needs_responses {
+            facts::responses(&self.db, q).await.map_err(unavailable)?
+        } else {
+            Vec::new()
+        };
+        if view == "journey" {
+            cx.unmatched = facts::unmatched(&self.db, q.as_of)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(Data {
+            tickets,
+            responses,
+            cx,
+        })
+    }
+}
+
+struct Data {
+    tickets: Vec<facts::TicketFact>,
+    responses: Vec<facts::ResponseFact>,
+    cx: Context,
+}
+
+/// The views, as `Explain` and `closeloop report` name them.
+pub const VIEWS: [&str; 8] = [
+    "closure",
+    "first-contact",
+    "nps",
+    "escalations",
+    "uplift",
+    "quality",
+    "leaderboard",
+    "journey",
+];
+
+fn bad_view(v: &str) -> Status {
+    closeloop_proto::status::invalid_argument(vec![FieldViolation::new(
+        "view",
+        format!("{v:?} is not a view: use {}", VIEWS.join(", ")),
+    )])
 }
 
 #[tonic::async_trait]
@@ -188,7 +285,7 @@ impl AnalyticsService for AnalyticsGrpc {
         req: Request<v1::ReportRequest>,
     ) -> Result<Response<v1::Report>, Status> {
         Ok(Response::new(
-            self.rate(RateClock::Closure, req.into_inner()).await?,
+            self.report("closure", Some(&req.into_inner())).await?,
         ))
     }
 
@@ -197,17 +294,60 @@ impl AnalyticsService for AnalyticsGrpc {
         req: Request<v1::ReportRequest>,
     ) -> Result<Response<v1::Report>, Status> {
         Ok(Response::new(
-            self.rate(RateClock::FirstContact, req.into_inner()).await?,
+            self.report("first-contact", Some(&req.into_inner()))
+                .await?,
         ))
     }
 
     async fn nps(&self, req: Request<v1::ReportRequest>) -> Result<Response<v1::Report>, Status> {
-        let q = self.query(Some(&req.into_inner()))?;
-        let positions = facts::positions(&self.db).await.map_err(unavailable)?;
-        let cx = self.context(&q).await?;
-        let responses = facts::responses(&self.db, &q).await.map_err(unavailable)?;
-        let t = report::nps(&q, &responses, &cx).map_err(refused)?;
-        Ok(Response::new(to_proto(&t, &q, &positions)))
+        Ok(Response::new(
+            self.report("nps", Some(&req.into_inner())).await?,
+        ))
+    }
+
+    async fn escalations(
+        &self,
+        req: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::Report>, Status> {
+        Ok(Response::new(
+            self.report("escalations", Some(&req.into_inner())).await?,
+        ))
+    }
+
+    async fn uplift(
+        &self,
+        req: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::Report>, Status> {
+        Ok(Response::new(
+            self.report("uplift", Some(&req.into_inner())).await?,
+        ))
+    }
+
+    async fn quality(
+        &self,
+        req: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::Report>, Status> {
+        Ok(Response::new(
+            self.report("quality", Some(&req.into_inner())).await?,
+        ))
+    }
+
+    async fn leaderboard(
+        &self,
+        req: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::Report>, Status> {
+        Ok(Response::new(
+            self.report("leaderboard", Some(&req.into_inner())).await?,
+        ))
+    }
+
+    async fn journey(
+        &self,
+        req: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::Report>, Status> {
+        Ok(Response::new(
+            self.report("journey", Some(&req.into_inner())).await?,
+        ))
     }
 
     async fn explain(
@@ -215,29 +355,51 @@ impl AnalyticsService for AnalyticsGrpc {
         req: Request<v1::ExplainRequest>,
     ) -> Result<Response<v1::ExplainResponse>, Status> {
         let r = req.into_inner();
-        let q = self.query(r.request.as_ref())?;
-        if !r.key.is_empty() && r.key.len() != q.by.len() {
+        let view = r.view.trim();
+        if !VIEWS.contains(&view) {
+            return Err(bad_view(view));
+        }
+        let q = self.query(view, r.request.as_ref())?;
+        // Rows of these views have key columns besides the slices.
+        let key_len = match view {
+            "leaderboard" => leaderboard::dims(&q).map_err(refused)?.len() + 1,
+            "journey" => 3 + q.by.iter().filter(|d| **d != Dim::Program).count(),
+            "uplift" => 1 + q.by.len(),
+            _ => q.by.len(),
+        };
+        if !r.key.is_empty() && r.key.len() != key_len {
             return Err(closeloop_proto::status::invalid_argument(vec![
                 FieldViolation::new(
                     "key",
                     format!(
-                        "give one value per slice of request.by ({} values), or none for every row",
-                        q.by.len()
+                        "give the row's key as the report shows it ({key_len} values), or none for every row"
                     ),
                 ),
             ]));
         }
-        let cx = self.context(&q).await?;
         let only = r.only.trim();
-        let bad_only = |allowed: &str| {
+        let bad = |field: &str, value: &str, allowed: &str| {
             closeloop_proto::status::invalid_argument(vec![FieldViolation::new(
-                "only",
-                format!("{only:?} is not one of {allowed}"),
+                field,
+                format!("{value:?} is not one of {allowed}"),
             )])
         };
-        let explained = match r.view.trim() {
-            v @ ("closure" | "first-contact") => {
-                let clock = if v == "closure" {
+        let order = match r.order.trim() {
+            "" => None,
+            "best" => Some(quality::Order::Best),
+            "worst" => Some(quality::Order::Worst),
+            o => return Err(bad("order", o, "best, worst")),
+        };
+        if order.is_some() && view != "quality" {
+            return Err(closeloop_proto::status::invalid_argument(vec![
+                FieldViolation::new("order", "only the quality view orders its tickets"),
+            ]));
+        }
+        let data = self.data(view, &q).await?;
+        let (tickets, responses, cx) = (&data.tickets, &data.responses, &data.cx);
+        let mut explained = match view {
+            "closure" | "first-contact" => {
+                let clock = if view == "closure" {
                     RateClock::Closure
                 } else {
                     RateClock::FirstContact
@@ -247,10 +409,9 @@ impl AnalyticsService for AnalyticsGrpc {
                     "met" => Some(Outcome::Met),
                     "missed" => Some(Outcome::Missed),
                     "pending" => Some(Outcome::Pending),
-                    _ => return Err(bad_only("met, missed, pending")),
+                    _ => return Err(bad("only", only, "met, missed, pending")),
                 };
-                let tickets = facts::tickets(&self.db, &q).await.map_err(unavailable)?;
-                report::explain_rate(clock, &q, &r.key, outcome, &tickets, &cx)
+                report::explain_rate(clock, &q, &r.key, outcome, tickets, cx)
             }
             "nps" => {
                 let band = match only {
@@ -258,23 +419,58 @@ impl AnalyticsService for AnalyticsGrpc {
                     "promoter" => Some(Band::Promoter),
                     "passive" => Some(Band::Passive),
                     "detractor" => Some(Band::Detractor),
-                    _ => return Err(bad_only("promoter, passive, detractor")),
+                    _ => return Err(bad("only", only, "promoter, passive, detractor")),
                 };
-                let responses = facts::responses(&self.db, &q).await.map_err(unavailable)?;
-                report::explain_nps(&q, &r.key, band, &responses, &cx).map_err(refused)?
+                report::explain_nps(&q, &r.key, band, responses, cx).map_err(refused)?
             }
-            other => {
-                return Err(closeloop_proto::status::invalid_argument(vec![
-                    FieldViolation::new(
-                        "view",
-                        format!("{other:?} is not a view: use closure, first-contact, nps"),
+            "escalations" => {
+                let o = match only {
+                    "" => None,
+                    o => Some(
+                        escalations::Only::parse(o)
+                            .ok_or_else(|| bad("only", o, "warned, breached, escalated"))?,
                     ),
-                ]));
+                };
+                escalations::explain(&q, &r.key, o, tickets, cx)
+            }
+            "uplift" => {
+                let acted = match only {
+                    "" => None,
+                    "acted" => Some(true),
+                    "not-acted" => Some(false),
+                    o => return Err(bad("only", o, "acted, not-acted")),
+                };
+                uplift::explain(&q, &r.key, acted, responses, tickets, cx).map_err(refused)?
+            }
+            "quality" => {
+                if !only.is_empty() {
+                    return Err(bad("only", only, "nothing (quality lists closed tickets)"));
+                }
+                quality::explain(&q, &r.key, order, r.limit as usize, tickets, cx)
+            }
+            "leaderboard" => {
+                if !only.is_empty() {
+                    return Err(bad("only", only, "nothing (leaderboard lists responses)"));
+                }
+                leaderboard::explain(&q, &r.key, responses, cx).map_err(refused)?
+            }
+            _ => {
+                let o = journey::Only::parse(only).ok_or_else(|| {
+                    bad(
+                        "only",
+                        only,
+                        "responses, unmatched, tickets, open, breached",
+                    )
+                })?;
+                journey::explain(&q, &r.key, o, responses, tickets, cx).map_err(refused)?
             }
         };
+        if r.limit > 0 {
+            explained.lines.truncate(r.limit as usize);
+        }
         Ok(Response::new(v1::ExplainResponse {
             items: explained.items.to_string(),
-            columns: explained.columns.iter().map(ToString::to_string).collect(),
+            columns: explained.columns,
             lines: explained
                 .lines
                 .into_iter()

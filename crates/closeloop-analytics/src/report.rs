@@ -4,7 +4,9 @@
 //!
 //! The definitions are in `docs/metrics.md`; this module implements them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use closeloop_programs::{AnalyticsConfig, Targets};
 
 use crate::facts::{AccountFact, ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
@@ -39,9 +41,12 @@ pub struct Context {
     /// Per program: its metric (`nps`, `csat`, `ces`, `custom`) and the
     /// question carrying it.
     pub metrics: HashMap<String, (String, String)>,
-    /// Target rates (%), by program; the default is [`DEFAULT_TARGET_PCT`].
-    pub closure_target_pct: HashMap<String, u32>,
-    pub first_contact_target_pct: HashMap<String, u32>,
+    /// Targets, the leaderboard's and the quality rubric's settings.
+    pub config: AnalyticsConfig,
+    /// Per program: its journey stage.
+    pub stages: HashMap<String, String>,
+    /// Responses whose routing matched no workflow.
+    pub unmatched: HashSet<String>,
 }
 
 /// The default target rate of closure and first contact within target.
@@ -63,11 +68,28 @@ pub enum ReportError {
 }
 
 impl Context {
-    fn account(&self, id: &str) -> Option<&AccountFact> {
+    pub(crate) fn account(&self, id: &str) -> Option<&AccountFact> {
         self.accounts.get(id)
     }
 
-    fn team_of(&self, email: &str) -> String {
+    /// A ticket's target rate (%) on `clock`: its owner's team's, else its
+    /// program's, else the file's, else [`DEFAULT_TARGET_PCT`].
+    pub fn target_pct(&self, clock: Clock, program: &str, owner: &str) -> u32 {
+        let pick = |t: &Targets| match clock {
+            Clock::Closure => t.closure,
+            Clock::FirstContact => t.first_contact,
+        };
+        let c = &self.config;
+        self.teams
+            .get(owner)
+            .and_then(|team| c.team_targets.get(team))
+            .and_then(pick)
+            .or_else(|| c.program_targets.get(program).and_then(pick))
+            .or_else(|| pick(&c.targets))
+            .unwrap_or(DEFAULT_TARGET_PCT)
+    }
+
+    pub(crate) fn team_of(&self, email: &str) -> String {
         self.teams
             .get(email)
             .cloned()
@@ -76,7 +98,7 @@ impl Context {
 }
 
 /// A ticket's value of slice `d`.
-fn ticket_slice(t: &TicketFact, d: Dim, q: &Query, cx: &Context) -> String {
+pub(crate) fn ticket_slice(t: &TicketFact, d: Dim, q: &Query, cx: &Context) -> String {
     match d {
         Dim::Program => t.program_id.clone(),
         Dim::Workflow if t.workflow_id.is_empty() => MANUAL.to_string(),
@@ -94,7 +116,7 @@ fn ticket_slice(t: &TicketFact, d: Dim, q: &Query, cx: &Context) -> String {
 }
 
 /// A response's value of slice `d` (`Err` for slices of tickets only).
-fn response_slice(
+pub(crate) fn response_slice(
     r: &ResponseFact,
     d: Dim,
     q: &Query,
@@ -125,7 +147,7 @@ fn response_slice(
 }
 
 /// Whether an item with slice values `f(dim)` passes the query's filters.
-fn passes(
+pub(crate) fn passes(
     q: &Query,
     mut f: impl FnMut(Dim) -> Result<String, ReportError>,
 ) -> Result<bool, ReportError> {
@@ -135,6 +157,22 @@ fn passes(
         }
     }
     Ok(true)
+}
+
+/// The tickets opened in the query's range that pass its filters, each
+/// with its row key (its values of the query's slices).
+pub(crate) fn selected_tickets<'a>(
+    q: &Query,
+    tickets: &'a [TicketFact],
+    cx: &Context,
+) -> Vec<(Vec<String>, &'a TicketFact)> {
+    tickets
+        .iter()
+        .filter(|t| {
+            q.in_range(t.opened_at) && passes(q, |d| Ok(ticket_slice(t, d, q, cx))).unwrap_or(false)
+        })
+        .map(|t| (q.by.iter().map(|d| ticket_slice(t, *d, q, cx)).collect(), t))
+        .collect()
 }
 
 /// Where a ticket stands on a clock as of `as_of`.
@@ -186,7 +224,7 @@ pub fn needed(met: u64, missed: u64, target_pct: u32) -> u64 {
     want.saturating_sub(met)
 }
 
-fn ratio(num: u64, den: u64) -> Option<f64> {
+pub(crate) fn ratio(num: u64, den: u64) -> Option<f64> {
     (den > 0).then(|| 100.0 * num as f64 / den as f64)
 }
 
@@ -211,14 +249,6 @@ impl Clock {
             Clock::FirstContact => first_contact_outcome(t, as_of),
         }
     }
-
-    fn target_pct(self, cx: &Context, program: &str) -> u32 {
-        let m = match self {
-            Clock::Closure => &cx.closure_target_pct,
-            Clock::FirstContact => &cx.first_contact_target_pct,
-        };
-        m.get(program).copied().unwrap_or(DEFAULT_TARGET_PCT)
-    }
 }
 
 #[derive(Default, Clone)]
@@ -227,7 +257,8 @@ struct RateAcc {
     missed: u64,
     pending: u64,
     reopened: u64,
-    /// Target of the row's tickets (the lowest of their programs').
+    /// Target of the row's tickets (the highest of theirs: a row meets its
+    /// target only when every ticket's target is met).
     target: Option<u32>,
 }
 
@@ -239,7 +270,7 @@ impl RateAcc {
             Outcome::Pending => self.pending += 1,
         }
         self.reopened += u64::from(reopens);
-        self.target = Some(self.target.map_or(target, |t| t.min(target)));
+        self.target = Some(self.target.map_or(target, |t| t.max(target)));
     }
 
     fn row(&self, key: Vec<String>, clock: Clock) -> Row {
@@ -272,15 +303,9 @@ pub fn rate_measures(clock: Clock) -> Vec<&'static str> {
 pub fn rate(clock: Clock, q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
     let mut rows: BTreeMap<Vec<String>, RateAcc> = BTreeMap::new();
     let mut total = RateAcc::default();
-    for t in tickets {
-        if !q.in_range(t.opened_at)
-            || !passes(q, |d| Ok(ticket_slice(t, d, q, cx))).unwrap_or(false)
-        {
-            continue;
-        }
-        let key: Vec<String> = q.by.iter().map(|d| ticket_slice(t, *d, q, cx)).collect();
+    for (key, t) in selected_tickets(q, tickets, cx) {
         let o = clock.outcome(t, q.as_of);
-        let target = clock.target_pct(cx, &t.program_id);
+        let target = cx.target_pct(clock, &t.program_id, &t.owner);
         rows.entry(key).or_default().add(o, t.reopens, target);
         total.add(o, t.reopens, target);
     }
@@ -427,11 +452,15 @@ pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table,
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explained {
     pub items: &'static str,
-    pub columns: Vec<&'static str>,
+    pub columns: Vec<String>,
     pub lines: Vec<Vec<String>>,
 }
 
-fn time(us: i64) -> String {
+pub(crate) fn columns(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+pub(crate) fn time(us: i64) -> String {
     jiff::Timestamp::from_microsecond(us)
         .map(|t| t.to_string())
         .unwrap_or_default()
@@ -448,17 +477,9 @@ pub fn explain_rate(
     cx: &Context,
 ) -> Explained {
     let mut lines = Vec::new();
-    for t in tickets {
-        if !q.in_range(t.opened_at)
-            || !passes(q, |d| Ok(ticket_slice(t, d, q, cx))).unwrap_or(false)
-        {
+    for (k, t) in selected_tickets(q, tickets, cx) {
+        if !key.is_empty() && k != key {
             continue;
-        }
-        if !key.is_empty() {
-            let k: Vec<String> = q.by.iter().map(|d| ticket_slice(t, *d, q, cx)).collect();
-            if k != key {
-                continue;
-            }
         }
         let o = clock.outcome(t, q.as_of);
         if outcome.is_some_and(|want| want != o) {
@@ -487,7 +508,7 @@ pub fn explain_rate(
     }
     Explained {
         items: "tickets",
-        columns: vec![
+        columns: columns(&[
             "ticket_id",
             "program",
             "workflow",
@@ -501,7 +522,7 @@ pub fn explain_rate(
             },
             "outcome",
             "reopens",
-        ],
+        ]),
         lines,
     }
 }
@@ -554,7 +575,7 @@ pub fn explain_nps(
     }
     Ok(Explained {
         items: "responses",
-        columns: vec![
+        columns: columns(&[
             "feedback_id",
             "response_id",
             "program",
@@ -563,7 +584,7 @@ pub fn explain_nps(
             "metric",
             "score",
             "band",
-        ],
+        ]),
         lines,
     })
 }
@@ -585,6 +606,10 @@ mod tests {
             first_close,
             reopens: 0,
             owner: "o@x".into(),
+            feedback_id: String::new(),
+            require_opportunity: false,
+            closed: None,
+            sla: Default::default(),
         }
     }
 

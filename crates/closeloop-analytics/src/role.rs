@@ -5,7 +5,7 @@ use closeloop_runtime::{Role, Setup, Started};
 use sqlx::migrate::Migrator;
 
 use crate::grpc::AnalyticsGrpc;
-use crate::view::{AccountFacts, ResponseFacts, SlaFacts, TicketFacts};
+use crate::view::{AccountFacts, ResponseFacts, RoutingFacts, SlaFacts, TicketFacts};
 
 /// The role.
 pub struct Analytics;
@@ -28,6 +28,7 @@ impl Role for Analytics {
             s.project_background(SlaFacts);
             s.project_background(ResponseFacts);
             s.project_background(AccountFacts);
+            s.project_background(RoutingFacts);
             s.grpc(AnalyticsServiceServer::new(AnalyticsGrpc {
                 db: s.db.clone(),
                 catalog: s.catalog.clone(),

@@ -9,7 +9,9 @@
 //!   `analytics_sla_events` (warnings, breaches, escalations);
 //! * [`ResponseFacts`] writes `analytics_responses` (every revision of every
 //!   response, with its numeric answers);
-//! * [`AccountFacts`] writes `analytics_accounts` (every version of every account).
+//! * [`AccountFacts`] writes `analytics_accounts` (every version of every account);
+//! * [`RoutingFacts`] writes `analytics_routing` (whether each response's
+//!   routing decision matched no workflow).
 //!
 //! Rows are keyed by the event's stream sequence and inserted with
 //! `ON CONFLICT DO NOTHING`, so applying an event twice changes nothing.
@@ -18,6 +20,7 @@ use std::collections::BTreeMap;
 
 use closeloop_contracts::directory::{AccountKind, RecordKind, decode_record};
 use closeloop_contracts::feedback::FeedbackContract;
+use closeloop_contracts::routing::{RoutingContract, RoutingEvent};
 use closeloop_domain::feedback::{AnswerValue, FeedbackEvent};
 use closeloop_domain::sla::{ClockKind, SlaEvent, StartCause};
 use closeloop_domain::{TicketEvent, Timestamp};
@@ -30,9 +33,10 @@ pub const TICKETS: &str = "analytics_tickets";
 pub const SLA: &str = "analytics_sla";
 pub const RESPONSES: &str = "analytics_responses";
 pub const ACCOUNTS: &str = "analytics_accounts";
+pub const ROUTING: &str = "analytics_routing";
 
 /// Every projection of this role, by checkpoint name.
-pub const ALL: [&str; 4] = [TICKETS, SLA, RESPONSES, ACCOUNTS];
+pub const ALL: [&str; 5] = [TICKETS, SLA, RESPONSES, ACCOUNTS, ROUTING];
 
 fn poison(e: impl std::fmt::Display) -> ProjectionError {
     ProjectionError::Poison(e.to_string())
@@ -84,7 +88,8 @@ impl Projection for TicketFacts {
                 sqlx::query(
                     "INSERT INTO analytics_tickets (ticket_id, program_id, workflow_id, \
                      feedback_id, account_id, opened_at, fc_target_secs, close_target_secs, \
-                     sequence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     require_opportunity, sequence) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                      ON CONFLICT (ticket_id) DO NOTHING",
                 )
                 .bind(&id)
@@ -95,6 +100,7 @@ impl Projection for TicketFacts {
                 .bind(at)
                 .bind(plan.sla.first_contact_secs as i64)
                 .bind(plan.sla.close_within_secs as i64)
+                .bind(i32::from(plan.require_opportunity))
                 .bind(seq)
                 .execute(&mut *conn)
                 .await?;
@@ -106,19 +112,41 @@ impl Projection for TicketFacts {
             // The owner does not change: readers keep the last one named.
             _ => String::new(),
         };
+        let (root_cause_words, actions_words, opportunity) = match &r.event {
+            TicketEvent::Closed {
+                root_cause,
+                actions_taken,
+                opportunity,
+                ..
+            } => (
+                words(root_cause),
+                words(actions_taken),
+                opportunity.is_some(),
+            ),
+            _ => (0, 0, false),
+        };
         sqlx::query(
-            "INSERT INTO analytics_ticket_events (ticket_id, sequence, at, kind, owner_email) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ticket_id, sequence) DO NOTHING",
+            "INSERT INTO analytics_ticket_events (ticket_id, sequence, at, kind, owner_email, \
+             root_cause_words, actions_words, opportunity) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ticket_id, sequence) DO NOTHING",
         )
         .bind(&id)
         .bind(seq)
         .bind(at)
         .bind(r.event.kind())
         .bind(owner)
+        .bind(root_cause_words)
+        .bind(actions_words)
+        .bind(i32::from(opportunity))
         .execute(&mut *conn)
         .await?;
         Ok(())
     }
+}
+
+/// Words in `text`: its runs of characters between whitespace.
+pub fn words(text: &str) -> i64 {
+    text.split_whitespace().count() as i64
 }
 
 pub struct SlaFacts;
@@ -279,6 +307,41 @@ impl Projection for AccountFacts {
         .bind(a.region.as_str())
         .bind(a.segment.as_str())
         .bind(serde_json::Value::Object(team).to_string())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+pub struct RoutingFacts;
+
+impl Projection for RoutingFacts {
+    fn name(&self) -> &'static str {
+        ROUTING
+    }
+
+    fn filter(&self, prefix: &Prefix) -> String {
+        prefix.aggregate_filter(closeloop_contracts::routing::AGGREGATE)
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        ev: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let r = RoutingContract::decode(ev).map_err(poison)?;
+        // Revisions attached later change nothing routing decided.
+        let RoutingEvent::Decided(d) = &r.event else {
+            return Ok(());
+        };
+        sqlx::query(
+            "INSERT INTO analytics_routing (feedback_id, unmatched, at, sequence) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (feedback_id) DO NOTHING",
+        )
+        .bind(aggregate_id(ev))
+        .bind(i32::from(d.unmatched))
+        .bind(recorded_at(ev)?)
+        .bind(ev.sequence as i64)
         .execute(&mut *conn)
         .await?;
         Ok(())

@@ -22,7 +22,7 @@ mod validate;
 pub use duration::parse_duration;
 pub use eval::{AnswerValue, Evaluation, Facts};
 pub use model::{
-    ClosureRules, Guide, MetricKind, OwnerRule, Program, Question, QuestionKind, ReportSchedule,
-    Sla, Template, Workflow,
+    AnalyticsConfig, ClosureRules, Guide, Leaderboard, MetricKind, OwnerRule, Program, Question,
+    QuestionKind, ReportSchedule, Rubric, Sla, Targets, Template, Workflow,
 };
 pub use validate::{Catalog, ConfigError, DEFAULT_REPORT_SCHEDULE, ical_dates};

@@ -224,6 +224,71 @@ impl ReportSchedule {
     }
 }
 
+/// Target rates (%) of closure and first contact within target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Targets {
+    pub closure: Option<u32>,
+    pub first_contact: Option<u32>,
+}
+
+/// How the leaderboard ranks account teams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaderboard {
+    /// The account-team role whose person identifies the team.
+    pub role: String,
+    /// The questions whose mean scores a response.
+    pub questions: Vec<String>,
+    /// Teams with fewer responses in a period are listed unranked.
+    pub min_responses: u32,
+}
+
+impl Default for Leaderboard {
+    fn default() -> Self {
+        Leaderboard {
+            role: "csm".into(),
+            questions: vec!["nps".into(), "partnership".into(), "future_plans".into()],
+            min_responses: 5,
+        }
+    }
+}
+
+/// The closure-quality rubric: each criterion on (a minimum word count
+/// above 0, or `true`) or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rubric {
+    pub root_cause_min_words: u32,
+    pub actions_min_words: u32,
+    pub contact_before_close: bool,
+    pub closed_within_target: bool,
+    pub first_contact_within_target: bool,
+    pub opportunity_when_required: bool,
+}
+
+impl Default for Rubric {
+    fn default() -> Self {
+        Rubric {
+            root_cause_min_words: 15,
+            actions_min_words: 15,
+            contact_before_close: true,
+            closed_within_target: true,
+            first_contact_within_target: true,
+            opportunity_when_required: true,
+        }
+    }
+}
+
+/// The `analytics:` block of the programs file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AnalyticsConfig {
+    /// Every program's and team's targets unless overridden.
+    pub targets: Targets,
+    /// Per program id, then per team id (a team's wins over its program's).
+    pub program_targets: std::collections::BTreeMap<String, Targets>,
+    pub team_targets: std::collections::BTreeMap<String, Targets>,
+    pub leaderboard: Leaderboard,
+    pub quality: Rubric,
+}
+
 /// A listening program and its workflows.
 #[derive(Debug, Clone)]
 pub struct Program {

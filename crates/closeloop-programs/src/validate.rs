@@ -38,6 +38,9 @@ pub struct Catalog {
     pub calendars: std::sync::Arc<closeloop_domain::sla::Calendars>,
     /// The weekly open-ticket reports, one per region.
     pub reports: Vec<ReportSchedule>,
+    /// The `analytics:` block: target rates, the leaderboard, the
+    /// closure-quality rubric.
+    pub analytics: AnalyticsConfig,
     /// First 12 hex digits of the SHA-256 of the file: which config made a decision.
     pub version: String,
 }
@@ -55,7 +58,57 @@ mod raw {
         pub calendars: Vec<Calendar>,
         #[serde(default)]
         pub reports: Reports,
+        #[serde(default)]
+        pub analytics: Analytics,
         pub programs: Vec<Program>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Analytics {
+        #[serde(default)]
+        pub targets: AnalyticsTargets,
+        #[serde(default)]
+        pub leaderboard: Leaderboard,
+        #[serde(default)]
+        pub quality: Rubric,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct AnalyticsTargets {
+        pub closure: Option<u32>,
+        pub first_contact: Option<u32>,
+        #[serde(default)]
+        pub programs: std::collections::BTreeMap<String, TargetPair>,
+        #[serde(default)]
+        pub teams: std::collections::BTreeMap<String, TargetPair>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct TargetPair {
+        pub closure: Option<u32>,
+        pub first_contact: Option<u32>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Leaderboard {
+        pub role: Option<String>,
+        pub questions: Option<Vec<String>>,
+        pub min_responses: Option<u32>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Rubric {
+        pub root_cause_min_words: Option<u32>,
+        pub actions_min_words: Option<u32>,
+        pub contact_before_close: Option<bool>,
+        pub closed_within_target: Option<bool>,
+        pub first_contact_within_target: Option<bool>,
+        pub opportunity_when_required: Option<bool>,
     }
 
     #[derive(Deserialize, Default)]
@@ -458,6 +511,119 @@ fn calendars(
         }
     }
     closeloop_domain::sla::Calendars(out)
+}
+
+fn target_pair(errs: &mut Errors, loc: &str, raw: &raw::TargetPair) -> Targets {
+    let mut pct = |field: &str, v: Option<u32>| {
+        if let Some(p) = v
+            && !(1..=100).contains(&p)
+        {
+            errs.at(
+                format!("{loc}.{field}"),
+                format!("{p} is not a target rate: give a percentage from 1 to 100"),
+            );
+        }
+        v
+    };
+    Targets {
+        closure: pct("closure", raw.closure),
+        first_contact: pct("first_contact", raw.first_contact),
+    }
+}
+
+fn analytics(
+    errs: &mut Errors,
+    raw: &raw::Analytics,
+    program_ids: &HashSet<String>,
+) -> AnalyticsConfig {
+    let t = &raw.targets;
+    let targets = target_pair(
+        errs,
+        "analytics.targets",
+        &raw::TargetPair {
+            closure: t.closure,
+            first_contact: t.first_contact,
+        },
+    );
+    let mut program_targets = std::collections::BTreeMap::new();
+    for (id, pair) in &t.programs {
+        let loc = format!("analytics.targets.programs.{id}");
+        if !program_ids.contains(id) {
+            errs.at(&loc, format!("program {id:?} is not declared in this file"));
+        }
+        program_targets.insert(id.clone(), target_pair(errs, &loc, pair));
+    }
+    let mut team_targets = std::collections::BTreeMap::new();
+    for (id, pair) in &t.teams {
+        let loc = format!("analytics.targets.teams.{id}");
+        team_targets.insert(id.clone(), target_pair(errs, &loc, pair));
+    }
+    let d = Leaderboard::default();
+    let l = &raw.leaderboard;
+    let role = l.role.as_deref().unwrap_or(&d.role).trim().to_string();
+    if role.is_empty() {
+        errs.at(
+            "analytics.leaderboard.role",
+            "name the account-team role that identifies a team (e.g. csm)",
+        );
+    }
+    let questions: Vec<String> = l
+        .questions
+        .clone()
+        .unwrap_or(d.questions)
+        .into_iter()
+        .map(|q| q.trim().to_string())
+        .collect();
+    if questions.is_empty() || questions.iter().any(String::is_empty) {
+        errs.at(
+            "analytics.leaderboard.questions",
+            "name at least one question id, none empty",
+        );
+    }
+    let min_responses = l.min_responses.unwrap_or(d.min_responses);
+    if min_responses == 0 {
+        errs.at("analytics.leaderboard.min_responses", "must be at least 1");
+    }
+    let r = &raw.quality;
+    let dr = Rubric::default();
+    let quality = Rubric {
+        root_cause_min_words: r.root_cause_min_words.unwrap_or(dr.root_cause_min_words),
+        actions_min_words: r.actions_min_words.unwrap_or(dr.actions_min_words),
+        contact_before_close: r.contact_before_close.unwrap_or(dr.contact_before_close),
+        closed_within_target: r.closed_within_target.unwrap_or(dr.closed_within_target),
+        first_contact_within_target: r
+            .first_contact_within_target
+            .unwrap_or(dr.first_contact_within_target),
+        opportunity_when_required: r
+            .opportunity_when_required
+            .unwrap_or(dr.opportunity_when_required),
+    };
+    if quality
+        == (Rubric {
+            root_cause_min_words: 0,
+            actions_min_words: 0,
+            contact_before_close: false,
+            closed_within_target: false,
+            first_contact_within_target: false,
+            opportunity_when_required: false,
+        })
+    {
+        errs.at(
+            "analytics.quality",
+            "every criterion is off: keep at least one to score closures by",
+        );
+    }
+    AnalyticsConfig {
+        targets,
+        program_targets,
+        team_targets,
+        leaderboard: Leaderboard {
+            role,
+            questions,
+            min_responses,
+        },
+        quality,
+    }
 }
 
 /// The default weekly report time: Monday 08:00.
@@ -930,6 +1096,7 @@ impl Catalog {
                 workflows,
             });
         }
+        let analytics = analytics(&mut errs, &file.analytics, &program_ids);
         if !errs.0.is_empty() {
             return Err(errs.0);
         }
@@ -940,6 +1107,7 @@ impl Catalog {
             default_sla: base_sla,
             calendars: Arc::new(calendars),
             reports,
+            analytics,
             version,
         })
     }

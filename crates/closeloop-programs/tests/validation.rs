@@ -337,3 +337,86 @@ programs:
         "{e:#?}"
     );
 }
+
+const BARE_PROGRAM: &str = r#"
+programs:
+  - id: rnps
+    name: Relationship NPS
+    metric: nps
+    metric_question: nps
+    fallback_owner: cx@vendor.example
+    questions:
+      - {id: nps, kind: nps}
+"#;
+
+#[test]
+fn analytics_targets_leaderboard_and_rubric_are_read_with_defaults() {
+    let c = Catalog::parse(&format!("version: 1\n{BARE_PROGRAM}")).unwrap();
+    let a = &c.analytics;
+    assert_eq!(a.targets, closeloop_programs::Targets::default());
+    assert_eq!(a.leaderboard.role, "csm");
+    assert_eq!(
+        a.leaderboard.questions,
+        ["nps", "partnership", "future_plans"]
+    );
+    assert_eq!(a.leaderboard.min_responses, 5);
+    assert_eq!(a.quality.root_cause_min_words, 15);
+    assert!(a.quality.opportunity_when_required);
+
+    let yaml = format!(
+        r#"version: 1
+analytics:
+  targets:
+    closure: 85
+    programs: {{rnps: {{first_contact: 90}}}}
+    teams: {{emea-csm: {{closure: 95}}}}
+  leaderboard: {{role: account_owner, questions: [nps], min_responses: 3}}
+  quality: {{root_cause_min_words: 0, actions_min_words: 20, opportunity_when_required: false}}
+{BARE_PROGRAM}"#
+    );
+    let a = Catalog::parse(&yaml).unwrap().analytics;
+    assert_eq!(a.targets.closure, Some(85));
+    assert_eq!(a.program_targets["rnps"].first_contact, Some(90));
+    assert_eq!(a.team_targets["emea-csm"].closure, Some(95));
+    assert_eq!(a.leaderboard.role, "account_owner");
+    assert_eq!(a.leaderboard.min_responses, 3);
+    assert_eq!(a.quality.root_cause_min_words, 0);
+    assert_eq!(a.quality.actions_min_words, 20);
+    assert!(!a.quality.opportunity_when_required);
+    assert!(a.quality.contact_before_close);
+}
+
+#[test]
+fn bad_analytics_settings_are_reported_with_where_they_are() {
+    let yaml = format!(
+        r#"version: 1
+analytics:
+  targets:
+    closure: 120
+    programs: {{nope: {{closure: 0}}}}
+  leaderboard: {{role: " ", questions: [], min_responses: 0}}
+  quality:
+    root_cause_min_words: 0
+    actions_min_words: 0
+    contact_before_close: false
+    closed_within_target: false
+    first_contact_within_target: false
+    opportunity_when_required: false
+{BARE_PROGRAM}"#
+    );
+    let errs = errors(&yaml);
+    for want in [
+        "analytics.targets.closure: 120 is not a target rate",
+        "analytics.targets.programs.nope: program \"nope\" is not declared",
+        "analytics.targets.programs.nope.closure: 0 is not a target rate",
+        "analytics.leaderboard.role: name the account-team role",
+        "analytics.leaderboard.questions: name at least one question",
+        "analytics.leaderboard.min_responses: must be at least 1",
+        "analytics.quality: every criterion is off",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "{want}: {errs:#?}"
+        );
+    }
+}

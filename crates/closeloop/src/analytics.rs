@@ -1,6 +1,6 @@
-//! `closeloop report closure|first-contact|nps`: the analytics role's
-//! views, as tables, JSON or CSV, and `--explain` for the tickets or
-//! responses behind a row.
+//! `closeloop report closure|first-contact|escalations|nps|uplift|quality|
+//! leaderboard|journey`: the analytics role's views, as tables, JSON or CSV,
+//! and `--explain` for the tickets, responses or accounts behind a row.
 
 use std::process::ExitCode;
 
@@ -34,8 +34,23 @@ enum View {
     Closure(ViewArgs),
     /// Tickets whose first contact was within its target.
     FirstContact(ViewArgs),
+    /// Tickets warned, breached (per clock) and escalated (per level).
+    Escalations(ViewArgs),
     /// NPS (promoters, passives, detractors, score), CSAT and CES.
     Nps(ViewArgs),
+    /// NPS change of accounts whose feedback was acted on against the
+    /// others', per pair of consecutive periods (default: years), with a
+    /// bootstrap 95% interval of the difference.
+    Uplift(ViewArgs),
+    /// Closure quality: closed tickets scored on the rubric; --best N or
+    /// --worst N lists tickets with the criteria they missed.
+    Quality(ViewArgs),
+    /// Account teams (the account's CSM) ranked per period (default:
+    /// quarters).
+    Leaderboard(ViewArgs),
+    /// Per program and journey stage: responses, metric, tickets, open,
+    /// closure and first-contact rates, breaches, unmatched responses.
+    Journey(ViewArgs),
 }
 
 #[derive(Args)]
@@ -50,7 +65,8 @@ struct ViewArgs {
     /// End of the period (exclusive).
     #[arg(long)]
     to: Option<String>,
-    /// Buckets of the period slice: day, week, month (default), quarter, year.
+    /// Buckets of the period slice: day, week, month, quarter, year
+    /// (default: month; quarter for leaderboard, year for uplift).
     #[arg(long, default_value = "")]
     period: String,
     /// Time zone of the period buckets (IANA, default UTC).
@@ -67,9 +83,22 @@ struct ViewArgs {
     #[arg(long)]
     explain: Option<String>,
     /// With --explain: only met, missed or pending (closure,
-    /// first-contact); promoter, passive or detractor (nps).
+    /// first-contact); promoter, passive or detractor (nps); warned,
+    /// breached or escalated (escalations); acted or not-acted (uplift);
+    /// responses, unmatched, tickets, open or breached (journey).
     #[arg(long, default_value = "")]
     only_items: String,
+    /// quality: list the N best-scored closed tickets (all rows, or the
+    /// row of --explain).
+    #[arg(long, value_name = "N", conflicts_with = "worst")]
+    best: Option<u32>,
+    /// quality: list the N worst-scored closed tickets, with the criteria
+    /// they missed.
+    #[arg(long, value_name = "N")]
+    worst: Option<u32>,
+    /// With --explain: at most N lines.
+    #[arg(long, value_name = "N")]
+    limit: Option<u32>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     output: Format,
 }
@@ -134,14 +163,28 @@ async fn report(args: ReportArgs) -> Result<(), CliError> {
     let (name, a) = match &args.command {
         View::Closure(a) => ("closure", a),
         View::FirstContact(a) => ("first-contact", a),
+        View::Escalations(a) => ("escalations", a),
         View::Nps(a) => ("nps", a),
+        View::Uplift(a) => ("uplift", a),
+        View::Quality(a) => ("quality", a),
+        View::Leaderboard(a) => ("leaderboard", a),
+        View::Journey(a) => ("journey", a),
     };
     let req = request(a)?;
-    if let Some(key) = &a.explain {
-        let key: Vec<String> = if key.trim() == "all" {
-            Vec::new()
-        } else {
-            key.split(',').map(|k| k.trim().to_string()).collect()
+    let ranked = match (a.best, a.worst) {
+        (Some(n), _) => Some(("best", n)),
+        (_, Some(n)) => Some(("worst", n)),
+        _ => None,
+    };
+    if ranked.is_some() && name != "quality" {
+        return Err(CliError::Usage(
+            "--best and --worst list closures of the quality view: use `closeloop report quality --worst 10`".into(),
+        ));
+    }
+    if a.explain.is_some() || ranked.is_some() {
+        let key: Vec<String> = match a.explain.as_deref().map(str::trim) {
+            None | Some("all") => Vec::new(),
+            Some(key) => key.split(',').map(|k| k.trim().to_string()).collect(),
         };
         let r = c
             .explain(v1::ExplainRequest {
@@ -149,6 +192,8 @@ async fn report(args: ReportArgs) -> Result<(), CliError> {
                 request: Some(req),
                 key,
                 only: a.only_items.clone(),
+                order: ranked.map(|(o, _)| o.to_string()).unwrap_or_default(),
+                limit: ranked.map(|(_, n)| n).or(a.limit).unwrap_or(0),
             })
             .await?
             .into_inner();
@@ -158,7 +203,12 @@ async fn report(args: ReportArgs) -> Result<(), CliError> {
     let r = match &args.command {
         View::Closure(_) => c.closure(req).await?,
         View::FirstContact(_) => c.first_contact(req).await?,
+        View::Escalations(_) => c.escalations(req).await?,
         View::Nps(_) => c.nps(req).await?,
+        View::Uplift(_) => c.uplift(req).await?,
+        View::Quality(_) => c.quality(req).await?,
+        View::Leaderboard(_) => c.leaderboard(req).await?,
+        View::Journey(_) => c.journey(req).await?,
     }
     .into_inner();
     print_report(&r, a.output);
@@ -170,7 +220,14 @@ async fn report(args: ReportArgs) -> Result<(), CliError> {
 fn cell(measure: &str, v: Option<f64>) -> String {
     match v {
         None => "-".into(),
-        Some(v) if matches!(measure, "rate" | "nps" | "csat" | "csat_mean" | "ces_mean") => {
+        Some(v)
+            if measure.ends_with("rate")
+                || measure.ends_with("_before")
+                || measure.ends_with("_after")
+                || measure.ends_with("_change")
+                || measure.starts_with("ci_")
+                || v.fract() != 0.0 =>
+        {
             format!("{v:.1}")
         }
         Some(v) => format!("{v}"),

@@ -78,8 +78,9 @@ enum Command {
     Sla(sla::SlaArgs),
     /// Reports: the weekly open-ticket report.
     Reports(sla::ReportsArgs),
-    /// Analytics: closure and first-contact rates against targets, NPS,
-    /// with --explain for the tickets or responses behind a row.
+    /// Analytics: closure and first-contact rates against targets,
+    /// escalations, NPS, uplift, closure quality, leaderboard, journey,
+    /// with --explain for the items behind a row.
     Report(analytics::ReportArgs),
     /// Administration: the clock closeloop runs on.
     Admin(sla::AdminArgs),

@@ -1,0 +1,234 @@
+//! The leaderboard: account teams (the person in each account's `csm`
+//! role, configurable) ranked per period by the average over their
+//! accounts' responses of the mean of the leaderboard questions.
+
+use std::collections::BTreeMap;
+
+use crate::facts::ResponseFact;
+use crate::query::{Dim, Query};
+use crate::report::{
+    Context, Explained, ReportError, Row, Table, columns, passes, response_slice, time,
+};
+
+/// An account without a person in the leaderboard's role.
+pub const NO_TEAM: &str = "(none)";
+
+pub const MEASURES: [&str; 5] = ["accounts", "responses", "score", "ranked", "rank"];
+
+/// Scores closer than this are a tie.
+const TIE: f64 = 1e-9;
+
+/// The slices a leaderboard takes: the query's, with the period first when
+/// it is not among them (a leaderboard is always per period).
+pub fn dims(q: &Query) -> Result<Vec<Dim>, ReportError> {
+    for d in &q.by {
+        if matches!(d, Dim::Workflow | Dim::Owner) {
+            return Err(ReportError::NotASlice {
+                view: "leaderboard",
+                dim: d.as_str(),
+                items: "responses, which have no workflow or owner",
+            });
+        }
+    }
+    let mut by = q.by.clone();
+    if !by.contains(&Dim::Period) {
+        by.insert(0, Dim::Period);
+    }
+    Ok(by)
+}
+
+/// A response's leaderboard score: the mean of its answers to the
+/// questions it answered (`None` when it answered none).
+pub fn response_score(r: &ResponseFact, questions: &[String]) -> Option<f64> {
+    let v: Vec<f64> = questions.iter().filter_map(|q| r.number(q)).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+#[derive(Default)]
+struct Acc {
+    accounts: std::collections::BTreeSet<String>,
+    responses: u64,
+    sum: f64,
+}
+
+/// A response counted: its row key (the slices, then the team), and its score.
+type Scored<'a> = (Vec<String>, &'a ResponseFact, f64);
+
+/// The rows of responses counted, keyed by the slices then the team.
+fn scored<'a>(
+    q: &Query,
+    by: &[Dim],
+    responses: &'a [ResponseFact],
+    cx: &Context,
+) -> Result<Vec<Scored<'a>>, ReportError> {
+    let lb = &cx.config.leaderboard;
+    let mut out = Vec::new();
+    for r in responses {
+        if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
+            continue;
+        }
+        let Some(score) = response_score(r, &lb.questions) else {
+            continue;
+        };
+        let mut key = by
+            .iter()
+            .map(|d| response_slice(r, *d, q, cx))
+            .collect::<Result<Vec<_>, _>>()?;
+        key.push(
+            cx.account(&r.account_id)
+                .and_then(|a| a.team.get(&lb.role))
+                .cloned()
+                .unwrap_or_else(|| NO_TEAM.to_string()),
+        );
+        out.push((key, r, score));
+    }
+    Ok(out)
+}
+
+/// Account teams ranked within each combination of the other slices (at
+/// least the period). Teams with fewer than the minimum responses, and
+/// accounts without a person in the role, are listed unranked; teams with
+/// equal scores share a rank (1, 1, 3).
+pub fn leaderboard(
+    q: &Query,
+    responses: &[ResponseFact],
+    cx: &Context,
+) -> Result<Table, ReportError> {
+    let by = dims(q)?;
+    let min = u64::from(cx.config.leaderboard.min_responses);
+    let mut rows: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    let mut total = Acc::default();
+    for (key, r, score) in scored(q, &by, responses, cx)? {
+        for acc in [rows.entry(key).or_default(), &mut total] {
+            acc.accounts.insert(r.account_id.clone());
+            acc.responses += 1;
+            acc.sum += score;
+        }
+    }
+    // Scores of the ranked teams, per group (the key without the team).
+    let mut groups: BTreeMap<Vec<String>, Vec<f64>> = BTreeMap::new();
+    let ranked =
+        |k: &[String], a: &Acc| a.responses >= min && k.last().is_some_and(|t| t != NO_TEAM);
+    for (k, a) in &rows {
+        if ranked(k, a) {
+            groups
+                .entry(k[..k.len() - 1].to_vec())
+                .or_default()
+                .push(a.sum / a.responses as f64);
+        }
+    }
+    let row = |key: Vec<String>, a: &Acc, rank: Option<f64>, is_ranked: bool| Row {
+        values: vec![
+            Some(a.accounts.len() as f64),
+            Some(a.responses as f64),
+            (a.responses > 0).then(|| a.sum / a.responses as f64),
+            Some(f64::from(u8::from(is_ranked))),
+            rank,
+        ],
+        key,
+    };
+    let mut out: Vec<Row> = rows
+        .iter()
+        .map(|(k, a)| {
+            let is_ranked = ranked(k, a);
+            let rank = is_ranked.then(|| {
+                let s = a.sum / a.responses as f64;
+                let above = groups[&k[..k.len() - 1]]
+                    .iter()
+                    .filter(|o| **o > s + TIE)
+                    .count();
+                (above + 1) as f64
+            });
+            row(k.clone(), a, rank, is_ranked)
+        })
+        .collect();
+    // Within a group: ranked by rank, then the unranked by team.
+    out.sort_by(|a, b| {
+        let g = |r: &Row| r.key[..r.key.len() - 1].to_vec();
+        g(a).cmp(&g(b))
+            .then_with(|| {
+                let rank = |r: &Row| r.values[4].unwrap_or(f64::INFINITY);
+                rank(a).total_cmp(&rank(b))
+            })
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let mut dims: Vec<&'static str> = by.iter().map(|d| d.as_str()).collect();
+    dims.push("account_team");
+    Ok(Table {
+        view: "leaderboard",
+        dims,
+        measures: MEASURES.to_vec(),
+        rows: out,
+        total: row(Vec::new(), &total, None, false),
+    })
+}
+
+/// The responses behind a leaderboard row (`key`: the slices, with the
+/// period first when not asked, then the team; empty: every row).
+pub fn explain(
+    q: &Query,
+    key: &[String],
+    responses: &[ResponseFact],
+    cx: &Context,
+) -> Result<Explained, ReportError> {
+    let by = dims(q)?;
+    let qs = &cx.config.leaderboard.questions;
+    let mut lines = Vec::new();
+    for (k, r, score) in scored(q, &by, responses, cx)? {
+        if !key.is_empty() && k != key {
+            continue;
+        }
+        let mut line = vec![
+            r.feedback_id.clone(),
+            r.response_id.clone(),
+            r.program_id.clone(),
+            r.account_id.clone(),
+            k.last().cloned().unwrap_or_default(),
+            time(r.submitted_at),
+        ];
+        line.extend(
+            qs.iter()
+                .map(|q| r.number(q).map(|v| v.to_string()).unwrap_or_default()),
+        );
+        line.push(format!("{score}"));
+        lines.push(line);
+    }
+    let mut columns = columns(&[
+        "feedback_id",
+        "response_id",
+        "program",
+        "account",
+        "account_team",
+        "submitted_at",
+    ]);
+    columns.extend(qs.iter().cloned());
+    columns.push("score".to_string());
+    Ok(Explained {
+        items: "responses",
+        columns,
+        lines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_scores_the_mean_of_what_it_answered() {
+        let mut r = ResponseFact {
+            feedback_id: "f".into(),
+            response_id: "r".into(),
+            program_id: "p".into(),
+            account_id: "a".into(),
+            submitted_at: 0,
+            answers: serde_json::Map::new(),
+        };
+        let qs = ["nps".to_string(), "partnership".to_string()];
+        assert_eq!(response_score(&r, &qs), None);
+        r.answers.insert("nps".into(), 9.into());
+        assert_eq!(response_score(&r, &qs), Some(9.0));
+        r.answers.insert("partnership".into(), 6.into());
+        assert_eq!(response_score(&r, &qs), Some(7.5));
+    }
+}

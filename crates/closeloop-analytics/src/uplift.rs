@@ -1,0 +1,389 @@
+//! The uplift of acting on feedback: accounts with an NPS response in two
+//! consecutive periods, split by whether a ticket opened from their first
+//! response of the earlier period was closed before their first response of
+//! the later one; each group's NPS in both periods, the change, and the
+//! difference of the changes with a seeded bootstrap 95% interval.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::facts::{ResponseFact, TicketFact};
+use crate::query::{Dim, Query};
+use crate::report::{
+    Band, Context, Explained, ReportError, Row, Table, band, columns, metric_of, passes,
+    response_slice, time,
+};
+
+pub const MEASURES: [&str; 11] = [
+    "acted_accounts",
+    "acted_before",
+    "acted_after",
+    "acted_change",
+    "not_acted_accounts",
+    "not_acted_before",
+    "not_acted_after",
+    "not_acted_change",
+    "uplift",
+    "ci_low",
+    "ci_high",
+];
+
+/// Bootstrap resamples.
+pub const RESAMPLES: usize = 1000;
+/// The bootstrap's seed ("closeloo" in ASCII): the same data always gives
+/// the same interval.
+pub const SEED: u64 = 0x636c_6f73_656c_6f6f;
+
+/// NPS counts: promoters, detractors, answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub promoters: u64,
+    pub detractors: u64,
+    pub n: u64,
+}
+
+impl Counts {
+    fn add(&mut self, v: f64) {
+        self.n += 1;
+        match band(v) {
+            Band::Promoter => self.promoters += 1,
+            Band::Detractor => self.detractors += 1,
+            Band::Passive => {}
+        }
+    }
+
+    fn plus(self, o: Counts) -> Counts {
+        Counts {
+            promoters: self.promoters + o.promoters,
+            detractors: self.detractors + o.detractors,
+            n: self.n + o.n,
+        }
+    }
+
+    pub fn nps(self) -> Option<f64> {
+        (self.n > 0)
+            .then(|| 100.0 * (self.promoters as f64 - self.detractors as f64) / self.n as f64)
+    }
+}
+
+/// One account in one pair of periods.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// `2025→2026`: the two periods' bucket labels.
+    pub periods: String,
+    pub key: Vec<String>,
+    pub account_id: String,
+    pub acted: bool,
+    /// Its first response of the earlier period, the tickets opened from
+    /// it, and when the first of them closed.
+    pub first_response: String,
+    pub tickets: Vec<String>,
+    pub closed_at: Option<i64>,
+    /// Its first response in the later period.
+    pub next_response_at: i64,
+    pub before: Counts,
+    pub after: Counts,
+}
+
+fn check(q: &Query) -> Result<(), ReportError> {
+    for d in &q.by {
+        if matches!(d, Dim::Workflow | Dim::Owner | Dim::Period) {
+            return Err(ReportError::NotASlice {
+                view: "uplift",
+                dim: d.as_str(),
+                items: "accounts in pairs of consecutive periods (the pair is always the first column; slice by program, team, region or segment)",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every account's pairs of consecutive periods in which it answered NPS.
+pub fn pairs(
+    q: &Query,
+    responses: &[ResponseFact],
+    tickets: &[TicketFact],
+    cx: &Context,
+) -> Result<Vec<Pair>, ReportError> {
+    check(q)?;
+    // Per account, per period start: its NPS responses in time order.
+    type Answers<'a> = Vec<(i64, f64, &'a ResponseFact)>;
+    let mut by_account: BTreeMap<&str, BTreeMap<i64, Answers<'_>>> = BTreeMap::new();
+    for r in responses {
+        if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
+            continue;
+        }
+        let (kind, value) = metric_of(r, cx);
+        let (Some(v), "nps") = (value, kind) else {
+            continue;
+        };
+        let Some((start, _)) = q.period.bounds(r.submitted_at, &q.tz) else {
+            continue;
+        };
+        by_account
+            .entry(&r.account_id)
+            .or_default()
+            .entry(start)
+            .or_default()
+            .push((r.submitted_at, v, r));
+    }
+    let mut from_response: HashMap<&str, Vec<&TicketFact>> = HashMap::new();
+    for t in tickets {
+        if !t.feedback_id.is_empty() {
+            from_response.entry(&t.feedback_id).or_default().push(t);
+        }
+    }
+    let mut out = Vec::new();
+    for (account, periods) in &mut by_account {
+        for answers in periods.values_mut() {
+            answers.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.feedback_id.cmp(&b.2.feedback_id)));
+        }
+        for (start, earlier) in periods.iter() {
+            let Some((_, end)) = q.period.bounds(*start, &q.tz) else {
+                continue;
+            };
+            let Some(later) = periods.get(&end) else {
+                continue;
+            };
+            let first = earlier[0].2;
+            let next_at = later[0].0;
+            let opened = from_response
+                .get(first.feedback_id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            let closed_at = opened.iter().filter_map(|t| t.first_close).min();
+            let mut before = Counts::default();
+            earlier.iter().for_each(|(_, v, _)| before.add(*v));
+            let mut after = Counts::default();
+            later.iter().for_each(|(_, v, _)| after.add(*v));
+            let key =
+                q.by.iter()
+                    .map(|d| response_slice(first, *d, q, cx))
+                    .collect::<Result<Vec<_>, _>>()?;
+            out.push(Pair {
+                periods: format!(
+                    "{}→{}",
+                    q.period.bucket(*start, &q.tz),
+                    q.period.bucket(end, &q.tz)
+                ),
+                key,
+                account_id: account.to_string(),
+                acted: closed_at.is_some_and(|c| c < next_at),
+                first_response: first.feedback_id.clone(),
+                tickets: opened.iter().map(|t| t.ticket_id.clone()).collect(),
+                closed_at,
+                next_response_at: next_at,
+                before,
+                after,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A small, fast generator for the bootstrap (SplitMix64).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn change(group: &[&Pair]) -> Option<f64> {
+    let (b, a) = group
+        .iter()
+        .fold((Counts::default(), Counts::default()), |(b, a), p| {
+            (b.plus(p.before), a.plus(p.after))
+        });
+    Some(a.nps()? - b.nps()?)
+}
+
+/// The 2.5th and 97.5th percentiles of the uplift over [`RESAMPLES`]
+/// resamples of accounts (with replacement, within each group).
+pub fn bootstrap(acted: &[&Pair], not_acted: &[&Pair]) -> Option<(f64, f64)> {
+    if acted.is_empty() || not_acted.is_empty() {
+        return None;
+    }
+    let mut rng = SplitMix(SEED);
+    let mut diffs = Vec::with_capacity(RESAMPLES);
+    let mut a = Vec::with_capacity(acted.len());
+    let mut n = Vec::with_capacity(not_acted.len());
+    for _ in 0..RESAMPLES {
+        a.clear();
+        n.clear();
+        a.extend((0..acted.len()).map(|_| acted[rng.below(acted.len())]));
+        n.extend((0..not_acted.len()).map(|_| not_acted[rng.below(not_acted.len())]));
+        if let (Some(x), Some(y)) = (change(&a), change(&n)) {
+            diffs.push(x - y);
+        }
+    }
+    if diffs.is_empty() {
+        return None;
+    }
+    diffs.sort_by(f64::total_cmp);
+    let at = |p: f64| diffs[((p * (diffs.len() - 1) as f64).round()) as usize];
+    Some((at(0.025), at(0.975)))
+}
+
+fn row(key: Vec<String>, pairs: &[&Pair]) -> Row {
+    let (acted, not_acted): (Vec<&Pair>, Vec<&Pair>) = pairs.iter().partition(|p| p.acted);
+    let side = |g: &[&Pair]| {
+        let (b, a) = g
+            .iter()
+            .fold((Counts::default(), Counts::default()), |(b, a), p| {
+                (b.plus(p.before), a.plus(p.after))
+            });
+        [Some(g.len() as f64), b.nps(), a.nps(), change(g)]
+    };
+    let x = change(&acted);
+    let y = change(&not_acted);
+    let ci = bootstrap(&acted, &not_acted);
+    let mut values = side(&acted).to_vec();
+    values.extend(side(&not_acted));
+    values.push(x.zip(y).map(|(x, y)| x - y));
+    values.push(ci.map(|c| c.0));
+    values.push(ci.map(|c| c.1));
+    Row { key, values }
+}
+
+/// By pair of periods (first column), then the query's slices.
+pub fn uplift(
+    q: &Query,
+    responses: &[ResponseFact],
+    tickets: &[TicketFact],
+    cx: &Context,
+) -> Result<Table, ReportError> {
+    let all = pairs(q, responses, tickets, cx)?;
+    let mut rows: BTreeMap<Vec<String>, Vec<&Pair>> = BTreeMap::new();
+    for p in &all {
+        let mut k = vec![p.periods.clone()];
+        k.extend(p.key.iter().cloned());
+        rows.entry(k).or_default().push(p);
+    }
+    let mut dims = vec!["periods"];
+    dims.extend(q.by.iter().map(|d| d.as_str()));
+    Ok(Table {
+        view: "uplift",
+        dims,
+        measures: MEASURES.to_vec(),
+        rows: rows.into_iter().map(|(k, ps)| row(k, &ps)).collect(),
+        total: row(Vec::new(), &all.iter().collect::<Vec<_>>()),
+    })
+}
+
+/// The accounts of an uplift row (`key`: the pair, then the slices; empty:
+/// every row), only one group when `acted` is given.
+pub fn explain(
+    q: &Query,
+    key: &[String],
+    acted: Option<bool>,
+    responses: &[ResponseFact],
+    tickets: &[TicketFact],
+    cx: &Context,
+) -> Result<Explained, ReportError> {
+    let mut lines = Vec::new();
+    for p in pairs(q, responses, tickets, cx)? {
+        let mut k = vec![p.periods.clone()];
+        k.extend(p.key.iter().cloned());
+        if (!key.is_empty() && k != key) || acted.is_some_and(|a| a != p.acted) {
+            continue;
+        }
+        lines.push(vec![
+            p.periods.clone(),
+            p.account_id.clone(),
+            if p.acted { "acted" } else { "not-acted" }.to_string(),
+            p.first_response.clone(),
+            p.tickets.join(" "),
+            p.closed_at.map(time).unwrap_or_default(),
+            time(p.next_response_at),
+            p.before
+                .nps()
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_default(),
+            p.after.nps().map(|v| format!("{v:.1}")).unwrap_or_default(),
+        ]);
+    }
+    Ok(Explained {
+        items: "accounts",
+        columns: columns(&[
+            "periods",
+            "account",
+            "group",
+            "first_response",
+            "tickets",
+            "first_closed_at",
+            "next_response_at",
+            "nps_before",
+            "nps_after",
+        ]),
+        lines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(acted: bool, before: (u64, u64, u64), after: (u64, u64, u64)) -> Pair {
+        let c = |(p, d, n)| Counts {
+            promoters: p,
+            detractors: d,
+            n,
+        };
+        Pair {
+            periods: "2025→2026".into(),
+            key: vec![],
+            account_id: "a".into(),
+            acted,
+            first_response: String::new(),
+            tickets: vec![],
+            closed_at: None,
+            next_response_at: 0,
+            before: c(before),
+            after: c(after),
+        }
+    }
+
+    #[test]
+    fn the_interval_is_seeded_and_brackets_a_clear_uplift() {
+        let acted: Vec<Pair> = (0..40)
+            .map(|i| {
+                pair(
+                    true,
+                    (0, 1, 1),
+                    if i % 4 == 0 { (0, 1, 1) } else { (1, 0, 1) },
+                )
+            })
+            .collect();
+        let not: Vec<Pair> = (0..40)
+            .map(|i| {
+                pair(
+                    false,
+                    (0, 1, 1),
+                    if i % 4 == 0 { (1, 0, 1) } else { (0, 1, 1) },
+                )
+            })
+            .collect();
+        let a: Vec<&Pair> = acted.iter().collect();
+        let n: Vec<&Pair> = not.iter().collect();
+        // Acted: -100 → +50 (150); not acted: -100 → -50 (50): uplift 100.
+        assert_eq!(change(&a), Some(150.0));
+        assert_eq!(change(&n), Some(50.0));
+        let (lo, hi) = bootstrap(&a, &n).unwrap();
+        assert!(lo < 100.0 && 100.0 < hi && lo > 0.0, "{lo} {hi}");
+        assert_eq!(
+            bootstrap(&a, &n),
+            Some((lo, hi)),
+            "same seed, same interval"
+        );
+        assert_eq!(bootstrap(&a, &[]), None);
+    }
+}
