@@ -32,7 +32,7 @@ fn ts(t: &str) -> prost_types::Timestamp {
 struct Install {
     app: App,
     _nats: Nats,
-    _db: TestDb,
+    db: TestDb,
 }
 
 async fn install(start: &str) -> Install {
@@ -54,7 +54,7 @@ async fn install(start: &str) -> Install {
     Install {
         app,
         _nats: nats,
-        _db: db,
+        db,
     }
 }
 
@@ -483,5 +483,108 @@ async fn an_account_moving_region_between_periods() {
     let a = i.until("nps", by, |_| true).await;
     assert_eq!(a.get("EMEA/2026-Q1", "promoters"), Some(1.0));
     assert_eq!(a.get("", "responses"), Some(1.0));
+    i.app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_views_rebuild_beside_the_live_ones_and_switch_over() {
+    let i = install("2026-01-05T09:00:00Z").await;
+    i.account("ACC-1", "EMEA", "dana@vendor.example").await;
+    for (n, score) in [(1, 2), (2, 9), (3, 10)] {
+        i.respond(
+            &format!("R{n}"),
+            "ACC-1",
+            "2026-01-05T08:00:00Z",
+            &[("nps", score)],
+            None,
+        )
+        .await;
+    }
+    i.until("nps", req(&[], None), |a| {
+        a.get("", "responses") == Some(3.0)
+    })
+    .await;
+    let mut a = AnalyticsServiceClient::connect(i.app.grpc_url())
+        .await
+        .unwrap();
+    let started = a
+        .rebuild_views(v1::RebuildViewsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(started.started, 1);
+    let again = a
+        .rebuild_views(v1::RebuildViewsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        again.message().contains("generation 1"),
+        "{}",
+        again.message()
+    );
+    // Reports answer in full all along, from one generation or the other.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = a.nps(req(&[], None)).await.unwrap().into_inner();
+        let answer = Answer::of(&r);
+        assert_eq!(answer.get("", "responses"), Some(3.0));
+        assert_eq!(answer.get("", "nps"), Some(100.0 * (2.0 - 1.0) / 3.0));
+        if r.positions.iter().all(|p| p.projection.ends_with("@g1")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never switched: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = a
+        .view_status(v1::ViewStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let state = |g: u64| {
+        s.generations
+            .iter()
+            .find(|x| x.generation == g)
+            .map(|x| x.state.clone())
+    };
+    assert_eq!(state(0).as_deref(), Some("retired"));
+    assert_eq!(state(1).as_deref(), Some("active"));
+    let live = s.generations.iter().find(|x| x.generation == 1).unwrap();
+    assert_eq!(live.projections.len(), 5);
+    assert!(live.switched_at.is_some());
+    // Caught up: nothing of their subjects left to apply.
+    assert!(live.projections.iter().all(|p| p.pending == 0), "{live:?}");
+    // The new generation follows the stream from here on.
+    i.respond("R4", "ACC-1", "2026-01-05T08:30:00Z", &[("nps", 0)], None)
+        .await;
+    i.until("nps", req(&[], None), |a| {
+        a.get("", "responses") == Some(4.0)
+    })
+    .await;
+    // The next rebuild drops the retired generation's tables.
+    let pool = sqlx::AnyPool::connect(&i.db.url).await.unwrap();
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {table}"
+            )))
+            .fetch_one(&pool)
+            .await
+        }
+    };
+    assert_eq!(count("analytics_responses").await.unwrap(), 3);
+    assert_eq!(count("analytics_responses_g1").await.unwrap(), 4);
+    let next = a
+        .rebuild_views(v1::RebuildViewsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.started, 2);
+    assert!(count("analytics_responses").await.is_err(), "dropped");
+    i.until("nps", req(&[], None), |a| {
+        a.get("", "responses") == Some(4.0)
+    })
+    .await;
     i.app.stop().await.unwrap();
 }

@@ -8,6 +8,7 @@ use closeloop_readmodel::Db;
 use sqlx::Row as _;
 
 use crate::query::Query;
+use crate::tables::Tables;
 
 /// A ticket as of the query's time.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,17 +104,19 @@ fn bounds(q: &Query) -> (i64, i64) {
 }
 
 /// The tickets opened in the query's period and recorded by its time.
-pub async fn tickets(db: &Db, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error> {
+pub async fn tickets(db: &Db, t: &Tables, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error> {
     let (from, to) = bounds(q);
-    let rows = sqlx::query(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT t.ticket_id, t.program_id, t.workflow_id, t.account_id, t.opened_at, \
          t.fc_target_secs, t.close_target_secs, d.fc_due, d.close_due, t.feedback_id, \
          t.require_opportunity \
-         FROM analytics_tickets t LEFT JOIN analytics_sla_due d \
+         FROM {tickets} t LEFT JOIN {sla_due} d \
          ON d.ticket_id = t.ticket_id AND d.at <= $1 \
          WHERE t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3 \
          ORDER BY t.ticket_id",
-    )
+        tickets = t.tickets,
+        sla_due = t.sla_due
+    )))
     .bind(q.as_of)
     .bind(from)
     .bind(to)
@@ -148,13 +151,15 @@ pub async fn tickets(db: &Db, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error>
             sla: SlaMarks::default(),
         });
     }
-    let events = sqlx::query(
+    let events = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT e.ticket_id, e.at, e.kind, e.owner_email, e.root_cause_words, \
-         e.actions_words, e.opportunity FROM analytics_ticket_events e \
-         JOIN analytics_tickets t ON t.ticket_id = e.ticket_id \
+         e.actions_words, e.opportunity FROM {ticket_events} e \
+         JOIN {tickets} t ON t.ticket_id = e.ticket_id \
          WHERE e.at <= $1 AND t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3 \
          ORDER BY e.ticket_id, e.sequence",
-    )
+        ticket_events = t.ticket_events,
+        tickets = t.tickets
+    )))
     .bind(q.as_of)
     .bind(from)
     .bind(to)
@@ -195,11 +200,13 @@ pub async fn tickets(db: &Db, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error>
             _ => {}
         }
     }
-    let marks = sqlx::query(
-        "SELECT e.ticket_id, e.kind, e.clock, e.detail FROM analytics_sla_events e \
-         JOIN analytics_tickets t ON t.ticket_id = e.ticket_id \
+    let marks = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT e.ticket_id, e.kind, e.clock, e.detail FROM {sla_events} e \
+         JOIN {tickets} t ON t.ticket_id = e.ticket_id \
          WHERE e.at <= $1 AND t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3",
-    )
+        sla_events = t.sla_events,
+        tickets = t.tickets
+    )))
     .bind(q.as_of)
     .bind(from)
     .bind(to)
@@ -227,11 +234,16 @@ pub async fn tickets(db: &Db, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error>
 }
 
 /// Every account as it stood at `as_of`.
-pub async fn accounts(db: &Db, as_of: i64) -> Result<HashMap<String, AccountFact>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT account_id, region, segment, team FROM analytics_accounts WHERE at <= $1 \
+pub async fn accounts(
+    db: &Db,
+    t: &Tables,
+    as_of: i64,
+) -> Result<HashMap<String, AccountFact>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT account_id, region, segment, team FROM {accounts} WHERE at <= $1 \
          ORDER BY account_id, sequence",
-    )
+        accounts = t.accounts
+    )))
     .bind(as_of)
     .fetch_all(db.pool())
     .await?;
@@ -267,14 +279,15 @@ pub async fn teams(db: &Db) -> Result<HashMap<String, String>, sqlx::Error> {
 
 /// The responses submitted in the query's period: each one's latest
 /// revision (by when it was made) recorded by the query's time.
-pub async fn responses(db: &Db, q: &Query) -> Result<Vec<ResponseFact>, sqlx::Error> {
+pub async fn responses(db: &Db, t: &Tables, q: &Query) -> Result<Vec<ResponseFact>, sqlx::Error> {
     let (from, to) = bounds(q);
-    let rows = sqlx::query(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT feedback_id, response_id, program_id, account_id, submitted_at, answers \
-         FROM analytics_responses WHERE applied = 1 AND at <= $1 \
+         FROM {responses} WHERE applied = 1 AND at <= $1 \
          AND submitted_at >= $2 AND submitted_at < $3 \
          ORDER BY feedback_id, revision_key, sequence",
-    )
+        responses = t.responses
+    )))
     .bind(q.as_of)
     .bind(from)
     .bind(to)
@@ -300,16 +313,18 @@ pub async fn responses(db: &Db, q: &Query) -> Result<Vec<ResponseFact>, sqlx::Er
     Ok(out)
 }
 
-/// Each analytics projection's position: the last stream sequence it applied.
-pub async fn positions(db: &Db) -> Result<Vec<(String, u64)>, sqlx::Error> {
+/// Each analytics projection's position in generation `t`: the last
+/// stream sequence it applied.
+pub async fn positions(db: &Db, t: &Tables) -> Result<Vec<(String, u64)>, sqlx::Error> {
     let mut out = Vec::new();
-    for name in crate::view::ALL {
+    for base in crate::view::ALL {
+        let name = t.checkpoint(base);
         let seq: Option<i64> =
             sqlx::query_scalar("SELECT sequence FROM projector_checkpoints WHERE name = $1")
-                .bind(name)
+                .bind(&name)
                 .fetch_optional(db.pool())
                 .await?;
-        out.push((name.to_string(), seq.unwrap_or(0).max(0) as u64));
+        out.push((name, seq.unwrap_or(0).max(0) as u64));
     }
     Ok(out)
 }
@@ -318,11 +333,15 @@ pub async fn positions(db: &Db) -> Result<Vec<(String, u64)>, sqlx::Error> {
 /// workflow.
 pub async fn unmatched(
     db: &Db,
+    t: &Tables,
     as_of: i64,
 ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT feedback_id FROM analytics_routing WHERE unmatched = 1 AND at <= $1")
-        .bind(as_of)
-        .fetch_all(db.pool())
-        .await
-        .map(|v: Vec<String>| v.into_iter().collect())
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT feedback_id FROM {routing} WHERE unmatched = 1 AND at <= $1",
+        routing = t.routing
+    )))
+    .bind(as_of)
+    .fetch_all(db.pool())
+    .await
+    .map(|v: Vec<String>| v.into_iter().collect())
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use closeloop_domain::{FieldViolation, Timestamp};
-use closeloop_eventstore::Clock;
+use closeloop_eventstore::{Clock, EventStore};
 use closeloop_programs::Catalog;
 use closeloop_proto::convert;
 use closeloop_proto::v1;
@@ -15,13 +15,17 @@ use tonic::{Request, Response, Status};
 
 use crate::query::{Dim, Period, Query};
 use crate::report::{self, Band, Clock as RateClock, Context, Outcome, ReportError, Table};
-use crate::{escalations, facts, journey, leaderboard, quality, uplift};
+use crate::tables::Tables;
+use crate::{escalations, facts, generations, journey, leaderboard, quality, uplift};
 
 #[derive(Clone)]
 pub struct AnalyticsGrpc {
     pub db: Db,
+    pub store: EventStore,
     pub catalog: Option<Arc<Catalog>>,
     pub clock: Clock,
+    /// Wakes the generations' supervisor (a rebuild was asked for).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Status {
@@ -159,9 +163,9 @@ impl AnalyticsGrpc {
         .map_err(closeloop_proto::status::invalid_argument)
     }
 
-    async fn context(&self, q: &Query) -> Result<Context, Status> {
+    async fn context(&self, t: &Tables, q: &Query) -> Result<Context, Status> {
         let mut cx = Context {
-            accounts: facts::accounts(&self.db, q.as_of)
+            accounts: facts::accounts(&self.db, t, q.as_of)
                 .await
                 .map_err(unavailable)?,
             teams: facts::teams(&self.db).await.map_err(unavailable)?,
@@ -198,9 +202,10 @@ impl AnalyticsGrpc {
         r: Option<&v1::ReportRequest>,
     ) -> Result<v1::Report, Status> {
         let q = self.query(view, r)?;
+        let t = generations::active(&self.db).await.map_err(unavailable)?;
         // Positions first: the answer reflects at least these.
-        let positions = facts::positions(&self.db).await.map_err(unavailable)?;
-        let data = self.data(view, &q).await?;
+        let positions = facts::positions(&self.db, &t).await.map_err(unavailable)?;
+        let data = self.data(&t, view, &q).await?;
         let (tickets, responses, cx) = (&data.tickets, &data.responses, &data.cx);
         let table = match view {
             "closure" => report::rate(RateClock::Closure, &q, tickets, cx),
@@ -217,8 +222,8 @@ impl AnalyticsGrpc {
     }
 
     /// The facts `view` reads.
-    async fn data(&self, view: &str, q: &Query) -> Result<Data, Status> {
-        let mut cx = self.context(q).await?;
+    async fn data(&self, t: &Tables, view: &str, q: &Query) -> Result<Data, Status> {
+        let mut cx = self.context(t, q).await?;
         let needs_tickets = view != "nps" && view != "leaderboard";
         let needs_responses = matches!(view, "nps" | "leaderboard" | "uplift" | "journey");
         let tickets = if !needs_tickets {
@@ -231,17 +236,21 @@ impl AnalyticsGrpc {
                 to: None,
                 ..q.clone()
             };
-            facts::tickets(&self.db, &all).await.map_err(unavailable)?
+            facts::tickets(&self.db, t, &all)
+                .await
+                .map_err(unavailable)?
         } else {
-            facts::tickets(&self.db, q).await.map_err(unavailable)?
+            facts::tickets(&self.db, t, q).await.map_err(unavailable)?
         };
         let responses = if needs_responses {
-            facts::responses(&self.db, q).await.map_err(unavailable)?
+            facts::responses(&self.db, t, q)
+                .await
+                .map_err(unavailable)?
         } else {
             Vec::new()
         };
         if view == "journey" {
-            cx.unmatched = facts::unmatched(&self.db, q.as_of)
+            cx.unmatched = facts::unmatched(&self.db, t, q.as_of)
                 .await
                 .map_err(unavailable)?;
         }
@@ -249,6 +258,47 @@ impl AnalyticsGrpc {
             tickets,
             responses,
             cx,
+        })
+    }
+}
+
+impl AnalyticsGrpc {
+    async fn generations(&self) -> Result<v1::ViewGenerations, Status> {
+        let mut out = Vec::new();
+        for g in generations::list(&self.db).await.map_err(unavailable)? {
+            if g.state == "dropped" {
+                continue;
+            }
+            let t = Tables::of(g.generation);
+            let mut projections = Vec::new();
+            for (name, sequence) in facts::positions(&self.db, &t).await.map_err(unavailable)? {
+                let base = crate::view::ALL
+                    .into_iter()
+                    .find(|b| name == t.checkpoint(b))
+                    .unwrap_or_default();
+                let pending = self
+                    .store
+                    .pending(&crate::view::filter_of(base, self.store.prefix()), sequence)
+                    .await
+                    .map_err(unavailable)?;
+                projections.push(v1::ProjectionState {
+                    projection: name,
+                    sequence,
+                    pending,
+                });
+            }
+            let time = |us: i64| (us > 0).then(|| convert::timestamp(Timestamp::from_micros(us)));
+            out.push(v1::ViewGeneration {
+                generation: g.generation.max(0) as u64,
+                state: g.state,
+                started_at: time(g.started_at),
+                switched_at: time(g.switched_at),
+                projections,
+            });
+        }
+        Ok(v1::ViewGenerations {
+            generations: out,
+            started: 0,
         })
     }
 }
@@ -350,6 +400,31 @@ impl AnalyticsService for AnalyticsGrpc {
         ))
     }
 
+    async fn rebuild_views(
+        &self,
+        _req: Request<v1::RebuildViewsRequest>,
+    ) -> Result<Response<v1::ViewGenerations>, Status> {
+        let now = Timestamp::from_system_time(self.clock.now()).as_micros();
+        let g = match generations::start_rebuild(&self.db, now).await {
+            Ok(g) => g,
+            Err(e @ generations::RebuildError::AlreadyBuilding(_)) => {
+                return Err(Status::failed_precondition(e.to_string()));
+            }
+            Err(generations::RebuildError::Sql(e)) => return Err(unavailable(e)),
+        };
+        self.wake.notify_one();
+        let mut r = self.generations().await?;
+        r.started = g as u64;
+        Ok(Response::new(r))
+    }
+
+    async fn view_status(
+        &self,
+        _req: Request<v1::ViewStatusRequest>,
+    ) -> Result<Response<v1::ViewGenerations>, Status> {
+        Ok(Response::new(self.generations().await?))
+    }
+
     async fn explain(
         &self,
         req: Request<v1::ExplainRequest>,
@@ -395,7 +470,8 @@ impl AnalyticsService for AnalyticsGrpc {
                 FieldViolation::new("order", "only the quality view orders its tickets"),
             ]));
         }
-        let data = self.data(view, &q).await?;
+        let t = generations::active(&self.db).await.map_err(unavailable)?;
+        let data = self.data(&t, view, &q).await?;
         let (tickets, responses, cx) = (&data.tickets, &data.responses, &data.cx);
         let mut explained = match view {
             "closure" | "first-contact" => {

@@ -14,6 +14,7 @@
 
 pub mod escalations;
 pub mod facts;
+pub mod generations;
 pub mod grpc;
 pub mod journey;
 pub mod leaderboard;
@@ -21,6 +22,7 @@ pub mod quality;
 pub mod query;
 pub mod report;
 pub mod role;
+pub mod tables;
 pub mod uplift;
 pub mod view;
 

@@ -28,6 +28,8 @@ use closeloop_eventstore::{Contract, Prefix, StoredEvent};
 use closeloop_readmodel::{Projection, ProjectionError};
 use sqlx::AnyConnection;
 
+use crate::tables::Tables;
+
 /// Checkpoint names.
 pub const TICKETS: &str = "analytics_tickets";
 pub const SLA: &str = "analytics_sla";
@@ -37,6 +39,29 @@ pub const ROUTING: &str = "analytics_routing";
 
 /// Every projection of this role, by checkpoint name.
 pub const ALL: [&str; 5] = [TICKETS, SLA, RESPONSES, ACCOUNTS, ROUTING];
+
+/// The subjects projection `base` (a name of [`ALL`]) follows.
+pub fn filter_of(base: &str, prefix: &Prefix) -> String {
+    match base {
+        TICKETS => prefix.aggregate_filter(closeloop_contracts::ticket::AGGREGATE),
+        SLA => prefix.aggregate_filter(closeloop_contracts::sla::AGGREGATE),
+        RESPONSES => prefix.aggregate_filter(closeloop_contracts::feedback::AGGREGATE),
+        ACCOUNTS => prefix.aggregate_filter(AccountKind::TYPE),
+        _ => prefix.aggregate_filter(closeloop_contracts::routing::AGGREGATE),
+    }
+}
+
+/// The checkpoint name of projection `base` in generation `t`: a
+/// generation's names are made once per process and projection (a rebuild
+/// adds five), so they are leaked to give the `'static` name projectors
+/// are registered under.
+fn checkpoint_name(t: &Tables, base: &'static str) -> &'static str {
+    if t.generation == 0 {
+        base
+    } else {
+        Box::leak(t.checkpoint(base).into_boxed_str())
+    }
+}
 
 fn poison(e: impl std::fmt::Display) -> ProjectionError {
     ProjectionError::Poison(e.to_string())
@@ -55,15 +80,28 @@ fn aggregate_id(ev: &StoredEvent) -> &str {
     ev.subject.rsplit('.').next().unwrap_or_default()
 }
 
-pub struct TicketFacts;
+pub struct TicketFacts {
+    t: Tables,
+    name: &'static str,
+}
+
+impl TicketFacts {
+    /// The projection into generation `t`'s tables.
+    pub fn new(t: &Tables) -> Self {
+        TicketFacts {
+            t: t.clone(),
+            name: checkpoint_name(t, TICKETS),
+        }
+    }
+}
 
 impl Projection for TicketFacts {
     fn name(&self) -> &'static str {
-        TICKETS
+        self.name
     }
 
     fn filter(&self, prefix: &Prefix) -> String {
-        prefix.aggregate_filter(closeloop_contracts::ticket::AGGREGATE)
+        filter_of(TICKETS, prefix)
     }
 
     async fn apply(
@@ -85,13 +123,14 @@ impl Projection for TicketFacts {
                 ..
             } => {
                 let (_, feedback_id, workflow_id) = origin.parts();
-                sqlx::query(
-                    "INSERT INTO analytics_tickets (ticket_id, program_id, workflow_id, \
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {tickets} (ticket_id, program_id, workflow_id, \
                      feedback_id, account_id, opened_at, fc_target_secs, close_target_secs, \
                      require_opportunity, sequence) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                      ON CONFLICT (ticket_id) DO NOTHING",
-                )
+                    tickets = self.t.tickets
+                )))
                 .bind(&id)
                 .bind(program_id.as_str())
                 .bind(workflow_id)
@@ -125,11 +164,12 @@ impl Projection for TicketFacts {
             ),
             _ => (0, 0, false),
         };
-        sqlx::query(
-            "INSERT INTO analytics_ticket_events (ticket_id, sequence, at, kind, owner_email, \
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {ticket_events} (ticket_id, sequence, at, kind, owner_email, \
              root_cause_words, actions_words, opportunity) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ticket_id, sequence) DO NOTHING",
-        )
+            ticket_events = self.t.ticket_events
+        )))
         .bind(&id)
         .bind(seq)
         .bind(at)
@@ -149,15 +189,28 @@ pub fn words(text: &str) -> i64 {
     text.split_whitespace().count() as i64
 }
 
-pub struct SlaFacts;
+pub struct SlaFacts {
+    t: Tables,
+    name: &'static str,
+}
+
+impl SlaFacts {
+    /// The projection into generation `t`'s tables.
+    pub fn new(t: &Tables) -> Self {
+        SlaFacts {
+            t: t.clone(),
+            name: checkpoint_name(t, SLA),
+        }
+    }
+}
 
 impl Projection for SlaFacts {
     fn name(&self) -> &'static str {
-        SLA
+        self.name
     }
 
     fn filter(&self, prefix: &Prefix) -> String {
-        prefix.aggregate_filter(closeloop_contracts::sla::AGGREGATE)
+        filter_of(SLA, prefix)
     }
 
     async fn apply(
@@ -183,10 +236,11 @@ impl Projection for SlaFacts {
                 if let (Some(fc), Some(close)) =
                     (due(ClockKind::FirstContact), due(ClockKind::Closure))
                 {
-                    sqlx::query(
-                        "INSERT INTO analytics_sla_due (ticket_id, fc_due, close_due, at) \
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO {sla_due} (ticket_id, fc_due, close_due, at) \
                          VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id) DO NOTHING",
-                    )
+                        sla_due = self.t.sla_due
+                    )))
                     .bind(&id)
                     .bind(fc)
                     .bind(close)
@@ -201,10 +255,11 @@ impl Projection for SlaFacts {
             SlaEvent::Escalated { level, .. } => ("escalated", "", i64::from(*level)),
             _ => return Ok(()),
         };
-        sqlx::query(
-            "INSERT INTO analytics_sla_events (ticket_id, sequence, at, kind, clock, detail) \
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {sla_events} (ticket_id, sequence, at, kind, clock, detail) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ticket_id, sequence) DO NOTHING",
-        )
+            sla_events = self.t.sla_events
+        )))
         .bind(&id)
         .bind(ev.sequence as i64)
         .bind(at)
@@ -232,15 +287,28 @@ pub fn numeric_answers(answers: &BTreeMap<String, AnswerValue>) -> String {
     serde_json::Value::Object(out).to_string()
 }
 
-pub struct ResponseFacts;
+pub struct ResponseFacts {
+    t: Tables,
+    name: &'static str,
+}
+
+impl ResponseFacts {
+    /// The projection into generation `t`'s tables.
+    pub fn new(t: &Tables) -> Self {
+        ResponseFacts {
+            t: t.clone(),
+            name: checkpoint_name(t, RESPONSES),
+        }
+    }
+}
 
 impl Projection for ResponseFacts {
     fn name(&self) -> &'static str {
-        RESPONSES
+        self.name
     }
 
     fn filter(&self, prefix: &Prefix) -> String {
-        prefix.aggregate_filter(closeloop_contracts::feedback::AGGREGATE)
+        filter_of(RESPONSES, prefix)
     }
 
     async fn apply(
@@ -252,12 +320,13 @@ impl Projection for ResponseFacts {
         let at = recorded_at(ev)?;
         let applied = !matches!(r.event.value, FeedbackEvent::Superseded { .. });
         let f = r.event.value.feedback();
-        sqlx::query(
-            "INSERT INTO analytics_responses (feedback_id, sequence, at, applied, revision_key, \
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {responses} (feedback_id, sequence, at, applied, revision_key, \
              response_id, program_id, account_id, submitted_at, answers) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (feedback_id, sequence) DO NOTHING",
-        )
+            responses = self.t.responses
+        )))
         .bind(aggregate_id(ev))
         .bind(ev.sequence as i64)
         .bind(at)
@@ -274,15 +343,28 @@ impl Projection for ResponseFacts {
     }
 }
 
-pub struct AccountFacts;
+pub struct AccountFacts {
+    t: Tables,
+    name: &'static str,
+}
+
+impl AccountFacts {
+    /// The projection into generation `t`'s tables.
+    pub fn new(t: &Tables) -> Self {
+        AccountFacts {
+            t: t.clone(),
+            name: checkpoint_name(t, ACCOUNTS),
+        }
+    }
+}
 
 impl Projection for AccountFacts {
     fn name(&self) -> &'static str {
-        ACCOUNTS
+        self.name
     }
 
     fn filter(&self, prefix: &Prefix) -> String {
-        prefix.aggregate_filter(AccountKind::TYPE)
+        filter_of(ACCOUNTS, prefix)
     }
 
     async fn apply(
@@ -297,10 +379,11 @@ impl Projection for AccountFacts {
             .iter()
             .map(|(role, email)| (role.clone(), email.as_str().into()))
             .collect();
-        sqlx::query(
-            "INSERT INTO analytics_accounts (account_id, sequence, at, region, segment, team) \
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {accounts} (account_id, sequence, at, region, segment, team) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, sequence) DO NOTHING",
-        )
+            accounts = self.t.accounts
+        )))
         .bind(a.id.as_str())
         .bind(ev.sequence as i64)
         .bind(at)
@@ -313,15 +396,28 @@ impl Projection for AccountFacts {
     }
 }
 
-pub struct RoutingFacts;
+pub struct RoutingFacts {
+    t: Tables,
+    name: &'static str,
+}
+
+impl RoutingFacts {
+    /// The projection into generation `t`'s tables.
+    pub fn new(t: &Tables) -> Self {
+        RoutingFacts {
+            t: t.clone(),
+            name: checkpoint_name(t, ROUTING),
+        }
+    }
+}
 
 impl Projection for RoutingFacts {
     fn name(&self) -> &'static str {
-        ROUTING
+        self.name
     }
 
     fn filter(&self, prefix: &Prefix) -> String {
-        prefix.aggregate_filter(closeloop_contracts::routing::AGGREGATE)
+        filter_of(ROUTING, prefix)
     }
 
     async fn apply(
@@ -334,10 +430,11 @@ impl Projection for RoutingFacts {
         let RoutingEvent::Decided(d) = &r.event else {
             return Ok(());
         };
-        sqlx::query(
-            "INSERT INTO analytics_routing (feedback_id, unmatched, at, sequence) \
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {routing} (feedback_id, unmatched, at, sequence) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (feedback_id) DO NOTHING",
-        )
+            routing = self.t.routing
+        )))
         .bind(aggregate_id(ev))
         .bind(i32::from(d.unmatched))
         .bind(recorded_at(ev)?)

@@ -304,6 +304,37 @@ impl EventStore {
     /// Follows every event matching `filter` with stream sequence greater than
     /// `after`, in order, forever. Backed by an ordered consumer, which
     /// recreates itself on gaps or reconnects and leaves no state on the server.
+    /// How many events matching `filter` the stream holds after sequence
+    /// `after`: a projector's lag (asks the server through a short-lived
+    /// consumer, for admin commands; not for hot paths).
+    pub async fn pending(&self, filter: &str, after: u64) -> Result<u64, StoreError> {
+        let deliver_policy = if after == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            }
+        };
+        let mut consumer = self
+            .stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                filter_subject: filter.to_string(),
+                deliver_policy,
+                inactive_threshold: std::time::Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let info = consumer
+            .info()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let (pending, name) = (info.num_pending, info.name.clone());
+        // Ephemeral: the server removes it anyway after 30 s unused.
+        let _ = self.stream.delete_consumer(&name).await;
+        Ok(pending)
+    }
+
     pub async fn follow(
         &self,
         filter: &str,

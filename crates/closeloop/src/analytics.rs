@@ -399,3 +399,152 @@ fn print_explained(r: &v1::ExplainResponse, format: Format) {
         }
     }
 }
+
+#[derive(Args)]
+pub struct ProjectionsArgs {
+    /// gRPC address of a closeloop server running the analytics role.
+    #[arg(
+        long,
+        global = true,
+        env = "CLOSELOOP_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: ProjectionsCommand,
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Rebuild views from the start of the stream into fresh tables, beside
+    /// the live ones, and switch over when caught up (no downtime).
+    Rebuild {
+        /// The views to rebuild: `analytics` (every analytics view: they
+        /// share their fact tables). Other views (tickets, the directory)
+        /// rebuild from an empty database: see docs/operations.md.
+        #[arg(long, default_value = "analytics")]
+        view: String,
+        /// Wait until the rebuilt views are live, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Each analytics projection's generation, position and lag.
+    Status {
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+}
+
+pub async fn run_projections(args: ProjectionsArgs) -> ExitCode {
+    let server = args.server.clone();
+    match projections(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => client::report(&server, e),
+    }
+}
+
+async fn projections(args: ProjectionsArgs) -> Result<(), CliError> {
+    let mut c = AnalyticsServiceClient::new(client::channel(&args.server).await?);
+    match args.command {
+        ProjectionsCommand::Rebuild { view, wait } => {
+            let analytics_views = [
+                "analytics",
+                "closure",
+                "first-contact",
+                "escalations",
+                "nps",
+                "uplift",
+                "quality",
+                "leaderboard",
+                "journey",
+            ];
+            if !analytics_views.contains(&view.trim()) {
+                return Err(CliError::Usage(format!(
+                    "--view {view:?}: this version rebuilds the analytics views (--view analytics, \
+                     or any one of them: they share their fact tables); tickets and directory views \
+                     rebuild by starting their role on an empty database"
+                )));
+            }
+            let r = c
+                .rebuild_views(v1::RebuildViewsRequest {})
+                .await?
+                .into_inner();
+            let g = r.started;
+            outln!("rebuilding the analytics views as generation {g}");
+            if !wait {
+                print_generations(&r, Format::Table);
+                return Ok(());
+            }
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let s = c.view_status(v1::ViewStatusRequest {}).await?.into_inner();
+                let Some(mine) = s.generations.iter().find(|x| x.generation == g) else {
+                    return Err(CliError::Usage(format!(
+                        "generation {g} is gone (another rebuild replaced it)"
+                    )));
+                };
+                if mine.state == "active" {
+                    outln!("generation {g} is live");
+                    print_generations(&s, Format::Table);
+                    return Ok(());
+                }
+                let done: u64 = mine.projections.iter().map(|p| p.pending).sum();
+                outln!("generation {g}: {done} events still to apply");
+            }
+        }
+        ProjectionsCommand::Status { output } => {
+            let s = c.view_status(v1::ViewStatusRequest {}).await?.into_inner();
+            print_generations(&s, output);
+            Ok(())
+        }
+    }
+}
+
+fn print_generations(s: &v1::ViewGenerations, format: Format) {
+    match format {
+        Format::Json => output::print_json(&json!({
+            "generations": s.generations.iter().map(|g| json!({
+                "generation": g.generation,
+                "state": g.state,
+                "started_at": rfc3339(&g.started_at),
+                "switched_at": rfc3339(&g.switched_at),
+                "projections": g.projections.iter().map(|p| json!({
+                    "projection": p.projection,
+                    "sequence": p.sequence,
+                    "pending": p.pending,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })),
+        Format::Csv | Format::Table => {
+            let head: Vec<String> = ["generation", "state", "projection", "position", "lag"]
+                .map(String::from)
+                .to_vec();
+            let lines: Vec<Vec<String>> = s
+                .generations
+                .iter()
+                .flat_map(|g| {
+                    g.projections.iter().map(|p| {
+                        vec![
+                            g.generation.to_string(),
+                            g.state.clone(),
+                            p.projection.clone(),
+                            p.sequence.to_string(),
+                            p.pending.to_string(),
+                        ]
+                    })
+                })
+                .collect();
+            if matches!(format, Format::Csv) {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                let _ = w.write_record(&head);
+                for l in &lines {
+                    let _ = w.write_record(l);
+                }
+                let bytes = w.into_inner().unwrap_or_default();
+                output::write_stdout(format_args!("{}", String::from_utf8_lossy(&bytes)));
+            } else {
+                table(&head, &lines, 3);
+            }
+        }
+    }
+}

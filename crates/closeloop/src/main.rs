@@ -82,6 +82,9 @@ enum Command {
     /// escalations, NPS, uplift, closure quality, leaderboard, journey,
     /// with --explain for the items behind a row.
     Report(analytics::ReportArgs),
+    /// Read-model projections: rebuild the analytics views without
+    /// downtime; each projection's generation, position and lag.
+    Projections(analytics::ProjectionsArgs),
     /// Administration: the clock closeloop runs on.
     Admin(sla::AdminArgs),
 }
@@ -288,6 +291,7 @@ async fn main() -> ExitCode {
         Command::Sla(args) => sla::run_sla(args).await,
         Command::Reports(args) => sla::run_reports(args).await,
         Command::Report(args) => analytics::run(args).await,
+        Command::Projections(args) => analytics::run_projections(args).await,
         Command::Admin(args) => sla::run_admin(args).await,
         Command::Dlq(args) => {
             init_logging(cli.log_format, "warn");
