@@ -14,7 +14,7 @@ help:
 	@echo "make run    start NATS (if none answers) and closeloop serve --roles all on SQLite"
 	@echo "make demo   run the example feedback through routing and print the tickets it opens"
 	@echo "make test   unit, property and integration tests (real nats-server, SQLite and PostgreSQL)"
-	@echo "make bench  raw NATS publish rate vs the feedback → ticket path, the command path and SLA timers (release build)"
+	@echo "make bench  raw NATS publish rate vs the feedback → ticket path, the command path, SLA timers and analytics (release build)"
 	@echo "make lint   rustfmt and clippy, as CI runs them"
 	@echo "make k8s    render the Kubernetes manifests (kubectl kustomize)"
 
@@ -40,7 +40,7 @@ test:
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
 	$(CARGO) test --workspace
 
-## bench: raw broker publish rate vs the whole intake → routing → ticket path, owner notified by e-mail, the command path, and SLA timers (release build).
+## bench: raw broker publish rate vs the whole intake → routing → ticket path, owner notified by e-mail, the command path, SLA timers, and analytics rebuild, reports and memory (release build).
 bench:
 	@deploy/local/install-nats.sh
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
@@ -49,6 +49,8 @@ bench:
 	$(CARGO) bench -p closeloop-tests --bench commands
 	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
 	$(CARGO) bench -p closeloop-tests --bench timers
+	@export CLOSELOOP_TEST_POSTGRES_URL="$$(deploy/local/ensure-postgres.sh)"; \
+	$(CARGO) bench -p closeloop-tests --bench analytics
 
 lint: fmt clippy
 
