@@ -72,7 +72,8 @@ CREATE TABLE analytics_sla_due (
     ticket_id TEXT PRIMARY KEY,
     fc_due    BIGINT NOT NULL,
     close_due BIGINT NOT NULL,
-    at        BIGINT NOT NULL
+    at        BIGINT NOT NULL,
+    sequence  BIGINT NOT NULL
 );
 
 CREATE TABLE analytics_sla_events (
@@ -92,3 +93,12 @@ CREATE TABLE analytics_routing (
     at          BIGINT NOT NULL,
     sequence    BIGINT NOT NULL
 );
+
+-- Readers that keep the facts in memory fetch what is new by sequence.
+CREATE INDEX analytics_tickets_by_sequence ON analytics_tickets (sequence);
+CREATE INDEX analytics_ticket_events_by_sequence ON analytics_ticket_events (sequence);
+CREATE INDEX analytics_responses_by_sequence ON analytics_responses (sequence);
+CREATE INDEX analytics_accounts_by_sequence ON analytics_accounts (sequence);
+CREATE INDEX analytics_sla_due_by_sequence ON analytics_sla_due (sequence);
+CREATE INDEX analytics_sla_events_by_sequence ON analytics_sla_events (sequence);
+CREATE INDEX analytics_routing_by_sequence ON analytics_routing (sequence);

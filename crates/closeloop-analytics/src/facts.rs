@@ -103,93 +103,117 @@ fn bounds(q: &Query) -> (i64, i64) {
     (q.from.unwrap_or(i64::MIN), q.to.unwrap_or(i64::MAX))
 }
 
-/// The tickets opened in the query's period and recorded by its time.
-pub async fn tickets(db: &Db, t: &Tables, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error> {
-    let (from, to) = bounds(q);
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT t.ticket_id, t.program_id, t.workflow_id, t.account_id, t.opened_at, \
-         t.fc_target_secs, t.close_target_secs, d.fc_due, d.close_due, t.feedback_id, \
-         t.require_opportunity \
-         FROM {tickets} t LEFT JOIN {sla_due} d \
-         ON d.ticket_id = t.ticket_id AND d.at <= $1 \
-         WHERE t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3 \
-         ORDER BY t.ticket_id",
-        tickets = t.tickets,
-        sla_due = t.sla_due
-    )))
-    .bind(q.as_of)
-    .bind(from)
-    .bind(to)
-    .fetch_all(db.pool())
-    .await?;
-    let mut out: Vec<TicketFact> = Vec::with_capacity(rows.len());
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let opened_at: i64 = r.try_get(4)?;
-        let fc_target: i64 = r.try_get(5)?;
-        let close_target: i64 = r.try_get(6)?;
-        let fc_due: Option<i64> = r.try_get(7)?;
-        let close_due: Option<i64> = r.try_get(8)?;
-        let require_opportunity: i32 = r.try_get(10)?;
-        let id: String = r.try_get(0)?;
-        index.insert(id.clone(), out.len());
-        out.push(TicketFact {
-            ticket_id: id,
-            program_id: r.try_get(1)?,
-            workflow_id: r.try_get(2)?,
-            account_id: r.try_get(3)?,
-            opened_at,
-            fc_due: fc_due.unwrap_or(opened_at.saturating_add(fc_target * 1_000_000)),
-            close_due: close_due.unwrap_or(opened_at.saturating_add(close_target * 1_000_000)),
+/// Tickets folded from their fact rows, applied in stream order: what the
+/// SQL path (as of a past time) and the in-memory cache ([`crate::cache`])
+/// both build.
+#[derive(Debug, Default, Clone)]
+pub struct TicketFold {
+    pub tickets: Vec<TicketFact>,
+    index: HashMap<String, usize>,
+    /// Due times and marks of tickets not seen yet (the SLA projection ran
+    /// ahead of the ticket projection).
+    early_due: HashMap<String, (i64, i64)>,
+    early_marks: HashMap<String, Vec<(String, String, i64)>>,
+}
+
+/// An `analytics_tickets` row.
+pub struct TicketRow {
+    pub ticket_id: String,
+    pub program_id: String,
+    pub workflow_id: String,
+    pub feedback_id: String,
+    pub account_id: String,
+    pub opened_at: i64,
+    pub fc_target_secs: i64,
+    pub close_target_secs: i64,
+    pub require_opportunity: bool,
+}
+
+/// An `analytics_ticket_events` row.
+pub struct EventRow {
+    pub ticket_id: String,
+    pub at: i64,
+    pub kind: String,
+    pub owner_email: String,
+    pub root_cause_words: i64,
+    pub actions_words: i64,
+    pub opportunity: bool,
+}
+
+fn words(n: i64) -> u32 {
+    n.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+impl TicketFold {
+    pub fn open(&mut self, r: TicketRow) {
+        if self.index.contains_key(&r.ticket_id) {
+            return;
+        }
+        let (fc_due, close_due) = self.early_due.remove(&r.ticket_id).unwrap_or((
+            r.opened_at.saturating_add(r.fc_target_secs * 1_000_000),
+            r.opened_at.saturating_add(r.close_target_secs * 1_000_000),
+        ));
+        let marks = self.early_marks.remove(&r.ticket_id);
+        self.index.insert(r.ticket_id.clone(), self.tickets.len());
+        self.tickets.push(TicketFact {
+            ticket_id: r.ticket_id.clone(),
+            program_id: r.program_id,
+            workflow_id: r.workflow_id,
+            account_id: r.account_id,
+            opened_at: r.opened_at,
+            fc_due,
+            close_due,
             first_contact: None,
             first_close: None,
             reopens: 0,
             owner: String::new(),
-            feedback_id: r.try_get(9)?,
-            require_opportunity: require_opportunity != 0,
+            feedback_id: r.feedback_id,
+            require_opportunity: r.require_opportunity,
             closed: None,
             sla: SlaMarks::default(),
         });
-    }
-    let events = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT e.ticket_id, e.at, e.kind, e.owner_email, e.root_cause_words, \
-         e.actions_words, e.opportunity FROM {ticket_events} e \
-         JOIN {tickets} t ON t.ticket_id = e.ticket_id \
-         WHERE e.at <= $1 AND t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3 \
-         ORDER BY e.ticket_id, e.sequence",
-        ticket_events = t.ticket_events,
-        tickets = t.tickets
-    )))
-    .bind(q.as_of)
-    .bind(from)
-    .bind(to)
-    .fetch_all(db.pool())
-    .await?;
-    for r in events {
-        let id: String = r.try_get(0)?;
-        let Some(&i) = index.get(&id) else { continue };
-        let t = &mut out[i];
-        let at: i64 = r.try_get(1)?;
-        let kind: String = r.try_get(2)?;
-        let owner: String = r.try_get(3)?;
-        if !owner.is_empty() {
-            t.owner = owner;
+        for (kind, clock, detail) in marks.into_iter().flatten() {
+            self.mark(&r.ticket_id, kind, &clock, detail);
         }
-        match kind.as_str() {
+    }
+
+    /// The SLA's first-run due times (they replace the policy's targets).
+    pub fn due(&mut self, ticket_id: &str, fc_due: i64, close_due: i64) {
+        match self.index.get(ticket_id) {
+            Some(&i) => {
+                let t = &mut self.tickets[i];
+                t.fc_due = fc_due;
+                t.close_due = close_due;
+            }
+            None => {
+                self.early_due
+                    .insert(ticket_id.to_string(), (fc_due, close_due));
+            }
+        }
+    }
+
+    /// An event of a ticket already opened (others are ignored: a ticket
+    /// outside the query's period).
+    pub fn event(&mut self, e: EventRow) {
+        let Some(&i) = self.index.get(&e.ticket_id) else {
+            return;
+        };
+        let t = &mut self.tickets[i];
+        if !e.owner_email.is_empty() {
+            t.owner = e.owner_email;
+        }
+        match e.kind.as_str() {
             "contact_logged" => {
-                t.first_contact.get_or_insert(at);
+                t.first_contact.get_or_insert(e.at);
             }
             "closed" => {
-                t.first_close.get_or_insert(at);
-                let root_cause_words: i64 = r.try_get(4)?;
-                let actions_words: i64 = r.try_get(5)?;
-                let opportunity: i32 = r.try_get(6)?;
+                t.first_close.get_or_insert(e.at);
                 t.closed = Some(Closure {
-                    at,
+                    at: e.at,
                     owner: t.owner.clone(),
-                    root_cause_words: root_cause_words.clamp(0, i64::from(u32::MAX)) as u32,
-                    actions_words: actions_words.clamp(0, i64::from(u32::MAX)) as u32,
-                    opportunity: opportunity != 0,
+                    root_cause_words: words(e.root_cause_words),
+                    actions_words: words(e.actions_words),
+                    opportunity: e.opportunity,
                     contact_before: t.first_contact.is_some(),
                 });
             }
@@ -200,26 +224,18 @@ pub async fn tickets(db: &Db, t: &Tables, q: &Query) -> Result<Vec<TicketFact>, 
             _ => {}
         }
     }
-    let marks = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT e.ticket_id, e.kind, e.clock, e.detail FROM {sla_events} e \
-         JOIN {tickets} t ON t.ticket_id = e.ticket_id \
-         WHERE e.at <= $1 AND t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3",
-        sla_events = t.sla_events,
-        tickets = t.tickets
-    )))
-    .bind(q.as_of)
-    .bind(from)
-    .bind(to)
-    .fetch_all(db.pool())
-    .await?;
-    for r in marks {
-        let id: String = r.try_get(0)?;
-        let Some(&i) = index.get(&id) else { continue };
-        let m = &mut out[i].sla;
-        let kind: String = r.try_get(1)?;
-        let clock: String = r.try_get(2)?;
-        let detail: i64 = r.try_get(3)?;
-        match (kind.as_str(), clock.as_str()) {
+
+    /// A warning, breach or escalation.
+    pub fn mark(&mut self, ticket_id: &str, kind: String, clock: &str, detail: i64) {
+        let Some(&i) = self.index.get(ticket_id) else {
+            self.early_marks
+                .entry(ticket_id.to_string())
+                .or_default()
+                .push((kind, clock.to_string(), detail));
+            return;
+        };
+        let m = &mut self.tickets[i].sla;
+        match (kind.as_str(), clock) {
             ("warned", "first_contact") => m.warned_first_contact = true,
             ("warned", _) => m.warned_closure = true,
             ("breached", "first_contact") => m.breached_first_contact = true,
@@ -230,6 +246,113 @@ pub async fn tickets(db: &Db, t: &Tables, q: &Query) -> Result<Vec<TicketFact>, 
             _ => {}
         }
     }
+}
+
+pub(crate) fn ticket_row(r: &sqlx::any::AnyRow) -> Result<TicketRow, sqlx::Error> {
+    let require_opportunity: i32 = r.try_get(8)?;
+    Ok(TicketRow {
+        ticket_id: r.try_get(0)?,
+        program_id: r.try_get(1)?,
+        workflow_id: r.try_get(2)?,
+        feedback_id: r.try_get(3)?,
+        account_id: r.try_get(4)?,
+        opened_at: r.try_get(5)?,
+        fc_target_secs: r.try_get(6)?,
+        close_target_secs: r.try_get(7)?,
+        require_opportunity: require_opportunity != 0,
+    })
+}
+
+/// Columns of [`ticket_row`].
+pub(crate) const TICKET_COLUMNS: &str = "ticket_id, program_id, workflow_id, feedback_id, \
+     account_id, opened_at, fc_target_secs, close_target_secs, require_opportunity";
+
+pub(crate) fn event_row(r: &sqlx::any::AnyRow) -> Result<EventRow, sqlx::Error> {
+    let opportunity: i32 = r.try_get(6)?;
+    Ok(EventRow {
+        ticket_id: r.try_get(0)?,
+        at: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        owner_email: r.try_get(3)?,
+        root_cause_words: r.try_get(4)?,
+        actions_words: r.try_get(5)?,
+        opportunity: opportunity != 0,
+    })
+}
+
+/// Columns of [`event_row`].
+pub(crate) const EVENT_COLUMNS: &str =
+    "ticket_id, at, kind, owner_email, root_cause_words, actions_words, opportunity";
+
+/// The tickets opened in the query's period and recorded by its time.
+pub async fn tickets(db: &Db, t: &Tables, q: &Query) -> Result<Vec<TicketFact>, sqlx::Error> {
+    let (from, to) = bounds(q);
+    let in_period = "t.opened_at <= $1 AND t.opened_at >= $2 AND t.opened_at < $3";
+    let mut fold = TicketFold::default();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TICKET_COLUMNS} FROM {tickets} t WHERE {in_period} ORDER BY t.sequence",
+        tickets = t.tickets
+    )))
+    .bind(q.as_of)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    for r in &rows {
+        fold.open(ticket_row(r)?);
+    }
+    let due = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT d.ticket_id, d.fc_due, d.close_due FROM {sla_due} d \
+         JOIN {tickets} t ON t.ticket_id = d.ticket_id WHERE d.at <= $1 AND {in_period}",
+        sla_due = t.sla_due,
+        tickets = t.tickets
+    )))
+    .bind(q.as_of)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    for r in &due {
+        let id: String = r.try_get(0)?;
+        fold.due(&id, r.try_get(1)?, r.try_get(2)?);
+    }
+    let events = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {cols} FROM {events} e JOIN {tickets} t ON t.ticket_id = e.ticket_id \
+         WHERE e.at <= $1 AND {in_period} ORDER BY e.sequence",
+        cols = EVENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("e.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        events = t.ticket_events,
+        tickets = t.tickets
+    )))
+    .bind(q.as_of)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    for r in &events {
+        fold.event(event_row(r)?);
+    }
+    let marks = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT e.ticket_id, e.kind, e.clock, e.detail FROM {sla_events} e \
+         JOIN {tickets} t ON t.ticket_id = e.ticket_id WHERE e.at <= $1 AND {in_period}",
+        sla_events = t.sla_events,
+        tickets = t.tickets
+    )))
+    .bind(q.as_of)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    for r in &marks {
+        let id: String = r.try_get(0)?;
+        let clock: String = r.try_get(2)?;
+        fold.mark(&id, r.try_get(1)?, &clock, r.try_get(3)?);
+    }
+    let mut out = fold.tickets;
+    out.sort_by(|a, b| a.ticket_id.cmp(&b.ticket_id));
     Ok(out)
 }
 

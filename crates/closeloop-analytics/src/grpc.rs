@@ -13,6 +13,7 @@ use closeloop_readmodel::Db;
 use jiff::tz::TimeZone;
 use tonic::{Request, Response, Status};
 
+use crate::cache::{self, Cache};
 use crate::query::{Dim, Period, Query};
 use crate::report::{self, Band, Clock as RateClock, Context, Outcome, ReportError, Table};
 use crate::tables::Tables;
@@ -26,6 +27,31 @@ pub struct AnalyticsGrpc {
     pub clock: Clock,
     /// Wakes the generations' supervisor (a rebuild was asked for).
     pub wake: Arc<tokio::sync::Notify>,
+    /// The newest facts in memory.
+    pub cache: Arc<Cache>,
+}
+
+/// Where a report's facts come from: the in-memory cache (as of now) or
+/// the tables (as of a past time).
+enum Source<'a> {
+    Cached(tokio::sync::RwLockReadGuard<'a, cache::Facts>),
+    Loaded(Box<Data>),
+}
+
+impl Source<'_> {
+    fn tickets(&self) -> &[facts::TicketFact] {
+        match self {
+            Source::Cached(f) => &f.tickets.tickets,
+            Source::Loaded(d) => &d.tickets,
+        }
+    }
+
+    fn responses(&self) -> &[facts::ResponseFact] {
+        match self {
+            Source::Cached(f) => &f.responses,
+            Source::Loaded(d) => &d.responses,
+        }
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Status {
@@ -163,11 +189,13 @@ impl AnalyticsGrpc {
         .map_err(closeloop_proto::status::invalid_argument)
     }
 
-    async fn context(&self, t: &Tables, q: &Query) -> Result<Context, Status> {
+    /// The context of a report given its accounts.
+    async fn context(
+        &self,
+        accounts: Arc<HashMap<String, facts::AccountFact>>,
+    ) -> Result<Context, Status> {
         let mut cx = Context {
-            accounts: facts::accounts(&self.db, t, q.as_of)
-                .await
-                .map_err(unavailable)?,
+            accounts,
             teams: facts::teams(&self.db).await.map_err(unavailable)?,
             ..Context::default()
         };
@@ -195,6 +223,38 @@ impl AnalyticsGrpc {
         Ok(cx)
     }
 
+    /// The facts of `q`: the cache's when `q` is as of its newest fact or
+    /// later, else read from the tables as of `q`'s time; with the context
+    /// and the projections' positions they reflect.
+    async fn source(
+        &self,
+        view: &str,
+        q: &Query,
+    ) -> Result<(Source<'_>, Context, Vec<(String, u64)>), Status> {
+        let t = generations::active(&self.db).await.map_err(unavailable)?;
+        let cached = self
+            .cache
+            .current(&self.db, &t)
+            .await
+            .map_err(unavailable)?;
+        if q.as_of >= cached.max_at {
+            let mut cx = self.context(cached.accounts.clone()).await?;
+            cx.unmatched = cached.unmatched.clone();
+            let positions = crate::view::ALL
+                .iter()
+                .zip(cached.synced)
+                .map(|(b, s)| (t.checkpoint(b), s.max(0) as u64))
+                .collect();
+            return Ok((Source::Cached(cached), cx, positions));
+        }
+        drop(cached);
+        // Positions first: the answer reflects at least these.
+        let positions = facts::positions(&self.db, &t).await.map_err(unavailable)?;
+        let data = self.data(&t, view, q).await?;
+        let cx = data.cx.clone();
+        Ok((Source::Loaded(Box::new(data)), cx, positions))
+    }
+
     /// Reads what `view` needs as of the query's time and computes it.
     async fn report(
         &self,
@@ -202,11 +262,8 @@ impl AnalyticsGrpc {
         r: Option<&v1::ReportRequest>,
     ) -> Result<v1::Report, Status> {
         let q = self.query(view, r)?;
-        let t = generations::active(&self.db).await.map_err(unavailable)?;
-        // Positions first: the answer reflects at least these.
-        let positions = facts::positions(&self.db, &t).await.map_err(unavailable)?;
-        let data = self.data(&t, view, &q).await?;
-        let (tickets, responses, cx) = (&data.tickets, &data.responses, &data.cx);
+        let (source, cx, positions) = self.source(view, &q).await?;
+        let (tickets, responses, cx) = (source.tickets(), source.responses(), &cx);
         let table = match view {
             "closure" => report::rate(RateClock::Closure, &q, tickets, cx),
             "first-contact" => report::rate(RateClock::FirstContact, &q, tickets, cx),
@@ -223,7 +280,10 @@ impl AnalyticsGrpc {
 
     /// The facts `view` reads.
     async fn data(&self, t: &Tables, view: &str, q: &Query) -> Result<Data, Status> {
-        let mut cx = self.context(t, q).await?;
+        let accounts = facts::accounts(&self.db, t, q.as_of)
+            .await
+            .map_err(unavailable)?;
+        let mut cx = self.context(Arc::new(accounts)).await?;
         let needs_tickets = view != "nps" && view != "leaderboard";
         let needs_responses = matches!(view, "nps" | "leaderboard" | "uplift" | "journey");
         let tickets = if !needs_tickets {
@@ -250,9 +310,11 @@ impl AnalyticsGrpc {
             Vec::new()
         };
         if view == "journey" {
-            cx.unmatched = facts::unmatched(&self.db, t, q.as_of)
-                .await
-                .map_err(unavailable)?;
+            cx.unmatched = Arc::new(
+                facts::unmatched(&self.db, t, q.as_of)
+                    .await
+                    .map_err(unavailable)?,
+            );
         }
         Ok(Data {
             tickets,
@@ -470,9 +532,8 @@ impl AnalyticsService for AnalyticsGrpc {
                 FieldViolation::new("order", "only the quality view orders its tickets"),
             ]));
         }
-        let t = generations::active(&self.db).await.map_err(unavailable)?;
-        let data = self.data(&t, view, &q).await?;
-        let (tickets, responses, cx) = (&data.tickets, &data.responses, &data.cx);
+        let (source, cx, _) = self.source(view, &q).await?;
+        let (tickets, responses, cx) = (source.tickets(), source.responses(), &cx);
         let mut explained = match view {
             "closure" | "first-contact" => {
                 let clock = if view == "closure" {

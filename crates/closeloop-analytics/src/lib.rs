@@ -12,6 +12,7 @@
 //! * [`grpc::AnalyticsGrpc`] serves `closeloop.v1.AnalyticsService`;
 //! * [`role::Analytics`] is the role.
 
+pub mod cache;
 pub mod escalations;
 pub mod facts;
 pub mod generations;

@@ -35,7 +35,7 @@ pub struct Row {
 /// What the views need besides the facts.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    pub accounts: HashMap<String, AccountFact>,
+    pub accounts: std::sync::Arc<HashMap<String, AccountFact>>,
     /// Person → team.
     pub teams: HashMap<String, String>,
     /// Per program: its metric (`nps`, `csat`, `ces`, `custom`) and the
@@ -46,7 +46,7 @@ pub struct Context {
     /// Per program: its journey stage.
     pub stages: HashMap<String, String>,
     /// Responses whose routing matched no workflow.
-    pub unmatched: HashSet<String>,
+    pub unmatched: std::sync::Arc<HashSet<String>>,
 }
 
 /// The default target rate of closure and first contact within target.

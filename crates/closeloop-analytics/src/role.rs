@@ -60,6 +60,7 @@ impl Role for Analytics {
                 catalog: s.catalog.clone(),
                 clock: s.store.clock().clone(),
                 wake,
+                cache: Default::default(),
             }));
             Ok(())
         })

@@ -237,14 +237,15 @@ impl Projection for SlaFacts {
                     (due(ClockKind::FirstContact), due(ClockKind::Closure))
                 {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO {sla_due} (ticket_id, fc_due, close_due, at) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id) DO NOTHING",
+                        "INSERT INTO {sla_due} (ticket_id, fc_due, close_due, at, sequence) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ticket_id) DO NOTHING",
                         sla_due = self.t.sla_due
                     )))
                     .bind(&id)
                     .bind(fc)
                     .bind(close)
                     .bind(at)
+                    .bind(ev.sequence as i64)
                     .execute(&mut *conn)
                     .await?;
                 }
