@@ -255,22 +255,23 @@ async fn wait_notification(
 ) -> v1::TicketNotification {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
-        let r = c
+        // A routed ticket may not be in the ticket view yet: not found is
+        // "not yet", like a notification not listed yet.
+        let listed = match c
             .get_ticket(v1::GetTicketRequest {
                 ticket_id: id.to_string(),
                 min_sequence: 0,
             })
             .await
-            .unwrap()
-            .into_inner();
-        if let Some(n) = r.notifications.iter().find(|n| done(n)) {
+        {
+            Ok(r) => r.into_inner().notifications,
+            Err(e) if e.code() == tonic::Code::NotFound => Vec::new(),
+            Err(e) => panic!("{e:?}"),
+        };
+        if let Some(n) = listed.iter().find(|n| done(n)) {
             return n.clone();
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:#?}",
-            r.notifications
-        );
+        assert!(std::time::Instant::now() < deadline, "{listed:#?}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
