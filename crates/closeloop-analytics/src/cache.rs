@@ -15,7 +15,8 @@ use sqlx::Row as _;
 use tokio::sync::{RwLock, RwLockReadGuard};
 
 use crate::facts::{
-    AccountFact, EVENT_COLUMNS, ResponseFact, TICKET_COLUMNS, TicketFold, event_row, ticket_row,
+    AccountFact, EVENT_COLUMNS, Interner, ResponseFact, TICKET_COLUMNS, TicketFold, event_row,
+    response_fact, ticket_row,
 };
 use crate::tables::Tables;
 use crate::view::ALL;
@@ -32,7 +33,8 @@ pub struct Facts {
     pub tickets: TicketFold,
     pub responses: Vec<ResponseFact>,
     /// Feedback id → (index in `responses`, its revision key, sequence).
-    response_index: HashMap<String, (usize, i64, i64)>,
+    response_index: HashMap<Arc<str>, (usize, i64, i64)>,
+    names: Interner,
     pub accounts: Arc<HashMap<String, AccountFact>>,
     pub unmatched: Arc<HashSet<String>>,
 }
@@ -79,146 +81,207 @@ impl Cache {
     }
 }
 
-/// Rows of `table` with `from < sequence <= to`, in stream order.
+/// Keeps the cache of the active generation up to date every second, so a
+/// report finds it warm (the first one after a start or a switch would
+/// otherwise read every fact).
+pub async fn keep_warm(cache: Arc<Cache>, db: Db, stopped: impl Future<Output = ()>) {
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        match crate::generations::active(&db).await {
+            Ok(t) => {
+                if let Err(e) = cache.current(&db, &t).await {
+                    tracing::warn!(error = %e, "analytics: bringing the facts up to date failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "analytics: reading generations failed"),
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Rows read per query while catching up (bounds the memory a sync takes
+/// beside the facts themselves).
+const PAGE: usize = 20_000;
+
+/// Calls `each` with every row of `table` with `from < sequence <= to`, in
+/// stream order, a page at a time (each table has one row per event at
+/// most, so the sequence orders and pages it).
 async fn rows(
     db: &Db,
     columns: &str,
     table: &str,
     from: i64,
     to: i64,
-) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
-    if to <= from {
-        return Ok(Vec::new());
+    mut each: impl FnMut(&sqlx::any::AnyRow) -> Result<(), sqlx::Error>,
+) -> Result<(), sqlx::Error> {
+    let mut after = from;
+    while after < to {
+        let page = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns}, sequence FROM {table} WHERE sequence > $1 AND sequence <= $2 \
+             ORDER BY sequence LIMIT {PAGE}"
+        )))
+        .bind(after)
+        .bind(to)
+        .fetch_all(db.pool())
+        .await?;
+        for r in &page {
+            each(r)?;
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = last.try_get(last.columns().len() - 1)?,
+            _ => break,
+        }
     }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {columns} FROM {table} WHERE sequence > $1 AND sequence <= $2 ORDER BY sequence"
-    )))
-    .bind(from)
-    .bind(to)
-    .fetch_all(db.pool())
-    .await
+    Ok(())
 }
 
 async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sqlx::Error> {
-    // Tickets (with their `at`: the opening).
+    // Tickets (with their `at`: the opening), then their events.
     let (from, upto) = (f.synced[0], to[0]);
-    for r in &rows(db, TICKET_COLUMNS, &t.tickets, from, upto).await? {
+    rows(db, TICKET_COLUMNS, &t.tickets, from, upto, |r| {
         let row = ticket_row(r)?;
         f.max_at = f.max_at.max(row.opened_at);
         f.tickets.open(row);
-    }
-    for r in &rows(db, EVENT_COLUMNS, &t.ticket_events, from, upto).await? {
+        Ok(())
+    })
+    .await?;
+    rows(db, EVENT_COLUMNS, &t.ticket_events, from, upto, |r| {
         let e = event_row(r)?;
         f.max_at = f.max_at.max(e.at);
         f.tickets.event(e);
-    }
+        Ok(())
+    })
+    .await?;
     // SLA: due times, then marks.
     let (from, upto) = (f.synced[1], to[1]);
-    for r in &rows(
+    rows(
         db,
         "ticket_id, fc_due, close_due, at",
         &t.sla_due,
         from,
         upto,
+        |r| {
+            let id: String = r.try_get(0)?;
+            f.max_at = f.max_at.max(r.try_get(3)?);
+            f.tickets.due(&id, r.try_get(1)?, r.try_get(2)?);
+            Ok(())
+        },
     )
-    .await?
-    {
-        let id: String = r.try_get(0)?;
-        f.max_at = f.max_at.max(r.try_get(3)?);
-        f.tickets.due(&id, r.try_get(1)?, r.try_get(2)?);
-    }
-    for r in &rows(
+    .await?;
+    rows(
         db,
         "ticket_id, kind, clock, detail, at",
         &t.sla_events,
         from,
         upto,
+        |r| {
+            let id: String = r.try_get(0)?;
+            let clock: String = r.try_get(2)?;
+            f.max_at = f.max_at.max(r.try_get(4)?);
+            f.tickets.mark(&id, r.try_get(1)?, &clock, r.try_get(3)?);
+            Ok(())
+        },
     )
-    .await?
-    {
-        let id: String = r.try_get(0)?;
-        let clock: String = r.try_get(2)?;
-        f.max_at = f.max_at.max(r.try_get(4)?);
-        f.tickets.mark(&id, r.try_get(1)?, &clock, r.try_get(3)?);
-    }
+    .await?;
     // Responses: each one's latest applied revision.
     let (from, upto) = (f.synced[2], to[2]);
-    for r in &rows(
+    rows(
         db,
         "feedback_id, response_id, program_id, account_id, submitted_at, answers, applied, \
          revision_key, sequence, at",
         &t.responses,
         from,
         upto,
-    )
-    .await?
-    {
-        f.max_at = f.max_at.max(r.try_get(9)?);
-        let applied: i32 = r.try_get(6)?;
-        if applied == 0 {
-            continue;
-        }
-        let key: (i64, i64) = (r.try_get(7)?, r.try_get(8)?);
-        let answers: String = r.try_get(5)?;
-        let fact = ResponseFact {
-            feedback_id: r.try_get(0)?,
-            response_id: r.try_get(1)?,
-            program_id: r.try_get(2)?,
-            account_id: r.try_get(3)?,
-            submitted_at: r.try_get(4)?,
-            answers: serde_json::from_str(&answers).unwrap_or_default(),
-        };
-        match f.response_index.get_mut(&fact.feedback_id) {
-            Some((i, rk, seq)) => {
-                if key > (*rk, *seq) {
-                    (*rk, *seq) = key;
-                    f.responses[*i] = fact;
+        |r| {
+            f.max_at = f.max_at.max(r.try_get(9)?);
+            let applied: i32 = r.try_get(6)?;
+            if applied == 0 {
+                return Ok(());
+            }
+            let key: (i64, i64) = (r.try_get(7)?, r.try_get(8)?);
+            let (feedback_id, program_id, account_id, answers): (String, String, String, String) =
+                (r.try_get(0)?, r.try_get(2)?, r.try_get(3)?, r.try_get(5)?);
+            let fact = response_fact(
+                &mut f.names,
+                &feedback_id,
+                r.try_get(1)?,
+                &program_id,
+                &account_id,
+                r.try_get(4)?,
+                &answers,
+            );
+            match f.response_index.get_mut(&fact.feedback_id) {
+                Some((i, rk, seq)) => {
+                    if key > (*rk, *seq) {
+                        (*rk, *seq) = key;
+                        f.responses[*i] = fact;
+                    }
+                }
+                None => {
+                    f.response_index
+                        .insert(fact.feedback_id.clone(), (f.responses.len(), key.0, key.1));
+                    f.responses.push(fact);
                 }
             }
-            None => {
-                f.response_index
-                    .insert(fact.feedback_id.clone(), (f.responses.len(), key.0, key.1));
-                f.responses.push(fact);
-            }
-        }
-    }
-    // Accounts: their latest version.
-    let (from, upto) = (f.synced[3], to[3]);
-    let accounts = rows(
-        db,
-        "account_id, region, segment, team, at",
-        &t.accounts,
-        from,
-        upto,
+            Ok(())
+        },
     )
     .await?;
-    if !accounts.is_empty() {
+    // Accounts: their latest version.
+    let (from, upto) = (f.synced[3], to[3]);
+    if upto > from {
+        // Shared only while a report runs, and none does during a sync:
+        // updated in place.
         let map = Arc::make_mut(&mut f.accounts);
-        for r in &accounts {
-            let team: String = r.try_get(3)?;
-            f.max_at = f.max_at.max(r.try_get(4)?);
-            map.insert(
-                r.try_get(0)?,
-                AccountFact {
-                    region: r.try_get(1)?,
-                    segment: r.try_get(2)?,
-                    team: serde_json::from_str(&team).unwrap_or_default(),
-                },
-            );
-        }
+        let mut max_at = f.max_at;
+        rows(
+            db,
+            "account_id, region, segment, team, at",
+            &t.accounts,
+            from,
+            upto,
+            |r| {
+                let team: String = r.try_get(3)?;
+                max_at = max_at.max(r.try_get(4)?);
+                map.insert(
+                    r.try_get(0)?,
+                    AccountFact {
+                        region: r.try_get(1)?,
+                        segment: r.try_get(2)?,
+                        team: serde_json::from_str(&team).unwrap_or_default(),
+                    },
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        f.max_at = max_at;
     }
     // Routing: responses that matched no workflow.
     let (from, upto) = (f.synced[4], to[4]);
-    let routed = rows(db, "feedback_id, unmatched, at", &t.routing, from, upto).await?;
-    if !routed.is_empty() {
+    if upto > from {
         let set = Arc::make_mut(&mut f.unmatched);
-        for r in &routed {
-            f.max_at = f.max_at.max(r.try_get(2)?);
-            let unmatched: i32 = r.try_get(1)?;
-            if unmatched != 0 {
-                set.insert(r.try_get(0)?);
-            }
-        }
+        let mut max_at = f.max_at;
+        rows(
+            db,
+            "feedback_id, unmatched, at",
+            &t.routing,
+            from,
+            upto,
+            |r| {
+                max_at = max_at.max(r.try_get(2)?);
+                let unmatched: i32 = r.try_get(1)?;
+                if unmatched != 0 {
+                    set.insert(r.try_get(0)?);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        f.max_at = max_at;
     }
     f.synced = to;
     Ok(())

@@ -3,6 +3,7 @@
 //! then, each account as it stood then.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use closeloop_readmodel::Db;
 use sqlx::Row as _;
@@ -81,21 +82,66 @@ pub struct AccountFact {
     pub team: BTreeMap<String, String>,
 }
 
-/// A response's latest revision as of the query's time.
+/// A response's latest revision as of the query's time. Ids that repeat
+/// across responses (program, account, question names) are shared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseFact {
-    pub feedback_id: String,
+    pub feedback_id: Arc<str>,
     pub response_id: String,
-    pub program_id: String,
-    pub account_id: String,
+    pub program_id: Arc<str>,
+    pub account_id: Arc<str>,
     pub submitted_at: i64,
-    pub answers: serde_json::Map<String, serde_json::Value>,
+    /// Its numeric answers, by question.
+    pub answers: Vec<(Arc<str>, f64)>,
 }
 
 impl ResponseFact {
     /// Answer `q` as a number, if given.
     pub fn number(&self, q: &str) -> Option<f64> {
-        self.answers.get(q).and_then(serde_json::Value::as_f64)
+        self.answers
+            .iter()
+            .find(|(k, _)| k.as_ref() == q)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Shares equal strings (program and account ids, question names).
+#[derive(Debug, Default, Clone)]
+pub struct Interner(std::collections::HashSet<Arc<str>>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(a.clone());
+        a
+    }
+}
+
+/// A response row's fact (`answers`: the JSON object the projection wrote).
+pub(crate) fn response_fact(
+    names: &mut Interner,
+    feedback_id: &str,
+    response_id: String,
+    program_id: &str,
+    account_id: &str,
+    submitted_at: i64,
+    answers: &str,
+) -> ResponseFact {
+    let parsed: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(answers).unwrap_or_default();
+    ResponseFact {
+        feedback_id: Arc::from(feedback_id),
+        response_id,
+        program_id: names.get(program_id),
+        account_id: names.get(account_id),
+        submitted_at,
+        answers: parsed
+            .iter()
+            .filter_map(|(k, v)| Some((names.get(k), v.as_f64()?)))
+            .collect(),
     }
 }
 
@@ -417,16 +463,19 @@ pub async fn responses(db: &Db, t: &Tables, q: &Query) -> Result<Vec<ResponseFac
     .fetch_all(db.pool())
     .await?;
     let mut out: Vec<ResponseFact> = Vec::new();
+    let mut names = Interner::default();
     for r in rows {
-        let answers: String = r.try_get(5)?;
-        let fact = ResponseFact {
-            feedback_id: r.try_get(0)?,
-            response_id: r.try_get(1)?,
-            program_id: r.try_get(2)?,
-            account_id: r.try_get(3)?,
-            submitted_at: r.try_get(4)?,
-            answers: serde_json::from_str(&answers).unwrap_or_default(),
-        };
+        let (feedback_id, program_id, account_id, answers): (String, String, String, String) =
+            (r.try_get(0)?, r.try_get(2)?, r.try_get(3)?, r.try_get(5)?);
+        let fact = response_fact(
+            &mut names,
+            &feedback_id,
+            r.try_get(1)?,
+            &program_id,
+            &account_id,
+            r.try_get(4)?,
+            &answers,
+        );
         // Ordered by revision: a later row of the same response replaces.
         match out.last_mut() {
             Some(last) if last.feedback_id == fact.feedback_id => *last = fact,

@@ -156,7 +156,7 @@ pub fn journey(
                 .map(|d| response_slice(r, *d, q, cx))
                 .collect::<Result<Vec<_>, _>>()?;
         let (kind, v) = metric_of(r, cx);
-        let unmatched = cx.unmatched.contains(&r.feedback_id);
+        let unmatched = cx.unmatched.contains(r.feedback_id.as_ref());
         rows.entry(key_of(&r.program_id, slice, q, cx))
             .or_default()
             .add_response(kind, v, unmatched);
@@ -237,7 +237,7 @@ pub fn explain(
                 q.by.iter()
                     .map(|d| response_slice(r, *d, q, cx))
                     .collect::<Result<Vec<_>, _>>()?;
-            let unmatched = cx.unmatched.contains(&r.feedback_id);
+            let unmatched = cx.unmatched.contains(r.feedback_id.as_ref());
             if (!key.is_empty() && key_of(&r.program_id, slice, q, cx) != key)
                 || (only == Only::Unmatched && !unmatched)
             {
@@ -245,10 +245,10 @@ pub fn explain(
             }
             let (kind, v) = metric_of(r, cx);
             lines.push(vec![
-                r.feedback_id.clone(),
+                r.feedback_id.to_string(),
                 r.response_id.clone(),
-                r.program_id.clone(),
-                r.account_id.clone(),
+                r.program_id.to_string(),
+                r.account_id.to_string(),
                 time(r.submitted_at),
                 kind.to_string(),
                 v.map(|v| v.to_string()).unwrap_or_default(),

@@ -100,7 +100,7 @@ pub fn leaderboard(
     let mut total = Acc::default();
     for (key, r, score) in scored(q, &by, responses, cx)? {
         for acc in [rows.entry(key).or_default(), &mut total] {
-            acc.accounts.insert(r.account_id.clone());
+            acc.accounts.insert(r.account_id.to_string());
             acc.responses += 1;
             acc.sum += score;
         }
@@ -179,10 +179,10 @@ pub fn explain(
             continue;
         }
         let mut line = vec![
-            r.feedback_id.clone(),
+            r.feedback_id.to_string(),
             r.response_id.clone(),
-            r.program_id.clone(),
-            r.account_id.clone(),
+            r.program_id.to_string(),
+            r.account_id.to_string(),
             k.last().cloned().unwrap_or_default(),
             time(r.submitted_at),
         ];
@@ -222,13 +222,13 @@ mod tests {
             program_id: "p".into(),
             account_id: "a".into(),
             submitted_at: 0,
-            answers: serde_json::Map::new(),
+            answers: Vec::new(),
         };
         let qs = ["nps".to_string(), "partnership".to_string()];
         assert_eq!(response_score(&r, &qs), None);
-        r.answers.insert("nps".into(), 9.into());
+        r.answers.push(("nps".into(), 9.0));
         assert_eq!(response_score(&r, &qs), Some(9.0));
-        r.answers.insert("partnership".into(), 6.into());
+        r.answers.push(("partnership".into(), 6.0));
         assert_eq!(response_score(&r, &qs), Some(7.5));
     }
 }

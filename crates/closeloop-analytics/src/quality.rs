@@ -10,7 +10,7 @@ use crate::facts::{Closure, TicketFact};
 use crate::query::Query;
 use crate::report::{
     Context, Explained, MANUAL, Outcome, Row, Table, closure_outcome, columns,
-    first_contact_outcome, selected_tickets, time,
+    first_contact_outcome, passes, ticket_slice_as, time,
 };
 
 /// The criteria, in the order of the view's measures.
@@ -95,18 +95,27 @@ impl Acc {
     }
 }
 
-/// The closed tickets of the query, each as of its close: its owner is the
-/// owner then (for the owner and team slices).
-fn closed<'a>(q: &Query, tickets: &'a [TicketFact]) -> Vec<(TicketFact, &'a Closure)> {
+/// The closed tickets of the query that pass its filters, each with its
+/// row key: slices as of its close (its owner then).
+fn closed<'a>(
+    q: &Query,
+    tickets: &'a [TicketFact],
+    cx: &Context,
+) -> Vec<(Vec<String>, &'a TicketFact, &'a Closure)> {
     tickets
         .iter()
-        .filter_map(|t| {
-            let c = t.closed.as_ref()?;
-            let mut at_close = t.clone();
-            at_close.owner.clone_from(&c.owner);
-            Some((at_close, c))
+        .filter_map(|t| Some((t, t.closed.as_ref()?)))
+        .filter(|(t, c)| {
+            q.in_range(t.opened_at)
+                && passes(q, |d| Ok(ticket_slice_as(t, &c.owner, d, q, cx))).unwrap_or(false)
         })
-        .filter(|(t, _)| q.in_range(t.opened_at))
+        .map(|(t, c)| {
+            let key =
+                q.by.iter()
+                    .map(|d| ticket_slice_as(t, &c.owner, *d, q, cx))
+                    .collect();
+            (key, t, c)
+        })
         .collect()
 }
 
@@ -114,12 +123,9 @@ fn closed<'a>(q: &Query, tickets: &'a [TicketFact]) -> Vec<(TicketFact, &'a Clos
 /// by the query's slices.
 pub fn quality(q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
     let rubric = &cx.config.quality;
-    let at_close = closed(q, tickets);
-    let owned: Vec<TicketFact> = at_close.iter().map(|(t, _)| t.clone()).collect();
     let mut rows: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
     let mut total = Acc::default();
-    for (key, t) in selected_tickets(q, &owned, cx) {
-        let Some(c) = &t.closed else { continue };
+    for (key, t, c) in closed(q, tickets, cx) {
         let results = criteria(t, c, rubric, q.as_of);
         rows.entry(key).or_default().add(&results);
         total.add(&results);
@@ -153,11 +159,8 @@ pub fn explain(
     cx: &Context,
 ) -> Explained {
     let rubric = &cx.config.quality;
-    let at_close = closed(q, tickets);
-    let owned: Vec<TicketFact> = at_close.iter().map(|(t, _)| t.clone()).collect();
     let mut scored = Vec::new();
-    for (k, t) in selected_tickets(q, &owned, cx) {
-        let Some(c) = &t.closed else { continue };
+    for (k, t, c) in closed(q, tickets, cx) {
         if !key.is_empty() && k != key {
             continue;
         }
@@ -168,11 +171,11 @@ pub fn explain(
             .filter(|(r, _)| **r == Some(false))
             .map(|(_, n)| n)
             .collect();
-        scored.push((score(&results), c.at, t, missed));
+        scored.push((score(&results), c, t, missed));
     }
     match order {
-        Some(Order::Best) => scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1))),
-        Some(Order::Worst) => scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1))),
+        Some(Order::Best) => scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.at.cmp(&a.1.at))),
+        Some(Order::Worst) => scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.at.cmp(&a.1.at))),
         None => {}
     }
     if limit > 0 {
@@ -180,7 +183,7 @@ pub fn explain(
     }
     let lines = scored
         .into_iter()
-        .map(|(s, at, t, missed)| {
+        .map(|(s, c, t, missed)| {
             vec![
                 t.ticket_id.clone(),
                 t.program_id.clone(),
@@ -189,8 +192,8 @@ pub fn explain(
                 } else {
                     t.workflow_id.clone()
                 },
-                t.owner.clone(),
-                time(at),
+                c.owner.clone(),
+                time(c.at),
                 format!("{:.0}", 100.0 * s),
                 missed.join(" "),
             ]

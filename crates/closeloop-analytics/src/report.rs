@@ -99,12 +99,24 @@ impl Context {
 
 /// A ticket's value of slice `d`.
 pub(crate) fn ticket_slice(t: &TicketFact, d: Dim, q: &Query, cx: &Context) -> String {
+    ticket_slice_as(t, &t.owner, d, q, cx)
+}
+
+/// A ticket's value of slice `d` with `owner` as its owner (quality: the
+/// owner at the close).
+pub(crate) fn ticket_slice_as(
+    t: &TicketFact,
+    owner: &str,
+    d: Dim,
+    q: &Query,
+    cx: &Context,
+) -> String {
     match d {
         Dim::Program => t.program_id.clone(),
         Dim::Workflow if t.workflow_id.is_empty() => MANUAL.to_string(),
         Dim::Workflow => t.workflow_id.clone(),
-        Dim::Team => cx.team_of(&t.owner),
-        Dim::Owner => t.owner.clone(),
+        Dim::Team => cx.team_of(owner),
+        Dim::Owner => owner.to_string(),
         Dim::Region => cx
             .account(&t.account_id)
             .map_or_else(|| UNKNOWN.to_string(), |a| a.region.clone()),
@@ -123,7 +135,7 @@ pub(crate) fn response_slice(
     cx: &Context,
 ) -> Result<String, ReportError> {
     Ok(match d {
-        Dim::Program => r.program_id.clone(),
+        Dim::Program => r.program_id.to_string(),
         Dim::Region => cx
             .account(&r.account_id)
             .map_or_else(|| UNKNOWN.to_string(), |a| a.region.clone()),
@@ -388,7 +400,7 @@ pub const NPS_MEASURES: [&str; 10] = [
 /// A response's metric: its program's kind and its answer to the metric
 /// question (programs without a metric in the context: `nps` on `nps`).
 pub fn metric_of<'a>(r: &ResponseFact, cx: &'a Context) -> (&'a str, Option<f64>) {
-    match cx.metrics.get(&r.program_id) {
+    match cx.metrics.get(r.program_id.as_ref()) {
         Some((kind, question)) => (kind.as_str(), r.number(question)),
         None => ("nps", r.number("nps")),
     }
@@ -557,10 +569,10 @@ pub fn explain_nps(
             continue;
         }
         lines.push(vec![
-            r.feedback_id.clone(),
+            r.feedback_id.to_string(),
             r.response_id.clone(),
-            r.program_id.clone(),
-            r.account_id.clone(),
+            r.program_id.to_string(),
+            r.account_id.to_string(),
             time(r.submitted_at),
             kind.to_string(),
             format!("{v}"),

@@ -54,13 +54,18 @@ impl Role for Analytics {
                 )
                 .instrument(tracing::info_span!("analytics_generations")),
             );
+            let cache = Arc::new(crate::cache::Cache::default());
+            s.spawn(
+                crate::cache::keep_warm(cache.clone(), s.db.clone(), s.stopped())
+                    .instrument(tracing::info_span!("analytics_cache")),
+            );
             s.grpc(AnalyticsServiceServer::new(AnalyticsGrpc {
                 db: s.db.clone(),
                 store: s.store.clone(),
                 catalog: s.catalog.clone(),
                 clock: s.store.clock().clone(),
                 wake,
-                cache: Default::default(),
+                cache,
             }));
             Ok(())
         })

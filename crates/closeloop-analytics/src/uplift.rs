@@ -147,7 +147,7 @@ pub fn pairs(
             let first = earlier[0].2;
             let next_at = later[0].0;
             let opened = from_response
-                .get(first.feedback_id.as_str())
+                .get(first.feedback_id.as_ref())
                 .cloned()
                 .unwrap_or_default();
             let closed_at = opened.iter().filter_map(|t| t.first_close).min();
@@ -168,7 +168,7 @@ pub fn pairs(
                 key,
                 account_id: account.to_string(),
                 acted: closed_at.is_some_and(|c| c < next_at),
-                first_response: first.feedback_id.clone(),
+                first_response: first.feedback_id.to_string(),
                 tickets: opened.iter().map(|t| t.ticket_id.clone()).collect(),
                 closed_at,
                 next_response_at: next_at,
