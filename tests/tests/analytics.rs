@@ -911,6 +911,19 @@ async fn drive(app: &App, s: &Scenario) {
         }
         let mut todo = actions.remove(&tick).unwrap_or_default();
         todo.sort_by_key(|(kind, _)| *kind);
+        // What the escalation role must have seen before the clock moves
+        // on (else a timer could fire for a ticket it has not yet seen
+        // contacted): each ticket opened or acted on now, and whether it
+        // ends the tick closed.
+        let mut settle: BTreeMap<&str, bool> = opened
+            .get(&tick)
+            .into_iter()
+            .flatten()
+            .map(|t| (t.id.as_str(), false))
+            .collect();
+        for (kind, t) in &todo {
+            settle.insert(t.id.as_str(), *kind == 2);
+        }
         for (kind, t) in todo {
             let request_id = format!("{}-{kind}-{tick}", t.id);
             let done = match kind {
@@ -958,6 +971,36 @@ async fn drive(app: &App, s: &Scenario) {
             };
             if let Err(e) = done {
                 panic!("tick {tick}: action {kind} on {}: {e:?}", t.id);
+            }
+        }
+        // Every touch (the opening too) starts an untouched period at this
+        // tick; a close ends it.
+        for (id, closed) in settle {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let sla = match tickets
+                    .get_ticket(v1::GetTicketRequest {
+                        ticket_id: id.to_string(),
+                        min_sequence: 0,
+                    })
+                    .await
+                {
+                    Ok(r) => r.into_inner().sla,
+                    Err(e) if e.code() == tonic::Code::NotFound => None,
+                    Err(e) => panic!("{e:?}"),
+                };
+                let since = sla
+                    .as_ref()
+                    .map(|s| s.untouched_since.as_ref().map(|t| t.seconds));
+                let want = (!closed).then_some(at(tick) / 1_000_000);
+                if since == Some(want) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "tick {tick}: the SLA of {id} never saw it: {sla:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
     }
