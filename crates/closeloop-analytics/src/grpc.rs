@@ -144,6 +144,7 @@ pub fn parse_query(
         period,
         tz,
         only,
+        memo: Default::default(),
     })
 }
 

@@ -152,12 +152,63 @@ pub struct Query {
     pub tz: TimeZone,
     /// Only rows whose slice `Dim` has this value.
     pub only: Vec<(Dim, String)>,
+    /// Buckets already computed (see [`Query::bucket`]).
+    pub memo: Memo,
 }
+
+/// Buckets by 15-minute slot of UTC time: a bucket holding a whole slot
+/// holds every instant in it, so its label and bounds are computed once per
+/// slot instead of once per item (time-zone arithmetic is the costly part
+/// of slicing by period).
+#[derive(Debug, Clone, Default)]
+pub struct Memo(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, Slot>>>);
+
+#[derive(Debug, Clone)]
+enum Slot {
+    /// The bucket holding the whole slot: its label and bounds.
+    Whole(std::sync::Arc<str>, (i64, i64)),
+    /// A bucket boundary inside the slot (a zone offset that is not a
+    /// multiple of 15 minutes): computed per instant.
+    Split,
+}
+
+const SLOT: i64 = 15 * 60 * 1_000_000;
 
 impl Query {
     /// Whether instant `t` is in `[from, to)`.
     pub fn in_range(&self, t: i64) -> bool {
         self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|to| t < to)
+    }
+
+    fn slot(&self, micros: i64) -> Slot {
+        let start = micros.div_euclid(SLOT) * SLOT;
+        let mut memo = self.memo.0.lock().expect("bucket memo");
+        memo.entry(start)
+            .or_insert_with(|| match self.period.bounds(start, &self.tz) {
+                Some((from, to)) if from <= start && start + SLOT <= to => Slot::Whole(
+                    std::sync::Arc::from(self.period.bucket(start, &self.tz)),
+                    (from, to),
+                ),
+                _ => Slot::Split,
+            })
+            .clone()
+    }
+
+    /// The label of the period bucket holding `micros` ([`Period::bucket`]
+    /// in the query's time zone).
+    pub fn bucket(&self, micros: i64) -> String {
+        match self.slot(micros) {
+            Slot::Whole(label, _) => label.to_string(),
+            Slot::Split => self.period.bucket(micros, &self.tz),
+        }
+    }
+
+    /// The bounds of the period bucket holding `micros` ([`Period::bounds`]).
+    pub fn bounds(&self, micros: i64) -> Option<(i64, i64)> {
+        match self.slot(micros) {
+            Slot::Whole(_, b) => Some(b),
+            Slot::Split => self.period.bounds(micros, &self.tz),
+        }
     }
 }
 
@@ -195,6 +246,30 @@ mod tests {
             (start, next),
             (us("2026-01-05T00:00:00Z"), us("2026-01-12T00:00:00Z"))
         );
+    }
+
+    #[test]
+    fn memoized_buckets_equal_computed_ones_across_a_boundary() {
+        for tz in ["UTC", "Europe/Berlin", "Asia/Kolkata", "America/St_Johns"] {
+            let q = Query {
+                from: None,
+                to: None,
+                as_of: 0,
+                by: vec![],
+                period: Period::Day,
+                tz: TimeZone::get(tz).unwrap(),
+                only: vec![],
+                memo: Memo::default(),
+            };
+            let start = us("2026-03-28T00:00:00Z");
+            // Every 7 minutes over four days (a DST change in Berlin and
+            // St. John's; half-hour offsets in Kolkata and St. John's).
+            for i in 0..(4 * 24 * 60 / 7) {
+                let t = start + i * 7 * 60_000_000 + 1;
+                assert_eq!(q.bucket(t), q.period.bucket(t, &q.tz), "{tz} {t}");
+                assert_eq!(q.bounds(t), q.period.bounds(t, &q.tz), "{tz} {t}");
+            }
+        }
     }
 
     #[test]

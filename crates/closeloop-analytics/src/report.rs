@@ -123,7 +123,7 @@ pub(crate) fn ticket_slice_as(
         Dim::Segment => cx
             .account(&t.account_id)
             .map_or_else(|| UNKNOWN.to_string(), |a| a.segment.clone()),
-        Dim::Period => q.period.bucket(t.opened_at, &q.tz),
+        Dim::Period => q.bucket(t.opened_at),
     }
 }
 
@@ -147,7 +147,7 @@ pub(crate) fn response_slice(
             .account(&r.account_id)
             .and_then(|a| a.team.get("csm"))
             .map_or_else(|| NO_TEAM.to_string(), |csm| cx.team_of(csm)),
-        Dim::Period => q.period.bucket(r.submitted_at, &q.tz),
+        Dim::Period => q.bucket(r.submitted_at),
         Dim::Workflow | Dim::Owner => {
             return Err(ReportError::NotASlice {
                 view: "nps",

@@ -116,7 +116,7 @@ pub fn pairs(
         let (Some(v), "nps") = (value, kind) else {
             continue;
         };
-        let Some((start, _)) = q.period.bounds(r.submitted_at, &q.tz) else {
+        let Some((start, _)) = q.bounds(r.submitted_at) else {
             continue;
         };
         by_account
@@ -138,7 +138,7 @@ pub fn pairs(
             answers.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.feedback_id.cmp(&b.2.feedback_id)));
         }
         for (start, earlier) in periods.iter() {
-            let Some((_, end)) = q.period.bounds(*start, &q.tz) else {
+            let Some((_, end)) = q.bounds(*start) else {
                 continue;
             };
             let Some(later) = periods.get(&end) else {
@@ -160,11 +160,7 @@ pub fn pairs(
                     .map(|d| response_slice(first, *d, q, cx))
                     .collect::<Result<Vec<_>, _>>()?;
             out.push(Pair {
-                periods: format!(
-                    "{}→{}",
-                    q.period.bucket(*start, &q.tz),
-                    q.period.bucket(end, &q.tz)
-                ),
+                periods: format!("{}→{}", q.bucket(*start), q.bucket(end)),
                 key,
                 account_id: account.to_string(),
                 acted: closed_at.is_some_and(|c| c < next_at),

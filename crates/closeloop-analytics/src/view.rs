@@ -14,7 +14,9 @@
 //!   routing decision matched no workflow).
 //!
 //! Rows are keyed by the event's stream sequence and inserted with
-//! `ON CONFLICT DO NOTHING`, so applying an event twice changes nothing.
+//! `ON CONFLICT DO NOTHING`, so applying an event twice changes nothing. A
+//! batch's rows go in with multi-row `INSERT`s (a rebuild replays the whole
+//! stream through them).
 
 use std::collections::BTreeMap;
 
@@ -80,35 +82,226 @@ fn aggregate_id(ev: &StoredEvent) -> &str {
     ev.subject.rsplit('.').next().unwrap_or_default()
 }
 
+/// Words in `text`: its runs of characters between whitespace.
+pub fn words(text: &str) -> i64 {
+    text.split_whitespace().count() as i64
+}
+
+/// A column value.
+#[derive(Debug, Clone)]
+enum Val {
+    I(i64),
+    S(String),
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::I(v)
+    }
+}
+
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::S(v)
+    }
+}
+
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::S(v.to_string())
+    }
+}
+
+/// Rows for one table: its name, columns and conflict target.
+struct Insert<'a> {
+    table: &'a str,
+    columns: &'static [&'static str],
+    conflict: &'static str,
+    rows: Vec<Vec<Val>>,
+}
+
+/// Rows per `INSERT` (well under SQLite's and PostgreSQL's bind limits).
+const CHUNK: usize = 200;
+
+impl<'a> Insert<'a> {
+    fn new(table: &'a str, columns: &'static [&'static str], conflict: &'static str) -> Self {
+        Insert {
+            table,
+            columns,
+            conflict,
+            rows: Vec::new(),
+        }
+    }
+
+    async fn write(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        let n = self.columns.len();
+        for chunk in self.rows.chunks(CHUNK) {
+            let mut sql = format!(
+                "INSERT INTO {} ({}) VALUES ",
+                self.table,
+                self.columns.join(", ")
+            );
+            for (i, _) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for c in 0..n {
+                    if c > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${}", i * n + c + 1));
+                }
+                sql.push(')');
+            }
+            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", self.conflict));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                for v in row {
+                    q = match v {
+                        Val::I(i) => q.bind(*i),
+                        Val::S(s) => q.bind(s.clone()),
+                    };
+                }
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The rows a projection writes for an event, table by table.
+trait Rows {
+    /// Empty inserts of the projection's tables.
+    fn inserts(&self) -> Vec<Insert<'_>>;
+    /// Adds `ev`'s rows to `into` (same order as [`Rows::inserts`]).
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError>;
+}
+
+async fn apply_one<R: Rows + Sync>(
+    r: &R,
+    conn: &mut AnyConnection,
+    ev: &StoredEvent,
+) -> Result<(), ProjectionError> {
+    let mut ins = r.inserts();
+    r.rows(ev, &mut ins)?;
+    for i in ins {
+        i.write(conn).await?;
+    }
+    Ok(())
+}
+
+async fn apply_many<R: Rows + Sync>(
+    r: &R,
+    conn: &mut AnyConnection,
+    events: &[StoredEvent],
+) -> Result<Vec<(u64, String)>, sqlx::Error> {
+    let mut ins = r.inserts();
+    let mut poisoned = Vec::new();
+    for ev in events {
+        // An event's rows go in whole or not at all.
+        let before: Vec<usize> = ins.iter().map(|i| i.rows.len()).collect();
+        match r.rows(ev, &mut ins) {
+            Ok(()) => {}
+            Err(ProjectionError::Sql(e)) => return Err(e),
+            Err(ProjectionError::Poison(reason)) => {
+                for (i, n) in ins.iter_mut().zip(before) {
+                    i.rows.truncate(n);
+                }
+                poisoned.push((ev.sequence, reason));
+            }
+        }
+    }
+    for i in ins {
+        i.write(conn).await?;
+    }
+    Ok(poisoned)
+}
+
+macro_rules! projection {
+    ($t:ident, $base:expr) => {
+        impl $t {
+            /// The projection into generation `t`'s tables.
+            pub fn new(t: &Tables) -> Self {
+                $t {
+                    t: t.clone(),
+                    name: checkpoint_name(t, $base),
+                }
+            }
+        }
+
+        impl Projection for $t {
+            fn name(&self) -> &'static str {
+                self.name
+            }
+
+            fn filter(&self, prefix: &Prefix) -> String {
+                filter_of($base, prefix)
+            }
+
+            async fn apply(
+                &self,
+                conn: &mut AnyConnection,
+                ev: &StoredEvent,
+            ) -> Result<(), ProjectionError> {
+                apply_one(self, conn, ev).await
+            }
+
+            async fn apply_batch(
+                &self,
+                conn: &mut AnyConnection,
+                events: &[StoredEvent],
+            ) -> Result<Vec<(u64, String)>, sqlx::Error> {
+                apply_many(self, conn, events).await
+            }
+        }
+    };
+}
+
 pub struct TicketFacts {
     t: Tables,
     name: &'static str,
 }
 
-impl TicketFacts {
-    /// The projection into generation `t`'s tables.
-    pub fn new(t: &Tables) -> Self {
-        TicketFacts {
-            t: t.clone(),
-            name: checkpoint_name(t, TICKETS),
-        }
-    }
-}
+projection!(TicketFacts, TICKETS);
 
-impl Projection for TicketFacts {
-    fn name(&self) -> &'static str {
-        self.name
+impl Rows for TicketFacts {
+    fn inserts(&self) -> Vec<Insert<'_>> {
+        vec![
+            Insert::new(
+                &self.t.tickets,
+                &[
+                    "ticket_id",
+                    "program_id",
+                    "workflow_id",
+                    "feedback_id",
+                    "account_id",
+                    "opened_at",
+                    "fc_target_secs",
+                    "close_target_secs",
+                    "require_opportunity",
+                    "sequence",
+                ],
+                "ticket_id",
+            ),
+            Insert::new(
+                &self.t.ticket_events,
+                &[
+                    "ticket_id",
+                    "sequence",
+                    "at",
+                    "kind",
+                    "owner_email",
+                    "root_cause_words",
+                    "actions_words",
+                    "opportunity",
+                ],
+                "ticket_id, sequence",
+            ),
+        ]
     }
 
-    fn filter(&self, prefix: &Prefix) -> String {
-        filter_of(TICKETS, prefix)
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut AnyConnection,
-        ev: &StoredEvent,
-    ) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
         let r = closeloop_contracts::ticket::decode(ev).map_err(poison)?;
         let id = r.ticket_id.to_string();
         let at = r.occurred_at.as_micros();
@@ -123,26 +316,18 @@ impl Projection for TicketFacts {
                 ..
             } => {
                 let (_, feedback_id, workflow_id) = origin.parts();
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO {tickets} (ticket_id, program_id, workflow_id, \
-                     feedback_id, account_id, opened_at, fc_target_secs, close_target_secs, \
-                     require_opportunity, sequence) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (ticket_id) DO NOTHING",
-                    tickets = self.t.tickets
-                )))
-                .bind(&id)
-                .bind(program_id.as_str())
-                .bind(workflow_id)
-                .bind(feedback_id)
-                .bind(account_id.as_str())
-                .bind(at)
-                .bind(plan.sla.first_contact_secs as i64)
-                .bind(plan.sla.close_within_secs as i64)
-                .bind(i32::from(plan.require_opportunity))
-                .bind(seq)
-                .execute(&mut *conn)
-                .await?;
+                into[0].rows.push(vec![
+                    id.clone().into(),
+                    program_id.as_str().into(),
+                    workflow_id.into(),
+                    feedback_id.into(),
+                    account_id.as_str().into(),
+                    at.into(),
+                    (plan.sla.first_contact_secs as i64).into(),
+                    (plan.sla.close_within_secs as i64).into(),
+                    i64::from(plan.require_opportunity).into(),
+                    seq.into(),
+                ]);
                 owner_email.clone()
             }
             TicketEvent::OwnerReassigned {
@@ -164,29 +349,18 @@ impl Projection for TicketFacts {
             ),
             _ => (0, 0, false),
         };
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {ticket_events} (ticket_id, sequence, at, kind, owner_email, \
-             root_cause_words, actions_words, opportunity) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ticket_id, sequence) DO NOTHING",
-            ticket_events = self.t.ticket_events
-        )))
-        .bind(&id)
-        .bind(seq)
-        .bind(at)
-        .bind(r.event.kind())
-        .bind(owner)
-        .bind(root_cause_words)
-        .bind(actions_words)
-        .bind(i32::from(opportunity))
-        .execute(&mut *conn)
-        .await?;
+        into[1].rows.push(vec![
+            id.into(),
+            seq.into(),
+            at.into(),
+            r.event.kind().into(),
+            owner.into(),
+            root_cause_words.into(),
+            actions_words.into(),
+            i64::from(opportunity).into(),
+        ]);
         Ok(())
     }
-}
-
-/// Words in `text`: its runs of characters between whitespace.
-pub fn words(text: &str) -> i64 {
-    text.split_whitespace().count() as i64
 }
 
 pub struct SlaFacts {
@@ -194,30 +368,25 @@ pub struct SlaFacts {
     name: &'static str,
 }
 
-impl SlaFacts {
-    /// The projection into generation `t`'s tables.
-    pub fn new(t: &Tables) -> Self {
-        SlaFacts {
-            t: t.clone(),
-            name: checkpoint_name(t, SLA),
-        }
-    }
-}
+projection!(SlaFacts, SLA);
 
-impl Projection for SlaFacts {
-    fn name(&self) -> &'static str {
-        self.name
+impl Rows for SlaFacts {
+    fn inserts(&self) -> Vec<Insert<'_>> {
+        vec![
+            Insert::new(
+                &self.t.sla_due,
+                &["ticket_id", "fc_due", "close_due", "at", "sequence"],
+                "ticket_id",
+            ),
+            Insert::new(
+                &self.t.sla_events,
+                &["ticket_id", "sequence", "at", "kind", "clock", "detail"],
+                "ticket_id, sequence",
+            ),
+        ]
     }
 
-    fn filter(&self, prefix: &Prefix) -> String {
-        filter_of(SLA, prefix)
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut AnyConnection,
-        ev: &StoredEvent,
-    ) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
         let r = closeloop_contracts::sla::decode(ev).map_err(poison)?;
         let id = r.ticket_id.to_string();
         let at = r.occurred_at.as_micros();
@@ -236,18 +405,15 @@ impl Projection for SlaFacts {
                 if let (Some(fc), Some(close)) =
                     (due(ClockKind::FirstContact), due(ClockKind::Closure))
                 {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO {sla_due} (ticket_id, fc_due, close_due, at, sequence) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ticket_id) DO NOTHING",
-                        sla_due = self.t.sla_due
-                    )))
-                    .bind(&id)
-                    .bind(fc)
-                    .bind(close)
-                    .bind(at)
-                    .bind(ev.sequence as i64)
-                    .execute(&mut *conn)
-                    .await?;
+                    // Rows go in in order: a second one for the ticket (in
+                    // the same statement or later) is dropped as a conflict.
+                    into[0].rows.push(vec![
+                        id.into(),
+                        fc.into(),
+                        close.into(),
+                        at.into(),
+                        (ev.sequence as i64).into(),
+                    ]);
                 }
                 return Ok(());
             }
@@ -256,19 +422,14 @@ impl Projection for SlaFacts {
             SlaEvent::Escalated { level, .. } => ("escalated", "", i64::from(*level)),
             _ => return Ok(()),
         };
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {sla_events} (ticket_id, sequence, at, kind, clock, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ticket_id, sequence) DO NOTHING",
-            sla_events = self.t.sla_events
-        )))
-        .bind(&id)
-        .bind(ev.sequence as i64)
-        .bind(at)
-        .bind(kind)
-        .bind(clock)
-        .bind(detail)
-        .execute(&mut *conn)
-        .await?;
+        into[1].rows.push(vec![
+            id.into(),
+            (ev.sequence as i64).into(),
+            at.into(),
+            kind.into(),
+            clock.into(),
+            detail.into(),
+        ]);
         Ok(())
     }
 }
@@ -293,53 +454,45 @@ pub struct ResponseFacts {
     name: &'static str,
 }
 
-impl ResponseFacts {
-    /// The projection into generation `t`'s tables.
-    pub fn new(t: &Tables) -> Self {
-        ResponseFacts {
-            t: t.clone(),
-            name: checkpoint_name(t, RESPONSES),
-        }
-    }
-}
+projection!(ResponseFacts, RESPONSES);
 
-impl Projection for ResponseFacts {
-    fn name(&self) -> &'static str {
-        self.name
+impl Rows for ResponseFacts {
+    fn inserts(&self) -> Vec<Insert<'_>> {
+        vec![Insert::new(
+            &self.t.responses,
+            &[
+                "feedback_id",
+                "sequence",
+                "at",
+                "applied",
+                "revision_key",
+                "response_id",
+                "program_id",
+                "account_id",
+                "submitted_at",
+                "answers",
+            ],
+            "feedback_id, sequence",
+        )]
     }
 
-    fn filter(&self, prefix: &Prefix) -> String {
-        filter_of(RESPONSES, prefix)
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut AnyConnection,
-        ev: &StoredEvent,
-    ) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
         let r = FeedbackContract::decode(ev).map_err(poison)?;
         let at = recorded_at(ev)?;
         let applied = !matches!(r.event.value, FeedbackEvent::Superseded { .. });
         let f = r.event.value.feedback();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {responses} (feedback_id, sequence, at, applied, revision_key, \
-             response_id, program_id, account_id, submitted_at, answers) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (feedback_id, sequence) DO NOTHING",
-            responses = self.t.responses
-        )))
-        .bind(aggregate_id(ev))
-        .bind(ev.sequence as i64)
-        .bind(at)
-        .bind(i32::from(applied))
-        .bind(f.revised().as_micros())
-        .bind(f.response_id.as_str())
-        .bind(f.program.as_str())
-        .bind(f.account_id.as_str())
-        .bind(f.submitted_at.as_micros())
-        .bind(numeric_answers(&f.answers))
-        .execute(&mut *conn)
-        .await?;
+        into[0].rows.push(vec![
+            aggregate_id(ev).into(),
+            (ev.sequence as i64).into(),
+            at.into(),
+            i64::from(applied).into(),
+            f.revised().as_micros().into(),
+            f.response_id.as_str().into(),
+            f.program.as_str().into(),
+            f.account_id.as_str().into(),
+            f.submitted_at.as_micros().into(),
+            numeric_answers(&f.answers).into(),
+        ]);
         Ok(())
     }
 }
@@ -349,30 +502,18 @@ pub struct AccountFacts {
     name: &'static str,
 }
 
-impl AccountFacts {
-    /// The projection into generation `t`'s tables.
-    pub fn new(t: &Tables) -> Self {
-        AccountFacts {
-            t: t.clone(),
-            name: checkpoint_name(t, ACCOUNTS),
-        }
-    }
-}
+projection!(AccountFacts, ACCOUNTS);
 
-impl Projection for AccountFacts {
-    fn name(&self) -> &'static str {
-        self.name
+impl Rows for AccountFacts {
+    fn inserts(&self) -> Vec<Insert<'_>> {
+        vec![Insert::new(
+            &self.t.accounts,
+            &["account_id", "sequence", "at", "region", "segment", "team"],
+            "account_id, sequence",
+        )]
     }
 
-    fn filter(&self, prefix: &Prefix) -> String {
-        filter_of(ACCOUNTS, prefix)
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut AnyConnection,
-        ev: &StoredEvent,
-    ) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
         let (a, _) = decode_record::<AccountKind>(ev).map_err(poison)?;
         let at = recorded_at(ev)?;
         let team: serde_json::Map<String, serde_json::Value> = a
@@ -380,19 +521,14 @@ impl Projection for AccountFacts {
             .iter()
             .map(|(role, email)| (role.clone(), email.as_str().into()))
             .collect();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {accounts} (account_id, sequence, at, region, segment, team) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, sequence) DO NOTHING",
-            accounts = self.t.accounts
-        )))
-        .bind(a.id.as_str())
-        .bind(ev.sequence as i64)
-        .bind(at)
-        .bind(a.region.as_str())
-        .bind(a.segment.as_str())
-        .bind(serde_json::Value::Object(team).to_string())
-        .execute(&mut *conn)
-        .await?;
+        into[0].rows.push(vec![
+            a.id.as_str().into(),
+            (ev.sequence as i64).into(),
+            at.into(),
+            a.region.as_str().into(),
+            a.segment.as_str().into(),
+            serde_json::Value::Object(team).to_string().into(),
+        ]);
         Ok(())
     }
 }
@@ -402,46 +538,29 @@ pub struct RoutingFacts {
     name: &'static str,
 }
 
-impl RoutingFacts {
-    /// The projection into generation `t`'s tables.
-    pub fn new(t: &Tables) -> Self {
-        RoutingFacts {
-            t: t.clone(),
-            name: checkpoint_name(t, ROUTING),
-        }
-    }
-}
+projection!(RoutingFacts, ROUTING);
 
-impl Projection for RoutingFacts {
-    fn name(&self) -> &'static str {
-        self.name
+impl Rows for RoutingFacts {
+    fn inserts(&self) -> Vec<Insert<'_>> {
+        vec![Insert::new(
+            &self.t.routing,
+            &["feedback_id", "unmatched", "at", "sequence"],
+            "feedback_id",
+        )]
     }
 
-    fn filter(&self, prefix: &Prefix) -> String {
-        filter_of(ROUTING, prefix)
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut AnyConnection,
-        ev: &StoredEvent,
-    ) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
         let r = RoutingContract::decode(ev).map_err(poison)?;
         // Revisions attached later change nothing routing decided.
         let RoutingEvent::Decided(d) = &r.event else {
             return Ok(());
         };
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {routing} (feedback_id, unmatched, at, sequence) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (feedback_id) DO NOTHING",
-            routing = self.t.routing
-        )))
-        .bind(aggregate_id(ev))
-        .bind(i32::from(d.unmatched))
-        .bind(recorded_at(ev)?)
-        .bind(ev.sequence as i64)
-        .execute(&mut *conn)
-        .await?;
+        into[0].rows.push(vec![
+            aggregate_id(ev).into(),
+            i64::from(d.unmatched).into(),
+            recorded_at(ev)?.into(),
+            (ev.sequence as i64).into(),
+        ]);
         Ok(())
     }
 }

@@ -52,6 +52,29 @@ pub trait Projection: Send + Sync + 'static {
         conn: &'a mut AnyConnection,
         event: &'a StoredEvent,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a;
+
+    /// Applies a batch of events (in stream order) inside the batch's
+    /// transaction, and returns those it could not apply with the reason
+    /// (they are recorded in `projection_errors` and skipped). The default
+    /// applies them one by one; a projection may write a batch's rows in
+    /// fewer statements.
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        events: &'a [StoredEvent],
+    ) -> impl Future<Output = Result<Vec<(u64, String)>, sqlx::Error>> + Send + 'a {
+        async move {
+            let mut poisoned = Vec::new();
+            for ev in events {
+                match self.apply(conn, ev).await {
+                    Ok(()) => {}
+                    Err(ProjectionError::Sql(e)) => return Err(e),
+                    Err(ProjectionError::Poison(reason)) => poisoned.push((ev.sequence, reason)),
+                }
+            }
+            Ok(poisoned)
+        }
+    }
 }
 
 fn now_micros() -> i64 {
@@ -197,27 +220,27 @@ async fn apply_batch<P: Projection>(
         .await?
         .get(0);
     let committed = committed as u64;
-    let mut last = committed;
-    for ev in batch.iter().filter(|e| e.sequence > committed) {
-        match projection.apply(&mut tx, ev).await {
-            Ok(()) => {}
-            Err(ProjectionError::Sql(e)) => return Err(e),
-            Err(ProjectionError::Poison(reason)) => {
-                tracing::error!(projector = name, sequence = ev.sequence, subject = %ev.subject, %reason, "skipping event the projection cannot apply");
-                sqlx::query(
-                    "INSERT INTO projection_errors (projector, sequence, subject, reason, recorded_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (projector, sequence) DO NOTHING",
-                )
-                .bind(name)
-                .bind(ev.sequence as i64)
-                .bind(ev.subject.as_str())
-                .bind(reason.as_str())
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        last = ev.sequence;
+    // The batch is in stream order: what is new is a suffix.
+    let new = &batch[batch.partition_point(|e| e.sequence <= committed)..];
+    let last = new.last().map_or(committed, |e| e.sequence);
+    for (sequence, reason) in projection.apply_batch(&mut tx, new).await? {
+        let subject = new
+            .iter()
+            .find(|e| e.sequence == sequence)
+            .map(|e| e.subject.as_str())
+            .unwrap_or_default();
+        tracing::error!(projector = name, sequence, subject, %reason, "skipping event the projection cannot apply");
+        sqlx::query(
+            "INSERT INTO projection_errors (projector, sequence, subject, reason, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (projector, sequence) DO NOTHING",
+        )
+        .bind(name)
+        .bind(sequence as i64)
+        .bind(subject)
+        .bind(reason.as_str())
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
     }
     if last > committed {
         sqlx::query(
