@@ -31,17 +31,19 @@ fn ts(t: &str) -> prost_types::Timestamp {
 
 struct Install {
     app: App,
-    _nats: Nats,
+    nats: Nats,
+    prefix: String,
     db: TestDb,
 }
 
 async fn install(start: &str) -> Install {
     let nats = Nats::start();
     let db = TestDb::new(Backend::Sqlite).await;
+    let prefix = unique_prefix();
     let app = spawn_app_with(
         &nats.url(),
         &db.url,
-        &unique_prefix(),
+        &prefix,
         AppOptions {
             clock: ClockConfig::Simulated {
                 start: Some(std::time::UNIX_EPOCH + Duration::from_micros(us(start) as u64)),
@@ -53,7 +55,8 @@ async fn install(start: &str) -> Install {
     app.seed_person("lee@vendor.example", None).await;
     Install {
         app,
-        _nats: nats,
+        nats,
+        prefix,
         db,
     }
 }
@@ -586,5 +589,48 @@ async fn the_views_rebuild_beside_the_live_ones_and_switch_over() {
         a.get("", "responses") == Some(4.0)
     })
     .await;
+    i.app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_views_cannot_read_is_parked_with_the_reason() {
+    let i = install("2026-01-05T09:00:00Z").await;
+    i.account("ACC-1", "EMEA", "dana@vendor.example").await;
+    i.respond("R1", "ACC-1", "2026-01-05T08:00:00Z", &[("nps", 2)], None)
+        .await;
+    i.ticket("R1").await;
+    // Not a ticket event: no headers, no protobuf.
+    let js = async_nats::jetstream::new(async_nats::connect(i.nats.url()).await.unwrap());
+    let junk = js
+        .publish(
+            format!(
+                "{}.events.ticket.0b8f3a4e-4a4e-4c6f-9a51-9d1f5f0e2c11",
+                i.prefix
+            ),
+            "not an event".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    i.respond("R2", "ACC-1", "2026-01-05T08:10:00Z", &[("nps", 1)], None)
+        .await;
+    i.ticket("R2").await;
+    // The events around it are in the views ...
+    i.until("closure", req(&[], None), |a| {
+        a.get("", "pending") == Some(2.0)
+    })
+    .await;
+    // ... and it is parked with the reason.
+    let pool = sqlx::AnyPool::connect(&i.db.url).await.unwrap();
+    let reason: String = sqlx::query_scalar(
+        "SELECT reason FROM projection_errors WHERE projector = 'analytics_tickets' AND sequence = $1",
+    )
+    .bind(junk as i64)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!reason.is_empty());
     i.app.stop().await.unwrap();
 }
