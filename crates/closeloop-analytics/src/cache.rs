@@ -7,7 +7,7 @@
 //! after it exists); a report as of an earlier time reads the tables
 //! ([`crate::facts`]).
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use closeloop_readmodel::Db;

@@ -2,7 +2,9 @@
 //! events recorded by then, each response's latest revision recorded by
 //! then, each account as it stood then.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use closeloop_readmodel::Db;
@@ -107,7 +109,7 @@ impl ResponseFact {
 
 /// Shares equal strings (program and account ids, question names).
 #[derive(Debug, Default, Clone)]
-pub struct Interner(std::collections::HashSet<Arc<str>>);
+pub struct Interner(rustc_hash::FxHashSet<Arc<str>>);
 
 impl Interner {
     pub fn get(&mut self, s: &str) -> Arc<str> {
@@ -416,7 +418,7 @@ pub async fn accounts(
     .bind(as_of)
     .fetch_all(db.pool())
     .await?;
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     for r in rows {
         let team: String = r.try_get(3)?;
         let team: BTreeMap<String, String> = serde_json::from_str(&team).unwrap_or_default();
@@ -438,7 +440,7 @@ pub async fn teams(db: &Db) -> Result<HashMap<String, String>, sqlx::Error> {
     let rows = sqlx::query("SELECT team_id, email FROM team_members ORDER BY team_id, position")
         .fetch_all(db.pool())
         .await?;
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     for r in rows {
         let team: String = r.try_get(0)?;
         out.entry(r.try_get::<String, _>(1)?).or_insert(team);
@@ -507,7 +509,7 @@ pub async fn unmatched(
     db: &Db,
     t: &Tables,
     as_of: i64,
-) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+) -> Result<rustc_hash::FxHashSet<String>, sqlx::Error> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT feedback_id FROM {routing} WHERE unmatched = 1 AND at <= $1",
         routing = t.routing

@@ -1,6 +1,6 @@
 //! `closeloop.v1.AnalyticsService`: each view, and `Explain`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use closeloop_domain::{FieldViolation, Timestamp};

@@ -156,23 +156,15 @@ pub struct Query {
     pub memo: Memo,
 }
 
-/// Buckets by 15-minute slot of UTC time: a bucket holding a whole slot
-/// holds every instant in it, so its label and bounds are computed once per
-/// slot instead of once per item (time-zone arithmetic is the costly part
-/// of slicing by period).
+/// Buckets already computed: each is an interval `[start, end)` in which
+/// every instant has the same bucket, so its label and bounds are computed
+/// once per bucket instead of once per item (time-zone arithmetic is the
+/// costly part of slicing by period).
 #[derive(Debug, Clone, Default)]
-pub struct Memo(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, Slot>>>);
+pub struct Memo(std::sync::Arc<std::sync::Mutex<Vec<Interval>>>);
 
-#[derive(Debug, Clone)]
-enum Slot {
-    /// The bucket holding the whole slot: its label and bounds.
-    Whole(std::sync::Arc<str>, (i64, i64)),
-    /// A bucket boundary inside the slot (a zone offset that is not a
-    /// multiple of 15 minutes): computed per instant.
-    Split,
-}
-
-const SLOT: i64 = 15 * 60 * 1_000_000;
+/// A bucket's `[start, end)` and label.
+type Interval = (i64, i64, std::sync::Arc<str>);
 
 impl Query {
     /// Whether instant `t` is in `[from, to)`.
@@ -180,35 +172,35 @@ impl Query {
         self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|to| t < to)
     }
 
-    fn slot(&self, micros: i64) -> Slot {
-        let start = micros.div_euclid(SLOT) * SLOT;
+    /// The bucket holding `micros`: its bounds and label.
+    fn memo(&self, micros: i64) -> Option<((i64, i64), std::sync::Arc<str>)> {
         let mut memo = self.memo.0.lock().expect("bucket memo");
-        memo.entry(start)
-            .or_insert_with(|| match self.period.bounds(start, &self.tz) {
-                Some((from, to)) if from <= start && start + SLOT <= to => Slot::Whole(
-                    std::sync::Arc::from(self.period.bucket(start, &self.tz)),
-                    (from, to),
-                ),
-                _ => Slot::Split,
-            })
-            .clone()
+        // Sorted by start; the last one starting at or before `micros`.
+        let i = memo.partition_point(|(start, _, _)| *start <= micros);
+        if i > 0 {
+            let (start, end, label) = &memo[i - 1];
+            if micros < *end {
+                return Some(((*start, *end), label.clone()));
+            }
+        }
+        let (start, end) = self.period.bounds(micros, &self.tz)?;
+        let label: std::sync::Arc<str> = std::sync::Arc::from(self.period.bucket(micros, &self.tz));
+        memo.insert(i, (start, end, label.clone()));
+        Some(((start, end), label))
     }
 
     /// The label of the period bucket holding `micros` ([`Period::bucket`]
     /// in the query's time zone).
     pub fn bucket(&self, micros: i64) -> String {
-        match self.slot(micros) {
-            Slot::Whole(label, _) => label.to_string(),
-            Slot::Split => self.period.bucket(micros, &self.tz),
+        match self.memo(micros) {
+            Some((_, label)) => label.to_string(),
+            None => self.period.bucket(micros, &self.tz),
         }
     }
 
     /// The bounds of the period bucket holding `micros` ([`Period::bounds`]).
     pub fn bounds(&self, micros: i64) -> Option<(i64, i64)> {
-        match self.slot(micros) {
-            Slot::Whole(_, b) => Some(b),
-            Slot::Split => self.period.bounds(micros, &self.tz),
-        }
+        self.memo(micros).map(|(b, _)| b)
     }
 }
 

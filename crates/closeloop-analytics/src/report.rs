@@ -4,7 +4,9 @@
 //!
 //! The definitions are in `docs/metrics.md`; this module implements them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use closeloop_programs::{AnalyticsConfig, Targets};
 

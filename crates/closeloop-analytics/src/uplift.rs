@@ -4,7 +4,9 @@
 //! the later one; each group's NPS in both periods, the change, and the
 //! difference of the changes with a seeded bootstrap 95% interval.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::facts::{ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
@@ -126,7 +128,7 @@ pub fn pairs(
             .or_default()
             .push((r.submitted_at, v, r));
     }
-    let mut from_response: HashMap<&str, Vec<&TicketFact>> = HashMap::new();
+    let mut from_response: HashMap<&str, Vec<&TicketFact>> = HashMap::default();
     for t in tickets {
         if !t.feedback_id.is_empty() {
             from_response.entry(&t.feedback_id).or_default().push(t);
@@ -208,16 +210,41 @@ pub fn bootstrap(acted: &[&Pair], not_acted: &[&Pair]) -> Option<(f64, f64)> {
     if acted.is_empty() || not_acted.is_empty() {
         return None;
     }
+    // Each account's counts, flat: promoters, detractors, answers, before
+    // then after.
+    let flat = |g: &[&Pair]| -> Vec<[u64; 6]> {
+        g.iter()
+            .map(|p| {
+                [
+                    p.before.promoters,
+                    p.before.detractors,
+                    p.before.n,
+                    p.after.promoters,
+                    p.after.detractors,
+                    p.after.n,
+                ]
+            })
+            .collect()
+    };
+    let (a, n) = (flat(acted), flat(not_acted));
     let mut rng = SplitMix(SEED);
     let mut diffs = Vec::with_capacity(RESAMPLES);
-    let mut a = Vec::with_capacity(acted.len());
-    let mut n = Vec::with_capacity(not_acted.len());
+    let mut resample = |g: &[[u64; 6]]| {
+        let mut sum = [0u64; 6];
+        for _ in 0..g.len() {
+            let x = &g[rng.below(g.len())];
+            for k in 0..6 {
+                sum[k] += x[k];
+            }
+        }
+        let nps =
+            |p: u64, d: u64, n: u64| (n > 0).then(|| 100.0 * (p as f64 - d as f64) / n as f64);
+        Some(nps(sum[3], sum[4], sum[5])? - nps(sum[0], sum[1], sum[2])?)
+    };
     for _ in 0..RESAMPLES {
-        a.clear();
-        n.clear();
-        a.extend((0..acted.len()).map(|_| acted[rng.below(acted.len())]));
-        n.extend((0..not_acted.len()).map(|_| not_acted[rng.below(not_acted.len())]));
-        if let (Some(x), Some(y)) = (change(&a), change(&n)) {
+        let x = resample(&a);
+        let y = resample(&n);
+        if let (Some(x), Some(y)) = (x, y) {
             diffs.push(x - y);
         }
     }
