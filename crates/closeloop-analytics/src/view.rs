@@ -121,7 +121,7 @@ struct Insert<'a> {
 }
 
 /// Rows per `INSERT` (well under SQLite's and PostgreSQL's bind limits).
-const CHUNK: usize = 200;
+const CHUNK: usize = 100;
 
 impl<'a> Insert<'a> {
     fn new(table: &'a str, columns: &'static [&'static str], conflict: &'static str) -> Self {
@@ -135,6 +135,9 @@ impl<'a> Insert<'a> {
 
     async fn write(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         let n = self.columns.len();
+        // SQLite looks numbered parameters up by name, one walk of the
+        // statement's names per parameter: anonymous ones bind in order.
+        let anonymous = conn.backend_name() == "SQLite";
         for chunk in self.rows.chunks(CHUNK) {
             let mut sql = format!(
                 "INSERT INTO {} ({}) VALUES ",
@@ -150,7 +153,11 @@ impl<'a> Insert<'a> {
                     if c > 0 {
                         sql.push_str(", ");
                     }
-                    sql.push_str(&format!("${}", i * n + c + 1));
+                    if anonymous {
+                        sql.push('?');
+                    } else {
+                        sql.push_str(&format!("${}", i * n + c + 1));
+                    }
                 }
                 sql.push(')');
             }
