@@ -5,11 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap as HashMap;
+
 use crate::facts::{ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
 use crate::report::{
-    Band, Clock, Context, Explained, Outcome, ReportError, Row, Table, band, columns, metric_of,
-    passes, ratio, response_slice, ticket_slice, time,
+    Band, Clock, Context, Explained, Key, Outcome, ReportError, Row, Table, band, columns,
+    metric_of, owned, passes, ratio, response_key, response_passes, response_slice, ticket_slice,
+    time,
 };
 
 pub const MEASURES: [&str; 9] = [
@@ -76,6 +79,23 @@ struct Acc {
 }
 
 impl Acc {
+    fn merge(&mut self, o: &Acc) {
+        self.responses += o.responses;
+        self.promoters += o.promoters;
+        self.detractors += o.detractors;
+        self.scored += o.scored;
+        self.top += o.top;
+        self.sum += o.sum;
+        self.tickets += o.tickets;
+        self.open += o.open;
+        self.close_met += o.close_met;
+        self.close_missed += o.close_missed;
+        self.fc_met += o.fc_met;
+        self.fc_missed += o.fc_missed;
+        self.breached += o.breached;
+        self.unmatched += o.unmatched;
+    }
+
     fn add_response(&mut self, kind: &str, v: Option<f64>, unmatched: bool) {
         self.responses += 1;
         self.unmatched += u64::from(unmatched);
@@ -145,19 +165,22 @@ pub fn journey(
     cx: &Context,
 ) -> Result<Table, ReportError> {
     check(q)?;
-    let mut rows: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    // Grouped by program then the slices, borrowed: the row keys are made
+    // once per row below.
+    let mut groups: HashMap<(Key<'_>, Vec<Key<'_>>), Acc> = HashMap::default();
     let mut total = Acc::default();
     for r in responses {
-        if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
+        if !q.in_range(r.submitted_at) || !response_passes(q, r, cx)? {
             continue;
         }
         let slice =
             q.by.iter()
-                .map(|d| response_slice(r, *d, q, cx))
+                .map(|d| response_key(r, *d, q, cx))
                 .collect::<Result<Vec<_>, _>>()?;
         let (kind, v) = metric_of(r, cx);
         let unmatched = cx.unmatched.contains(r.feedback_id.as_ref());
-        rows.entry(key_of(&r.program_id, slice, q, cx))
+        groups
+            .entry((Key::B(&r.program_id), slice))
             .or_default()
             .add_response(kind, v, unmatched);
         total.add_response(kind, v, unmatched);
@@ -166,11 +189,21 @@ pub fn journey(
         if !q.in_range(t.opened_at) || !passes(q, |d| Ok(ticket_slice(t, d, q, cx)))? {
             continue;
         }
-        let slice: Vec<String> = q.by.iter().map(|d| ticket_slice(t, *d, q, cx)).collect();
-        rows.entry(key_of(&t.program_id, slice, q, cx))
+        let slice: Vec<Key<'_>> =
+            q.by.iter()
+                .map(|d| Key::A(ticket_slice(t, *d, q, cx).into()))
+                .collect();
+        groups
+            .entry((Key::B(&t.program_id), slice))
             .or_default()
             .add_ticket(t, q.as_of);
         total.add_ticket(t, q.as_of);
+    }
+    let mut rows: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    for ((program, slice), a) in groups {
+        let key = key_of(program.as_str(), owned(&slice), q, cx);
+        let row = rows.entry(key).or_default();
+        row.merge(&a);
     }
     let mut dims = vec!["program", "journey_stage", "metric"];
     dims.extend(

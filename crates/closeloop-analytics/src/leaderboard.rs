@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use crate::facts::ResponseFact;
 use crate::query::{Dim, Query};
 use crate::report::{
-    Context, Explained, ReportError, Row, Table, columns, passes, response_slice, time,
+    Context, Explained, Key, ReportError, Row, Table, columns, owned, response_key,
+    response_passes, time,
 };
 
 /// An account without a person in the leaderboard's role.
@@ -46,25 +47,25 @@ pub fn response_score(r: &ResponseFact, questions: &[String]) -> Option<f64> {
 
 #[derive(Default)]
 struct Acc {
-    accounts: std::collections::BTreeSet<String>,
+    accounts: rustc_hash::FxHashSet<std::sync::Arc<str>>,
     responses: u64,
     sum: f64,
 }
 
 /// A response counted: its row key (the slices, then the team), and its score.
-type Scored<'a> = (Vec<String>, &'a ResponseFact, f64);
+type Scored<'a> = (Vec<Key<'a>>, &'a ResponseFact, f64);
 
 /// The rows of responses counted, keyed by the slices then the team.
 fn scored<'a>(
     q: &Query,
     by: &[Dim],
     responses: &'a [ResponseFact],
-    cx: &Context,
+    cx: &'a Context,
 ) -> Result<Vec<Scored<'a>>, ReportError> {
     let lb = &cx.config.leaderboard;
     let mut out = Vec::new();
     for r in responses {
-        if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
+        if !q.in_range(r.submitted_at) || !response_passes(q, r, cx)? {
             continue;
         }
         let Some(score) = response_score(r, &lb.questions) else {
@@ -72,14 +73,13 @@ fn scored<'a>(
         };
         let mut key = by
             .iter()
-            .map(|d| response_slice(r, *d, q, cx))
+            .map(|d| response_key(r, *d, q, cx))
             .collect::<Result<Vec<_>, _>>()?;
-        key.push(
+        key.push(Key::B(
             cx.account(&r.account_id)
                 .and_then(|a| a.team.get(&lb.role))
-                .cloned()
-                .unwrap_or_else(|| NO_TEAM.to_string()),
-        );
+                .map_or(NO_TEAM, String::as_str),
+        ));
         out.push((key, r, score));
     }
     Ok(out)
@@ -96,15 +96,16 @@ pub fn leaderboard(
 ) -> Result<Table, ReportError> {
     let by = dims(q)?;
     let min = u64::from(cx.config.leaderboard.min_responses);
-    let mut rows: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    let mut keyed: rustc_hash::FxHashMap<Vec<Key<'_>>, Acc> = Default::default();
     let mut total = Acc::default();
     for (key, r, score) in scored(q, &by, responses, cx)? {
-        for acc in [rows.entry(key).or_default(), &mut total] {
-            acc.accounts.insert(r.account_id.to_string());
+        for acc in [keyed.entry(key).or_default(), &mut total] {
+            acc.accounts.insert(r.account_id.clone());
             acc.responses += 1;
             acc.sum += score;
         }
     }
+    let rows: BTreeMap<Vec<String>, Acc> = keyed.into_iter().map(|(k, a)| (owned(&k), a)).collect();
     // Scores of the ranked teams, per group (the key without the team).
     let mut groups: BTreeMap<Vec<String>, Vec<f64>> = BTreeMap::new();
     let ranked =
@@ -175,6 +176,7 @@ pub fn explain(
     let qs = &cx.config.leaderboard.questions;
     let mut lines = Vec::new();
     for (k, r, score) in scored(q, &by, responses, cx)? {
+        let k = owned(&k);
         if !key.is_empty() && k != key {
             continue;
         }

@@ -189,6 +189,14 @@ impl Query {
         Some(((start, end), label))
     }
 
+    /// [`Query::bucket`], shared.
+    pub fn bucket_label(&self, micros: i64) -> std::sync::Arc<str> {
+        match self.memo(micros) {
+            Some((_, label)) => label,
+            None => std::sync::Arc::from(self.period.bucket(micros, &self.tz)),
+        }
+    }
+
     /// The label of the period bucket holding `micros` ([`Period::bucket`]
     /// in the query's time zone).
     pub fn bucket(&self, micros: i64) -> String {

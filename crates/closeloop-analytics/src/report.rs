@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
+use std::sync::Arc;
+
 use closeloop_programs::{AnalyticsConfig, Targets};
 
 use crate::facts::{AccountFact, ResponseFact, TicketFact};
@@ -129,27 +131,73 @@ pub(crate) fn ticket_slice_as(
     }
 }
 
+/// A slice value, borrowed from the facts where it can be (views group
+/// hundreds of thousands of items by these: no allocation per item).
+#[derive(Debug, Clone)]
+pub(crate) enum Key<'a> {
+    B(&'a str),
+    A(Arc<str>),
+}
+
+impl Key<'_> {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Key::B(s) => s,
+            Key::A(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Key<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.as_str() == o.as_str()
+    }
+}
+
+impl Eq for Key<'_> {}
+
+impl PartialOrd for Key<'_> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Key<'_> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(o.as_str())
+    }
+}
+
+impl std::hash::Hash for Key<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+/// Keys as the strings a table shows.
+pub(crate) fn owned(key: &[Key<'_>]) -> Vec<String> {
+    key.iter().map(|k| k.as_str().to_string()).collect()
+}
+
 /// A response's value of slice `d` (`Err` for slices of tickets only).
-pub(crate) fn response_slice(
-    r: &ResponseFact,
+pub(crate) fn response_key<'a>(
+    r: &'a ResponseFact,
     d: Dim,
     q: &Query,
-    cx: &Context,
-) -> Result<String, ReportError> {
+    cx: &'a Context,
+) -> Result<Key<'a>, ReportError> {
     Ok(match d {
-        Dim::Program => r.program_id.to_string(),
-        Dim::Region => cx
-            .account(&r.account_id)
-            .map_or_else(|| UNKNOWN.to_string(), |a| a.region.clone()),
-        Dim::Segment => cx
-            .account(&r.account_id)
-            .map_or_else(|| UNKNOWN.to_string(), |a| a.segment.clone()),
+        Dim::Program => Key::B(&r.program_id),
+        Dim::Region => Key::B(cx.account(&r.account_id).map_or(UNKNOWN, |a| &a.region)),
+        Dim::Segment => Key::B(cx.account(&r.account_id).map_or(UNKNOWN, |a| &a.segment)),
         // The account team's: the team of the account's CSM.
-        Dim::Team => cx
-            .account(&r.account_id)
-            .and_then(|a| a.team.get("csm"))
-            .map_or_else(|| NO_TEAM.to_string(), |csm| cx.team_of(csm)),
-        Dim::Period => q.bucket(r.submitted_at),
+        Dim::Team => Key::B(
+            cx.account(&r.account_id)
+                .and_then(|a| a.team.get("csm"))
+                .and_then(|csm| cx.teams.get(csm))
+                .map_or(NO_TEAM, String::as_str),
+        ),
+        Dim::Period => Key::A(q.bucket_label(r.submitted_at)),
         Dim::Workflow | Dim::Owner => {
             return Err(ReportError::NotASlice {
                 view: "nps",
@@ -158,6 +206,30 @@ pub(crate) fn response_slice(
             });
         }
     })
+}
+
+/// A response's value of slice `d`, as a string.
+pub(crate) fn response_slice(
+    r: &ResponseFact,
+    d: Dim,
+    q: &Query,
+    cx: &Context,
+) -> Result<String, ReportError> {
+    response_key(r, d, q, cx).map(|k| k.as_str().to_string())
+}
+
+/// Whether a response passes the query's filters.
+pub(crate) fn response_passes(
+    q: &Query,
+    r: &ResponseFact,
+    cx: &Context,
+) -> Result<bool, ReportError> {
+    for (d, v) in &q.only {
+        if response_key(r, *d, q, cx)?.as_str() != v {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether an item with slice values `f(dim)` passes the query's filters.
@@ -419,17 +491,17 @@ pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table,
             });
         }
     }
-    let mut rows: BTreeMap<Vec<String>, NpsAcc> = BTreeMap::new();
+    let mut rows: HashMap<Vec<Key<'_>>, NpsAcc> = HashMap::default();
     let mut total = NpsAcc::default();
     for r in responses {
-        if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
+        if !q.in_range(r.submitted_at) || !response_passes(q, r, cx)? {
             continue;
         }
         let (kind, value) = metric_of(r, cx);
         let Some(v) = value else { continue };
         let key =
             q.by.iter()
-                .map(|d| response_slice(r, *d, q, cx))
+                .map(|d| response_key(r, *d, q, cx))
                 .collect::<Result<Vec<_>, _>>()?;
         for acc in [rows.entry(key).or_default(), &mut total] {
             match kind {
@@ -453,11 +525,13 @@ pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table,
             }
         }
     }
+    let mut rows: Vec<Row> = rows.into_iter().map(|(k, a)| a.row(owned(&k))).collect();
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(Table {
         view: "nps",
         dims: q.by.iter().map(|d| d.as_str()).collect(),
         measures: NPS_MEASURES.to_vec(),
-        rows: rows.into_iter().map(|(k, a)| a.row(k)).collect(),
+        rows,
         total: total.row(Vec::new()),
     })
 }
