@@ -1185,6 +1185,16 @@ async fn check(app: &App, s: &Scenario, as_of: Option<i64>, end: i64) {
     }
 }
 
+async fn explain(app: &App, req: v1::ExplainRequest) -> v1::ExplainResponse {
+    AnalyticsServiceClient::connect(app.grpc_url())
+        .await
+        .unwrap()
+        .explain(req)
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 async fn report(app: &App, view: &str, req: v1::ReportRequest) -> v1::Report {
     let mut a = AnalyticsServiceClient::connect(app.grpc_url())
         .await
@@ -1482,6 +1492,28 @@ async fn check_more(app: &App, s: &Scenario, as_of: Option<i64>, end: i64) {
     assert_eq!(again.rows, r.rows);
 }
 
+/// Every row of `sql`'s answer as one line (`|`-separated columns).
+async fn dump(pool: &sqlx::AnyPool, sql: String) -> Vec<String> {
+    use sqlx::Row;
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (0..r.columns().len())
+                .map(|i| {
+                    r.try_get::<String, _>(i)
+                        .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
+                        .or_else(|_| r.try_get::<i32, _>(i).map(|v| v.to_string()))
+                        .unwrap_or_else(|_| "NULL".into())
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
 /// A process running the analytics role alone on `db_url`, following the
 /// install `prefix`.
 async fn analytics_only(nats: &Nats, db_url: &str, prefix: &str) -> App {
@@ -1563,19 +1595,17 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
     // scenario's.
     let e = Expect { s: &s, as_of: end };
     let team = "cs-team-b".to_string();
-    let explained = AnalyticsServiceClient::connect(app.grpc_url())
-        .await
-        .unwrap()
-        .explain(v1::ExplainRequest {
+    let explained = explain(
+        &app,
+        v1::ExplainRequest {
             view: "closure".into(),
             request: Some(request(&["team"], None)),
             key: vec![team.clone()],
             only: "missed".into(),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        },
+    )
+    .await;
     let got: BTreeSet<String> = explained.lines.iter().map(|l| l.cells[0].clone()).collect();
     let want: BTreeSet<String> = s
         .tickets
@@ -1588,19 +1618,17 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
 
     // The escalated tickets of that team: every surely escalated one, and
     // none that surely was not.
-    let explained = AnalyticsServiceClient::connect(app.grpc_url())
-        .await
-        .unwrap()
-        .explain(v1::ExplainRequest {
+    let explained = explain(
+        &app,
+        v1::ExplainRequest {
             view: "escalations".into(),
             request: Some(request(&["team"], None)),
             key: vec![team.clone()],
             only: "escalated".into(),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        },
+    )
+    .await;
     let got: BTreeSet<String> = explained.lines.iter().map(|l| l.cells[0].clone()).collect();
     for t in s.tickets.iter().filter(|t| e.slice(t, "team") == team) {
         match e.marks(t).escalated {
@@ -1611,19 +1639,17 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
     }
 
     // The ten worst closures, lowest score first, with what they missed.
-    let worst = AnalyticsServiceClient::connect(app.grpc_url())
-        .await
-        .unwrap()
-        .explain(v1::ExplainRequest {
+    let worst = explain(
+        &app,
+        v1::ExplainRequest {
             view: "quality".into(),
             request: Some(request(&[], None)),
             order: "worst".into(),
             limit: 10,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        },
+    )
+    .await;
     assert_eq!(worst.lines.len(), 10);
     let score_col = worst.columns.iter().position(|c| c == "score").unwrap();
     let missed_col = worst.columns.iter().position(|c| c == "missed").unwrap();
@@ -1672,35 +1698,12 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
         ("analytics_routing", "feedback_id"),
     ];
     for (table, order) in tables {
-        let sql = format!("SELECT * FROM {table} ORDER BY {order}");
-        let dump = |rows: Vec<sqlx::any::AnyRow>| -> Vec<String> {
-            use sqlx::Row;
-            rows.iter()
-                .map(|r| {
-                    (0..r.columns().len())
-                        .map(|i| {
-                            r.try_get::<String, _>(i)
-                                .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
-                                .or_else(|_| r.try_get::<i32, _>(i).map(|v| v.to_string()))
-                                .unwrap_or_else(|_| "NULL".into())
-                        })
-                        .collect::<Vec<_>>()
-                        .join("|")
-                })
-                .collect()
-        };
         let a = dump(
-            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                .fetch_all(&incremental)
-                .await
-                .unwrap(),
-        );
-        let b = dump(
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&again)
-                .await
-                .unwrap(),
-        );
+            &incremental,
+            format!("SELECT * FROM {table} ORDER BY {order}"),
+        )
+        .await;
+        let b = dump(&again, format!("SELECT * FROM {table} ORDER BY {order}")).await;
         assert!(!a.is_empty(), "{table} is empty");
         assert_eq!(a.len(), b.len(), "{table}");
         assert!(a == b, "{table} differs after a rebuild");
@@ -1744,31 +1747,16 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
             .all(|p| p.projection.ends_with("@g1"))
     );
     for (table, order) in tables {
-        let dump = |sql: String| {
-            let pool = incremental.clone();
-            async move {
-                use sqlx::Row;
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| {
-                        (0..r.columns().len())
-                            .map(|i| {
-                                r.try_get::<String, _>(i)
-                                    .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
-                                    .or_else(|_| r.try_get::<i32, _>(i).map(|v| v.to_string()))
-                                    .unwrap_or_else(|_| "NULL".into())
-                            })
-                            .collect::<Vec<_>>()
-                            .join("|")
-                    })
-                    .collect::<Vec<_>>()
-            }
-        };
-        let live = dump(format!("SELECT * FROM {table} ORDER BY {order}")).await;
-        let rebuilt = dump(format!("SELECT * FROM {table}_g1 ORDER BY {order}")).await;
+        let live = dump(
+            &incremental,
+            format!("SELECT * FROM {table} ORDER BY {order}"),
+        )
+        .await;
+        let rebuilt = dump(
+            &incremental,
+            format!("SELECT * FROM {table}_g1 ORDER BY {order}"),
+        )
+        .await;
         assert_eq!(live.len(), rebuilt.len(), "{table}");
         assert!(live == rebuilt, "{table}_g1 differs from {table}");
     }

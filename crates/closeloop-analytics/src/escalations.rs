@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::facts::TicketFact;
 use crate::query::Query;
-use crate::report::{
-    Context, Explained, MANUAL, Row, Table, columns, ratio, selected_tickets, time,
-};
+use crate::report::{Context, Explained, Row, Table, columns, ratio, selected_tickets, time};
 
 pub const MEASURES: [&str; 13] = [
     "tickets",
@@ -143,11 +141,7 @@ pub fn explain(
         lines.push(vec![
             t.ticket_id.clone(),
             t.program_id.clone(),
-            if t.workflow_id.is_empty() {
-                MANUAL.to_string()
-            } else {
-                t.workflow_id.clone()
-            },
+            t.workflow().to_string(),
             t.account_id.clone(),
             t.owner.clone(),
             time(t.opened_at),

@@ -41,6 +41,17 @@ pub struct TicketFact {
     pub sla: SlaMarks,
 }
 
+impl TicketFact {
+    /// Its workflow, `(manual)` for a manual ticket.
+    pub fn workflow(&self) -> &str {
+        if self.workflow_id.is_empty() {
+            crate::report::MANUAL
+        } else {
+            &self.workflow_id
+        }
+    }
+}
+
 /// A ticket's close as closure quality scores it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Closure {

@@ -9,8 +9,8 @@ use closeloop_programs::Rubric;
 use crate::facts::{Closure, TicketFact};
 use crate::query::Query;
 use crate::report::{
-    Context, Explained, MANUAL, Outcome, Row, Table, closure_outcome, columns,
-    first_contact_outcome, passes, ticket_slice_as, time,
+    Context, Explained, Outcome, Row, Table, closure_outcome, columns, first_contact_outcome,
+    passes, ticket_slice_as, time,
 };
 
 /// The criteria, in the order of the view's measures.
@@ -187,11 +187,7 @@ pub fn explain(
             vec![
                 t.ticket_id.clone(),
                 t.program_id.clone(),
-                if t.workflow_id.is_empty() {
-                    MANUAL.to_string()
-                } else {
-                    t.workflow_id.clone()
-                },
+                t.workflow().to_string(),
                 c.owner.clone(),
                 time(c.at),
                 format!("{:.0}", 100.0 * s),

@@ -117,8 +117,7 @@ pub(crate) fn ticket_slice_as(
 ) -> String {
     match d {
         Dim::Program => t.program_id.clone(),
-        Dim::Workflow if t.workflow_id.is_empty() => MANUAL.to_string(),
-        Dim::Workflow => t.workflow_id.clone(),
+        Dim::Workflow => t.workflow().to_string(),
         Dim::Team => cx.team_of(owner),
         Dim::Owner => owner.to_string(),
         Dim::Region => cx
@@ -580,11 +579,7 @@ pub fn explain_rate(
         lines.push(vec![
             t.ticket_id.clone(),
             t.program_id.clone(),
-            if t.workflow_id.is_empty() {
-                MANUAL.to_string()
-            } else {
-                t.workflow_id.clone()
-            },
+            t.workflow().to_string(),
             t.account_id.clone(),
             t.owner.clone(),
             time(t.opened_at),
