@@ -1,11 +1,12 @@
 //! Escalations and breaches: how many tickets were warned, breached (per
 //! clock) and escalated (per level), and their share of the row's tickets.
 
-use std::collections::BTreeMap;
-
 use crate::facts::TicketFact;
 use crate::query::Query;
-use crate::report::{Context, Explained, Row, Table, columns, ratio, selected_tickets, time};
+use crate::report::{
+    Context, Explained, Key, Row, Table, columns, is_key, owned, ratio, selected_tickets, sorted,
+    time,
+};
 
 pub const MEASURES: [&str; 13] = [
     "tickets",
@@ -76,7 +77,7 @@ impl Acc {
 /// Warnings, breaches and escalations of the tickets opened in the
 /// period, by the query's slices.
 pub fn escalations(q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
-    let mut rows: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    let mut rows: rustc_hash::FxHashMap<Vec<Key<'_>>, Acc> = Default::default();
     let mut total = Acc::default();
     for (key, t) in selected_tickets(q, tickets, cx) {
         rows.entry(key).or_default().add(t);
@@ -86,7 +87,7 @@ pub fn escalations(q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
         view: "escalations",
         dims: q.by.iter().map(|d| d.as_str()).collect(),
         measures: MEASURES.to_vec(),
-        rows: rows.into_iter().map(|(k, a)| a.row(k)).collect(),
+        rows: sorted(rows.into_iter().map(|(k, a)| a.row(owned(&k)))),
         total: total.row(Vec::new()),
     }
 }
@@ -127,7 +128,7 @@ pub fn explain(
             Some(Only::Breached) => m.breached(),
             Some(Only::Escalated) => !m.levels.is_empty(),
         };
-        if (!key.is_empty() && k != key) || !keep {
+        if (!key.is_empty() && !is_key(&k, key)) || !keep {
             continue;
         }
         let clocks = |fc: bool, close: bool| {

@@ -11,8 +11,8 @@ use crate::facts::{ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
 use crate::report::{
     Band, Clock, Context, Explained, Key, Outcome, ReportError, Row, Table, band, columns,
-    metric_of, owned, passes, ratio, response_key, response_passes, response_slice, ticket_slice,
-    time,
+    metric_of, owned, passes, ratio, response_key, response_passes, response_slice, ticket_key,
+    ticket_slice, time,
 };
 
 pub const MEASURES: [&str; 9] = [
@@ -191,7 +191,7 @@ pub fn journey(
         }
         let slice: Vec<Key<'_>> =
             q.by.iter()
-                .map(|d| Key::A(ticket_slice(t, *d, q, cx).into()))
+                .map(|d| ticket_key(t, &t.owner, *d, q, cx))
                 .collect();
         groups
             .entry((Key::B(&t.program_id), slice))

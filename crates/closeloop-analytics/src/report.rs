@@ -4,8 +4,6 @@
 //!
 //! The definitions are in `docs/metrics.md`; this module implements them.
 
-use std::collections::BTreeMap;
-
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use std::sync::Arc;
@@ -93,11 +91,9 @@ impl Context {
             .unwrap_or(DEFAULT_TARGET_PCT)
     }
 
-    pub(crate) fn team_of(&self, email: &str) -> String {
-        self.teams
-            .get(email)
-            .cloned()
-            .unwrap_or_else(|| NO_TEAM.to_string())
+    /// The directory team of `email` (`(no team)`).
+    pub(crate) fn team_of(&self, email: &str) -> &str {
+        self.teams.get(email).map_or(NO_TEAM, String::as_str)
     }
 }
 
@@ -115,18 +111,25 @@ pub(crate) fn ticket_slice_as(
     q: &Query,
     cx: &Context,
 ) -> String {
+    ticket_key(t, owner, d, q, cx).as_str().to_string()
+}
+
+/// [`ticket_slice_as`], borrowed from the facts where it can be.
+pub(crate) fn ticket_key<'a>(
+    t: &'a TicketFact,
+    owner: &'a str,
+    d: Dim,
+    q: &Query,
+    cx: &'a Context,
+) -> Key<'a> {
     match d {
-        Dim::Program => t.program_id.clone(),
-        Dim::Workflow => t.workflow().to_string(),
-        Dim::Team => cx.team_of(owner),
-        Dim::Owner => owner.to_string(),
-        Dim::Region => cx
-            .account(&t.account_id)
-            .map_or_else(|| UNKNOWN.to_string(), |a| a.region.clone()),
-        Dim::Segment => cx
-            .account(&t.account_id)
-            .map_or_else(|| UNKNOWN.to_string(), |a| a.segment.clone()),
-        Dim::Period => q.bucket(t.opened_at),
+        Dim::Program => Key::B(&t.program_id),
+        Dim::Workflow => Key::B(t.workflow()),
+        Dim::Team => Key::B(cx.team_of(owner)),
+        Dim::Owner => Key::B(owner),
+        Dim::Region => Key::B(cx.account(&t.account_id).map_or(UNKNOWN, |a| &a.region)),
+        Dim::Segment => Key::B(cx.account(&t.account_id).map_or(UNKNOWN, |a| &a.segment)),
+        Dim::Period => Key::A(q.bucket_label(t.opened_at)),
     }
 }
 
@@ -173,6 +176,13 @@ impl std::hash::Hash for Key<'_> {
     }
 }
 
+/// Rows in key order.
+pub(crate) fn sorted(rows: impl Iterator<Item = Row>) -> Vec<Row> {
+    let mut rows: Vec<Row> = rows.collect();
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    rows
+}
+
 /// Keys as the strings a table shows.
 pub(crate) fn owned(key: &[Key<'_>]) -> Vec<String> {
     key.iter().map(|k| k.as_str().to_string()).collect()
@@ -193,8 +203,7 @@ pub(crate) fn response_key<'a>(
         Dim::Team => Key::B(
             cx.account(&r.account_id)
                 .and_then(|a| a.team.get("csm"))
-                .and_then(|csm| cx.teams.get(csm))
-                .map_or(NO_TEAM, String::as_str),
+                .map_or(NO_TEAM, |csm| cx.team_of(csm)),
         ),
         Dim::Period => Key::A(q.bucket_label(r.submitted_at)),
         Dim::Workflow | Dim::Owner => {
@@ -249,15 +258,30 @@ pub(crate) fn passes(
 pub(crate) fn selected_tickets<'a>(
     q: &Query,
     tickets: &'a [TicketFact],
-    cx: &Context,
-) -> Vec<(Vec<String>, &'a TicketFact)> {
+    cx: &'a Context,
+) -> Vec<(Vec<Key<'a>>, &'a TicketFact)> {
     tickets
         .iter()
         .filter(|t| {
-            q.in_range(t.opened_at) && passes(q, |d| Ok(ticket_slice(t, d, q, cx))).unwrap_or(false)
+            q.in_range(t.opened_at)
+                && q.only
+                    .iter()
+                    .all(|(d, v)| ticket_key(t, &t.owner, *d, q, cx).as_str() == v)
         })
-        .map(|t| (q.by.iter().map(|d| ticket_slice(t, *d, q, cx)).collect(), t))
+        .map(|t| {
+            (
+                q.by.iter()
+                    .map(|d| ticket_key(t, &t.owner, *d, q, cx))
+                    .collect(),
+                t,
+            )
+        })
         .collect()
+}
+
+/// Whether a row's borrowed key is `key` (as a report shows it).
+pub(crate) fn is_key(k: &[Key<'_>], key: &[String]) -> bool {
+    k.len() == key.len() && k.iter().zip(key).all(|(a, b)| a.as_str() == b)
 }
 
 /// Where a ticket stands on a clock as of `as_of`.
@@ -386,7 +410,7 @@ pub fn rate_measures(clock: Clock) -> Vec<&'static str> {
 
 /// Closure (or first contact) within target, by the query's slices.
 pub fn rate(clock: Clock, q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
-    let mut rows: BTreeMap<Vec<String>, RateAcc> = BTreeMap::new();
+    let mut rows: HashMap<Vec<Key<'_>>, RateAcc> = HashMap::default();
     let mut total = RateAcc::default();
     for (key, t) in selected_tickets(q, tickets, cx) {
         let o = clock.outcome(t, q.as_of);
@@ -398,7 +422,7 @@ pub fn rate(clock: Clock, q: &Query, tickets: &[TicketFact], cx: &Context) -> Ta
         view: clock.view(),
         dims: q.by.iter().map(|d| d.as_str()).collect(),
         measures: rate_measures(clock),
-        rows: rows.into_iter().map(|(k, a)| a.row(k, clock)).collect(),
+        rows: sorted(rows.into_iter().map(|(k, a)| a.row(owned(&k), clock))),
         total: total.row(Vec::new(), clock),
     }
 }
@@ -565,7 +589,7 @@ pub fn explain_rate(
 ) -> Explained {
     let mut lines = Vec::new();
     for (k, t) in selected_tickets(q, tickets, cx) {
-        if !key.is_empty() && k != key {
+        if !key.is_empty() && !is_key(&k, key) {
             continue;
         }
         let o = clock.outcome(t, q.as_of);

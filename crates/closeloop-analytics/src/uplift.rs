@@ -190,8 +190,10 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 
+    /// A draw from `0..n`: the high half of the 128-bit product of a
+    /// 64-bit draw and `n` (no division on the bootstrap's hot path).
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
     }
 }
 
