@@ -10,7 +10,7 @@
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
-use closeloop_readmodel::Db;
+use closeloop_readmodel::{Db, DbError};
 use sqlx::Row as _;
 use tokio::sync::{RwLock, RwLockReadGuard};
 
@@ -19,14 +19,13 @@ use crate::facts::{
     response_fact, ticket_row,
 };
 use crate::tables::Tables;
-use crate::view::ALL;
 
 /// What the cache holds: the facts at their newest.
 #[derive(Debug, Default)]
 pub struct Facts {
     pub generation: i64,
     /// The checkpoint each projection's rows were read up to, in
-    /// [`ALL`] order.
+    /// [`crate::view::ALL`] order.
     pub synced: [i64; 5],
     /// The latest time any fact was recorded.
     pub max_at: i64,
@@ -53,16 +52,8 @@ impl Cache {
         &self,
         db: &Db,
         t: &Tables,
-    ) -> Result<RwLockReadGuard<'_, Facts>, sqlx::Error> {
-        let mut positions = [0i64; 5];
-        for (i, base) in ALL.iter().enumerate() {
-            positions[i] =
-                sqlx::query_scalar("SELECT sequence FROM projector_checkpoints WHERE name = $1")
-                    .bind(t.checkpoint(base))
-                    .fetch_optional(db.pool())
-                    .await?
-                    .unwrap_or(0);
-        }
+    ) -> Result<RwLockReadGuard<'_, Facts>, DbError> {
+        let positions = crate::facts::checkpoints(db, t).await?.map(|p| p as i64);
         {
             let f = self.facts.read().await;
             if f.generation == t.generation && f.synced == positions {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
-use closeloop_readmodel::Db;
+use closeloop_readmodel::{Db, DbError};
 use sqlx::Row as _;
 
 use crate::query::Query;
@@ -498,20 +498,26 @@ pub async fn responses(db: &Db, t: &Tables, q: &Query) -> Result<Vec<ResponseFac
     Ok(out)
 }
 
-/// Each analytics projection's position in generation `t`: the last
-/// stream sequence it applied.
-pub async fn positions(db: &Db, t: &Tables) -> Result<Vec<(String, u64)>, sqlx::Error> {
-    let mut out = Vec::new();
-    for base in crate::view::ALL {
-        let name = t.checkpoint(base);
-        let seq: Option<i64> =
-            sqlx::query_scalar("SELECT sequence FROM projector_checkpoints WHERE name = $1")
-                .bind(&name)
-                .fetch_optional(db.pool())
-                .await?;
-        out.push((name, seq.unwrap_or(0).max(0) as u64));
+/// Each analytics projection's position in generation `t` (the last stream
+/// sequence it applied; 0 before it has applied any), in [`ALL`] order.
+///
+/// [`ALL`]: crate::view::ALL
+pub async fn checkpoints(db: &Db, t: &Tables) -> Result<[u64; 5], DbError> {
+    let mut out = [0; 5];
+    for (i, base) in crate::view::ALL.iter().enumerate() {
+        out[i] = db.checkpoint(&t.checkpoint(base)).await?;
     }
     Ok(out)
+}
+
+/// Positions as reports show them: each projection's checkpoint name in
+/// generation `t` with its position.
+pub fn named(t: &Tables, positions: [u64; 5]) -> Vec<(String, u64)> {
+    crate::view::ALL
+        .iter()
+        .zip(positions)
+        .map(|(base, seq)| (t.checkpoint(base), seq))
+        .collect()
 }
 
 /// The responses whose routing decision, recorded by `as_of`, matched no

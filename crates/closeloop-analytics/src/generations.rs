@@ -14,7 +14,9 @@
 //! after a restart, and any replica may make the switch (it is one
 //! conditional update).
 
-use closeloop_readmodel::Db;
+use closeloop_readmodel::{Db, DbError};
+
+use crate::facts::checkpoints;
 use sqlx::Row as _;
 
 use crate::tables::Tables;
@@ -121,28 +123,12 @@ pub async fn start_rebuild(db: &Db, now: i64) -> Result<i64, RebuildError> {
     Ok(next)
 }
 
-async fn checkpoint(db: &Db, name: &str) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT sequence FROM projector_checkpoints WHERE name = $1")
-        .bind(name)
-        .fetch_optional(db.pool())
-        .await
-}
-
 /// Whether building generation `g` has caught up with the active one: each
-/// of its projections has started and reached the active one's position.
-pub async fn caught_up(db: &Db, g: i64) -> Result<bool, sqlx::Error> {
-    let active = active(db).await?;
-    let building = Tables::of(g);
-    for base in ALL {
-        let Some(b) = checkpoint(db, &building.checkpoint(base)).await? else {
-            return Ok(false);
-        };
-        let a = checkpoint(db, &active.checkpoint(base)).await?.unwrap_or(0);
-        if b < a {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+/// of its projections has reached the active one's position.
+pub async fn caught_up(db: &Db, g: i64) -> Result<bool, DbError> {
+    let active = checkpoints(db, &active(db).await?).await?;
+    let building = checkpoints(db, &Tables::of(g)).await?;
+    Ok(building.iter().zip(active).all(|(b, a)| *b >= a))
 }
 
 /// Makes building generation `g` the active one and retires the old one,

@@ -241,16 +241,17 @@ impl AnalyticsGrpc {
         if q.as_of >= cached.max_at {
             let mut cx = self.context(cached.accounts.clone()).await?;
             cx.unmatched = cached.unmatched.clone();
-            let positions = crate::view::ALL
-                .iter()
-                .zip(cached.synced)
-                .map(|(b, s)| (t.checkpoint(b), s.max(0) as u64))
-                .collect();
+            let positions = facts::named(&t, cached.synced.map(|s| s.max(0) as u64));
             return Ok((Source::Cached(cached), cx, positions));
         }
         drop(cached);
         // Positions first: the answer reflects at least these.
-        let positions = facts::positions(&self.db, &t).await.map_err(unavailable)?;
+        let positions = facts::named(
+            &t,
+            facts::checkpoints(&self.db, &t)
+                .await
+                .map_err(unavailable)?,
+        );
         let data = self.data(&t, view, q).await?;
         let cx = data.cx.clone();
         Ok((Source::Loaded(Box::new(data)), cx, positions))
@@ -334,18 +335,17 @@ impl AnalyticsGrpc {
             }
             let t = Tables::of(g.generation);
             let mut projections = Vec::new();
-            for (name, sequence) in facts::positions(&self.db, &t).await.map_err(unavailable)? {
-                let base = crate::view::ALL
-                    .into_iter()
-                    .find(|b| name == t.checkpoint(b))
-                    .unwrap_or_default();
+            let positions = facts::checkpoints(&self.db, &t)
+                .await
+                .map_err(unavailable)?;
+            for (base, sequence) in crate::view::ALL.into_iter().zip(positions) {
                 let pending = self
                     .store
                     .pending(&crate::view::filter_of(base, self.store.prefix()), sequence)
                     .await
                     .map_err(unavailable)?;
                 projections.push(v1::ProjectionState {
-                    projection: name,
+                    projection: t.checkpoint(base),
                     sequence,
                     pending,
                 });
