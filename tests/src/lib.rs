@@ -482,30 +482,38 @@ impl App {
     /// until the directory view has it, so intake accepts feedback for it.
     pub async fn seed_account(&self, id: &str, csm: &str) {
         use closeloop_proto::v1;
+        self.upsert_account(v1::Account {
+            id: id.into(),
+            name: format!("Account {id}"),
+            team: vec![v1::AccountTeamMember {
+                role: "csm".into(),
+                email: csm.into(),
+            }],
+            ..Default::default()
+        })
+        .await;
+        self.seed_person(csm, None).await;
+    }
+
+    /// Puts `account` in the directory and waits until the view has it.
+    pub async fn upsert_account(&self, account: closeloop_proto::v1::Account) {
+        use closeloop_proto::v1;
         let mut d = self.directory().await;
+        let id = account.id.clone();
         let r = d
             .upsert_account(v1::UpsertAccountRequest {
-                account: Some(v1::Account {
-                    id: id.into(),
-                    name: format!("Account {id}"),
-                    team: vec![v1::AccountTeamMember {
-                        role: "csm".into(),
-                        email: csm.into(),
-                    }],
-                    ..Default::default()
-                }),
+                account: Some(account),
                 ..Default::default()
             })
             .await
             .unwrap()
             .into_inner();
         d.get_account(v1::GetAccountRequest {
-            account_id: id.into(),
+            account_id: id,
             min_sequence: r.sequence,
         })
         .await
         .unwrap();
-        self.seed_person(csm, None).await;
     }
 
     /// Puts person `email` (reporting to `manager`) in the directory and

@@ -73,31 +73,19 @@ impl Install {
 
     async fn account(&self, id: &str, region: &str, csm: &str) {
         self.app.seed_person(csm, Some("lee@vendor.example")).await;
-        let mut d = self.app.directory().await;
-        let r = d
-            .upsert_account(v1::UpsertAccountRequest {
-                account: Some(v1::Account {
-                    id: id.into(),
-                    name: id.into(),
-                    region: region.into(),
-                    segment: "enterprise".into(),
-                    team: vec![v1::AccountTeamMember {
-                        role: "csm".into(),
-                        email: csm.into(),
-                    }],
-                    ..Default::default()
-                }),
+        self.app
+            .upsert_account(v1::Account {
+                id: id.into(),
+                name: id.into(),
+                region: region.into(),
+                segment: "enterprise".into(),
+                team: vec![v1::AccountTeamMember {
+                    role: "csm".into(),
+                    email: csm.into(),
+                }],
                 ..Default::default()
             })
-            .await
-            .unwrap()
-            .into_inner();
-        d.get_account(v1::GetAccountRequest {
-            account_id: id.into(),
-            min_sequence: r.sequence,
-        })
-        .await
-        .unwrap();
+            .await;
     }
 
     /// Submits relationship-NPS response `id` (a revision when `revised`).

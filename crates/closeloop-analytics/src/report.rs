@@ -1,6 +1,7 @@
 //! The views, computed from facts (pure: no I/O). Each gives a [`Table`]:
 //! one row per combination of slice values, a total, and per row the
-//! measures of the view; [`explain`] lists what is behind a row.
+//! measures of the view; [`explain_rate`] and [`explain_nps`] list what
+//! is behind a row.
 //!
 //! The definitions are in `docs/metrics.md`; this module implements them.
 
