@@ -20,7 +20,10 @@
 use std::time::{Duration, Instant};
 
 use closeloop_proto::v1;
-use closeloop_tests::{Backend, Nats, TestDb, raw_publish, spawn_app, unique_prefix};
+use closeloop_server::Roles;
+use closeloop_tests::{
+    AppOptions, Backend, Nats, TestDb, raw_publish, spawn_app_with, unique_prefix,
+};
 
 type Client = v1::ticket_service_client::TicketServiceClient<tonic::transport::Channel>;
 
@@ -36,6 +39,8 @@ struct Samples {
     commands: Vec<Duration>,
     reads: Vec<Duration>,
     cycles: Vec<Duration>,
+    /// The highest sequence a command answered with.
+    last: u64,
 }
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
@@ -98,6 +103,7 @@ async fn client(mut c: Client, tag: String, cycles: usize, read: bool) -> Sample
             }),
         )
         .await;
+        s.last = s.last.max(closed.sequence);
         if read {
             let got = timed(
                 &mut s.reads,
@@ -126,13 +132,23 @@ async fn main() {
     let raw_16 = raw_publish(&nats, 20_000, 16).await;
 
     let db = TestDb::new(backend).await;
-    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let roles = std::env::var("BENCH_ROLES").unwrap_or_else(|_| "ingestion,ticketing".into());
+    let app = spawn_app_with(
+        &nats.url(),
+        &db.url,
+        &unique_prefix(),
+        AppOptions {
+            roles: Roles::parse(&roles).expect("BENCH_ROLES"),
+            ..AppOptions::default()
+        },
+    )
+    .await;
     app.seed_ticket_directory().await;
     let base = app.tickets().await;
     // Warm up: connections, caches, prepared statements.
     client(base.clone(), "warm".into(), 20, true).await;
 
-    println!("command path ({backend:?}), open -> contact -> close over gRPC");
+    println!("command path ({backend:?}, roles {roles}), open -> contact -> close over gRPC");
     println!(
         "broker raw publish: {raw_1:.0} msg/s with 1 ack in flight, {raw_16:.0} msg/s with 16"
     );
@@ -159,6 +175,7 @@ async fn main() {
             let elapsed = t.elapsed().as_secs_f64();
             let mut s = Samples::default();
             for r in all {
+                s.last = s.last.max(r.last);
                 s.commands.extend(r.commands);
                 s.reads.extend(r.reads);
                 s.cycles.extend(r.cycles);
@@ -178,6 +195,16 @@ async fn main() {
                 pct(&mut s.reads, 0.99),
                 pct(&mut s.cycles, 0.99),
             );
+            // The next figure starts with the view caught up, not behind
+            // this one's backlog.
+            base.clone()
+                .list_tickets(v1::ListTicketsRequest {
+                    min_sequence: s.last,
+                    page_size: 1,
+                    ..Default::default()
+                })
+                .await
+                .expect("catch up");
         }
     }
     app.stop().await.unwrap();

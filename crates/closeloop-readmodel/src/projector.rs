@@ -205,21 +205,44 @@ async fn apply_batch<P: Projection>(
     batch: &[StoredEvent],
 ) -> Result<u64, sqlx::Error> {
     let name = projection.name();
-    let mut tx = db.writer().begin().await?;
-    // Lock the checkpoint row so concurrent replicas (PostgreSQL) apply each
-    // event once: whoever holds the lock skips what the other committed.
-    let lock = match db.backend() {
-        Backend::Postgres => {
-            "SELECT sequence FROM projector_checkpoints WHERE name = $1 FOR UPDATE"
-        }
-        Backend::Sqlite => "SELECT sequence FROM projector_checkpoints WHERE name = $1",
+    let (Some(first), Some(last_in_batch)) = (batch.first(), batch.last()) else {
+        unreachable!("a batch holds at least one event");
     };
-    let committed: i64 = sqlx::query(lock)
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
-    let committed = committed as u64;
+    let mut tx = db.writer().begin().await?;
+    // The common case in one statement: nobody has applied any of the batch
+    // (the checkpoint is below its first event), so move the checkpoint to
+    // its end now. The update also locks the row, so concurrent replicas
+    // (PostgreSQL) apply each event once.
+    let claimed = sqlx::query(
+        "UPDATE projector_checkpoints SET sequence = $1, updated_at = $2 \
+         WHERE name = $3 AND sequence < $4",
+    )
+    .bind(last_in_batch.sequence as i64)
+    .bind(now_micros())
+    .bind(name)
+    .bind(first.sequence as i64)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let committed = if claimed {
+        0
+    } else {
+        // Someone (another replica, or this projector before a restart)
+        // applied part of it: lock the row, read how far, apply the rest.
+        let lock = match db.backend() {
+            Backend::Postgres => {
+                "SELECT sequence FROM projector_checkpoints WHERE name = $1 FOR UPDATE"
+            }
+            Backend::Sqlite => "SELECT sequence FROM projector_checkpoints WHERE name = $1",
+        };
+        let committed: i64 = sqlx::query(lock)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        committed as u64
+    };
     // The batch is in stream order: what is new is a suffix.
     let new = &batch[batch.partition_point(|e| e.sequence <= committed)..];
     let last = new.last().map_or(committed, |e| e.sequence);
@@ -242,7 +265,7 @@ async fn apply_batch<P: Projection>(
         .execute(&mut *tx)
         .await?;
     }
-    if last > committed {
+    if !claimed && last > committed {
         sqlx::query(
             "UPDATE projector_checkpoints SET sequence = $1, updated_at = $2 WHERE name = $3",
         )

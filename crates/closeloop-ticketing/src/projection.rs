@@ -29,8 +29,103 @@ impl Projection for TicketStateProjection {
         let rec = closeloop_contracts::ticket::decode(event)
             .map_err(|e| ProjectionError::Poison(e.to_string()))?;
         apply(conn, &rec).await?;
+        insert_activity(conn, &[activity(&rec)]).await?;
         Ok(())
     }
+
+    /// Each event's ticket row change on its own (they depend on the row);
+    /// the batch's activity lines in one multi-row `INSERT`.
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        events: &'a [StoredEvent],
+    ) -> impl Future<Output = Result<Vec<(u64, String)>, sqlx::Error>> + Send + 'a {
+        async move {
+            let mut poisoned = Vec::new();
+            let mut lines = Vec::with_capacity(events.len());
+            for ev in events {
+                match closeloop_contracts::ticket::decode(ev) {
+                    Ok(rec) => {
+                        apply(conn, &rec).await?;
+                        lines.push(activity(&rec));
+                    }
+                    Err(e) => poisoned.push((ev.sequence, e.to_string())),
+                }
+            }
+            insert_activity(conn, &lines).await?;
+            Ok(poisoned)
+        }
+    }
+}
+
+/// One `ticket_activity` row.
+struct Activity {
+    ticket_id: String,
+    sequence: i64,
+    occurred_at: i64,
+    kind: &'static str,
+    actor: String,
+    detail: String,
+}
+
+fn activity(r: &RecordedEvent) -> Activity {
+    Activity {
+        ticket_id: r.ticket_id.to_string(),
+        sequence: r.sequence as i64,
+        occurred_at: r.occurred_at.as_micros(),
+        kind: r.event.kind(),
+        actor: r.actor.as_str().to_string(),
+        detail: describe(&r.event),
+    }
+}
+
+/// Rows per activity `INSERT` (6 parameters each, well under the bind limits).
+const ACTIVITY_CHUNK: usize = 100;
+
+/// Inserts activity lines, up to [`ACTIVITY_CHUNK`] per statement (each
+/// applies once: `ON CONFLICT DO NOTHING`).
+async fn insert_activity(conn: &mut AnyConnection, lines: &[Activity]) -> Result<(), sqlx::Error> {
+    // SQLite looks numbered parameters up by name; anonymous ones it takes
+    // in order.
+    let sqlite = conn.backend_name() == "SQLite";
+    for chunk in lines.chunks(ACTIVITY_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO ticket_activity (ticket_id, sequence, occurred_at, kind, actor, detail) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            if sqlite {
+                sql.push_str("(?, ?, ?, ?, ?, ?)");
+            } else {
+                let b = i * 6;
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+        }
+        sql.push_str(" ON CONFLICT (ticket_id, sequence) DO NOTHING");
+        // Only placeholders are formatted in; values are bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in chunk {
+            q = q
+                .bind(a.ticket_id.as_str())
+                .bind(a.sequence)
+                .bind(a.occurred_at)
+                .bind(a.kind)
+                .bind(a.actor.as_str())
+                .bind(a.detail.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// One line describing an event, for the activity timeline.
@@ -95,6 +190,7 @@ pub fn describe(e: &TicketEvent) -> String {
 const TOUCH: &str =
     "last_touched_at = CASE WHEN last_touched_at < $3 THEN $3 ELSE last_touched_at END";
 
+/// Applies `r` to its ticket's row (its activity line is written apart).
 async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::Error> {
     let id = r.ticket_id.to_string();
     let seq = r.sequence as i64;
@@ -250,17 +346,5 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
             .await?;
         }
     }
-    sqlx::query(
-        "INSERT INTO ticket_activity (ticket_id, sequence, occurred_at, kind, actor, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ticket_id, sequence) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(seq)
-    .bind(at)
-    .bind(r.event.kind())
-    .bind(r.actor.as_str())
-    .bind(describe(&r.event))
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
