@@ -52,6 +52,7 @@ impl Role for Escalation {
             s.metrics(metrics.clone());
             let worker = Worker {
                 db: s.db.clone(),
+                store: s.store.clone(),
                 slas: slas.clone(),
                 directory,
                 catalog: s.catalog.clone(),

@@ -8,6 +8,13 @@
 //! timer (the view moved), a move of a simulated clock, or shutdown. A
 //! tick costs what is due, never what is open.
 //!
+//! A timer fires only once the ticket's SLA has seen every event of the
+//! ticket in the stream (the `escalation` observer's ack floor is past the
+//! ticket's last event, or the observer is idle): a contact logged before
+//! the due time but still on its way through the observer is not mistaken
+//! for silence. Until then the timer waits (`deferred`) and is retried on
+//! the next sweep.
+//!
 //! Firing is exactly once in effect: the key names the timer within its
 //! ticket, the SLA refuses a key that is no longer pending, and optimistic
 //! concurrency on the ticket's SLA subject makes two replicas (or a replica
@@ -21,7 +28,9 @@ use closeloop_contracts::sla::SlaContract;
 use closeloop_directory::lookup::DirectoryLookup;
 use closeloop_domain::sla::{Calendars, EscalationTarget, SlaCommand, SlaRequest, SlaRule};
 use closeloop_domain::{TicketId, Timestamp};
-use closeloop_eventstore::{Clock, EventContext, ExecuteError, Executor};
+use closeloop_eventstore::{
+    Clock, ConsumerPosition, EventContext, EventStore, ExecuteError, Executor,
+};
 use closeloop_programs::Catalog;
 use closeloop_readmodel::{Db, Progress};
 use futures::StreamExt;
@@ -43,6 +52,9 @@ pub struct TimerMetrics {
     /// clock stopped before the view caught up).
     pub stale: AtomicU64,
     pub failed: AtomicU64,
+    /// Timers held back because the observer had not yet handled every
+    /// event of their ticket.
+    pub deferred: AtomicU64,
     pub ticks: AtomicU64,
     /// From a timer's due time to its event, in seconds of the clock.
     pub delay: prometheus_client::metrics::histogram::Histogram,
@@ -54,6 +66,7 @@ impl Default for TimerMetrics {
             fired: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             delay: prometheus_client::metrics::histogram::Histogram::new([
                 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
@@ -71,6 +84,7 @@ impl closeloop_runtime::MetricsSource for TimerMetrics {
             ("fired", &self.fired),
             ("stale", &self.stale),
             ("failed", &self.failed),
+            ("deferred", &self.deferred),
         ] {
             timers
                 .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
@@ -78,7 +92,7 @@ impl closeloop_runtime::MetricsSource for TimerMetrics {
         }
         registry.register(
             "closeloop_sla_timers",
-            "SLA timers by outcome: fired (an event written), stale (no longer pending), failed (retried).",
+            "SLA timers by outcome: fired (an event written), stale (no longer pending), failed (retried), deferred (the ticket's latest events not yet seen by its SLA; retried).",
             timers,
         );
         let ticks = Counter::<u64>::default();
@@ -93,6 +107,15 @@ impl closeloop_runtime::MetricsSource for TimerMetrics {
             "From an SLA timer's due time to its event.",
             self.delay.clone(),
         );
+    }
+}
+
+/// Whether an observer at `observer` has handled a ticket whose last
+/// event is at stream sequence `last` (`None`: no event).
+fn seen_by(observer: Option<ConsumerPosition>, last: Option<u64>) -> bool {
+    match observer {
+        None => false,
+        Some(at) => at.idle || last.unwrap_or(0) <= at.ack_floor,
     }
 }
 
@@ -180,6 +203,8 @@ pub async fn earliest(db: &Db) -> Result<Option<i64>, sqlx::Error> {
 #[derive(Clone)]
 pub struct Worker {
     pub db: Db,
+    /// The event store: where the observer stands, and each ticket's last event.
+    pub store: EventStore,
     pub slas: Executor<SlaContract>,
     pub directory: DirectoryLookup,
     pub catalog: Option<Arc<Catalog>>,
@@ -249,12 +274,39 @@ impl Worker {
         })
     }
 
-    /// Fires one timer; the stream sequence of the event it wrote.
-    pub async fn fire(&self, d: &Due) -> Option<u64> {
+    /// Whether the ticket's SLA has seen every event of ticket `id` in the
+    /// stream, with the observer at `observer` (`None`: unknown).
+    async fn observed(&self, id: &TicketId, observer: Option<ConsumerPosition>) -> bool {
+        match observer {
+            None => return false,
+            Some(at) if at.idle => return true,
+            Some(_) => {}
+        }
+        let subject = self
+            .store
+            .prefix()
+            .aggregate_subject(closeloop_contracts::ticket::AGGREGATE, &id.to_string());
+        match self.store.last_sequence(&subject).await {
+            Ok(last) => seen_by(observer, last),
+            Err(e) => {
+                tracing::warn!(ticket = %id, error = %e, "cannot read the ticket's last event");
+                false
+            }
+        }
+    }
+
+    /// Fires one timer, the observer being at `observer` (read before this
+    /// page of due timers); the stream sequence of the event it wrote.
+    pub async fn fire(&self, d: &Due, observer: Option<ConsumerPosition>) -> Option<u64> {
         let Ok(id) = TicketId::parse("ticket_id", &d.ticket_id) else {
             self.metrics.failed.fetch_add(1, Ordering::Relaxed);
             return None;
         };
+        if !self.observed(&id, observer).await {
+            tracing::debug!(ticket = %id, key = %d.key, "the ticket's latest events are not observed yet; deferred");
+            self.metrics.deferred.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let target = if d.level > 0 {
             match self.target(&d.owner, &d.program_id, d.level).await {
                 Ok(t) => Some(t),
@@ -333,11 +385,24 @@ impl Worker {
             };
             if let Some(last) = batch.last() {
                 cursor = Some((last.due_at, last.ticket_id.clone(), last.key.clone()));
+                // Read after the page: every ticket event appended before
+                // `now` is in the stream by now.
+                let observer = match self
+                    .store
+                    .consumer_position(crate::observer::CONSUMER)
+                    .await
+                {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read where the observer stands; timers wait");
+                        None
+                    }
+                };
                 let worker = self.clone();
                 let written: Vec<u64> = futures::stream::iter(batch)
                     .map(move |d| {
                         let w = worker.clone();
-                        async move { w.fire(&d).await }
+                        async move { w.fire(&d, observer).await }
                     })
                     .buffer_unordered(CONCURRENCY)
                     .filter_map(|s| async move { s })
@@ -403,5 +468,26 @@ impl Worker {
         self.run(stopped)
             .instrument(tracing::info_span!("sla_timers"))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_waits_until_the_observer_has_handled_the_tickets_last_event() {
+        let at = |ack_floor, idle| Some(ConsumerPosition { ack_floor, idle });
+        // Busy observer: the ticket's last event decides.
+        assert!(seen_by(at(100, false), Some(100)));
+        assert!(seen_by(at(100, false), Some(42)));
+        assert!(!seen_by(at(100, false), Some(101)));
+        // Idle observer: everything in the stream was handled.
+        assert!(seen_by(at(100, true), Some(250)));
+        // Unknown position: wait.
+        assert!(!seen_by(None, Some(1)));
+        assert!(!seen_by(None, None));
+        // No event on the ticket's subject (history gone): nothing to wait for.
+        assert!(seen_by(at(0, false), None));
     }
 }

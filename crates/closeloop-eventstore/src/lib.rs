@@ -33,6 +33,6 @@ pub use clock::{Clock, ClockError};
 pub use envelope::{Envelope, headers};
 pub use prefix::{Prefix, PrefixError};
 pub use store::{
-    AppendError, AppendOutcome, EventStore, PROVISION_PATIENCE, StoreConfig, StoreError,
-    StoredEvent, ensure_stream,
+    AppendError, AppendOutcome, ConsumerPosition, EventStore, PROVISION_PATIENCE, StoreConfig,
+    StoreError, StoredEvent, ensure_stream,
 };

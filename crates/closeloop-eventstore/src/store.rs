@@ -14,6 +14,17 @@ use futures::{Stream, StreamExt};
 use crate::envelope::{Envelope, headers};
 use crate::prefix::Prefix;
 
+/// Where a durable consumer stands (see [`EventStore::consumer_position`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerPosition {
+    /// Every message of its filter up to this stream sequence is acked
+    /// (handled).
+    pub ack_floor: u64,
+    /// Nothing of its filter is waiting or being handled: it has handled
+    /// everything in the stream.
+    pub idle: bool,
+}
+
 /// How the event stream is provisioned.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -226,6 +237,29 @@ impl EventStore {
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }
+    }
+
+    /// The stream sequence of the last event on `subject` (`None`: none yet).
+    pub async fn last_sequence(&self, subject: &str) -> Result<Option<u64>, StoreError> {
+        match self.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some(m.sequence)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// How far durable consumer `name` of the event stream has handled the
+    /// stream, as the server says now.
+    pub async fn consumer_position(&self, name: &str) -> Result<ConsumerPosition, StoreError> {
+        let info = self
+            .stream
+            .consumer_info(name)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(ConsumerPosition {
+            ack_floor: info.ack_floor.stream_sequence,
+            idle: info.num_pending == 0 && info.num_ack_pending == 0,
+        })
     }
 
     /// Every event on one aggregate subject, oldest first.
