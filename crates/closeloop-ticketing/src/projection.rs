@@ -35,26 +35,24 @@ impl Projection for TicketStateProjection {
 
     /// Each event's ticket row change on its own (they depend on the row);
     /// the batch's activity lines in one multi-row `INSERT`.
-    fn apply_batch<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-        events: &'a [StoredEvent],
-    ) -> impl Future<Output = Result<Vec<(u64, String)>, sqlx::Error>> + Send + 'a {
-        async move {
-            let mut poisoned = Vec::new();
-            let mut lines = Vec::with_capacity(events.len());
-            for ev in events {
-                match closeloop_contracts::ticket::decode(ev) {
-                    Ok(rec) => {
-                        apply(conn, &rec).await?;
-                        lines.push(activity(&rec));
-                    }
-                    Err(e) => poisoned.push((ev.sequence, e.to_string())),
+    async fn apply_batch(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[StoredEvent],
+    ) -> Result<Vec<(u64, String)>, sqlx::Error> {
+        let mut poisoned = Vec::new();
+        let mut lines = Vec::with_capacity(events.len());
+        for ev in events {
+            match closeloop_contracts::ticket::decode(ev) {
+                Ok(rec) => {
+                    apply(conn, &rec).await?;
+                    lines.push(activity(&rec));
                 }
+                Err(e) => poisoned.push((ev.sequence, e.to_string())),
             }
-            insert_activity(conn, &lines).await?;
-            Ok(poisoned)
         }
+        insert_activity(conn, &lines).await?;
+        Ok(poisoned)
     }
 }
 
