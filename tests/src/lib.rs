@@ -21,12 +21,43 @@ pub struct Nats {
     store: TempDir,
 }
 
+/// A port free now for a server a test starts, below the kernel's
+/// ephemeral range and never the same twice in this process. A port the
+/// kernel hands out for `bind(0)` is in the ephemeral range, which the
+/// local ends of outgoing connections are drawn from too: with many
+/// processes connecting to the broker and the database, one of them could
+/// take the port before the server binds it ("address already in use").
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::Mutex;
+    static NEXT: Mutex<Option<u16>> = Mutex::new(None);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const FLOOR: u16 = 10_000;
+    if low <= FLOOR + 1000 {
+        // An unusual ephemeral range: let the kernel choose.
+        return StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    let span = low - FLOOR;
+    let mut next = NEXT.lock().expect("port lock");
+    // Each test binary starts at its own place, so consecutive binaries
+    // (and their lingering sockets) do not meet.
+    let mut port =
+        next.unwrap_or_else(|| FLOOR + (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u16);
+    for _ in 0..span {
+        let candidate = port;
+        port = if port + 1 >= low { FLOOR } else { port + 1 };
+        if StdListener::bind(("127.0.0.1", candidate)).is_ok() {
+            *next = Some(port);
+            return candidate;
+        }
+    }
+    panic!("no free port between {FLOOR} and {low}");
 }
 
 fn nats_binary() -> String {
@@ -411,10 +442,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 
 /// A free local TCP address (bound, then released) for a process to listen on.
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// `closeloop serve --roles <role>` as a process of its own, on free
