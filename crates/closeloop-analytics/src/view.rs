@@ -27,7 +27,7 @@ use closeloop_domain::feedback::{AnswerValue, FeedbackEvent};
 use closeloop_domain::sla::{ClockKind, SlaEvent, StartCause};
 use closeloop_domain::{TicketEvent, Timestamp};
 use closeloop_eventstore::{Contract, Prefix, StoredEvent};
-use closeloop_readmodel::{Projection, ProjectionError};
+use closeloop_readmodel::{Prepared, Projection, ProjectionError};
 use sqlx::AnyConnection;
 
 use crate::tables::Tables;
@@ -113,8 +113,8 @@ impl From<&str> for Val {
 }
 
 /// Rows for one table: its name, columns and conflict target.
-struct Insert<'a> {
-    table: &'a str,
+struct Insert {
+    table: String,
     columns: &'static [&'static str],
     conflict: &'static str,
     rows: Vec<Vec<Val>>,
@@ -123,10 +123,10 @@ struct Insert<'a> {
 /// Rows per `INSERT` (well under SQLite's and PostgreSQL's bind limits).
 const CHUNK: usize = 100;
 
-impl<'a> Insert<'a> {
-    fn new(table: &'a str, columns: &'static [&'static str], conflict: &'static str) -> Self {
+impl Insert {
+    fn new(table: &str, columns: &'static [&'static str], conflict: &'static str) -> Self {
         Insert {
-            table,
+            table: table.to_string(),
             columns,
             conflict,
             rows: Vec::new(),
@@ -180,9 +180,9 @@ impl<'a> Insert<'a> {
 /// The rows a projection writes for an event, table by table.
 trait Rows {
     /// Empty inserts of the projection's tables.
-    fn inserts(&self) -> Vec<Insert<'_>>;
+    fn inserts(&self) -> Vec<Insert>;
     /// Adds `ev`'s rows to `into` (same order as [`Rows::inserts`]).
-    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError>;
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert]) -> Result<(), ProjectionError>;
 }
 
 async fn apply_one<R: Rows + Sync>(
@@ -198,11 +198,16 @@ async fn apply_one<R: Rows + Sync>(
     Ok(())
 }
 
-async fn apply_many<R: Rows + Sync>(
-    r: &R,
-    conn: &mut AnyConnection,
-    events: &[StoredEvent],
-) -> Result<Vec<(u64, String)>, sqlx::Error> {
+/// A batch's rows, built before its transaction (see
+/// [`Projection::prepare`]).
+struct Built {
+    ins: Vec<Insert>,
+    poisoned: Vec<(u64, String)>,
+}
+
+/// Builds `events`' rows; `Err` with a database error (which pure row
+/// building never raises, but the type allows).
+fn build<R: Rows>(r: &R, events: &[StoredEvent]) -> Result<Built, sqlx::Error> {
     let mut ins = r.inserts();
     let mut poisoned = Vec::new();
     for ev in events {
@@ -219,10 +224,22 @@ async fn apply_many<R: Rows + Sync>(
             }
         }
     }
-    for i in ins {
+    Ok(Built { ins, poisoned })
+}
+
+async fn write(built: Built, conn: &mut AnyConnection) -> Result<Vec<(u64, String)>, sqlx::Error> {
+    for i in built.ins {
         i.write(conn).await?;
     }
-    Ok(poisoned)
+    Ok(built.poisoned)
+}
+
+async fn apply_many<R: Rows + Sync>(
+    r: &R,
+    conn: &mut AnyConnection,
+    events: &[StoredEvent],
+) -> Result<Vec<(u64, String)>, sqlx::Error> {
+    write(build(r, events)?, conn).await
 }
 
 macro_rules! projection {
@@ -261,6 +278,21 @@ macro_rules! projection {
             ) -> Result<Vec<(u64, String)>, sqlx::Error> {
                 apply_many(self, conn, events).await
             }
+
+            fn prepare(&self, events: &[StoredEvent]) -> Option<Prepared> {
+                build(self, events).ok().map(|b| Box::new(b) as Prepared)
+            }
+
+            async fn apply_prepared(
+                &self,
+                conn: &mut AnyConnection,
+                prepared: Prepared,
+            ) -> Result<Vec<(u64, String)>, sqlx::Error> {
+                let built = prepared
+                    .downcast::<Built>()
+                    .expect("prepared by this projection");
+                write(*built, conn).await
+            }
         }
     };
 }
@@ -273,7 +305,7 @@ pub struct TicketFacts {
 projection!(TicketFacts, TICKETS);
 
 impl Rows for TicketFacts {
-    fn inserts(&self) -> Vec<Insert<'_>> {
+    fn inserts(&self) -> Vec<Insert> {
         vec![
             Insert::new(
                 &self.t.tickets,
@@ -308,7 +340,7 @@ impl Rows for TicketFacts {
         ]
     }
 
-    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert]) -> Result<(), ProjectionError> {
         let r = closeloop_contracts::ticket::decode(ev).map_err(poison)?;
         let id = r.ticket_id.to_string();
         let at = r.occurred_at.as_micros();
@@ -378,7 +410,7 @@ pub struct SlaFacts {
 projection!(SlaFacts, SLA);
 
 impl Rows for SlaFacts {
-    fn inserts(&self) -> Vec<Insert<'_>> {
+    fn inserts(&self) -> Vec<Insert> {
         vec![
             Insert::new(
                 &self.t.sla_due,
@@ -393,7 +425,7 @@ impl Rows for SlaFacts {
         ]
     }
 
-    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert]) -> Result<(), ProjectionError> {
         let r = closeloop_contracts::sla::decode(ev).map_err(poison)?;
         let id = r.ticket_id.to_string();
         let at = r.occurred_at.as_micros();
@@ -464,7 +496,7 @@ pub struct ResponseFacts {
 projection!(ResponseFacts, RESPONSES);
 
 impl Rows for ResponseFacts {
-    fn inserts(&self) -> Vec<Insert<'_>> {
+    fn inserts(&self) -> Vec<Insert> {
         vec![Insert::new(
             &self.t.responses,
             &[
@@ -483,7 +515,7 @@ impl Rows for ResponseFacts {
         )]
     }
 
-    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert]) -> Result<(), ProjectionError> {
         let r = FeedbackContract::decode(ev).map_err(poison)?;
         let at = recorded_at(ev)?;
         let applied = !matches!(r.event.value, FeedbackEvent::Superseded { .. });
@@ -512,7 +544,7 @@ pub struct AccountFacts {
 projection!(AccountFacts, ACCOUNTS);
 
 impl Rows for AccountFacts {
-    fn inserts(&self) -> Vec<Insert<'_>> {
+    fn inserts(&self) -> Vec<Insert> {
         vec![Insert::new(
             &self.t.accounts,
             &["account_id", "sequence", "at", "region", "segment", "team"],
@@ -520,7 +552,7 @@ impl Rows for AccountFacts {
         )]
     }
 
-    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert]) -> Result<(), ProjectionError> {
         let (a, _) = decode_record::<AccountKind>(ev).map_err(poison)?;
         let at = recorded_at(ev)?;
         let team: serde_json::Map<String, serde_json::Value> = a
@@ -548,7 +580,7 @@ pub struct RoutingFacts {
 projection!(RoutingFacts, ROUTING);
 
 impl Rows for RoutingFacts {
-    fn inserts(&self) -> Vec<Insert<'_>> {
+    fn inserts(&self) -> Vec<Insert> {
         vec![Insert::new(
             &self.t.routing,
             &["feedback_id", "unmatched", "at", "sequence"],
@@ -556,7 +588,7 @@ impl Rows for RoutingFacts {
         )]
     }
 
-    fn rows(&self, ev: &StoredEvent, into: &mut [Insert<'_>]) -> Result<(), ProjectionError> {
+    fn rows(&self, ev: &StoredEvent, into: &mut [Insert]) -> Result<(), ProjectionError> {
         let r = RoutingContract::decode(ev).map_err(poison)?;
         // Revisions attached later change nothing routing decided.
         let RoutingEvent::Decided(d) = &r.event else {

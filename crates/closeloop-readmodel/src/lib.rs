@@ -14,4 +14,6 @@ mod db;
 mod projector;
 
 pub use db::{Backend, Db, DbError, MIGRATOR};
-pub use projector::{Pending, Progress, Projection, ProjectionError, run_projector, wait_for};
+pub use projector::{
+    Pending, Prepared, Progress, Projection, ProjectionError, run_projector, wait_for,
+};

@@ -75,7 +75,37 @@ pub trait Projection: Send + Sync + 'static {
             Ok(poisoned)
         }
     }
+
+    /// Work on a whole batch that needs no database (decoding, building
+    /// rows), done before the batch's transaction, so that the writer (one
+    /// connection on SQLite, shared by every projection of the process) is
+    /// held only for the writes. `None`, the default: the batch goes to
+    /// [`Projection::apply_batch`] inside the transaction instead, as it
+    /// also does when part of the batch turns out to be applied already.
+    fn prepare(&self, _events: &[StoredEvent]) -> Option<Prepared> {
+        None
+    }
+
+    /// Writes what [`Projection::prepare`] built for a whole batch, inside
+    /// its transaction, and returns the events it could not apply with the
+    /// reason. Must be provided by a projection that prepares.
+    fn apply_prepared<'a>(
+        &'a self,
+        _conn: &'a mut AnyConnection,
+        _prepared: Prepared,
+    ) -> impl Future<Output = Result<Vec<(u64, String)>, sqlx::Error>> + Send + 'a {
+        // A projection that prepares without applying is a programming
+        // error: the batch fails (logged, retried) instead of being lost.
+        async {
+            Err(sqlx::Error::Configuration(
+                "a projection that prepares batches must apply them (apply_prepared)".into(),
+            ))
+        }
+    }
 }
+
+/// What [`Projection::prepare`] built for a batch.
+pub type Prepared = Box<dyn std::any::Any + Send>;
 
 fn now_micros() -> i64 {
     SystemTime::now()
@@ -208,6 +238,7 @@ async fn apply_batch<P: Projection>(
     let (Some(first), Some(last_in_batch)) = (batch.first(), batch.last()) else {
         unreachable!("a batch holds at least one event");
     };
+    let prepared = projection.prepare(batch);
     let mut tx = db.writer().begin().await?;
     // The common case in one statement: nobody has applied any of the batch
     // (the checkpoint is below its first event), so move the checkpoint to
@@ -246,7 +277,11 @@ async fn apply_batch<P: Projection>(
     // The batch is in stream order: what is new is a suffix.
     let new = &batch[batch.partition_point(|e| e.sequence <= committed)..];
     let last = new.last().map_or(committed, |e| e.sequence);
-    for (sequence, reason) in projection.apply_batch(&mut tx, new).await? {
+    let poisoned = match prepared {
+        Some(p) if claimed => projection.apply_prepared(&mut tx, p).await?,
+        _ => projection.apply_batch(&mut tx, new).await?,
+    };
+    for (sequence, reason) in poisoned {
         let subject = new
             .iter()
             .find(|e| e.sequence == sequence)
