@@ -27,7 +27,7 @@ use closeloop_domain::feedback::{AnswerValue, FeedbackEvent};
 use closeloop_domain::sla::{ClockKind, SlaEvent, StartCause};
 use closeloop_domain::{TicketEvent, Timestamp};
 use closeloop_eventstore::{Contract, Prefix, StoredEvent};
-use closeloop_readmodel::{Prepared, Projection, ProjectionError};
+use closeloop_readmodel::{Insert, Prepared, Projection, ProjectionError};
 use sqlx::AnyConnection;
 
 use crate::tables::Tables;
@@ -85,96 +85,6 @@ fn aggregate_id(ev: &StoredEvent) -> &str {
 /// Words in `text`: its runs of characters between whitespace.
 pub fn words(text: &str) -> i64 {
     text.split_whitespace().count() as i64
-}
-
-/// A column value.
-#[derive(Debug, Clone)]
-enum Val {
-    I(i64),
-    S(String),
-}
-
-impl From<i64> for Val {
-    fn from(v: i64) -> Self {
-        Val::I(v)
-    }
-}
-
-impl From<String> for Val {
-    fn from(v: String) -> Self {
-        Val::S(v)
-    }
-}
-
-impl From<&str> for Val {
-    fn from(v: &str) -> Self {
-        Val::S(v.to_string())
-    }
-}
-
-/// Rows for one table: its name, columns and conflict target.
-struct Insert {
-    table: String,
-    columns: &'static [&'static str],
-    conflict: &'static str,
-    rows: Vec<Vec<Val>>,
-}
-
-/// Rows per `INSERT` (well under SQLite's and PostgreSQL's bind limits).
-const CHUNK: usize = 100;
-
-impl Insert {
-    fn new(table: &str, columns: &'static [&'static str], conflict: &'static str) -> Self {
-        Insert {
-            table: table.to_string(),
-            columns,
-            conflict,
-            rows: Vec::new(),
-        }
-    }
-
-    async fn write(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        let n = self.columns.len();
-        // SQLite looks numbered parameters up by name, one walk of the
-        // statement's names per parameter: anonymous ones bind in order.
-        let anonymous = conn.backend_name() == "SQLite";
-        for chunk in self.rows.chunks(CHUNK) {
-            let mut sql = format!(
-                "INSERT INTO {} ({}) VALUES ",
-                self.table,
-                self.columns.join(", ")
-            );
-            for (i, _) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for c in 0..n {
-                    if c > 0 {
-                        sql.push_str(", ");
-                    }
-                    if anonymous {
-                        sql.push('?');
-                    } else {
-                        sql.push_str(&format!("${}", i * n + c + 1));
-                    }
-                }
-                sql.push(')');
-            }
-            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", self.conflict));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for row in chunk {
-                for v in row {
-                    q = match v {
-                        Val::I(i) => q.bind(*i),
-                        Val::S(s) => q.bind(s.clone()),
-                    };
-                }
-            }
-            q.execute(&mut *conn).await?;
-        }
-        Ok(())
-    }
 }
 
 /// The rows a projection writes for an event, table by table.

@@ -9,11 +9,14 @@
 //!   is written in the same transaction as the view rows, so a view never
 //!   misses or double-applies an event, and an empty database rebuilds every
 //!   view from the stream.
+//! * [`Insert`]: a batch's rows for one table in few multi-row statements.
 
 mod db;
+mod insert;
 mod projector;
 
 pub use db::{Backend, Db, DbError, MIGRATOR};
+pub use insert::{Insert, Val};
 pub use projector::{
     Pending, Prepared, Progress, Projection, ProjectionError, run_projector, wait_for,
 };

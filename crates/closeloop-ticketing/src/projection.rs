@@ -4,7 +4,7 @@
 use closeloop_domain::ticket::Origin;
 use closeloop_domain::{RecordedEvent, TicketEvent};
 use closeloop_eventstore::{Prefix, StoredEvent};
-use closeloop_readmodel::{Projection, ProjectionError};
+use closeloop_readmodel::{Insert, Projection, ProjectionError, Val};
 use sqlx::AnyConnection;
 
 /// Checkpoint name of the ticket-state projection.
@@ -77,53 +77,35 @@ fn activity(r: &RecordedEvent) -> Activity {
     }
 }
 
-/// Rows per activity `INSERT` (6 parameters each, well under the bind limits).
-const ACTIVITY_CHUNK: usize = 100;
-
-/// Inserts activity lines, up to [`ACTIVITY_CHUNK`] per statement (each
-/// applies once: `ON CONFLICT DO NOTHING`).
+/// Inserts activity lines in few multi-row statements (each applies once:
+/// `ON CONFLICT DO NOTHING`).
 async fn insert_activity(conn: &mut AnyConnection, lines: &[Activity]) -> Result<(), sqlx::Error> {
-    // SQLite looks numbered parameters up by name; anonymous ones it takes
-    // in order.
-    let sqlite = conn.backend_name() == "SQLite";
-    for chunk in lines.chunks(ACTIVITY_CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO ticket_activity (ticket_id, sequence, occurred_at, kind, actor, detail) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            if sqlite {
-                sql.push_str("(?, ?, ?, ?, ?, ?)");
-            } else {
-                let b = i * 6;
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                ));
-            }
-        }
-        sql.push_str(" ON CONFLICT (ticket_id, sequence) DO NOTHING");
-        // Only placeholders are formatted in; values are bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for a in chunk {
-            q = q
-                .bind(a.ticket_id.as_str())
-                .bind(a.sequence)
-                .bind(a.occurred_at)
-                .bind(a.kind)
-                .bind(a.actor.as_str())
-                .bind(a.detail.as_str());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let mut ins = Insert::new(
+        "ticket_activity",
+        &[
+            "ticket_id",
+            "sequence",
+            "occurred_at",
+            "kind",
+            "actor",
+            "detail",
+        ],
+        "ticket_id, sequence",
+    );
+    ins.rows = lines
+        .iter()
+        .map(|a| {
+            vec![
+                Val::from(a.ticket_id.as_str()),
+                Val::I(a.sequence),
+                Val::I(a.occurred_at),
+                Val::from(a.kind),
+                Val::from(a.actor.as_str()),
+                Val::from(a.detail.as_str()),
+            ]
+        })
+        .collect();
+    ins.write(conn).await
 }
 
 /// One line describing an event, for the activity timeline.

@@ -1,0 +1,113 @@
+//! Multi-row `INSERT … ON CONFLICT DO NOTHING`: the way projections write
+//! a batch's rows in few statements, on SQLite and PostgreSQL.
+
+use sqlx::AnyConnection;
+
+/// A column value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Val {
+    I(i64),
+    S(String),
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::I(v)
+    }
+}
+
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::S(v)
+    }
+}
+
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::S(v.to_string())
+    }
+}
+
+/// Rows for one table: its name, columns and conflict target (rows whose
+/// key is already there are left as they are, so a row applies once).
+#[derive(Debug, Clone)]
+pub struct Insert {
+    table: String,
+    columns: &'static [&'static str],
+    conflict: &'static str,
+    /// One value per column each, in the columns' order.
+    pub rows: Vec<Vec<Val>>,
+}
+
+/// Rows per `INSERT` (with up to 300 columns, under SQLite's and
+/// PostgreSQL's bind limits).
+const CHUNK: usize = 100;
+
+impl Insert {
+    /// Only constant names go into the SQL: `table`, `columns` and
+    /// `conflict` must not come from input.
+    pub fn new(
+        table: impl Into<String>,
+        columns: &'static [&'static str],
+        conflict: &'static str,
+    ) -> Self {
+        Insert {
+            table: table.into(),
+            columns,
+            conflict,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Writes the rows, [`CHUNK`] per statement.
+    pub async fn write(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        let n = self.columns.len();
+        // SQLite looks numbered parameters up by name, one walk of the
+        // statement's names per parameter: anonymous ones bind in order.
+        let anonymous = conn.backend_name() == "SQLite";
+        let mut rows = self.rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<Vec<Val>> = rows.by_ref().take(CHUNK).collect();
+            let mut sql = format!(
+                "INSERT INTO {} ({}) VALUES ",
+                self.table,
+                self.columns.join(", ")
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for c in 0..n {
+                    if c > 0 {
+                        sql.push_str(", ");
+                    }
+                    if anonymous {
+                        sql.push('?');
+                    } else {
+                        sql.push_str(&format!("${}", i * n + c + 1));
+                    }
+                }
+                sql.push(')');
+            }
+            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", self.conflict));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                debug_assert_eq!(
+                    row.len(),
+                    n,
+                    "a row of {} has one value per column",
+                    self.table
+                );
+                for v in row {
+                    q = match v {
+                        Val::I(i) => q.bind(i),
+                        Val::S(s) => q.bind(s),
+                    };
+                }
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
