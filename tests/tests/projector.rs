@@ -117,7 +117,10 @@ async fn replicas_apply_each_event_once(backend: Backend) {
         .fold(0, |m, s| async move { m.max(s) })
         .await;
 
-    // Both replicas get to the end: each saw every batch, applied or not.
+    // Both replicas get to the end: each saw every batch, and applied it
+    // or found it applied (which of them applied how much is up to the
+    // race; with the claim's guard removed, each applies every event and
+    // the counts below double).
     let deadline = Instant::now() + Duration::from_secs(60);
     for p in &mut progress {
         while *p.borrow_and_update() < last {
@@ -145,15 +148,6 @@ async fn replicas_apply_each_event_once(backend: Backend) {
         (EVENTS as i64, EVENTS as i64, EVENTS as i64),
         "every event applied exactly once"
     );
-    let by: Vec<(String, i64)> =
-        sqlx::query("SELECT replica, COUNT(*) FROM applied GROUP BY replica ORDER BY replica")
-            .fetch_all(a.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-    assert_eq!(by.len(), 2, "both replicas applied some events: {by:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
