@@ -232,11 +232,7 @@ impl EventStore {
     /// Whether any event was ever appended to `subject` (one direct lookup,
     /// no replay): the authority when a read model may lag.
     pub async fn has_events(&self, subject: &str) -> Result<bool, StoreError> {
-        match self.stream.get_last_raw_message_by_subject(subject).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
-        }
+        Ok(self.last_sequence(subject).await?.is_some())
     }
 
     /// The stream sequence of the last event on `subject` (`None`: none yet).

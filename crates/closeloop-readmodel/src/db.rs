@@ -58,6 +58,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Every SQLite connection's settings: WAL (readers beside the one
+/// writer), patience with a busy file, no fsync per commit (the WAL is
+/// synced at checkpoints), and statement journals and temporary b-trees in
+/// memory rather than temporary files.
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA temp_store=MEMORY",
+];
+
 /// The writer's own checkpoint threshold, in pages (4 KiB): see
 /// [`Db::connect`].
 const WAL_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint=16384";
@@ -128,20 +139,9 @@ impl Db {
             // SQLite has one writer at a time; WAL lets readers run beside it.
             opts = opts.max_connections(8).after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode=WAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout=10000")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous=NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    // Statement journals and temporary b-trees in memory,
-                    // not in temporary files.
-                    sqlx::query("PRAGMA temp_store=MEMORY")
-                        .execute(&mut *conn)
-                        .await?;
+                    for pragma in SQLITE_PRAGMAS {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
                     Ok(())
                 })
             });
@@ -172,13 +172,7 @@ impl Db {
         let writer_opts = own_writer.then(|| {
             opts.clone().max_connections(1).after_connect(|conn, _| {
                 Box::pin(async move {
-                    for pragma in [
-                        "PRAGMA journal_mode=WAL",
-                        "PRAGMA busy_timeout=10000",
-                        "PRAGMA synchronous=NORMAL",
-                        "PRAGMA temp_store=MEMORY",
-                        WAL_AUTOCHECKPOINT,
-                    ] {
+                    for pragma in SQLITE_PRAGMAS.into_iter().chain([WAL_AUTOCHECKPOINT]) {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }
                     Ok(())

@@ -29,7 +29,9 @@ impl Projection for TicketStateProjection {
         let rec = closeloop_contracts::ticket::decode(event)
             .map_err(|e| ProjectionError::Poison(e.to_string()))?;
         apply(conn, &rec).await?;
-        insert_activity(conn, &[activity(&rec)]).await?;
+        let mut lines = activity_insert();
+        lines.rows.push(activity(&rec));
+        lines.write(conn).await?;
         Ok(())
     }
 
@@ -41,46 +43,25 @@ impl Projection for TicketStateProjection {
         events: &[StoredEvent],
     ) -> Result<Vec<(u64, String)>, sqlx::Error> {
         let mut poisoned = Vec::new();
-        let mut lines = Vec::with_capacity(events.len());
+        let mut lines = activity_insert();
         for ev in events {
             match closeloop_contracts::ticket::decode(ev) {
                 Ok(rec) => {
                     apply(conn, &rec).await?;
-                    lines.push(activity(&rec));
+                    lines.rows.push(activity(&rec));
                 }
                 Err(e) => poisoned.push((ev.sequence, e.to_string())),
             }
         }
-        insert_activity(conn, &lines).await?;
+        lines.write(conn).await?;
         Ok(poisoned)
     }
 }
 
-/// One `ticket_activity` row.
-struct Activity {
-    ticket_id: String,
-    sequence: i64,
-    occurred_at: i64,
-    kind: &'static str,
-    actor: String,
-    detail: String,
-}
-
-fn activity(r: &RecordedEvent) -> Activity {
-    Activity {
-        ticket_id: r.ticket_id.to_string(),
-        sequence: r.sequence as i64,
-        occurred_at: r.occurred_at.as_micros(),
-        kind: r.event.kind(),
-        actor: r.actor.as_str().to_string(),
-        detail: describe(&r.event),
-    }
-}
-
-/// Inserts activity lines in few multi-row statements (each applies once:
-/// `ON CONFLICT DO NOTHING`).
-async fn insert_activity(conn: &mut AnyConnection, lines: &[Activity]) -> Result<(), sqlx::Error> {
-    let mut ins = Insert::new(
+/// An empty insert of `ticket_activity` rows (each applies once: `ON
+/// CONFLICT DO NOTHING`).
+fn activity_insert() -> Insert {
+    Insert::new(
         "ticket_activity",
         &[
             "ticket_id",
@@ -91,21 +72,19 @@ async fn insert_activity(conn: &mut AnyConnection, lines: &[Activity]) -> Result
             "detail",
         ],
         "ticket_id, sequence",
-    );
-    ins.rows = lines
-        .iter()
-        .map(|a| {
-            vec![
-                Val::from(a.ticket_id.as_str()),
-                Val::I(a.sequence),
-                Val::I(a.occurred_at),
-                Val::from(a.kind),
-                Val::from(a.actor.as_str()),
-                Val::from(a.detail.as_str()),
-            ]
-        })
-        .collect();
-    ins.write(conn).await
+    )
+}
+
+/// `r`'s activity line, in [`activity_insert`]'s columns.
+fn activity(r: &RecordedEvent) -> Vec<Val> {
+    vec![
+        Val::S(r.ticket_id.to_string()),
+        Val::I(r.sequence as i64),
+        Val::I(r.occurred_at.as_micros()),
+        Val::from(r.event.kind()),
+        Val::from(r.actor.as_str()),
+        Val::S(describe(&r.event)),
+    ]
 }
 
 /// One line describing an event, for the activity timeline.
