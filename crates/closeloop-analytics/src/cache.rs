@@ -31,11 +31,14 @@ pub struct Facts {
     pub max_at: i64,
     pub tickets: TicketFold,
     pub responses: Vec<ResponseFact>,
-    /// Feedback id → (index in `responses`, its revision key, sequence).
-    response_index: HashMap<Arc<str>, (usize, i64, i64)>,
+    /// Feedback id (shared with its fact) → (index in `responses`, its
+    /// revision key, sequence).
+    response_index: HashMap<Arc<str>, (u32, i64, i64)>,
     names: Interner,
     pub accounts: Arc<HashMap<String, AccountFact>>,
-    pub unmatched: Arc<HashSet<String>>,
+    /// Feedback ids, shared with the responses' facts where those are
+    /// known.
+    pub unmatched: Arc<HashSet<Arc<str>>>,
 }
 
 /// The cache of one process.
@@ -193,27 +196,40 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                 return Ok(());
             }
             let key: (i64, i64) = (r.try_get(7)?, r.try_get(8)?);
-            let (feedback_id, program_id, account_id, answers): (String, String, String, String) =
-                (r.try_get(0)?, r.try_get(2)?, r.try_get(3)?, r.try_get(5)?);
+            let (feedback_id, response_id, program_id, account_id, answers): (
+                &str,
+                &str,
+                &str,
+                &str,
+                &str,
+            ) = (
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(5)?,
+            );
             let fact = response_fact(
                 &mut f.names,
-                &feedback_id,
-                r.try_get(1)?,
-                &program_id,
-                &account_id,
+                feedback_id,
+                response_id,
+                program_id,
+                account_id,
                 r.try_get(4)?,
-                &answers,
+                answers,
             );
             match f.response_index.get_mut(&fact.feedback_id) {
                 Some((i, rk, seq)) => {
                     if key > (*rk, *seq) {
                         (*rk, *seq) = key;
-                        f.responses[*i] = fact;
+                        f.responses[*i as usize] = fact;
                     }
                 }
                 None => {
-                    f.response_index
-                        .insert(fact.feedback_id.clone(), (f.responses.len(), key.0, key.1));
+                    f.response_index.insert(
+                        fact.feedback_id.clone(),
+                        (f.responses.len() as u32, key.0, key.1),
+                    );
                     f.responses.push(fact);
                 }
             }
@@ -255,6 +271,7 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
     let (from, upto) = (f.synced[4], to[4]);
     if upto > from {
         let set = Arc::make_mut(&mut f.unmatched);
+        let index = &f.response_index;
         let mut max_at = f.max_at;
         rows(
             db,
@@ -266,7 +283,11 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                 max_at = max_at.max(r.try_get(2)?);
                 let unmatched: i32 = r.try_get(1)?;
                 if unmatched != 0 {
-                    set.insert(r.try_get(0)?);
+                    let id: &str = r.try_get(0)?;
+                    set.insert(match index.get_key_value(id) {
+                        Some((shared, _)) => shared.clone(),
+                        None => Arc::from(id),
+                    });
                 }
                 Ok(())
             },

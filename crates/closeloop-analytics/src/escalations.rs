@@ -140,11 +140,11 @@ pub fn explain(
                 .join(" ")
         };
         lines.push(vec![
-            t.ticket_id.clone(),
-            t.program_id.clone(),
+            t.ticket_id.to_string(),
+            t.program_id.to_string(),
             t.workflow().to_string(),
-            t.account_id.clone(),
-            t.owner.clone(),
+            t.account_id.to_string(),
+            t.owner.to_string(),
             time(t.opened_at),
             clocks(m.warned_first_contact, m.warned_closure),
             clocks(m.breached_first_contact, m.breached_closure),

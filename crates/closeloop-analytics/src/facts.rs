@@ -13,14 +13,16 @@ use sqlx::Row as _;
 use crate::query::Query;
 use crate::tables::Tables;
 
-/// A ticket as of the query's time.
+/// A ticket as of the query's time. Ids that repeat across tickets
+/// (program, workflow, account, owner) are shared ([`Interner`]): the
+/// cache holds every ticket.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TicketFact {
-    pub ticket_id: String,
-    pub program_id: String,
+    pub ticket_id: Arc<str>,
+    pub program_id: Arc<str>,
     /// `""` for a manual ticket.
-    pub workflow_id: String,
-    pub account_id: String,
+    pub workflow_id: Arc<str>,
+    pub account_id: Arc<str>,
     pub opened_at: i64,
     /// When first contact and closure are due (the SLA's first runs, in the
     /// ticket's calendar; else the policy's targets in calendar time).
@@ -30,9 +32,9 @@ pub struct TicketFact {
     pub first_close: Option<i64>,
     pub reopens: u32,
     /// The owner after the last event.
-    pub owner: String,
+    pub owner: Arc<str>,
     /// The response it was opened from (`""` for a manual ticket).
-    pub feedback_id: String,
+    pub feedback_id: Arc<str>,
     /// Whether its workflow asks for an opportunity at the close.
     pub require_opportunity: bool,
     /// Its last close, when it is closed (closed and not reopened since).
@@ -57,7 +59,7 @@ impl TicketFact {
 pub struct Closure {
     pub at: i64,
     /// The owner at the close.
-    pub owner: String,
+    pub owner: Arc<str>,
     pub root_cause_words: u32,
     pub actions_words: u32,
     pub opportunity: bool,
@@ -100,12 +102,12 @@ pub struct AccountFact {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseFact {
     pub feedback_id: Arc<str>,
-    pub response_id: String,
+    pub response_id: Box<str>,
     pub program_id: Arc<str>,
     pub account_id: Arc<str>,
     pub submitted_at: i64,
     /// Its numeric answers, by question.
-    pub answers: Vec<(Arc<str>, f64)>,
+    pub answers: Box<[(Arc<str>, f64)]>,
 }
 
 impl ResponseFact {
@@ -137,7 +139,7 @@ impl Interner {
 pub(crate) fn response_fact(
     names: &mut Interner,
     feedback_id: &str,
-    response_id: String,
+    response_id: &str,
     program_id: &str,
     account_id: &str,
     submitted_at: i64,
@@ -147,7 +149,7 @@ pub(crate) fn response_fact(
         serde_json::from_str(answers).unwrap_or_default();
     ResponseFact {
         feedback_id: Arc::from(feedback_id),
-        response_id,
+        response_id: Box::from(response_id),
         program_id: names.get(program_id),
         account_id: names.get(account_id),
         submitted_at,
@@ -168,7 +170,9 @@ fn bounds(q: &Query) -> (i64, i64) {
 #[derive(Debug, Default, Clone)]
 pub struct TicketFold {
     pub tickets: Vec<TicketFact>,
-    index: HashMap<String, usize>,
+    /// Ticket id (shared with its fact) → its place in `tickets`.
+    index: HashMap<Arc<str>, u32>,
+    names: Interner,
     /// Due times and marks of tickets not seen yet (the SLA projection ran
     /// ahead of the ticket projection).
     early_due: HashMap<String, (i64, i64)>,
@@ -205,7 +209,7 @@ fn words(n: i64) -> u32 {
 
 impl TicketFold {
     pub fn open(&mut self, r: TicketRow) {
-        if self.index.contains_key(&r.ticket_id) {
+        if self.index.contains_key(r.ticket_id.as_str()) {
             return;
         }
         let (fc_due, close_due) = self.early_due.remove(&r.ticket_id).unwrap_or((
@@ -213,20 +217,22 @@ impl TicketFold {
             r.opened_at.saturating_add(r.close_target_secs * 1_000_000),
         ));
         let marks = self.early_marks.remove(&r.ticket_id);
-        self.index.insert(r.ticket_id.clone(), self.tickets.len());
+        let ticket_id: Arc<str> = Arc::from(r.ticket_id.as_str());
+        self.index.insert(ticket_id.clone(), self.tickets.len() as u32);
+        let names = &mut self.names;
         self.tickets.push(TicketFact {
-            ticket_id: r.ticket_id.clone(),
-            program_id: r.program_id,
-            workflow_id: r.workflow_id,
-            account_id: r.account_id,
+            ticket_id,
+            program_id: names.get(&r.program_id),
+            workflow_id: names.get(&r.workflow_id),
+            account_id: names.get(&r.account_id),
             opened_at: r.opened_at,
             fc_due,
             close_due,
             first_contact: None,
             first_close: None,
             reopens: 0,
-            owner: String::new(),
-            feedback_id: r.feedback_id,
+            owner: names.get(""),
+            feedback_id: Arc::from(r.feedback_id.as_str()),
             require_opportunity: r.require_opportunity,
             closed: None,
             sla: SlaMarks::default(),
@@ -240,7 +246,7 @@ impl TicketFold {
     pub fn due(&mut self, ticket_id: &str, fc_due: i64, close_due: i64) {
         match self.index.get(ticket_id) {
             Some(&i) => {
-                let t = &mut self.tickets[i];
+                let t = &mut self.tickets[i as usize];
                 t.fc_due = fc_due;
                 t.close_due = close_due;
             }
@@ -254,12 +260,12 @@ impl TicketFold {
     /// An event of a ticket already opened (others are ignored: a ticket
     /// outside the query's period).
     pub fn event(&mut self, e: EventRow) {
-        let Some(&i) = self.index.get(&e.ticket_id) else {
+        let Some(&i) = self.index.get(e.ticket_id.as_str()) else {
             return;
         };
-        let t = &mut self.tickets[i];
+        let t = &mut self.tickets[i as usize];
         if !e.owner_email.is_empty() {
-            t.owner = e.owner_email;
+            t.owner = self.names.get(&e.owner_email);
         }
         match e.kind.as_str() {
             "contact_logged" => {
@@ -293,7 +299,7 @@ impl TicketFold {
                 .push((kind, clock.to_string(), detail));
             return;
         };
-        let m = &mut self.tickets[i].sla;
+        let m = &mut self.tickets[i as usize].sla;
         match (kind.as_str(), clock) {
             ("warned", "first_contact") => m.warned_first_contact = true,
             ("warned", _) => m.warned_closure = true,
@@ -478,12 +484,23 @@ pub async fn responses(db: &Db, t: &Tables, q: &Query) -> Result<Vec<ResponseFac
     let mut out: Vec<ResponseFact> = Vec::new();
     let mut names = Interner::default();
     for r in rows {
-        let (feedback_id, program_id, account_id, answers): (String, String, String, String) =
-            (r.try_get(0)?, r.try_get(2)?, r.try_get(3)?, r.try_get(5)?);
+        let (feedback_id, response_id, program_id, account_id, answers): (
+            String,
+            String,
+            String,
+            String,
+            String,
+        ) = (
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(5)?,
+        );
         let fact = response_fact(
             &mut names,
             &feedback_id,
-            r.try_get(1)?,
+            &response_id,
             &program_id,
             &account_id,
             r.try_get(4)?,
@@ -526,7 +543,7 @@ pub async fn unmatched(
     db: &Db,
     t: &Tables,
     as_of: i64,
-) -> Result<rustc_hash::FxHashSet<String>, sqlx::Error> {
+) -> Result<rustc_hash::FxHashSet<Arc<str>>, sqlx::Error> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT feedback_id FROM {routing} WHERE unmatched = 1 AND at <= $1",
         routing = t.routing
@@ -534,5 +551,5 @@ pub async fn unmatched(
     .bind(as_of)
     .fetch_all(db.pool())
     .await
-    .map(|v: Vec<String>| v.into_iter().collect())
+    .map(|v: Vec<String>| v.into_iter().map(Arc::from).collect())
 }

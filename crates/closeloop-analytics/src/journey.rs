@@ -279,7 +279,7 @@ pub fn explain(
             let (kind, v) = metric_of(r, cx);
             lines.push(vec![
                 r.feedback_id.to_string(),
-                r.response_id.clone(),
+                r.response_id.to_string(),
                 r.program_id.to_string(),
                 r.account_id.to_string(),
                 time(r.submitted_at),
@@ -317,10 +317,10 @@ pub fn explain(
             continue;
         }
         lines.push(vec![
-            t.ticket_id.clone(),
-            t.program_id.clone(),
-            t.account_id.clone(),
-            t.owner.clone(),
+            t.ticket_id.to_string(),
+            t.program_id.to_string(),
+            t.account_id.to_string(),
+            t.owner.to_string(),
             time(t.opened_at),
             if t.closed.is_some() { "closed" } else { "open" }.to_string(),
             Clock::Closure.outcome(t, q.as_of).as_str().to_string(),

@@ -182,7 +182,7 @@ pub fn explain(
         }
         let mut line = vec![
             r.feedback_id.to_string(),
-            r.response_id.clone(),
+            r.response_id.to_string(),
             r.program_id.to_string(),
             r.account_id.to_string(),
             k.last().cloned().unwrap_or_default(),
@@ -224,13 +224,13 @@ mod tests {
             program_id: "p".into(),
             account_id: "a".into(),
             submitted_at: 0,
-            answers: Vec::new(),
+            answers: Box::new([]),
         };
         let qs = ["nps".to_string(), "partnership".to_string()];
         assert_eq!(response_score(&r, &qs), None);
-        r.answers.push(("nps".into(), 9.0));
+        r.answers = Box::new([("nps".into(), 9.0)]);
         assert_eq!(response_score(&r, &qs), Some(9.0));
-        r.answers.push(("partnership".into(), 6.0));
+        r.answers = Box::new([("nps".into(), 9.0), ("partnership".into(), 6.0)]);
         assert_eq!(response_score(&r, &qs), Some(7.5));
     }
 }

@@ -185,10 +185,10 @@ pub fn explain(
         .into_iter()
         .map(|(s, c, t, missed)| {
             vec![
-                t.ticket_id.clone(),
-                t.program_id.clone(),
+                t.ticket_id.to_string(),
+                t.program_id.to_string(),
                 t.workflow().to_string(),
-                c.owner.clone(),
+                c.owner.to_string(),
                 time(c.at),
                 format!("{:.0}", 100.0 * s),
                 missed.join(" "),
@@ -235,7 +235,7 @@ mod tests {
             first_close: Some(50),
             reopens: 0,
             owner: "o@x".into(),
-            feedback_id: String::new(),
+            feedback_id: "".into(),
             require_opportunity: false,
             closed: None,
             sla: Default::default(),

@@ -49,7 +49,7 @@ pub struct Context {
     /// Per program: its journey stage.
     pub stages: HashMap<String, String>,
     /// Responses whose routing matched no workflow.
-    pub unmatched: std::sync::Arc<HashSet<String>>,
+    pub unmatched: std::sync::Arc<HashSet<Arc<str>>>,
 }
 
 /// The default target rate of closure and first contact within target.
@@ -602,11 +602,11 @@ pub fn explain_rate(
             Clock::FirstContact => (t.fc_due, t.first_contact),
         };
         lines.push(vec![
-            t.ticket_id.clone(),
-            t.program_id.clone(),
+            t.ticket_id.to_string(),
+            t.program_id.to_string(),
             t.workflow().to_string(),
-            t.account_id.clone(),
-            t.owner.clone(),
+            t.account_id.to_string(),
+            t.owner.to_string(),
             time(t.opened_at),
             time(due),
             at.map(time).unwrap_or_default(),
@@ -666,7 +666,7 @@ pub fn explain_nps(
         }
         lines.push(vec![
             r.feedback_id.to_string(),
-            r.response_id.clone(),
+            r.response_id.to_string(),
             r.program_id.to_string(),
             r.account_id.to_string(),
             time(r.submitted_at),
@@ -705,7 +705,7 @@ mod tests {
         TicketFact {
             ticket_id: "t".into(),
             program_id: "p".into(),
-            workflow_id: String::new(),
+            workflow_id: "".into(),
             account_id: "a".into(),
             opened_at: opened,
             fc_due: opened + 10,
@@ -714,7 +714,7 @@ mod tests {
             first_close,
             reopens: 0,
             owner: "o@x".into(),
-            feedback_id: String::new(),
+            feedback_id: "".into(),
             require_opportunity: false,
             closed: None,
             sla: Default::default(),

@@ -167,7 +167,7 @@ pub fn pairs(
                 account_id: account.to_string(),
                 acted: closed_at.is_some_and(|c| c < next_at),
                 first_response: first.feedback_id.to_string(),
-                tickets: opened.iter().map(|t| t.ticket_id.clone()).collect(),
+                tickets: opened.iter().map(|t| t.ticket_id.to_string()).collect(),
                 closed_at,
                 next_response_at: next_at,
                 before,
