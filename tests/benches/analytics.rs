@@ -551,20 +551,24 @@ async fn main() {
         },
     )
     .await;
-    let rm = closeloop_readmodel::Db::connect(&db.url).await.unwrap();
+    // One connection, not a pool (this process's memory is measured), reads
+    // the checkpoints; the server is asked for pending events (an ephemeral
+    // consumer each: not cheap) only once the furthest projection has
+    // applied the last event written, which bounds them all.
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let mut c = AnalyticsServiceClient::connect(app.grpc_url())
+        .await
+        .unwrap();
     loop {
-        // Each projection has caught up when nothing of its subjects is
-        // left after its checkpoint; the last event written bounds them all.
         let max: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(sequence) FROM projector_checkpoints WHERE name LIKE 'analytics_%'",
         )
-        .fetch_one(rm.pool())
+        .fetch_one(&mut conn)
         .await
         .unwrap();
         if max.unwrap_or(0) as u64 >= w.last {
-            let mut c = AnalyticsServiceClient::connect(app.grpc_url())
-                .await
-                .unwrap();
             let st = c
                 .view_status(v1::ViewStatusRequest {})
                 .await
@@ -581,6 +585,7 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    drop(conn);
     let took = started.elapsed();
     println!(
         "  rebuild: {} events in {:.1?}: {:.0} events/s (target ≥ 50000/s on SQLite)",
@@ -590,9 +595,6 @@ async fn main() {
     );
 
     // 2. Reports over the year.
-    let mut c = AnalyticsServiceClient::connect(app.grpc_url())
-        .await
-        .unwrap();
     for view in [
         "closure",
         "first-contact",

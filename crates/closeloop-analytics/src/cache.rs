@@ -16,7 +16,7 @@ use tokio::sync::{RwLock, RwLockReadGuard};
 
 use crate::facts::{
     AccountFact, EVENT_COLUMNS, Interner, ResponseFact, TICKET_COLUMNS, TicketFold, event_row,
-    response_fact, ticket_row,
+    id_hash, response_fact, ticket_row,
 };
 use crate::tables::Tables;
 
@@ -31,14 +31,17 @@ pub struct Facts {
     pub max_at: i64,
     pub tickets: TicketFold,
     pub responses: Vec<ResponseFact>,
-    /// Feedback id (shared with its fact) → (index in `responses`, its
-    /// revision key, sequence).
-    response_index: HashMap<Arc<str>, (u32, i64, i64)>,
+    /// Each response's (revision key, sequence), beside `responses`: a
+    /// revision replaces the fact when it is later by these.
+    revisions: Vec<(i64, i64)>,
+    /// Places in `responses`, found by feedback id (hashed with
+    /// [`id_hash`]; the id itself is the fact's).
+    response_index: hashbrown::HashTable<u32>,
+    /// Feedback ids whose routing matched no workflow before their response
+    /// reached the cache (the routing projection ran ahead).
+    early_unmatched: HashSet<Box<str>>,
     names: Interner,
     pub accounts: Arc<HashMap<String, AccountFact>>,
-    /// Feedback ids, shared with the responses' facts where those are
-    /// known.
-    pub unmatched: Arc<HashSet<Arc<str>>>,
 }
 
 /// The cache of one process.
@@ -209,7 +212,7 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                 r.try_get(3)?,
                 r.try_get(5)?,
             );
-            let fact = response_fact(
+            let mut fact = response_fact(
                 &mut f.names,
                 feedback_id,
                 response_id,
@@ -218,19 +221,28 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                 r.try_get(4)?,
                 answers,
             );
-            match f.response_index.get_mut(&fact.feedback_id) {
-                Some((i, rk, seq)) => {
-                    if key > (*rk, *seq) {
-                        (*rk, *seq) = key;
-                        f.responses[*i as usize] = fact;
+            let h = id_hash(feedback_id);
+            let responses = &mut f.responses;
+            match f
+                .response_index
+                .find(h, |&i| &*responses[i as usize].feedback_id == feedback_id)
+            {
+                Some(&i) => {
+                    let i = i as usize;
+                    if key > f.revisions[i] {
+                        f.revisions[i] = key;
+                        fact.unmatched = responses[i].unmatched;
+                        responses[i] = fact;
                     }
                 }
                 None => {
-                    f.response_index.insert(
-                        fact.feedback_id.clone(),
-                        (f.responses.len() as u32, key.0, key.1),
-                    );
-                    f.responses.push(fact);
+                    fact.unmatched = f.early_unmatched.remove(feedback_id);
+                    f.response_index
+                        .insert_unique(h, responses.len() as u32, |&i| {
+                            id_hash(&responses[i as usize].feedback_id)
+                        });
+                    responses.push(fact);
+                    f.revisions.push(key);
                 }
             }
             Ok(())
@@ -270,8 +282,8 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
     // Routing: responses that matched no workflow.
     let (from, upto) = (f.synced[4], to[4]);
     if upto > from {
-        let set = Arc::make_mut(&mut f.unmatched);
-        let index = &f.response_index;
+        let (index, responses) = (&f.response_index, &mut f.responses);
+        let early = &mut f.early_unmatched;
         let mut max_at = f.max_at;
         rows(
             db,
@@ -284,10 +296,12 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                 let unmatched: i32 = r.try_get(1)?;
                 if unmatched != 0 {
                     let id: &str = r.try_get(0)?;
-                    set.insert(match index.get_key_value(id) {
-                        Some((shared, _)) => shared.clone(),
-                        None => Arc::from(id),
-                    });
+                    match index.find(id_hash(id), |&i| &*responses[i as usize].feedback_id == id) {
+                        Some(&i) => responses[i as usize].unmatched = true,
+                        None => {
+                            early.insert(id.into());
+                        }
+                    }
                 }
                 Ok(())
             },

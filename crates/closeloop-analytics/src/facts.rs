@@ -108,6 +108,9 @@ pub struct ResponseFact {
     pub submitted_at: i64,
     /// Its numeric answers, by question.
     pub answers: Box<[(Arc<str>, f64)]>,
+    /// Its routing decision (recorded by the query's time) matched no
+    /// workflow.
+    pub unmatched: bool,
 }
 
 impl ResponseFact {
@@ -157,6 +160,7 @@ pub(crate) fn response_fact(
             .iter()
             .filter_map(|(k, v)| Some((names.get(k), v.as_f64()?)))
             .collect(),
+        unmatched: false,
     }
 }
 
@@ -170,8 +174,8 @@ fn bounds(q: &Query) -> (i64, i64) {
 #[derive(Debug, Default, Clone)]
 pub struct TicketFold {
     pub tickets: Vec<TicketFact>,
-    /// Ticket id (shared with its fact) → its place in `tickets`.
-    index: HashMap<Arc<str>, u32>,
+    /// Places in `tickets`, found by the ticket id (hashed with [`id_hash`]).
+    index: hashbrown::HashTable<u32>,
     names: Interner,
     /// Due times and marks of tickets not seen yet (the SLA projection ran
     /// ahead of the ticket projection).
@@ -207,9 +211,23 @@ fn words(n: i64) -> u32 {
     n.clamp(0, i64::from(u32::MAX)) as u32
 }
 
+/// The hash of an id in the cache's index tables.
+pub(crate) fn id_hash(id: &str) -> u64 {
+    use std::hash::BuildHasher as _;
+    rustc_hash::FxBuildHasher.hash_one(id)
+}
+
 impl TicketFold {
+    /// The place of ticket `id` in `tickets`.
+    fn find(&self, id: &str) -> Option<usize> {
+        let tickets = &self.tickets;
+        self.index
+            .find(id_hash(id), |&i| &*tickets[i as usize].ticket_id == id)
+            .map(|&i| i as usize)
+    }
+
     pub fn open(&mut self, r: TicketRow) {
-        if self.index.contains_key(r.ticket_id.as_str()) {
+        if self.find(&r.ticket_id).is_some() {
             return;
         }
         let (fc_due, close_due) = self.early_due.remove(&r.ticket_id).unwrap_or((
@@ -218,7 +236,12 @@ impl TicketFold {
         ));
         let marks = self.early_marks.remove(&r.ticket_id);
         let ticket_id: Arc<str> = Arc::from(r.ticket_id.as_str());
-        self.index.insert(ticket_id.clone(), self.tickets.len() as u32);
+        let tickets = &self.tickets;
+        self.index.insert_unique(
+            id_hash(&ticket_id),
+            tickets.len() as u32,
+            |&i| id_hash(&tickets[i as usize].ticket_id),
+        );
         let names = &mut self.names;
         self.tickets.push(TicketFact {
             ticket_id,
@@ -244,9 +267,9 @@ impl TicketFold {
 
     /// The SLA's first-run due times (they replace the policy's targets).
     pub fn due(&mut self, ticket_id: &str, fc_due: i64, close_due: i64) {
-        match self.index.get(ticket_id) {
-            Some(&i) => {
-                let t = &mut self.tickets[i as usize];
+        match self.find(ticket_id) {
+            Some(i) => {
+                let t = &mut self.tickets[i];
                 t.fc_due = fc_due;
                 t.close_due = close_due;
             }
@@ -260,10 +283,10 @@ impl TicketFold {
     /// An event of a ticket already opened (others are ignored: a ticket
     /// outside the query's period).
     pub fn event(&mut self, e: EventRow) {
-        let Some(&i) = self.index.get(e.ticket_id.as_str()) else {
+        let Some(i) = self.find(&e.ticket_id) else {
             return;
         };
-        let t = &mut self.tickets[i as usize];
+        let t = &mut self.tickets[i];
         if !e.owner_email.is_empty() {
             t.owner = self.names.get(&e.owner_email);
         }
@@ -292,14 +315,14 @@ impl TicketFold {
 
     /// A warning, breach or escalation.
     pub fn mark(&mut self, ticket_id: &str, kind: String, clock: &str, detail: i64) {
-        let Some(&i) = self.index.get(ticket_id) else {
+        let Some(i) = self.find(ticket_id) else {
             self.early_marks
                 .entry(ticket_id.to_string())
                 .or_default()
                 .push((kind, clock.to_string(), detail));
             return;
         };
-        let m = &mut self.tickets[i as usize].sla;
+        let m = &mut self.tickets[i].sla;
         match (kind.as_str(), clock) {
             ("warned", "first_contact") => m.warned_first_contact = true,
             ("warned", _) => m.warned_closure = true,
@@ -537,19 +560,25 @@ pub fn named(t: &Tables, positions: [u64; 5]) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The responses whose routing decision, recorded by `as_of`, matched no
-/// workflow.
-pub async fn unmatched(
+/// Marks the responses whose routing decision, recorded by `as_of`,
+/// matched no workflow.
+pub async fn mark_unmatched(
     db: &Db,
     t: &Tables,
     as_of: i64,
-) -> Result<rustc_hash::FxHashSet<Arc<str>>, sqlx::Error> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    responses: &mut [ResponseFact],
+) -> Result<(), sqlx::Error> {
+    let ids: rustc_hash::FxHashSet<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT feedback_id FROM {routing} WHERE unmatched = 1 AND at <= $1",
         routing = t.routing
     )))
     .bind(as_of)
     .fetch_all(db.pool())
-    .await
-    .map(|v: Vec<String>| v.into_iter().map(Arc::from).collect())
+    .await?
+    .into_iter()
+    .collect();
+    for r in responses {
+        r.unmatched = ids.contains(r.feedback_id.as_ref());
+    }
+    Ok(())
 }

@@ -239,8 +239,7 @@ impl AnalyticsGrpc {
             .await
             .map_err(unavailable)?;
         if q.as_of >= cached.max_at {
-            let mut cx = self.context(cached.accounts.clone()).await?;
-            cx.unmatched = cached.unmatched.clone();
+            let cx = self.context(cached.accounts.clone()).await?;
             let positions = facts::named(&t, cached.synced.map(|s| s.max(0) as u64));
             return Ok((Source::Cached(cached), cx, positions));
         }
@@ -285,7 +284,7 @@ impl AnalyticsGrpc {
         let accounts = facts::accounts(&self.db, t, q.as_of)
             .await
             .map_err(unavailable)?;
-        let mut cx = self.context(Arc::new(accounts)).await?;
+        let cx = self.context(Arc::new(accounts)).await?;
         let needs_tickets = view != "nps" && view != "leaderboard";
         let needs_responses = matches!(view, "nps" | "leaderboard" | "uplift" | "journey");
         let tickets = if !needs_tickets {
@@ -304,7 +303,7 @@ impl AnalyticsGrpc {
         } else {
             facts::tickets(&self.db, t, q).await.map_err(unavailable)?
         };
-        let responses = if needs_responses {
+        let mut responses = if needs_responses {
             facts::responses(&self.db, t, q)
                 .await
                 .map_err(unavailable)?
@@ -312,11 +311,9 @@ impl AnalyticsGrpc {
             Vec::new()
         };
         if view == "journey" {
-            cx.unmatched = Arc::new(
-                facts::unmatched(&self.db, t, q.as_of)
-                    .await
-                    .map_err(unavailable)?,
-            );
+            facts::mark_unmatched(&self.db, t, q.as_of, &mut responses)
+                .await
+                .map_err(unavailable)?;
         }
         Ok(Data {
             tickets,

@@ -178,7 +178,7 @@ pub fn journey(
                 .map(|d| response_key(r, *d, q, cx))
                 .collect::<Result<Vec<_>, _>>()?;
         let (kind, v) = metric_of(r, cx);
-        let unmatched = cx.unmatched.contains(r.feedback_id.as_ref());
+        let unmatched = r.unmatched;
         groups
             .entry((Key::B(&r.program_id), slice))
             .or_default()
@@ -270,7 +270,7 @@ pub fn explain(
                 q.by.iter()
                     .map(|d| response_slice(r, *d, q, cx))
                     .collect::<Result<Vec<_>, _>>()?;
-            let unmatched = cx.unmatched.contains(r.feedback_id.as_ref());
+            let unmatched = r.unmatched;
             if (!key.is_empty() && key_of(&r.program_id, slice, q, cx) != key)
                 || (only == Only::Unmatched && !unmatched)
             {

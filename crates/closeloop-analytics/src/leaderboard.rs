@@ -225,6 +225,7 @@ mod tests {
             account_id: "a".into(),
             submitted_at: 0,
             answers: Box::new([]),
+            unmatched: false,
         };
         let qs = ["nps".to_string(), "partnership".to_string()];
         assert_eq!(response_score(&r, &qs), None);

@@ -5,7 +5,7 @@
 //!
 //! The definitions are in `docs/metrics.md`; this module implements them.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
 use std::sync::Arc;
 
@@ -48,8 +48,6 @@ pub struct Context {
     pub config: AnalyticsConfig,
     /// Per program: its journey stage.
     pub stages: HashMap<String, String>,
-    /// Responses whose routing matched no workflow.
-    pub unmatched: std::sync::Arc<HashSet<Arc<str>>>,
 }
 
 /// The default target rate of closure and first contact within target.
