@@ -237,11 +237,10 @@ impl TicketFold {
         let marks = self.early_marks.remove(&r.ticket_id);
         let ticket_id: Arc<str> = Arc::from(r.ticket_id.as_str());
         let tickets = &self.tickets;
-        self.index.insert_unique(
-            id_hash(&ticket_id),
-            tickets.len() as u32,
-            |&i| id_hash(&tickets[i as usize].ticket_id),
-        );
+        self.index
+            .insert_unique(id_hash(&ticket_id), tickets.len() as u32, |&i| {
+                id_hash(&tickets[i as usize].ticket_id)
+            });
         let names = &mut self.names;
         self.tickets.push(TicketFact {
             ticket_id,

@@ -109,13 +109,23 @@ pub fn pairs(
     check(q)?;
     // Per account, per period start: its NPS responses in time order.
     type Answers<'a> = Vec<(i64, f64, &'a ResponseFact)>;
-    let mut by_account: BTreeMap<&str, BTreeMap<i64, Answers<'_>>> = BTreeMap::new();
+    let mut by_account: HashMap<&str, BTreeMap<i64, Answers<'_>>> = HashMap::default();
+    // The metric of the last program seen (responses come program by
+    // program far more often than not): one lookup per run, not per response.
+    let mut last: Option<(&ResponseFact, &str)> = None;
     for r in responses {
         if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
             continue;
         }
-        let (kind, value) = metric_of(r, cx);
-        let (Some(v), "nps") = (value, kind) else {
+        let kind = match last {
+            Some((l, kind)) if std::sync::Arc::ptr_eq(&l.program_id, &r.program_id) => kind,
+            _ => metric_of(r, cx).0,
+        };
+        last = Some((r, kind));
+        if kind != "nps" {
+            continue;
+        }
+        let Some(v) = metric_of(r, cx).1 else {
             continue;
         };
         let Some((start, _)) = q.bounds(r.submitted_at) else {
@@ -128,17 +138,28 @@ pub fn pairs(
             .or_default()
             .push((r.submitted_at, v, r));
     }
-    let mut from_response: HashMap<&str, Vec<&TicketFact>> = HashMap::default();
-    for t in tickets {
-        if !t.feedback_id.is_empty() {
-            from_response.entry(&t.feedback_id).or_default().push(t);
-        }
-    }
-    let mut out = Vec::new();
-    for (account, periods) in &mut by_account {
+    // In account order (the bootstrap draws from the pairs in this order).
+    let mut by_account: Vec<(&str, BTreeMap<i64, Answers<'_>>)> = by_account.into_iter().collect();
+    by_account.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (_, periods) in &mut by_account {
         for answers in periods.values_mut() {
             answers.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.feedback_id.cmp(&b.2.feedback_id)));
         }
+    }
+    // Tickets opened from the responses that can start a pair (each
+    // account's first of a period), found in one pass over the tickets.
+    let mut from_response: HashMap<&str, Vec<&TicketFact>> = by_account
+        .iter()
+        .flat_map(|(_, periods)| periods.values().map(|a| a[0].2.feedback_id.as_ref()))
+        .map(|id| (id, Vec::new()))
+        .collect();
+    for t in tickets {
+        if let Some(v) = from_response.get_mut(t.feedback_id.as_ref()) {
+            v.push(t);
+        }
+    }
+    let mut out = Vec::new();
+    for (account, periods) in &by_account {
         for (start, earlier) in periods.iter() {
             let Some((_, end)) = q.bounds(*start) else {
                 continue;
@@ -150,8 +171,7 @@ pub fn pairs(
             let next_at = later[0].0;
             let opened = from_response
                 .get(first.feedback_id.as_ref())
-                .cloned()
-                .unwrap_or_default();
+                .map_or(&[][..], |v| v.as_slice());
             let closed_at = opened.iter().filter_map(|t| t.first_close).min();
             let mut before = Counts::default();
             earlier.iter().for_each(|(_, v, _)| before.add(*v));
@@ -181,9 +201,17 @@ pub fn pairs(
 /// A small, fast generator for the bootstrap (SplitMix64).
 struct SplitMix(u64);
 
+/// SplitMix64's increment.
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
 impl SplitMix {
+    /// The generator seeded with [`SEED`] after `draws` draws.
+    fn at(draws: u64) -> SplitMix {
+        SplitMix(SEED.wrapping_add(draws.wrapping_mul(GAMMA)))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(GAMMA);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -229,9 +257,7 @@ pub fn bootstrap(acted: &[&Pair], not_acted: &[&Pair]) -> Option<(f64, f64)> {
             .collect()
     };
     let (a, n) = (flat(acted), flat(not_acted));
-    let mut rng = SplitMix(SEED);
-    let mut diffs = Vec::with_capacity(RESAMPLES);
-    let mut resample = |g: &[[u64; 6]]| {
+    let resample = |rng: &mut SplitMix, g: &[[u64; 6]]| {
         let mut sum = [0u64; 6];
         for _ in 0..g.len() {
             let x = &g[rng.below(g.len())];
@@ -243,13 +269,38 @@ pub fn bootstrap(acted: &[&Pair], not_acted: &[&Pair]) -> Option<(f64, f64)> {
             |p: u64, d: u64, n: u64| (n > 0).then(|| 100.0 * (p as f64 - d as f64) / n as f64);
         Some(nps(sum[3], sum[4], sum[5])? - nps(sum[0], sum[1], sum[2])?)
     };
-    for _ in 0..RESAMPLES {
-        let x = resample(&a);
-        let y = resample(&n);
-        if let (Some(x), Some(y)) = (x, y) {
-            diffs.push(x - y);
+    // Resample `i` takes draws `i * per ..` of the one seeded sequence, and
+    // SplitMix64 can start anywhere in it: the resamples are split over the
+    // cores and give exactly what one loop over them would.
+    let per = (a.len() + n.len()) as u64;
+    let workers = std::thread::available_parallelism().map_or(1, |w| w.get().min(4));
+    let chunk = RESAMPLES.div_ceil(workers);
+    let run = |lo: usize, hi: usize| {
+        let mut rng = SplitMix::at(lo as u64 * per);
+        let mut diffs = Vec::with_capacity(hi - lo);
+        for _ in lo..hi {
+            let x = resample(&mut rng, &a);
+            let y = resample(&mut rng, &n);
+            if let (Some(x), Some(y)) = (x, y) {
+                diffs.push(x - y);
+            }
         }
-    }
+        diffs
+    };
+    let mut diffs = if workers < 2 || per * (RESAMPLES as u64) < 100_000 {
+        run(0, RESAMPLES)
+    } else {
+        std::thread::scope(|s| {
+            let run = &run;
+            let parts: Vec<_> = (0..workers)
+                .map(|w| s.spawn(move || run(w * chunk, ((w + 1) * chunk).min(RESAMPLES))))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().expect("a bootstrap worker panicked"))
+                .collect()
+        })
+    };
     if diffs.is_empty() {
         return None;
     }
@@ -375,6 +426,60 @@ mod tests {
             before: c(before),
             after: c(after),
         }
+    }
+
+    /// The bootstrap as one loop over one sequence: what the split over
+    /// cores must give exactly.
+    fn sequential(acted: &[&Pair], not_acted: &[&Pair]) -> Option<(f64, f64)> {
+        let mut rng = SplitMix(SEED);
+        let mut resample = |g: &[&Pair]| {
+            let (mut b, mut a) = (Counts::default(), Counts::default());
+            for _ in 0..g.len() {
+                let p = g[rng.below(g.len())];
+                (b, a) = (b.plus(p.before), a.plus(p.after));
+            }
+            Some(a.nps()? - b.nps()?)
+        };
+        let mut diffs = Vec::new();
+        for _ in 0..RESAMPLES {
+            let (x, y) = (resample(acted), resample(not_acted));
+            if let (Some(x), Some(y)) = (x, y) {
+                diffs.push(x - y);
+            }
+        }
+        diffs.sort_by(f64::total_cmp);
+        let at = |p: f64| diffs[((p * (diffs.len() - 1) as f64).round()) as usize];
+        Some((at(0.025), at(0.975)))
+    }
+
+    #[test]
+    fn the_split_bootstrap_equals_one_loop_over_the_sequence() {
+        // Large enough to be split over threads, with groups of different
+        // sizes and accounts without answers in a period.
+        let mut x = 7u64;
+        let mut next = |m: u64| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 33) % m
+        };
+        let pairs: Vec<Pair> = (0..700)
+            .map(|i| {
+                let n = next(4);
+                let p = next(n + 1);
+                let m = next(4);
+                let q = next(m + 1);
+                pair(i % 3 == 0, (p, n - p, n), (q, (m - q) / 2, m))
+            })
+            .collect();
+        let acted: Vec<&Pair> = pairs.iter().filter(|p| p.acted).collect();
+        let not_acted: Vec<&Pair> = pairs.iter().filter(|p| !p.acted).collect();
+        assert!((acted.len() + not_acted.len()) * RESAMPLES >= 100_000);
+        let expected = sequential(&acted, &not_acted).unwrap();
+        assert_eq!(bootstrap(&acted, &not_acted), Some(expected));
+        let small: Vec<&Pair> = acted.iter().take(5).copied().collect();
+        assert_eq!(
+            bootstrap(&small, &not_acted[..7]),
+            sequential(&small, &not_acted[..7])
+        );
     }
 
     #[test]
