@@ -16,7 +16,8 @@
 //!
 //! Environment: BENCH_DB (sqlite|postgres), BENCH_RESPONSES (default
 //! 250 000: about 1 000 000 events in all), BENCH_REPORTS (asks per view,
-//! default 20).
+//! default 20), BENCH_VIEWS (comma-separated views to ask, default all: for
+//! profiling one).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -605,6 +606,11 @@ async fn main() {
         "leaderboard",
         "journey",
     ] {
+        if let Ok(only) = std::env::var("BENCH_VIEWS")
+            && !only.split(',').any(|v| v == view)
+        {
+            continue;
+        }
         let mut times = Vec::with_capacity(asks);
         for _ in 0..asks {
             let t = Instant::now();

@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::facts::{ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
 use crate::report::{
-    Band, Clock, Context, Explained, Key, Outcome, ReportError, Row, Table, band, columns,
+    Band, Clock, Context, Explained, Key, Metrics, Outcome, ReportError, Row, Table, band, columns,
     metric_of, owned, passes, ratio, response_key, response_passes, response_slice, ticket_key,
     ticket_slice, time,
 };
@@ -169,6 +169,7 @@ pub fn journey(
     // once per row below.
     let mut groups: HashMap<(Key<'_>, Vec<Key<'_>>), Acc> = HashMap::default();
     let mut total = Acc::default();
+    let mut metrics = Metrics::new(cx);
     for r in responses {
         if !q.in_range(r.submitted_at) || !response_passes(q, r, cx)? {
             continue;
@@ -177,7 +178,7 @@ pub fn journey(
             q.by.iter()
                 .map(|d| response_key(r, *d, q, cx))
                 .collect::<Result<Vec<_>, _>>()?;
-        let (kind, v) = metric_of(r, cx);
+        let (kind, v) = metrics.of(r);
         let unmatched = r.unmatched;
         groups
             .entry((Key::B(&r.program_id), slice))

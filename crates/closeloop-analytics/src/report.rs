@@ -502,6 +502,45 @@ pub fn metric_of<'a>(r: &ResponseFact, cx: &'a Context) -> (&'a str, Option<f64>
     }
 }
 
+/// [`metric_of`] for loops over many responses: each program's metric is
+/// looked up once (found again by its shared id), not once per response.
+pub(crate) struct Metrics<'a> {
+    cx: &'a Context,
+    seen: Vec<(Arc<str>, &'a str, &'a str)>,
+}
+
+impl<'a> Metrics<'a> {
+    pub(crate) fn new(cx: &'a Context) -> Self {
+        Metrics {
+            cx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// What [`metric_of`] gives for `r`.
+    pub(crate) fn of(&mut self, r: &ResponseFact) -> (&'a str, Option<f64>) {
+        let (kind, question) = match self
+            .seen
+            .iter()
+            .find(|(p, _, _)| Arc::ptr_eq(p, &r.program_id))
+        {
+            Some(&(_, kind, question)) => (kind, question),
+            None => {
+                let (kind, question) = match self.cx.metrics.get(r.program_id.as_ref()) {
+                    Some((kind, question)) => (kind.as_str(), question.as_str()),
+                    None => ("nps", "nps"),
+                };
+                // Ids are shared, so programs are few; bounded all the same.
+                if self.seen.len() < 256 {
+                    self.seen.push((r.program_id.clone(), kind, question));
+                }
+                (kind, question)
+            }
+        };
+        (kind, r.number(question))
+    }
+}
+
 /// NPS, CSAT and CES by the query's slices.
 pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table, ReportError> {
     for d in &q.by {
@@ -515,11 +554,12 @@ pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table,
     }
     let mut rows: HashMap<Vec<Key<'_>>, NpsAcc> = HashMap::default();
     let mut total = NpsAcc::default();
+    let mut metrics = Metrics::new(cx);
     for r in responses {
         if !q.in_range(r.submitted_at) || !response_passes(q, r, cx)? {
             continue;
         }
-        let (kind, value) = metric_of(r, cx);
+        let (kind, value) = metrics.of(r);
         let Some(v) = value else { continue };
         let key =
             q.by.iter()

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::facts::{ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
 use crate::report::{
-    Band, Context, Explained, ReportError, Row, Table, band, columns, metric_of, passes,
+    Band, Context, Explained, Metrics, ReportError, Row, Table, band, columns, passes,
     response_slice, time,
 };
 
@@ -110,22 +110,12 @@ pub fn pairs(
     // Per account, per period start: its NPS responses in time order.
     type Answers<'a> = Vec<(i64, f64, &'a ResponseFact)>;
     let mut by_account: HashMap<&str, BTreeMap<i64, Answers<'_>>> = HashMap::default();
-    // The metric of the last program seen (responses come program by
-    // program far more often than not): one lookup per run, not per response.
-    let mut last: Option<(&ResponseFact, &str)> = None;
+    let mut metrics = Metrics::new(cx);
     for r in responses {
         if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
             continue;
         }
-        let kind = match last {
-            Some((l, kind)) if std::sync::Arc::ptr_eq(&l.program_id, &r.program_id) => kind,
-            _ => metric_of(r, cx).0,
-        };
-        last = Some((r, kind));
-        if kind != "nps" {
-            continue;
-        }
-        let Some(v) = metric_of(r, cx).1 else {
+        let ("nps", Some(v)) = metrics.of(r) else {
             continue;
         };
         let Some((start, _)) = q.bounds(r.submitted_at) else {
@@ -143,7 +133,10 @@ pub fn pairs(
     by_account.sort_unstable_by(|a, b| a.0.cmp(b.0));
     for (_, periods) in &mut by_account {
         for answers in periods.values_mut() {
-            answers.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.feedback_id.cmp(&b.2.feedback_id)));
+            answers.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| a.2.feedback_id.cmp(&b.2.feedback_id))
+            });
         }
     }
     // Tickets opened from the responses that can start a pair (each
