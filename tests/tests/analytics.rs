@@ -151,6 +151,13 @@ struct Ticket {
     contact: Option<u32>,
     closes: Vec<u32>,
     reopens: Vec<u32>,
+    /// A customer reply (not an owner action, not a contact).
+    reply: Option<u32>,
+    /// Waiting on the customer from a tick, until a later one (ended by the
+    /// owner, or by a customer reply when `true`) or the close. The example
+    /// workflows do not pause clocks while waiting, so a wait changes no
+    /// view: the target counts from the opening (docs/metrics.md).
+    wait: Option<(u32, Option<(u32, bool)>)>,
 }
 
 struct Scenario {
@@ -307,6 +314,7 @@ fn scenario() -> Scenario {
     }
 
     let mut tickets = Vec::new();
+    let mut extra = Rng(0x2545_F491_4F6C_DD1D);
     for (ri, r) in responses.iter().enumerate() {
         let acct = &accounts[r.account];
         let (workflow, owner) = match r.program {
@@ -343,6 +351,8 @@ fn scenario() -> Scenario {
             },
             closes: Vec::new(),
             reopens: Vec::new(),
+            reply: None,
+            wait: None,
         };
         if rng.chance(85) {
             let c = o + 1 + rng.below(20) as u32;
@@ -373,6 +383,26 @@ fn scenario() -> Scenario {
         }
         if t.contact.is_some_and(|c| c >= TICKS) {
             t.contact = None;
+        }
+        // Replies and waits, before the first close (or any time while it
+        // stays open), from a generator of their own: the rest of the
+        // scenario is the same with or without them.
+        let open_until = t.closes.first().copied().unwrap_or(TICKS);
+        if extra.chance(30) {
+            let tick = o + extra.below(6) as u32;
+            t.reply = (tick < open_until).then_some(tick);
+        }
+        if extra.chance(20) {
+            let from = o + extra.below(3) as u32;
+            let until = from + 1 + extra.below(5) as u32;
+            let by_reply = extra.chance(50);
+            if from < open_until && t.reply != Some(from) {
+                t.wait = Some((
+                    from,
+                    (until < open_until && t.reply.is_none_or(|r| r < from || r > until))
+                        .then_some((until, by_reply)),
+                ));
+            }
         }
         tickets.push(t);
     }
@@ -806,6 +836,19 @@ async fn drive(app: &App, s: &Scenario) {
         for r in &t.reopens {
             actions.entry(*r).or_default().push((3, t));
         }
+        // After the owner's actions of the tick: a wait starts (4), ends
+        // (5), the customer replies (6).
+        if let Some((from, until)) = t.wait {
+            actions.entry(from).or_default().push((4, t));
+            match until {
+                Some((tick, false)) => actions.entry(tick).or_default().push((5, t)),
+                Some((tick, true)) => actions.entry(tick).or_default().push((6, t)),
+                None => {}
+            }
+        }
+        if let Some(tick) = t.reply {
+            actions.entry(tick).or_default().push((6, t));
+        }
     }
     let mut feedback = FeedbackServiceClient::connect(app.grpc_url())
         .await
@@ -921,7 +964,8 @@ async fn drive(app: &App, s: &Scenario) {
             .flatten()
             .map(|t| (t.id.as_str(), false))
             .collect();
-        for (kind, t) in &todo {
+        // (Replies and waits are not owner actions: no new untouched period.)
+        for (kind, t) in todo.iter().filter(|(kind, _)| *kind < 4) {
             settle.insert(t.id.as_str(), *kind == 2);
         }
         for (kind, t) in todo {
@@ -959,11 +1003,38 @@ async fn drive(app: &App, s: &Scenario) {
                     })
                     .await
                     .map(|_| ()),
-                _ => tickets
+                3 => tickets
                     .reopen_ticket(v1::ReopenTicketRequest {
                         request_id,
                         ticket_id: t.id.clone(),
                         reason: "the problem came back".into(),
+                        actor: String::new(),
+                    })
+                    .await
+                    .map(|_| ()),
+                4 => tickets
+                    .wait_on_customer(v1::WaitRequest {
+                        request_id,
+                        ticket_id: t.id.clone(),
+                        reason: "waiting for their export".into(),
+                        actor: String::new(),
+                    })
+                    .await
+                    .map(|_| ()),
+                5 => tickets
+                    .end_wait(v1::WaitRequest {
+                        request_id,
+                        ticket_id: t.id.clone(),
+                        reason: "they sent it".into(),
+                        actor: String::new(),
+                    })
+                    .await
+                    .map(|_| ()),
+                _ => tickets
+                    .record_customer_reply(v1::RecordCustomerReplyRequest {
+                        request_id,
+                        ticket_id: t.id.clone(),
+                        text: "here is what we found".into(),
                         actor: String::new(),
                     })
                     .await
@@ -1535,6 +1606,18 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
     let s = scenario();
     assert!(s.accounts.len() >= 300);
     assert!(s.responses.len() >= 5000, "{}", s.responses.len());
+    // Customer replies, and waits ended by the owner, by a reply and by the
+    // close (or still waiting): none of them may move a view.
+    let waits = |f: fn(&Option<(u32, bool)>) -> bool| {
+        s.tickets
+            .iter()
+            .filter(|t| t.wait.as_ref().is_some_and(|(_, until)| f(until)))
+            .count()
+    };
+    assert!(s.tickets.iter().filter(|t| t.reply.is_some()).count() > 50);
+    assert!(waits(|u| matches!(u, Some((_, false)))) > 10);
+    assert!(waits(|u| matches!(u, Some((_, true)))) > 10);
+    assert!(waits(|u| u.is_none()) > 10);
     let nats = Nats::start();
     let db = TestDb::new(Backend::Sqlite).await;
     let prefix = unique_prefix();
