@@ -1,6 +1,7 @@
 //! `closeloop status`: what closeloop processes are doing, from each one's
 //! `/readyz` and `/metrics`: per process, one line for its roles and
-//! readiness, one per projector (position, lag) and per durable consumer
+//! readiness, one per projector (the roles' and the analytics views';
+//! position, lag) and per durable consumer
 //! (position, lag, dead letters and retries since it started); with
 //! `--nats-url`, also what each consumer has parked in the dead-letter
 //! stream (what `closeloop dlq list` lists).
@@ -124,16 +125,32 @@ async fn process(url: &str) -> Result<Value, String> {
         .and_then(Value::as_str)
         .unwrap_or("?")
         .to_string();
-    let projectors: Vec<Value> = names(&metrics, "closeloop_projector_sequence", "projector")
-        .into_iter()
-        .map(|p| {
-            serde_json::json!({
-                "projector": p,
-                "position": get(&metrics, "closeloop_projector_sequence", "projector", &p, None),
-                "pending": get(&metrics, "closeloop_projector_pending", "projector", &p, None),
+    // The roles' projectors, then the analytics views' (their names carry
+    // their generation: `analytics_tickets`, `analytics_tickets@g1`).
+    let projectors: Vec<Value> = [
+        (
+            "closeloop_projector_sequence",
+            "closeloop_projector_pending",
+        ),
+        (
+            "closeloop_analytics_projector_sequence",
+            "closeloop_analytics_projector_pending",
+        ),
+    ]
+    .into_iter()
+    .flat_map(|(position, pending)| {
+        names(&metrics, position, "projector")
+            .into_iter()
+            .map(|p| {
+                serde_json::json!({
+                    "projector": p,
+                    "position": get(&metrics, position, "projector", &p, None),
+                    "pending": get(&metrics, pending, "projector", &p, None),
+                })
             })
-        })
-        .collect();
+            .collect::<Vec<_>>()
+    })
+    .collect();
     let consumers: Vec<Value> = names(&metrics, "closeloop_consumer_position", "consumer")
         .into_iter()
         .map(|c| {

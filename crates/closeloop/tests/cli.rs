@@ -683,7 +683,11 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
                 .cloned()
                 .unwrap_or(Value::Null)
         };
-        if consumer("ticketing-routes")["done"].as_u64() >= Some(1) {
+        let responses_projected =
+            v["projectors"].as_array().unwrap().iter().any(|p| {
+                p["projector"] == "analytics_responses" && p["position"].as_u64() > Some(0)
+            });
+        if consumer("ticketing-routes")["done"].as_u64() >= Some(1) && responses_projected {
             assert!(consumer("routing")["position"].as_u64().unwrap() > 0, "{v}");
             assert_eq!(consumer("routing")["pending"], 0, "{v}");
             break v;
@@ -706,6 +710,22 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
         projectors.contains(&"ticket_state".to_string()),
         "{projectors:?}"
     );
+    // The analytics views' projectors too, each with its position.
+    for name in [
+        "analytics_tickets",
+        "analytics_sla",
+        "analytics_responses",
+        "analytics_accounts",
+        "analytics_routing",
+    ] {
+        let p = v["projectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["projector"] == name)
+            .unwrap_or_else(|| panic!("{name} is not in {projectors:?}"));
+        assert!(p["position"].as_u64().is_some(), "{p}");
+    }
     let text = status(&[]);
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout);
@@ -718,6 +738,11 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
     assert!(
         text.lines()
             .any(|l| l.starts_with("projector") && l.contains("ticket_state")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("projector") && l.contains("analytics_responses")),
         "{text}"
     );
     // With the broker: what each consumer has parked in the dead-letter stream.
