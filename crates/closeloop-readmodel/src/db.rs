@@ -137,14 +137,19 @@ impl Db {
                 connect_url.push_str("?mode=rwc");
             }
             // SQLite has one writer at a time; WAL lets readers run beside it.
-            opts = opts.max_connections(8).after_connect(|conn, _| {
-                Box::pin(async move {
-                    for pragma in SQLITE_PRAGMAS {
-                        sqlx::query(pragma).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            });
+            // A connection to a local file does not go stale: no ping (a
+            // round trip to the connection's thread) before each use.
+            opts = opts
+                .max_connections(8)
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in SQLITE_PRAGMAS {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                        Ok(())
+                    })
+                });
         } else {
             opts = opts.max_connections(10);
         }
