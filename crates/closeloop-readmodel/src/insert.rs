@@ -43,6 +43,20 @@ pub struct Insert {
 /// PostgreSQL's bind limits).
 const CHUNK: usize = 100;
 
+/// Rows in the next statement when `left` remain: [`CHUNK`], else the
+/// largest power of two not above `left`. So a table's statements come in
+/// at most eight sizes, and each size's SQL is prepared once and found in
+/// the connection's statement cache after (one statement per row count
+/// would be a new SQL text for nearly every batch: parsed and planned
+/// again, and pushing the others out of the cache).
+fn chunk_size(left: usize) -> usize {
+    if left >= CHUNK {
+        CHUNK
+    } else {
+        1 << left.ilog2()
+    }
+}
+
 impl Insert {
     /// Only constant names go into the SQL: `table`, `columns` and
     /// `conflict` must not come from input.
@@ -65,9 +79,12 @@ impl Insert {
         // SQLite looks numbered parameters up by name, one walk of the
         // statement's names per parameter: anonymous ones bind in order.
         let anonymous = conn.backend_name() == "SQLite";
-        let mut rows = self.rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<Vec<Val>> = rows.by_ref().take(CHUNK).collect();
+        let mut left = self.rows.len();
+        let mut rows = self.rows.into_iter();
+        while left > 0 {
+            let size = chunk_size(left);
+            left -= size;
+            let chunk: Vec<Vec<Val>> = rows.by_ref().take(size).collect();
             let mut sql = format!(
                 "INSERT INTO {} ({}) VALUES ",
                 self.table,
@@ -109,5 +126,31 @@ impl Insert {
             q.execute(&mut *conn).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_come_in_a_few_sizes_and_take_every_row() {
+        let mut sizes = std::collections::BTreeSet::new();
+        for n in 1..=1000 {
+            let (mut left, mut taken) = (n, 0);
+            while left > 0 {
+                let size = chunk_size(left);
+                assert!(size >= 1 && size <= left);
+                sizes.insert(size);
+                left -= size;
+                taken += 1;
+            }
+            // Whole chunks, then one statement per bit of the remainder.
+            assert_eq!(taken, n / CHUNK + (n % CHUNK).count_ones() as usize);
+        }
+        assert_eq!(
+            sizes.into_iter().collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 32, 64, CHUNK]
+        );
     }
 }
