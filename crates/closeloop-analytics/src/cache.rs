@@ -199,28 +199,9 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                 return Ok(());
             }
             let key: (i64, i64) = (r.try_get(7)?, r.try_get(8)?);
-            let (feedback_id, response_id, program_id, account_id, answers): (
-                &str,
-                &str,
-                &str,
-                &str,
-                &str,
-            ) = (
-                r.try_get(0)?,
-                r.try_get(1)?,
-                r.try_get(2)?,
-                r.try_get(3)?,
-                r.try_get(5)?,
-            );
-            let mut fact = response_fact(
-                &mut f.names,
-                feedback_id,
-                response_id,
-                program_id,
-                account_id,
-                r.try_get(4)?,
-                answers,
-            );
+            let mut fact = response_fact(&mut f.names, r)?;
+            let feedback_id = fact.feedback_id.clone();
+            let feedback_id: &str = &feedback_id;
             let h = id_hash(feedback_id);
             let responses = &mut f.responses;
             match f

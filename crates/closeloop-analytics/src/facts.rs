@@ -138,30 +138,28 @@ impl Interner {
     }
 }
 
-/// A response row's fact (`answers`: the JSON object the projection wrote).
+/// The fact of a response row whose first columns are `feedback_id,
+/// response_id, program_id, account_id, submitted_at, answers` (`answers`:
+/// the JSON object the projection wrote).
 pub(crate) fn response_fact(
     names: &mut Interner,
-    feedback_id: &str,
-    response_id: &str,
-    program_id: &str,
-    account_id: &str,
-    submitted_at: i64,
-    answers: &str,
-) -> ResponseFact {
+    r: &sqlx::any::AnyRow,
+) -> Result<ResponseFact, sqlx::Error> {
+    let answers: &str = r.try_get(5)?;
     let parsed: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(answers).unwrap_or_default();
-    ResponseFact {
-        feedback_id: Arc::from(feedback_id),
-        response_id: Box::from(response_id),
-        program_id: names.get(program_id),
-        account_id: names.get(account_id),
-        submitted_at,
+    Ok(ResponseFact {
+        feedback_id: Arc::from(r.try_get::<&str, _>(0)?),
+        response_id: Box::from(r.try_get::<&str, _>(1)?),
+        program_id: names.get(r.try_get(2)?),
+        account_id: names.get(r.try_get(3)?),
+        submitted_at: r.try_get(4)?,
         answers: parsed
             .iter()
             .filter_map(|(k, v)| Some((names.get(k), v.as_f64()?)))
             .collect(),
         unmatched: false,
-    }
+    })
 }
 
 fn bounds(q: &Query) -> (i64, i64) {
@@ -506,28 +504,7 @@ pub async fn responses(db: &Db, t: &Tables, q: &Query) -> Result<Vec<ResponseFac
     let mut out: Vec<ResponseFact> = Vec::new();
     let mut names = Interner::default();
     for r in rows {
-        let (feedback_id, response_id, program_id, account_id, answers): (
-            String,
-            String,
-            String,
-            String,
-            String,
-        ) = (
-            r.try_get(0)?,
-            r.try_get(1)?,
-            r.try_get(2)?,
-            r.try_get(3)?,
-            r.try_get(5)?,
-        );
-        let fact = response_fact(
-            &mut names,
-            &feedback_id,
-            &response_id,
-            &program_id,
-            &account_id,
-            r.try_get(4)?,
-            &answers,
-        );
+        let fact = response_fact(&mut names, &r)?;
         // Ordered by revision: a later row of the same response replaces.
         match out.last_mut() {
             Some(last) if last.feedback_id == fact.feedback_id => *last = fact,
