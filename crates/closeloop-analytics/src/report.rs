@@ -496,9 +496,15 @@ pub const NPS_MEASURES: [&str; 10] = [
 /// A response's metric: its program's kind and its answer to the metric
 /// question (programs without a metric in the context: `nps` on `nps`).
 pub fn metric_of<'a>(r: &ResponseFact, cx: &'a Context) -> (&'a str, Option<f64>) {
-    match cx.metrics.get(r.program_id.as_ref()) {
-        Some((kind, question)) => (kind.as_str(), r.number(question)),
-        None => ("nps", r.number("nps")),
+    let (kind, question) = program_metric(&r.program_id, cx);
+    (kind, r.number(question))
+}
+
+/// A program's metric kind and the question carrying it.
+fn program_metric<'a>(program: &str, cx: &'a Context) -> (&'a str, &'a str) {
+    match cx.metrics.get(program) {
+        Some((kind, question)) => (kind.as_str(), question.as_str()),
+        None => ("nps", "nps"),
     }
 }
 
@@ -526,10 +532,7 @@ impl<'a> Metrics<'a> {
         {
             Some(&(_, kind, question)) => (kind, question),
             None => {
-                let (kind, question) = match self.cx.metrics.get(r.program_id.as_ref()) {
-                    Some((kind, question)) => (kind.as_str(), question.as_str()),
-                    None => ("nps", "nps"),
-                };
+                let (kind, question) = program_metric(&r.program_id, self.cx);
                 // Ids are shared, so programs are few; bounded all the same.
                 if self.seen.len() < 256 {
                     self.seen.push((r.program_id.clone(), kind, question));
