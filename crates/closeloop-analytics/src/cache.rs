@@ -16,7 +16,7 @@ use tokio::sync::{RwLock, RwLockReadGuard};
 
 use crate::facts::{
     AccountFact, EVENT_COLUMNS, Interner, ResponseFact, TICKET_COLUMNS, TicketFold, event_row,
-    id_hash, response_fact, ticket_row,
+    find_by_id, id_hash, response_fact, ticket_row,
 };
 use crate::tables::Tables;
 
@@ -97,6 +97,15 @@ pub async fn keep_warm(cache: Arc<Cache>, db: Db, stopped: impl Future<Output = 
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// The place of response `feedback_id` in `responses`, through `index`.
+fn find_response(
+    index: &hashbrown::HashTable<u32>,
+    responses: &[ResponseFact],
+    feedback_id: &str,
+) -> Option<usize> {
+    find_by_id(index, responses, feedback_id, |r| &r.feedback_id)
 }
 
 /// Rows read per query while catching up (bounds the memory a sync takes
@@ -200,16 +209,9 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
             }
             let key: (i64, i64) = (r.try_get(7)?, r.try_get(8)?);
             let mut fact = response_fact(&mut f.names, r)?;
-            let feedback_id = fact.feedback_id.clone();
-            let feedback_id: &str = &feedback_id;
-            let h = id_hash(feedback_id);
             let responses = &mut f.responses;
-            match f
-                .response_index
-                .find(h, |&i| &*responses[i as usize].feedback_id == feedback_id)
-            {
-                Some(&i) => {
-                    let i = i as usize;
+            match find_response(&f.response_index, responses, &fact.feedback_id) {
+                Some(i) => {
                     if key > f.revisions[i] {
                         f.revisions[i] = key;
                         fact.unmatched = responses[i].unmatched;
@@ -217,11 +219,12 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                     }
                 }
                 None => {
-                    fact.unmatched = f.early_unmatched.remove(feedback_id);
-                    f.response_index
-                        .insert_unique(h, responses.len() as u32, |&i| {
-                            id_hash(&responses[i as usize].feedback_id)
-                        });
+                    fact.unmatched = f.early_unmatched.remove(&*fact.feedback_id);
+                    f.response_index.insert_unique(
+                        id_hash(&fact.feedback_id),
+                        responses.len() as u32,
+                        |&i| id_hash(&responses[i as usize].feedback_id),
+                    );
                     responses.push(fact);
                     f.revisions.push(key);
                 }
@@ -277,8 +280,8 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                 let unmatched: i32 = r.try_get(1)?;
                 if unmatched != 0 {
                     let id: &str = r.try_get(0)?;
-                    match index.find(id_hash(id), |&i| &*responses[i as usize].feedback_id == id) {
-                        Some(&i) => responses[i as usize].unmatched = true,
+                    match find_response(index, responses, id) {
+                        Some(i) => responses[i].unmatched = true,
                         None => {
                             early.insert(id.into());
                         }

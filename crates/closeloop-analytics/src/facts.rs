@@ -215,13 +215,23 @@ pub(crate) fn id_hash(id: &str) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(id)
 }
 
+/// The place in `items` of the item whose id (`id_of`) is `id`, through
+/// `index` (positions hashed by [`id_hash`] of their items' ids).
+pub(crate) fn find_by_id<T>(
+    index: &hashbrown::HashTable<u32>,
+    items: &[T],
+    id: &str,
+    id_of: impl Fn(&T) -> &str,
+) -> Option<usize> {
+    index
+        .find(id_hash(id), |&i| id_of(&items[i as usize]) == id)
+        .map(|&i| i as usize)
+}
+
 impl TicketFold {
     /// The place of ticket `id` in `tickets`.
     fn find(&self, id: &str) -> Option<usize> {
-        let tickets = &self.tickets;
-        self.index
-            .find(id_hash(id), |&i| &*tickets[i as usize].ticket_id == id)
-            .map(|&i| i as usize)
+        find_by_id(&self.index, &self.tickets, id, |t| &t.ticket_id)
     }
 
     pub fn open(&mut self, r: TicketRow) {
