@@ -227,9 +227,28 @@ fn change(group: &[&Pair]) -> Option<f64> {
     Some(a.nps()? - b.nps()?)
 }
 
+/// Most threads a bootstrap is split over.
+const MAX_WORKERS: usize = 4;
+
+/// Below this many draws in all, a bootstrap runs on the calling thread
+/// (starting threads would cost more than they save).
+const SPLIT_FROM_DRAWS: u64 = 100_000;
+
 /// The 2.5th and 97.5th percentiles of the uplift over [`RESAMPLES`]
-/// resamples of accounts (with replacement, within each group).
+/// resamples of accounts (with replacement, within each group), split over
+/// the cores when it is large enough.
 pub fn bootstrap(acted: &[&Pair], not_acted: &[&Pair]) -> Option<(f64, f64)> {
+    let draws = ((acted.len() + not_acted.len()) * RESAMPLES) as u64;
+    let workers = if draws < SPLIT_FROM_DRAWS {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |w| w.get().min(MAX_WORKERS))
+    };
+    bootstrap_on(acted, not_acted, workers)
+}
+
+/// [`bootstrap`] with its resamples split over `workers` threads.
+fn bootstrap_on(acted: &[&Pair], not_acted: &[&Pair], workers: usize) -> Option<(f64, f64)> {
     if acted.is_empty() || not_acted.is_empty() {
         return None;
     }
@@ -266,8 +285,7 @@ pub fn bootstrap(acted: &[&Pair], not_acted: &[&Pair]) -> Option<(f64, f64)> {
     // SplitMix64 can start anywhere in it: the resamples are split over the
     // cores and give exactly what one loop over them would.
     let per = (a.len() + n.len()) as u64;
-    let workers = std::thread::available_parallelism().map_or(1, |w| w.get().min(4));
-    let chunk = RESAMPLES.div_ceil(workers);
+    let chunk = RESAMPLES.div_ceil(workers.max(1));
     let run = |lo: usize, hi: usize| {
         let mut rng = SplitMix::at(lo as u64 * per);
         let mut diffs = Vec::with_capacity(hi - lo);
@@ -280,7 +298,7 @@ pub fn bootstrap(acted: &[&Pair], not_acted: &[&Pair]) -> Option<(f64, f64)> {
         }
         diffs
     };
-    let mut diffs = if workers < 2 || per * (RESAMPLES as u64) < 100_000 {
+    let mut diffs = if workers < 2 {
         run(0, RESAMPLES)
     } else {
         std::thread::scope(|s| {
@@ -465,8 +483,16 @@ mod tests {
             .collect();
         let acted: Vec<&Pair> = pairs.iter().filter(|p| p.acted).collect();
         let not_acted: Vec<&Pair> = pairs.iter().filter(|p| !p.acted).collect();
-        assert!((acted.len() + not_acted.len()) * RESAMPLES >= 100_000);
         let expected = sequential(&acted, &not_acted).unwrap();
+        // Split over any number of threads (3 and 7 do not divide the
+        // resamples evenly), whatever this machine's cores.
+        for workers in [1, 2, 3, 7] {
+            assert_eq!(
+                bootstrap_on(&acted, &not_acted, workers),
+                Some(expected),
+                "{workers} workers"
+            );
+        }
         assert_eq!(bootstrap(&acted, &not_acted), Some(expected));
         let small: Vec<&Pair> = acted.iter().take(5).copied().collect();
         assert_eq!(
