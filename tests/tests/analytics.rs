@@ -154,10 +154,48 @@ struct Ticket {
     /// A customer reply (not an owner action, not a contact).
     reply: Option<u32>,
     /// Waiting on the customer from a tick, until a later one (ended by the
-    /// owner, or by a customer reply when `true`) or the close. The example
-    /// workflows do not pause clocks while waiting, so a wait changes no
-    /// view: the target counts from the opening (docs/metrics.md).
+    /// owner, or by a customer reply when `true`) or the close. Only
+    /// [`PAUSING`]'s tickets pause their closure clock while waiting (which
+    /// moves their warnings and breaches: [`pause`]); no wait moves a
+    /// closure or first-contact target, which counts from the opening
+    /// (docs/metrics.md).
     wait: Option<(u32, Option<(u32, bool)>)>,
+}
+
+/// The one workflow whose closure clock pauses while its ticket waits on
+/// the customer (`pause_while_waiting`, set by [`programs_file`]).
+const PAUSING: &str = "px-negative";
+
+/// The example programs, with [`PAUSING`] pausing its closure clock while
+/// the ticket waits on the customer.
+fn programs_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(closeloop_tests::example("programs.yaml")).unwrap();
+    let id = format!("      - id: {PAUSING}\n");
+    assert!(text.contains(&id), "the workflow is in the examples");
+    let out = text.replace(
+        &id,
+        &format!("{id}        sla: {{pause_while_waiting: true}}\n"),
+    );
+    let path = dir.join("programs.yaml");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// When ticket `t`'s first closure run is paused: from the tick its wait
+/// starts until the tick it resumes (the owner ends the wait, or the
+/// customer replies), or the close (which stops the clock), or never
+/// within the scenario (`None`).
+fn pause(t: &Ticket) -> Option<(u32, Option<u32>)> {
+    if t.workflow != PAUSING {
+        return None;
+    }
+    let (from, until) = t.wait?;
+    let end = match until {
+        Some((u, _)) => Some(u),
+        // A reply during the wait resumes the clock.
+        None => t.reply.filter(|r| *r > from).or(t.closes.first().copied()),
+    };
+    Some((from, end))
 }
 
 struct Scenario {
@@ -582,7 +620,7 @@ impl Bound {
 }
 
 /// What the scenario says of one ticket's SLA marks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Marks {
     warned: Tri,
     fc_breached: Tri,
@@ -615,6 +653,12 @@ impl Expect<'_> {
     }
 
     fn marks(&self, t: &Ticket) -> Marks {
+        self.marks_with(t, true)
+    }
+
+    /// [`Expect::marks`]; with `pausing` false, as if no workflow paused
+    /// (to show the scenario's pauses move marks).
+    fn marks_with(&self, t: &Ticket, pausing: bool) -> Marks {
         let o = t.opened;
         // First contact: warned at 50% and 75% and breached at 100% of
         // 48 h, all reached at the next tick.
@@ -622,13 +666,25 @@ impl Expect<'_> {
         // Closure runs: from the opening, then from each reopening, each
         // stopped by the close after it; warned at 50% (15 d: tick 8) and
         // breached at 30 d (tick 15).
+        // A pause of the first run (waits start by tick o + 2, before
+        // either timer) moves both by its length; paused until the end,
+        // neither fires.
         let mut warned = fc;
         let mut close_breached = Tri::No;
         let starts = std::iter::once(o).chain(t.reopens.iter().copied());
         for (i, start) in starts.enumerate() {
             let stop = t.closes.get(i).copied();
-            warned = warned.max(self.timer(start + 8, stop));
-            close_breached = close_breached.max(self.timer(start + 15, stop));
+            let shift = match pause(t).filter(|_| i == 0 && pausing) {
+                None => Some(0),
+                Some((from, end)) => {
+                    assert!(from < start + 8, "{}: a pause after a timer", t.id);
+                    end.map(|e| e - from)
+                }
+            };
+            if let Some(p) = shift {
+                warned = warned.max(self.timer(start + 8 + p, stop));
+                close_breached = close_breached.max(self.timer(start + 15 + p, stop));
+            }
         }
         // Untouched for 7 days (3.5 ticks): escalated at the 4th tick after
         // the last owner action of an open stretch.
@@ -1607,7 +1663,9 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
     assert!(s.accounts.len() >= 300);
     assert!(s.responses.len() >= 5000, "{}", s.responses.len());
     // Customer replies, and waits ended by the owner, by a reply and by the
-    // close (or still waiting): none of them may move a view.
+    // close (or still waiting): none of them may move a closure or
+    // first-contact target; waits of the pausing workflow move its
+    // warnings and breaches.
     let waits = |f: fn(&Option<(u32, bool)>) -> bool| {
         s.tickets
             .iter()
@@ -1618,6 +1676,18 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
     assert!(waits(|u| matches!(u, Some((_, false)))) > 10);
     assert!(waits(|u| matches!(u, Some((_, true)))) > 10);
     assert!(waits(|u| u.is_none()) > 10);
+    // Waits of the pausing workflow move warnings and breaches (and ones of
+    // the others do not): each way for some tickets.
+    let end = at(TICKS - 1);
+    let e = Expect { s: &s, as_of: end };
+    let paused = s.tickets.iter().filter(|t| pause(t).is_some());
+    let moved = paused
+        .clone()
+        .filter(|t| e.marks_with(t, true) != e.marks_with(t, false))
+        .count();
+    assert!(moved >= 5, "pauses that move a mark: {moved}");
+    assert!(paused.count() > moved, "pauses that move none");
+    let config = tempfile::tempdir().unwrap();
     let nats = Nats::start();
     let db = TestDb::new(Backend::Sqlite).await;
     let prefix = unique_prefix();
@@ -1627,6 +1697,7 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
         &prefix,
         AppOptions {
             clock: ClockConfig::Simulated { start: Some(t0()) },
+            programs: programs_file(config.path()),
             ..AppOptions::default()
         },
     )
@@ -1639,7 +1710,6 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
         s.tickets.len(),
         started.elapsed()
     );
-    let end = at(TICKS - 1);
     // The scenario reaches every outcome, now and in the past (first
     // contacts are rarely pending: most are logged within a tick).
     for as_of in [end, at(AS_OF_TICK)] {
@@ -1720,6 +1790,37 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
             Tri::Maybe => {}
         }
     }
+
+    // The pausing workflow's closure breaches, ticket by ticket: each
+    // paused wait moved its ticket's breach by the paused time (or, paused
+    // until the end, there is none).
+    let explained = explain(
+        &app,
+        v1::ExplainRequest {
+            view: "escalations".into(),
+            request: Some(request(&["program", "workflow"], None)),
+            key: vec!["product-experience".into(), PAUSING.into()],
+            only: "breached".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let got: BTreeSet<String> = explained
+        .lines
+        .iter()
+        .filter(|l| l.cells[7].split(' ').any(|c| c == "closure"))
+        .map(|l| l.cells[0].clone())
+        .collect();
+    let mut checked = 0;
+    for t in s.tickets.iter().filter(|t| t.workflow == PAUSING) {
+        match e.marks(t).close_breached {
+            Tri::Yes => assert!(got.contains(&t.id), "{} closure breached", t.id),
+            Tri::No => assert!(!got.contains(&t.id), "{} closure not breached", t.id),
+            Tri::Maybe => continue,
+        }
+        checked += usize::from(pause(t).is_some());
+    }
+    assert!(checked >= 10, "paused tickets checked: {checked}");
 
     // The ten worst closures, lowest score first, with what they missed.
     let worst = explain(
