@@ -15,7 +15,7 @@ use sqlx::Row as _;
 use tokio::sync::{RwLock, RwLockReadGuard};
 
 use crate::facts::{
-    AccountFact, EVENT_COLUMNS, Interner, ResponseFact, TICKET_COLUMNS, TicketFold, event_row,
+    AccountFact, EVENT_COLUMNS, Id, Interner, ResponseFact, TICKET_COLUMNS, TicketFold, event_row,
     find_by_id, id_hash, response_fact, ticket_row,
 };
 use crate::tables::Tables;
@@ -39,7 +39,7 @@ pub struct Facts {
     response_index: hashbrown::HashTable<u32>,
     /// Feedback ids whose routing matched no workflow before their response
     /// reached the cache (the routing projection ran ahead).
-    early_unmatched: HashSet<Box<str>>,
+    early_unmatched: HashSet<Id>,
     names: Interner,
     pub accounts: Arc<HashMap<String, AccountFact>>,
 }
@@ -103,7 +103,7 @@ pub async fn keep_warm(cache: Arc<Cache>, db: Db, stopped: impl Future<Output = 
 fn find_response(
     index: &hashbrown::HashTable<u32>,
     responses: &[ResponseFact],
-    feedback_id: &str,
+    feedback_id: &Id,
 ) -> Option<usize> {
     find_by_id(index, responses, feedback_id, |r| &r.feedback_id)
 }
@@ -219,7 +219,7 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                     }
                 }
                 None => {
-                    fact.unmatched = f.early_unmatched.remove(&*fact.feedback_id);
+                    fact.unmatched = f.early_unmatched.remove(&fact.feedback_id);
                     f.response_index.insert_unique(
                         id_hash(&fact.feedback_id),
                         responses.len() as u32,
@@ -279,11 +279,11 @@ async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sq
                 max_at = max_at.max(r.try_get(2)?);
                 let unmatched: i32 = r.try_get(1)?;
                 if unmatched != 0 {
-                    let id: &str = r.try_get(0)?;
-                    match find_response(index, responses, id) {
+                    let id = Id::new(r.try_get(0)?);
+                    match find_response(index, responses, &id) {
                         Some(i) => responses[i].unmatched = true,
                         None => {
-                            early.insert(id.into());
+                            early.insert(id);
                         }
                     }
                 }

@@ -4,8 +4,8 @@
 use crate::facts::TicketFact;
 use crate::query::Query;
 use crate::report::{
-    Context, Explained, Key, Row, Table, columns, is_key, owned, ratio, selected_tickets, sorted,
-    time,
+    Context, Explained, Key, Row, Table, columns, for_selected_tickets, is_key, owned, ratio,
+    row_of, sorted, time,
 };
 
 pub const MEASURES: [&str; 13] = [
@@ -79,10 +79,10 @@ impl Acc {
 pub fn escalations(q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
     let mut rows: rustc_hash::FxHashMap<Vec<Key<'_>>, Acc> = Default::default();
     let mut total = Acc::default();
-    for (key, t) in selected_tickets(q, tickets, cx) {
-        rows.entry(key).or_default().add(t);
+    for_selected_tickets(q, tickets, cx, |key, t| {
+        row_of(&mut rows, key).add(t);
         total.add(t);
-    }
+    });
     Table {
         view: "escalations",
         dims: q.by.iter().map(|d| d.as_str()).collect(),
@@ -120,7 +120,7 @@ pub fn explain(
     cx: &Context,
 ) -> Explained {
     let mut lines = Vec::new();
-    for (k, t) in selected_tickets(q, tickets, cx) {
+    for_selected_tickets(q, tickets, cx, |k, t| {
         let m = &t.sla;
         let keep = match only {
             None => true,
@@ -128,8 +128,8 @@ pub fn explain(
             Some(Only::Breached) => m.breached(),
             Some(Only::Escalated) => !m.levels.is_empty(),
         };
-        if (!key.is_empty() && !is_key(&k, key)) || !keep {
-            continue;
+        if (!key.is_empty() && !is_key(k, key)) || !keep {
+            return;
         }
         let clocks = |fc: bool, close: bool| {
             [(fc, "first_contact"), (close, "closure")]
@@ -155,7 +155,7 @@ pub fn explain(
                 .join(" "),
             if t.closed.is_some() { "closed" } else { "open" }.to_string(),
         ]);
-    }
+    });
     Explained {
         items: "tickets",
         columns: columns(&[

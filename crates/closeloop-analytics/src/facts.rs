@@ -13,12 +13,118 @@ use sqlx::Row as _;
 use crate::query::Query;
 use crate::tables::Tables;
 
+/// A ticket or feedback id as the facts keep it: one in the canonical text
+/// form of a UUID (lowercase, hyphenated: every closeloop ticket and
+/// feedback id) as its 16 bytes, any other text as shared text. Two ids are
+/// equal when their texts are, and order as their texts do.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Id {
+    Uuid([u8; 16]),
+    Text(Arc<str>),
+}
+
+impl Id {
+    pub fn new(s: &str) -> Id {
+        match uuid_bytes(s) {
+            Some(b) => Id::Uuid(b),
+            None => Id::Text(Arc::from(s)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Id::Text(s) if s.is_empty())
+    }
+
+    /// Calls `f` with the id's text (a UUID's written on the stack).
+    pub fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Id::Uuid(b) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut out = [b'-'; 36];
+                let mut at = 0;
+                for (i, byte) in b.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        at += 1;
+                    }
+                    out[at] = HEX[usize::from(byte >> 4)];
+                    out[at + 1] = HEX[usize::from(byte & 15)];
+                    at += 2;
+                }
+                f(std::str::from_utf8(&out).expect("hex digits and hyphens"))
+            }
+            Id::Text(s) => f(s),
+        }
+    }
+}
+
+/// The bytes of `s` when it is a UUID in canonical text form.
+fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let hex = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 16];
+    let (mut i, mut n) = (0, 0);
+    while i < 36 {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if b[i] != b'-' {
+                return None;
+            }
+            i += 1;
+            continue;
+        }
+        out[n] = (hex(b[i])? << 4) | hex(b[i + 1])?;
+        n += 1;
+        i += 2;
+    }
+    Some(out)
+}
+
+impl From<&str> for Id {
+    fn from(s: &str) -> Id {
+        Id::new(s)
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.with_str(|s| f.write_str(s))
+    }
+}
+
+impl std::fmt::Debug for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.with_str(|s| write!(f, "{s:?}"))
+    }
+}
+
+impl Ord for Id {
+    fn cmp(&self, other: &Id) -> std::cmp::Ordering {
+        match (self, other) {
+            // Hex digits order as the nibbles they write.
+            (Id::Uuid(a), Id::Uuid(b)) => a.cmp(b),
+            _ => self.with_str(|a| other.with_str(|b| a.cmp(b))),
+        }
+    }
+}
+
+impl PartialOrd for Id {
+    fn partial_cmp(&self, other: &Id) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// A ticket as of the query's time. Ids that repeat across tickets
 /// (program, workflow, account, owner) are shared ([`Interner`]): the
 /// cache holds every ticket.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TicketFact {
-    pub ticket_id: Arc<str>,
+    pub ticket_id: Id,
     pub program_id: Arc<str>,
     /// `""` for a manual ticket.
     pub workflow_id: Arc<str>,
@@ -34,7 +140,7 @@ pub struct TicketFact {
     /// The owner after the last event.
     pub owner: Arc<str>,
     /// The response it was opened from (`""` for a manual ticket).
-    pub feedback_id: Arc<str>,
+    pub feedback_id: Id,
     /// Whether its workflow asks for an opportunity at the close.
     pub require_opportunity: bool,
     /// Its last close, when it is closed (closed and not reopened since).
@@ -101,7 +207,7 @@ pub struct AccountFact {
 /// across responses (program, account, question names) are shared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseFact {
-    pub feedback_id: Arc<str>,
+    pub feedback_id: Id,
     pub response_id: Box<str>,
     pub program_id: Arc<str>,
     pub account_id: Arc<str>,
@@ -149,7 +255,7 @@ pub(crate) fn response_fact(
     let parsed: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(answers).unwrap_or_default();
     Ok(ResponseFact {
-        feedback_id: Arc::from(r.try_get::<&str, _>(0)?),
+        feedback_id: Id::new(r.try_get(0)?),
         response_id: Box::from(r.try_get::<&str, _>(1)?),
         program_id: names.get(r.try_get(2)?),
         account_id: names.get(r.try_get(3)?),
@@ -210,7 +316,7 @@ fn words(n: i64) -> u32 {
 }
 
 /// The hash of an id in the cache's index tables.
-pub(crate) fn id_hash(id: &str) -> u64 {
+pub(crate) fn id_hash(id: &Id) -> u64 {
     use std::hash::BuildHasher as _;
     rustc_hash::FxBuildHasher.hash_one(id)
 }
@@ -220,8 +326,8 @@ pub(crate) fn id_hash(id: &str) -> u64 {
 pub(crate) fn find_by_id<T>(
     index: &hashbrown::HashTable<u32>,
     items: &[T],
-    id: &str,
-    id_of: impl Fn(&T) -> &str,
+    id: &Id,
+    id_of: impl Fn(&T) -> &Id,
 ) -> Option<usize> {
     index
         .find(id_hash(id), |&i| id_of(&items[i as usize]) == id)
@@ -231,11 +337,16 @@ pub(crate) fn find_by_id<T>(
 impl TicketFold {
     /// The place of ticket `id` in `tickets`.
     fn find(&self, id: &str) -> Option<usize> {
+        self.find_id(&Id::new(id))
+    }
+
+    fn find_id(&self, id: &Id) -> Option<usize> {
         find_by_id(&self.index, &self.tickets, id, |t| &t.ticket_id)
     }
 
     pub fn open(&mut self, r: TicketRow) {
-        if self.find(&r.ticket_id).is_some() {
+        let ticket_id = Id::new(&r.ticket_id);
+        if self.find_id(&ticket_id).is_some() {
             return;
         }
         let (fc_due, close_due) = self.early_due.remove(&r.ticket_id).unwrap_or((
@@ -243,7 +354,6 @@ impl TicketFold {
             r.opened_at.saturating_add(r.close_target_secs * 1_000_000),
         ));
         let marks = self.early_marks.remove(&r.ticket_id);
-        let ticket_id: Arc<str> = Arc::from(r.ticket_id.as_str());
         let tickets = &self.tickets;
         self.index
             .insert_unique(id_hash(&ticket_id), tickets.len() as u32, |&i| {
@@ -262,7 +372,7 @@ impl TicketFold {
             first_close: None,
             reopens: 0,
             owner: names.get(""),
-            feedback_id: Arc::from(r.feedback_id.as_str()),
+            feedback_id: Id::new(&r.feedback_id),
             require_opportunity: r.require_opportunity,
             closed: None,
             sla: SlaMarks::default(),
@@ -563,8 +673,61 @@ pub async fn mark_unmatched(
     .await?
     .into_iter()
     .collect();
+    let ids: rustc_hash::FxHashSet<Id> = ids.iter().map(|i| Id::new(i)).collect();
     for r in responses {
-        r.unmatched = ids.contains(r.feedback_id.as_ref());
+        r.unmatched = ids.contains(&r.feedback_id);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text(b: &[u8; 16]) -> String {
+        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+
+    /// Ids as texts: canonical UUIDs, their uppercase and unhyphenated
+    /// forms (kept as text), and other text.
+    fn any_id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<[u8; 16]>().prop_map(|b| text(&b)),
+            any::<[u8; 16]>().prop_map(|b| text(&b).to_uppercase()),
+            any::<[u8; 16]>().prop_map(|b| text(&b).replace('-', "")),
+            "[0-9a-f-]{0,40}",
+            ".{0,12}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn an_id_is_its_text(a in any_id(), b in any_id()) {
+            let (x, y) = (Id::new(&a), Id::new(&b));
+            prop_assert_eq!(x.to_string(), a.clone());
+            prop_assert_eq!(x == y, a == b);
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            if x == y {
+                prop_assert_eq!(id_hash(&x), id_hash(&y));
+            }
+            prop_assert_eq!(x.is_empty(), a.is_empty());
+        }
+    }
+
+    #[test]
+    fn canonical_uuids_take_sixteen_bytes() {
+        let b = [0xab; 16];
+        assert_eq!(Id::new(&text(&b)), Id::Uuid(b));
+        assert!(matches!(Id::new(&text(&b).to_uppercase()), Id::Text(_)));
+        assert_eq!(std::mem::size_of::<Id>(), 24);
+    }
 }

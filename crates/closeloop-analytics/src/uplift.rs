@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::facts::{ResponseFact, TicketFact};
+use crate::facts::{Id, ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
 use crate::report::{
     Band, Context, Explained, Metrics, ReportError, Row, Table, band, columns, passes,
@@ -141,13 +141,13 @@ pub fn pairs(
     }
     // Tickets opened from the responses that can start a pair (each
     // account's first of a period), found in one pass over the tickets.
-    let mut from_response: HashMap<&str, Vec<&TicketFact>> = by_account
+    let mut from_response: HashMap<&Id, Vec<&TicketFact>> = by_account
         .iter()
-        .flat_map(|(_, periods)| periods.values().map(|a| a[0].2.feedback_id.as_ref()))
+        .flat_map(|(_, periods)| periods.values().map(|a| &a[0].2.feedback_id))
         .map(|id| (id, Vec::new()))
         .collect();
     for t in tickets {
-        if let Some(v) = from_response.get_mut(t.feedback_id.as_ref()) {
+        if let Some(v) = from_response.get_mut(&t.feedback_id) {
             v.push(t);
         }
     }
@@ -163,7 +163,7 @@ pub fn pairs(
             let first = earlier[0].2;
             let next_at = later[0].0;
             let opened = from_response
-                .get(first.feedback_id.as_ref())
+                .get(&first.feedback_id)
                 .map_or(&[][..], |v| v.as_slice());
             let closed_at = opened.iter().filter_map(|t| t.first_close).min();
             let mut before = Counts::default();
