@@ -252,34 +252,32 @@ fn bootstrap_on(acted: &[&Pair], not_acted: &[&Pair], workers: usize) -> Option<
     if acted.is_empty() || not_acted.is_empty() {
         return None;
     }
-    // Each account's counts, flat: promoters, detractors, answers, before
-    // then after.
-    let flat = |g: &[&Pair]| -> Vec<[u64; 6]> {
+    // Each account's counts, flat: promoters less detractors, and answers,
+    // before then after (an NPS needs no more, and the sums are exact).
+    let flat = |g: &[&Pair]| -> Vec<[i64; 4]> {
+        let net = |c: &Counts| c.promoters as i64 - c.detractors as i64;
         g.iter()
             .map(|p| {
                 [
-                    p.before.promoters,
-                    p.before.detractors,
-                    p.before.n,
-                    p.after.promoters,
-                    p.after.detractors,
-                    p.after.n,
+                    net(&p.before),
+                    p.before.n as i64,
+                    net(&p.after),
+                    p.after.n as i64,
                 ]
             })
             .collect()
     };
     let (a, n) = (flat(acted), flat(not_acted));
-    let resample = |rng: &mut SplitMix, g: &[[u64; 6]]| {
-        let mut sum = [0u64; 6];
+    let resample = |rng: &mut SplitMix, g: &[[i64; 4]]| {
+        let mut sum = [0i64; 4];
         for _ in 0..g.len() {
             let x = &g[rng.below(g.len())];
-            for k in 0..6 {
+            for k in 0..4 {
                 sum[k] += x[k];
             }
         }
-        let nps =
-            |p: u64, d: u64, n: u64| (n > 0).then(|| 100.0 * (p as f64 - d as f64) / n as f64);
-        Some(nps(sum[3], sum[4], sum[5])? - nps(sum[0], sum[1], sum[2])?)
+        let nps = |net: i64, n: i64| (n > 0).then(|| 100.0 * net as f64 / n as f64);
+        Some(nps(sum[2], sum[3])? - nps(sum[0], sum[1])?)
     };
     // Resample `i` takes draws `i * per ..` of the one seeded sequence, and
     // SplitMix64 can start anywhere in it: the resamples are split over the
