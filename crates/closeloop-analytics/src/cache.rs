@@ -81,20 +81,36 @@ impl Cache {
 /// Keeps the cache of the active generation up to date every second, so a
 /// report finds it warm (the first one after a start or a switch would
 /// otherwise read every fact).
+///
+/// While the projections keep adding rows (a catch-up), it brings the
+/// facts up to date again as soon as it has, so that a report right after
+/// finds little to read; it rests a second once nothing was new.
 pub async fn keep_warm(cache: Arc<Cache>, db: Db, stopped: impl Future<Output = ()>) {
     let mut stopped = std::pin::pin!(stopped);
+    let mut last = (-1, [0; 5]);
     loop {
+        let mut rest = true;
         match crate::generations::active(&db).await {
-            Ok(t) => {
-                if let Err(e) = cache.current(&db, &t).await {
-                    tracing::warn!(error = %e, "analytics: bringing the facts up to date failed");
+            Ok(t) => match cache.current(&db, &t).await {
+                Ok(f) => {
+                    let now = (f.generation, f.synced);
+                    rest = now == last;
+                    last = now;
                 }
-            }
+                Err(e) => {
+                    tracing::warn!(error = %e, "analytics: bringing the facts up to date failed")
+                }
+            },
             Err(e) => tracing::warn!(error = %e, "analytics: reading generations failed"),
         }
+        let pause = if rest {
+            std::time::Duration::from_secs(1)
+        } else {
+            std::time::Duration::from_millis(50)
+        };
         tokio::select! {
             _ = &mut stopped => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
