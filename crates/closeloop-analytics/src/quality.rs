@@ -2,16 +2,15 @@
 //! programs file (`analytics.quality`), averaged by slice; the best and
 //! worst closures listed with the criteria they missed.
 
-use std::collections::BTreeMap;
-
 use closeloop_programs::Rubric;
 
 use crate::facts::{Closure, TicketFact};
 use crate::query::Query;
 use crate::report::{
-    Context, Explained, Outcome, Row, Table, closure_outcome, columns, first_contact_outcome,
-    passes, ticket_slice_as, time,
+    Context, Explained, Key, Outcome, Row, Table, closure_outcome, columns, first_contact_outcome,
+    is_key, owned, row_of, sorted, ticket_key, time,
 };
+use rustc_hash::FxHashMap as HashMap;
 
 /// The criteria, in the order of the view's measures.
 pub const CRITERIA: [&str; 6] = [
@@ -95,46 +94,50 @@ impl Acc {
     }
 }
 
-/// The closed tickets of the query that pass its filters, each with its
-/// row key: slices as of its close (its owner then).
-fn closed<'a>(
+/// Calls `each` with every closed ticket of the query that passes its
+/// filters, its close, and its row key (slices as of its close: its owner
+/// then), in a buffer reused from ticket to ticket.
+fn for_closed<'a>(
     q: &Query,
     tickets: &'a [TicketFact],
-    cx: &Context,
-) -> Vec<(Vec<String>, &'a TicketFact, &'a Closure)> {
-    tickets
-        .iter()
-        .filter_map(|t| Some((t, t.closed.as_ref()?)))
-        .filter(|(t, c)| {
-            q.in_range(t.opened_at)
-                && passes(q, |d| Ok(ticket_slice_as(t, &c.owner, d, q, cx))).unwrap_or(false)
-        })
-        .map(|(t, c)| {
-            let key =
-                q.by.iter()
-                    .map(|d| ticket_slice_as(t, &c.owner, *d, q, cx))
-                    .collect();
-            (key, t, c)
-        })
-        .collect()
+    cx: &'a Context,
+    mut each: impl FnMut(&[Key<'a>], &'a TicketFact, &'a Closure),
+) {
+    let mut key: Vec<Key<'a>> = Vec::with_capacity(q.by.len());
+    for t in tickets {
+        let Some(c) = t.closed.as_ref() else {
+            continue;
+        };
+        if !q.in_range(t.opened_at)
+            || !q
+                .only
+                .iter()
+                .all(|(d, v)| ticket_key(t, &c.owner, *d, q, cx).as_str() == v)
+        {
+            continue;
+        }
+        key.clear();
+        key.extend(q.by.iter().map(|d| ticket_key(t, &c.owner, *d, q, cx)));
+        each(&key, t, c);
+    }
 }
 
 /// Average closure quality of the tickets closed as of the report time,
 /// by the query's slices.
 pub fn quality(q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
     let rubric = &cx.config.quality;
-    let mut rows: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    let mut rows: HashMap<Vec<Key<'_>>, Acc> = HashMap::default();
     let mut total = Acc::default();
-    for (key, t, c) in closed(q, tickets, cx) {
+    for_closed(q, tickets, cx, |key, t, c| {
         let results = criteria(t, c, rubric, q.as_of);
-        rows.entry(key).or_default().add(&results);
+        row_of(&mut rows, key).add(&results);
         total.add(&results);
-    }
+    });
     Table {
         view: "quality",
         dims: q.by.iter().map(|d| d.as_str()).collect(),
         measures: MEASURES.to_vec(),
-        rows: rows.into_iter().map(|(k, a)| a.row(k)).collect(),
+        rows: sorted(rows.into_iter().map(|(k, a)| a.row(owned(&k)))),
         total: total.row(Vec::new()),
     }
 }
@@ -160,9 +163,9 @@ pub fn explain(
 ) -> Explained {
     let rubric = &cx.config.quality;
     let mut scored = Vec::new();
-    for (k, t, c) in closed(q, tickets, cx) {
-        if !key.is_empty() && k != key {
-            continue;
+    for_closed(q, tickets, cx, |k, t, c| {
+        if !key.is_empty() && !is_key(k, key) {
+            return;
         }
         let results = criteria(t, c, rubric, q.as_of);
         let missed: Vec<&str> = results
@@ -172,7 +175,7 @@ pub fn explain(
             .map(|(_, n)| n)
             .collect();
         scored.push((score(&results), c, t, missed));
-    }
+    });
     match order {
         Some(Order::Best) => scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.at.cmp(&a.1.at))),
         Some(Order::Worst) => scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.at.cmp(&a.1.at))),

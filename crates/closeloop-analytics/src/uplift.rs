@@ -284,32 +284,33 @@ fn bootstrap_on(acted: &[&Pair], not_acted: &[&Pair], workers: usize) -> Option<
     // cores and give exactly what one loop over them would.
     let per = (a.len() + n.len()) as u64;
     let chunk = RESAMPLES.div_ceil(workers.max(1));
-    let run = |lo: usize, hi: usize| {
+    // Each worker writes its resamples' differences into its part of one
+    // buffer allocated here (NaN where a group had no answers): the
+    // workers allocate nothing, so no thread grows an allocator arena of
+    // its own for a report.
+    let run = |lo: usize, out: &mut [f64]| {
         let mut rng = SplitMix::at(lo as u64 * per);
-        let mut diffs = Vec::with_capacity(hi - lo);
-        for _ in lo..hi {
+        for d in out {
             let x = resample(&mut rng, &a);
             let y = resample(&mut rng, &n);
-            if let (Some(x), Some(y)) = (x, y) {
-                diffs.push(x - y);
-            }
+            *d = match (x, y) {
+                (Some(x), Some(y)) => x - y,
+                _ => f64::NAN,
+            };
         }
-        diffs
     };
-    let mut diffs = if workers < 2 {
-        run(0, RESAMPLES)
+    let mut diffs = vec![0.0; RESAMPLES];
+    if workers < 2 {
+        run(0, &mut diffs);
     } else {
         std::thread::scope(|s| {
             let run = &run;
-            let parts: Vec<_> = (0..workers)
-                .map(|w| s.spawn(move || run(w * chunk, ((w + 1) * chunk).min(RESAMPLES))))
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|p| p.join().expect("a bootstrap worker panicked"))
-                .collect()
-        })
-    };
+            for (w, part) in diffs.chunks_mut(chunk).enumerate() {
+                s.spawn(move || run(w * chunk, part));
+            }
+        });
+    }
+    diffs.retain(|d| !d.is_nan());
     if diffs.is_empty() {
         return None;
     }
