@@ -126,7 +126,7 @@ fn find_response(
 
 /// Rows read per query while catching up (bounds the memory a sync takes
 /// beside the facts themselves).
-const PAGE: usize = 1_000;
+const PAGE: usize = 400;
 
 /// Calls `each` with every row of `table` with `from < sequence <= to`, in
 /// stream order, a page at a time (each table has one row per event at
