@@ -72,27 +72,72 @@ impl Nats {
             port: free_port(),
             store,
         };
+        // A port found free can be taken before the server binds it (by a
+        // server of another process): then the server exits, and another
+        // port is tried.
+        for _ in 0..3 {
+            match n.try_launch() {
+                Ok(()) => return n,
+                Err(why) => {
+                    eprintln!("nats-server on port {}: {why}; another port", n.port);
+                    n.port = free_port();
+                }
+            }
+        }
         n.launch();
         n
     }
 
     fn launch(&mut self) {
+        if let Err(why) = self.try_launch() {
+            panic!("nats-server on port {}: {why}", self.port);
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections and is
+    /// still running (so the port is its own); `Err` with its log if it
+    /// exited.
+    fn try_launch(&mut self) -> Result<(), String> {
+        let log = self.store.path().join("nats-server.log");
         let child = Command::new(nats_binary())
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
-            .arg(self.store.path())
+            .arg(self.store.path().join("js"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start nats-server (apt-get install nats-server, or set NATS_SERVER_BIN): {e}")
             });
         self.child = Some(child);
+        let exited = |n: &mut Nats| {
+            let c = n.child.as_mut().expect("just started");
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    n.child = None;
+                    Some(format!(
+                        "exited ({status}): {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    ))
+                }
+                _ => None,
+            }
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(why) = exited(self) {
+                return Err(why);
+            }
             assert!(Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // Accepting, but maybe another process's listener: ours must still
+        // be running a moment later.
+        std::thread::sleep(Duration::from_millis(50));
+        match exited(self) {
+            Some(why) => Err(why),
+            None => Ok(()),
         }
     }
 

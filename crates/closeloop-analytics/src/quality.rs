@@ -8,7 +8,7 @@ use crate::facts::{Closure, TicketFact};
 use crate::query::Query;
 use crate::report::{
     Context, Explained, Key, Outcome, Row, Table, closure_outcome, columns, first_contact_outcome,
-    is_key, owned, row_of, sorted, ticket_key, time,
+    for_tickets_as, is_key, owned, row_of, sorted, time,
 };
 use rustc_hash::FxHashMap as HashMap;
 
@@ -96,30 +96,20 @@ impl Acc {
 
 /// Calls `each` with every closed ticket of the query that passes its
 /// filters, its close, and its row key (slices as of its close: its owner
-/// then), in a buffer reused from ticket to ticket.
+/// then).
 fn for_closed<'a>(
     q: &Query,
     tickets: &'a [TicketFact],
     cx: &'a Context,
-    mut each: impl FnMut(&[Key<'a>], &'a TicketFact, &'a Closure),
+    each: impl FnMut(&[Key<'a>], &'a TicketFact, &'a Closure),
 ) {
-    let mut key: Vec<Key<'a>> = Vec::with_capacity(q.by.len());
-    for t in tickets {
-        let Some(c) = t.closed.as_ref() else {
-            continue;
-        };
-        if !q.in_range(t.opened_at)
-            || !q
-                .only
-                .iter()
-                .all(|(d, v)| ticket_key(t, &c.owner, *d, q, cx).as_str() == v)
-        {
-            continue;
-        }
-        key.clear();
-        key.extend(q.by.iter().map(|d| ticket_key(t, &c.owner, *d, q, cx)));
-        each(&key, t, c);
-    }
+    for_tickets_as(
+        q,
+        tickets,
+        cx,
+        |t| t.closed.as_ref().map(|c| (&*c.owner, c)),
+        each,
+    );
 }
 
 /// Average closure quality of the tickets closed as of the report time,

@@ -262,19 +262,42 @@ pub(crate) fn for_selected_tickets<'a>(
     cx: &'a Context,
     mut each: impl FnMut(&[Key<'a>], &'a TicketFact),
 ) {
+    for_tickets_as(
+        q,
+        tickets,
+        cx,
+        |t| Some((&*t.owner, ())),
+        |k, t, ()| each(k, t),
+    );
+}
+
+/// [`for_selected_tickets`] over the tickets `pick` takes, sliced with the
+/// owner it gives (with what else it gives, passed on to `each`).
+pub(crate) fn for_tickets_as<'a, X>(
+    q: &Query,
+    tickets: &'a [TicketFact],
+    cx: &'a Context,
+    pick: impl Fn(&'a TicketFact) -> Option<(&'a str, X)>,
+    mut each: impl FnMut(&[Key<'a>], &'a TicketFact, X),
+) {
     let mut key: Vec<Key<'a>> = Vec::with_capacity(q.by.len());
     for t in tickets {
-        if !q.in_range(t.opened_at)
-            || !q
-                .only
-                .iter()
-                .all(|(d, v)| ticket_key(t, &t.owner, *d, q, cx).as_str() == v)
+        if !q.in_range(t.opened_at) {
+            continue;
+        }
+        let Some((owner, x)) = pick(t) else {
+            continue;
+        };
+        if !q
+            .only
+            .iter()
+            .all(|(d, v)| ticket_key(t, owner, *d, q, cx).as_str() == v)
         {
             continue;
         }
         key.clear();
-        key.extend(q.by.iter().map(|d| ticket_key(t, &t.owner, *d, q, cx)));
-        each(&key, t);
+        key.extend(q.by.iter().map(|d| ticket_key(t, owner, *d, q, cx)));
+        each(&key, t, x);
     }
 }
 
