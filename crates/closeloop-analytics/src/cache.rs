@@ -78,13 +78,18 @@ impl Cache {
     }
 }
 
+/// Stream positions the facts moved by between two looks of [`keep_warm`]
+/// from which the projections are taken to be catching up.
+const CATCHING_UP: i64 = 1_000;
+
 /// Keeps the cache of the active generation up to date every second, so a
 /// report finds it warm (the first one after a start or a switch would
 /// otherwise read every fact).
 ///
-/// While the projections keep adding rows (a catch-up), it brings the
-/// facts up to date again as soon as it has, so that a report right after
-/// finds little to read; it rests a second once nothing was new.
+/// While the projections catch up (a projection's facts moved by
+/// [`CATCHING_UP`] stream positions or more since the last look), it looks
+/// again after 50 ms, so that a report right after a catch-up finds little
+/// to read.
 pub async fn keep_warm(cache: Arc<Cache>, db: Db, stopped: impl Future<Output = ()>) {
     let mut stopped = std::pin::pin!(stopped);
     let mut last = (-1, [0; 5]);
@@ -93,9 +98,9 @@ pub async fn keep_warm(cache: Arc<Cache>, db: Db, stopped: impl Future<Output = 
         match crate::generations::active(&db).await {
             Ok(t) => match cache.current(&db, &t).await {
                 Ok(f) => {
-                    let now = (f.generation, f.synced);
-                    rest = now == last;
-                    last = now;
+                    let moved = f.synced.iter().zip(last.1).map(|(n, l)| n - l).max();
+                    rest = f.generation == last.0 && moved < Some(CATCHING_UP);
+                    last = (f.generation, f.synced);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "analytics: bringing the facts up to date failed")
