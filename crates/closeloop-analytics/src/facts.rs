@@ -25,9 +25,11 @@ pub enum Id {
 
 impl Id {
     pub fn new(s: &str) -> Id {
-        match uuid_bytes(s) {
-            Some(b) => Id::Uuid(b),
-            None => Id::Text(Arc::from(s)),
+        // Only the canonical form: an id in another form (upper case,
+        // braces) keeps its own text.
+        match uuid::Uuid::try_parse(s) {
+            Ok(u) if u.hyphenated().encode_lower(&mut [0; 36]) == s => Id::Uuid(u.into_bytes()),
+            _ => Id::Text(Arc::from(s)),
         }
     }
 
@@ -38,51 +40,12 @@ impl Id {
     /// Calls `f` with the id's text (a UUID's written on the stack).
     pub fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         match self {
-            Id::Uuid(b) => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let mut out = [b'-'; 36];
-                let mut at = 0;
-                for (i, byte) in b.iter().enumerate() {
-                    if matches!(i, 4 | 6 | 8 | 10) {
-                        at += 1;
-                    }
-                    out[at] = HEX[usize::from(byte >> 4)];
-                    out[at + 1] = HEX[usize::from(byte & 15)];
-                    at += 2;
-                }
-                f(std::str::from_utf8(&out).expect("hex digits and hyphens"))
-            }
+            Id::Uuid(b) => f(uuid::Uuid::from_bytes(*b)
+                .hyphenated()
+                .encode_lower(&mut [0; 36])),
             Id::Text(s) => f(s),
         }
     }
-}
-
-/// The bytes of `s` when it is a UUID in canonical text form.
-fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
-    let b = s.as_bytes();
-    if b.len() != 36 {
-        return None;
-    }
-    let hex = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 16];
-    let (mut i, mut n) = (0, 0);
-    while i < 36 {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if b[i] != b'-' {
-                return None;
-            }
-            i += 1;
-            continue;
-        }
-        out[n] = (hex(b[i])? << 4) | hex(b[i + 1])?;
-        n += 1;
-        i += 2;
-    }
-    Some(out)
 }
 
 impl From<&str> for Id {
@@ -664,15 +627,13 @@ pub async fn mark_unmatched(
     as_of: i64,
     responses: &mut [ResponseFact],
 ) -> Result<(), sqlx::Error> {
-    let ids: rustc_hash::FxHashSet<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT feedback_id FROM {routing} WHERE unmatched = 1 AND at <= $1",
         routing = t.routing
     )))
     .bind(as_of)
     .fetch_all(db.pool())
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
     let ids: rustc_hash::FxHashSet<Id> = ids.iter().map(|i| Id::new(i)).collect();
     for r in responses {
         r.unmatched = ids.contains(&r.feedback_id);
