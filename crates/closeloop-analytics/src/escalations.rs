@@ -4,8 +4,8 @@
 use crate::facts::TicketFact;
 use crate::query::Query;
 use crate::report::{
-    Context, Explained, Key, Row, Table, columns, for_selected_tickets, is_key, owned, ratio,
-    row_of, sorted, time,
+    Context, Explained, Row, Rows, Table, columns, for_selected_tickets, is_key, owned, ratio,
+    sorted, time,
 };
 
 pub const MEASURES: [&str; 13] = [
@@ -77,10 +77,10 @@ impl Acc {
 /// Warnings, breaches and escalations of the tickets opened in the
 /// period, by the query's slices.
 pub fn escalations(q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
-    let mut rows: rustc_hash::FxHashMap<Vec<Key<'_>>, Acc> = Default::default();
+    let mut rows: Rows<'_, Acc> = Rows::default();
     let mut total = Acc::default();
     for_selected_tickets(q, tickets, cx, |key, t| {
-        row_of(&mut rows, key).add(t);
+        rows.entry_ref(key).or_default().add(t);
         total.add(t);
     });
     Table {

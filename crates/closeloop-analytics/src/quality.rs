@@ -7,10 +7,9 @@ use closeloop_programs::Rubric;
 use crate::facts::{Closure, TicketFact};
 use crate::query::Query;
 use crate::report::{
-    Context, Explained, Key, Outcome, Row, Table, closure_outcome, columns, first_contact_outcome,
-    for_tickets_as, is_key, owned, row_of, sorted, time,
+    Context, Explained, Key, Outcome, Row, Rows, Table, closure_outcome, columns,
+    first_contact_outcome, for_tickets_as, is_key, owned, sorted, time,
 };
-use rustc_hash::FxHashMap as HashMap;
 
 /// The criteria, in the order of the view's measures.
 pub const CRITERIA: [&str; 6] = [
@@ -116,11 +115,11 @@ fn for_closed<'a>(
 /// by the query's slices.
 pub fn quality(q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
     let rubric = &cx.config.quality;
-    let mut rows: HashMap<Vec<Key<'_>>, Acc> = HashMap::default();
+    let mut rows: Rows<'_, Acc> = Rows::default();
     let mut total = Acc::default();
     for_closed(q, tickets, cx, |key, t, c| {
         let results = criteria(t, c, rubric, q.as_of);
-        row_of(&mut rows, key).add(&results);
+        rows.entry_ref(key).or_default().add(&results);
         total.add(&results);
     });
     Table {

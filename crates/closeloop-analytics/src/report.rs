@@ -301,17 +301,9 @@ pub(crate) fn for_tickets_as<'a, X>(
     }
 }
 
-/// The accumulator of row `key` in `rows`, added when new (the key is
-/// copied only then).
-pub(crate) fn row_of<'m, 'a, A: Default>(
-    rows: &'m mut HashMap<Vec<Key<'a>>, A>,
-    key: &[Key<'a>],
-) -> &'m mut A {
-    if !rows.contains_key(key) {
-        rows.insert(key.to_vec(), A::default());
-    }
-    rows.get_mut(key).expect("inserted")
-}
+/// A view's rows by key. Keys are found by the borrowed key of each item
+/// (`rows.entry_ref(key)`: hashed once, copied only for a new row).
+pub(crate) type Rows<'a, A> = hashbrown::HashMap<Vec<Key<'a>>, A, rustc_hash::FxBuildHasher>;
 
 /// Whether a row's borrowed key is `key` (as a report shows it).
 pub(crate) fn is_key(k: &[Key<'_>], key: &[String]) -> bool {
@@ -444,12 +436,12 @@ pub fn rate_measures(clock: Clock) -> Vec<&'static str> {
 
 /// Closure (or first contact) within target, by the query's slices.
 pub fn rate(clock: Clock, q: &Query, tickets: &[TicketFact], cx: &Context) -> Table {
-    let mut rows: HashMap<Vec<Key<'_>>, RateAcc> = HashMap::default();
+    let mut rows: Rows<'_, RateAcc> = Rows::default();
     let mut total = RateAcc::default();
     for_selected_tickets(q, tickets, cx, |key, t| {
         let o = clock.outcome(t, q.as_of);
         let target = cx.target_pct(clock, &t.program_id, &t.owner);
-        row_of(&mut rows, key).add(o, t.reopens, target);
+        rows.entry_ref(key).or_default().add(o, t.reopens, target);
         total.add(o, t.reopens, target);
     });
     Table {
@@ -590,7 +582,7 @@ pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table,
             });
         }
     }
-    let mut rows: HashMap<Vec<Key<'_>>, NpsAcc> = HashMap::default();
+    let mut rows: Rows<'_, NpsAcc> = Rows::default();
     let mut total = NpsAcc::default();
     let mut metrics = Metrics::new(cx);
     // One key buffer for every response (no allocation per response).
@@ -605,7 +597,7 @@ pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table,
         for d in &q.by {
             key.push(response_key(r, *d, q, cx)?);
         }
-        for acc in [row_of(&mut rows, &key), &mut total] {
+        for acc in [rows.entry_ref(&key[..]).or_default(), &mut total] {
             match kind {
                 "nps" => match band(v) {
                     Band::Promoter => acc.promoters += 1,

@@ -1,8 +1,8 @@
 //! `closeloop status`: what closeloop processes are doing, from each one's
 //! `/readyz` and `/metrics`: per process, one line for its roles and
 //! readiness, one per projector (the roles' and the analytics views';
-//! position, lag) and per durable consumer
-//! (position, lag, dead letters and retries since it started); with
+//! position, lag) and per durable consumer (position, lag, dead letters
+//! and retries since it started); with
 //! `--nats-url`, also what each consumer has parked in the dead-letter
 //! stream (what `closeloop dlq list` lists).
 
