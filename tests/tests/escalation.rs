@@ -891,6 +891,27 @@ async fn program_policies_and_recompute_of_open_tickets() {
     let mut esc = EscalationServiceClient::connect(app.grpc_url())
         .await
         .unwrap();
+    // A recompute reads the escalation role's own view, which may be a
+    // moment behind the ticket view read above: wait until it holds the
+    // new ticket (its timers are projected with its row).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while esc
+        .list_timers(v1::ListTimersRequest {
+            limit: 1,
+            ticket_id: later.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .timers
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the escalation view never held {later}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let bad = esc
         .recompute_sla(v1::RecomputeSlaRequest {
             workflow_id: "no-such-workflow".into(),
