@@ -9,7 +9,7 @@ use std::time::Duration;
 use closeloop_domain::Timestamp;
 use closeloop_eventstore::{Clock, EventStore};
 use closeloop_proto::v1::analytics_service_server::AnalyticsServiceServer;
-use closeloop_readmodel::{Db, Pending, Progress, Projection, run_projector};
+use closeloop_readmodel::{Db, Fanout, Pending, Progress, Projection};
 use closeloop_runtime::{MetricsSource, Role, Setup, Started};
 use sqlx::migrate::Migrator;
 use tokio::sync::{Notify, watch};
@@ -114,32 +114,39 @@ struct Set {
     tasks: tokio::task::JoinSet<()>,
 }
 
-fn spawn_one<P: Projection>(
+fn member<P: Projection>(
     set: &mut Set,
-    db: &Db,
-    store: &EventStore,
+    fanout: &mut Fanout,
     projection: P,
     stopped: &(impl Future<Output = ()> + Clone + Send + 'static),
     out: &mut Vec<(&'static str, Progress, Pending)>,
 ) {
     let (tx, rx) = watch::channel(0u64);
     let pending = Pending::default();
-    out.push((projection.name(), rx, pending.clone()));
+    let name = projection.name();
+    out.push((name, rx, pending.clone()));
+    let task = fanout.member(projection, tx, pending, stopping(set, stopped));
+    set.tasks
+        .spawn(task.instrument(tracing::info_span!("projector", name)));
+}
+
+/// Resolves when the process stops or the set is stopped.
+fn stopping(
+    set: &Set,
+    stopped: &(impl Future<Output = ()> + Clone + Send + 'static),
+) -> impl Future<Output = ()> + Send + 'static {
     let mut stop = set.stop.subscribe();
     let process = stopped.clone();
-    let shutdown = async move {
+    async move {
         tokio::select! {
             _ = process => {}
             _ = stop.wait_for(|s| *s) => {}
         }
-    };
-    let name = projection.name();
-    set.tasks.spawn(
-        run_projector(db.clone(), store.clone(), projection, tx, pending, shutdown)
-            .instrument(tracing::info_span!("projector", name)),
-    );
+    }
 }
 
+/// Starts generation `t`'s projections: one reader of the stream (the
+/// server walks it once) feeding the five, each with its own checkpoint.
 fn start_set(
     db: &Db,
     store: &EventStore,
@@ -152,11 +159,18 @@ fn start_set(
         stop,
         tasks: tokio::task::JoinSet::new(),
     };
-    spawn_one(&mut set, db, store, TicketFacts::new(t), stopped, out);
-    spawn_one(&mut set, db, store, SlaFacts::new(t), stopped, out);
-    spawn_one(&mut set, db, store, ResponseFacts::new(t), stopped, out);
-    spawn_one(&mut set, db, store, AccountFacts::new(t), stopped, out);
-    spawn_one(&mut set, db, store, RoutingFacts::new(t), stopped, out);
+    let mut fanout = Fanout::new(db.clone(), store.clone(), store.prefix().events_filter());
+    member(&mut set, &mut fanout, TicketFacts::new(t), stopped, out);
+    member(&mut set, &mut fanout, SlaFacts::new(t), stopped, out);
+    member(&mut set, &mut fanout, ResponseFacts::new(t), stopped, out);
+    member(&mut set, &mut fanout, AccountFacts::new(t), stopped, out);
+    member(&mut set, &mut fanout, RoutingFacts::new(t), stopped, out);
+    let shutdown = stopping(&set, stopped);
+    set.tasks.spawn(
+        fanout
+            .reader(shutdown)
+            .instrument(tracing::info_span!("analytics_reader", generation = t.generation)),
+    );
     set
 }
 

@@ -9,13 +9,17 @@
 //!   is written in the same transaction as the view rows, so a view never
 //!   misses or double-applies an event, and an empty database rebuilds every
 //!   view from the stream.
+//! * [`Fanout`]: several projections fed by one reader of a wider filter
+//!   (the server walks the stream once, not once per projection).
 //! * [`Insert`]: a batch's rows for one table in few multi-row statements.
 
 mod db;
+mod fanout;
 mod insert;
 mod projector;
 
 pub use db::{Backend, Db, DbError, MIGRATOR};
+pub use fanout::{Fanout, subject_matches};
 pub use insert::{Insert, Val};
 pub use projector::{
     Pending, Prepared, Progress, Projection, ProjectionError, run_projector, wait_for,

@@ -12,18 +12,18 @@ use tokio::sync::watch;
 use crate::db::{Backend, Db, DbError};
 
 /// Most events applied in one transaction.
-const MAX_BATCH: usize = 4096;
+pub(crate) const MAX_BATCH: usize = 4096;
 
 /// How long a projector that is behind waits for more events to fill its
 /// batch before applying what it has.
-const FILL_WAIT: Duration = Duration::from_millis(5);
+pub(crate) const FILL_WAIT: Duration = Duration::from_millis(5);
 
 /// Events pending on the server from which a projector is behind (is
 /// catching up, not following live) and fills its batches.
-const FILL_FROM: u64 = 256;
+pub(crate) const FILL_FROM: u64 = 256;
 
 /// How often a projector checks whether NATS has reconnected under it.
-const RECONNECT_CHECK: Duration = Duration::from_secs(1);
+pub(crate) const RECONNECT_CHECK: Duration = Duration::from_secs(1);
 
 /// Receives the last sequence a projector has committed.
 pub type Progress = watch::Receiver<u64>;
@@ -154,6 +154,20 @@ pub async fn run_projector<P: Projection>(
     }
 }
 
+/// Creates projection `name`'s checkpoint row (at 0) if it has none: from
+/// there on a batch only locks it.
+pub(crate) async fn ensure_checkpoint(db: &Db, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projector_checkpoints (name, sequence, updated_at) VALUES ($1, 0, $2) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(now_micros())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 enum FollowError {
     #[error(transparent)]
@@ -173,15 +187,7 @@ async fn follow_once<P: Projection>(
     pending: &Pending,
 ) -> Result<(), FollowError> {
     let name = projection.name();
-    // The checkpoint row exists from here on, so a batch only locks it.
-    sqlx::query(
-        "INSERT INTO projector_checkpoints (name, sequence, updated_at) VALUES ($1, 0, $2) \
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(now_micros())
-    .execute(db.pool())
-    .await?;
+    ensure_checkpoint(db, name).await?;
     let start = db.checkpoint(name).await?;
     progress.send_if_modified(|p| {
         let changed = *p < start;
@@ -253,7 +259,7 @@ async fn follow_once<P: Projection>(
 }
 
 /// Applies a batch in one transaction and returns the committed checkpoint.
-async fn apply_batch<P: Projection>(
+pub(crate) async fn apply_batch<P: Projection>(
     db: &Db,
     projection: &P,
     batch: &[StoredEvent],
