@@ -322,10 +322,18 @@ async fn fan_out_feeds_each_projection_its_own_events_once(backend: Backend) {
         .await
         .unwrap();
         let got: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        assert_eq!(got, (n, n, n), "projection {kind}: every event of its own kind, once");
+        assert_eq!(
+            got,
+            (n, n, n),
+            "projection {kind}: every event of its own kind, once"
+        );
     }
     for (name, last) in [("fan_a", second[0]), ("fan_b", second[1])] {
-        assert_eq!(one.checkpoint(name).await.unwrap(), last, "{name}'s checkpoint");
+        assert_eq!(
+            one.checkpoint(name).await.unwrap(),
+            last,
+            "{name}'s checkpoint"
+        );
     }
 }
 

@@ -166,11 +166,11 @@ fn start_set(
     member(&mut set, &mut fanout, AccountFacts::new(t), stopped, out);
     member(&mut set, &mut fanout, RoutingFacts::new(t), stopped, out);
     let shutdown = stopping(&set, stopped);
-    set.tasks.spawn(
-        fanout
-            .reader(shutdown)
-            .instrument(tracing::info_span!("analytics_reader", generation = t.generation)),
-    );
+    set.tasks
+        .spawn(fanout.reader(shutdown).instrument(tracing::info_span!(
+            "analytics_reader",
+            generation = t.generation
+        )));
     set
 }
 

@@ -120,7 +120,9 @@ impl Fanout {
                 Ok(true) => backoff = Duration::from_millis(100),
                 // Every member has stopped.
                 Ok(false) => return,
-                Err(e) => tracing::error!(filter = %self.filter, error = %e, "projection reader failed; retrying"),
+                Err(e) => {
+                    tracing::error!(filter = %self.filter, error = %e, "projection reader failed; retrying")
+                }
             }
             tokio::select! {
                 _ = &mut shutdown => return,
@@ -172,23 +174,31 @@ impl Fanout {
             }
             let last = chunk.last().map_or(start, |e| e.sequence);
             let pending = chunk.last().map_or(0, |e| e.pending);
-            let mut alive = 0;
-            for r in &self.routes {
-                let mine: Vec<StoredEvent> = chunk
+            // Each event moves to the last member it matches (a copy to
+            // any other: the analytics projections' filters are disjoint).
+            let mut mine: Vec<Vec<StoredEvent>> = self.routes.iter().map(|_| Vec::new()).collect();
+            for ev in chunk.drain(..) {
+                let mut matches = self
+                    .routes
                     .iter()
-                    .filter(|e| subject_matches(&r.filter, &e.subject))
-                    .cloned()
-                    .collect();
-                let sent = r
-                    .tx
-                    .send(Chunk {
-                        events: mine,
-                        pending,
-                    })
-                    .await;
+                    .enumerate()
+                    .filter(|(_, r)| subject_matches(&r.filter, &ev.subject))
+                    .map(|(i, _)| i)
+                    .peekable();
+                while let Some(i) = matches.next() {
+                    if matches.peek().is_some() {
+                        mine[i].push(ev.clone());
+                    } else {
+                        mine[i].push(ev);
+                        break;
+                    }
+                }
+            }
+            let mut alive = 0;
+            for (r, events) in self.routes.iter().zip(mine) {
+                let sent = r.tx.send(Chunk { events, pending }).await;
                 alive += usize::from(sent.is_ok());
             }
-            chunk.clear();
             *after = Some(last);
             if alive == 0 {
                 return Ok(false);
@@ -226,9 +236,13 @@ async fn member<P: Projection>(
         match ensure_checkpoint(&db, name).await {
             Ok(()) => match db.checkpoint(name).await {
                 Ok(c) => break c,
-                Err(e) => tracing::error!(projector = name, error = %e, "reading the checkpoint failed; retrying"),
+                Err(e) => {
+                    tracing::error!(projector = name, error = %e, "reading the checkpoint failed; retrying")
+                }
             },
-            Err(e) => tracing::error!(projector = name, error = %e, "creating the checkpoint failed; retrying"),
+            Err(e) => {
+                tracing::error!(projector = name, error = %e, "creating the checkpoint failed; retrying")
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -238,7 +252,11 @@ async fn member<P: Projection>(
         *p = (*p).max(committed);
         changed
     });
-    tracing::info!(projector = name, from = committed, "projector following (shared reader)");
+    tracing::info!(
+        projector = name,
+        from = committed,
+        "projector following (shared reader)"
+    );
     let mut batch: Vec<StoredEvent> = Vec::new();
     let mut behind = 0;
     loop {
@@ -285,8 +303,11 @@ async fn member<P: Projection>(
         // not read again.
         let mut backoff = Duration::from_millis(100);
         let last = loop {
-            match tracing::Instrument::instrument(apply_batch(&db, &projection, &batch), span.clone())
-                .await
+            match tracing::Instrument::instrument(
+                apply_batch(&db, &projection, &batch),
+                span.clone(),
+            )
+            .await
             {
                 Ok(last) => break last,
                 Err(e) => {
@@ -329,9 +350,15 @@ mod tests {
     #[test]
     fn subjects_match_as_nats_matches_them() {
         assert!(subject_matches("p.events.ticket.*", "p.events.ticket.abc"));
-        assert!(!subject_matches("p.events.ticket.*", "p.events.ticket.abc.d"));
+        assert!(!subject_matches(
+            "p.events.ticket.*",
+            "p.events.ticket.abc.d"
+        ));
         assert!(!subject_matches("p.events.ticket.*", "p.events.ticket"));
-        assert!(!subject_matches("p.events.ticket.*", "p.events.tickets.abc"));
+        assert!(!subject_matches(
+            "p.events.ticket.*",
+            "p.events.tickets.abc"
+        ));
         assert!(!subject_matches("p.events.ticket.*", "q.events.ticket.abc"));
         assert!(subject_matches("p.events.>", "p.events.ticket.abc"));
         assert!(subject_matches("p.events.>", "p.events.x"));
