@@ -102,7 +102,7 @@ impl MetricsSource for Running {
         );
         registry.register(
             "closeloop_analytics_projector_pending",
-            "Events of each analytics projector's filter not applied yet, by generation.",
+            "Events each analytics projector may still have to apply, by generation: the stream's events its generation's reader has not reached, once it has applied all it was handed (0 when caught up).",
             pending,
         );
     }

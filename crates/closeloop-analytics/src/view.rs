@@ -1,6 +1,7 @@
-//! The analytics projections: one per aggregate type followed (a NATS 2.9
-//! consumer follows one subject filter), each writing its own fact tables
-//! in the transaction of its checkpoint:
+//! The analytics projections: one per aggregate type followed, each
+//! writing its own fact tables in the transaction of its checkpoint (the
+//! role feeds the five from one reader of the stream, a
+//! [`closeloop_readmodel::Fanout`]):
 //!
 //! * [`TicketFacts`] writes `analytics_tickets` (what a ticket is when it opens)
 //!   and `analytics_ticket_events` (each event's time, and the new owner on
