@@ -87,7 +87,7 @@ const CATCHING_UP: i64 = 1_000;
 /// otherwise read every fact).
 ///
 /// While the projections catch up (a projection's facts moved by
-/// [`CATCHING_UP`] stream positions or more since the last look), it looks
+/// `CATCHING_UP` stream positions or more since the last look), it looks
 /// again after 50 ms, so that a report right after a catch-up finds little
 /// to read.
 pub async fn keep_warm(cache: Arc<Cache>, db: Db, stopped: impl Future<Output = ()>) {
