@@ -46,8 +46,9 @@ impl Projection for Counting {
     }
 }
 
-async fn replicas_apply_each_event_once(backend: Backend) {
-    const EVENTS: usize = 1500;
+/// A nats-server of the test's own, a fresh database, and the event store
+/// under a prefix of the test's own.
+async fn broker_and_database(backend: Backend) -> (Nats, TestDb, Prefix, EventStore) {
     let nats = Nats::start();
     let db = TestDb::new(backend).await;
     let prefix = Prefix::parse(&unique_prefix()).unwrap();
@@ -60,6 +61,12 @@ async fn replicas_apply_each_event_once(backend: Backend) {
     )
     .await
     .unwrap();
+    (nats, db, prefix, store)
+}
+
+async fn replicas_apply_each_event_once(backend: Backend) {
+    const EVENTS: usize = 1500;
+    let (_nats, db, prefix, store) = broker_and_database(backend).await;
     let a = Db::connect(&db.url).await.unwrap();
     a.migrate(&MIGRATOR).await.unwrap();
     for ddl in [
@@ -276,18 +283,7 @@ async fn fan_out_until(
 /// already there skips what it has applied, also with two replicas of the
 /// fan-out on one database; events no member follows are read and left.
 async fn fan_out_feeds_each_projection_its_own_events_once(backend: Backend) {
-    let nats = Nats::start();
-    let db = TestDb::new(backend).await;
-    let prefix = Prefix::parse(&unique_prefix()).unwrap();
-    let store = EventStore::open(
-        nats.client().await,
-        StoreConfig {
-            prefix: prefix.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (_nats, db, prefix, store) = broker_and_database(backend).await;
     let one = Db::connect(&db.url).await.unwrap();
     one.migrate(&MIGRATOR).await.unwrap();
     sqlx::query(

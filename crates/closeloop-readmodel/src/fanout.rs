@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 use crate::db::Db;
 use crate::projector::{
     FILL_FROM, FILL_WAIT, MAX_BATCH, Pending, Projection, RECONNECT_CHECK, apply_batch,
-    ensure_checkpoint,
+    ensure_checkpoint, raise,
 };
 
 /// Most events the reader takes from the consumer before handing them out.
@@ -247,11 +247,7 @@ async fn member<P: Projection>(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     };
-    progress.send_if_modified(|p| {
-        let changed = *p < committed;
-        *p = (*p).max(committed);
-        changed
-    });
+    raise(&progress, committed);
     tracing::info!(
         projector = name,
         from = committed,
@@ -320,11 +316,7 @@ async fn member<P: Projection>(
         batch.clear();
         committed = committed.max(last);
         pending.store(behind, Ordering::Relaxed);
-        progress.send_if_modified(|p| {
-            let changed = *p < last;
-            *p = (*p).max(last);
-            changed
-        });
+        raise(&progress, last);
     }
 }
 

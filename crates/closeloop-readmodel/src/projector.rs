@@ -154,6 +154,16 @@ pub async fn run_projector<P: Projection>(
     }
 }
 
+/// Moves `progress` up to `to` (never down), waking its watchers only
+/// when it moved.
+pub(crate) fn raise(progress: &watch::Sender<u64>, to: u64) {
+    progress.send_if_modified(|p| {
+        let changed = *p < to;
+        *p = (*p).max(to);
+        changed
+    });
+}
+
 /// Creates projection `name`'s checkpoint row (at 0) if it has none: from
 /// there on a batch only locks it.
 pub(crate) async fn ensure_checkpoint(db: &Db, name: &str) -> Result<(), sqlx::Error> {
@@ -189,11 +199,7 @@ async fn follow_once<P: Projection>(
     let name = projection.name();
     ensure_checkpoint(db, name).await?;
     let start = db.checkpoint(name).await?;
-    progress.send_if_modified(|p| {
-        let changed = *p < start;
-        *p = (*p).max(start);
-        changed
-    });
+    raise(progress, start);
     tracing::info!(
         projector = name,
         from = start,
@@ -250,11 +256,7 @@ async fn follow_once<P: Projection>(
         let last =
             tracing::Instrument::instrument(apply_batch(db, projection, &batch), span).await?;
         pending.store(behind, std::sync::atomic::Ordering::Relaxed);
-        progress.send_if_modified(|p| {
-            let changed = *p < last;
-            *p = (*p).max(last);
-            changed
-        });
+        raise(progress, last);
     }
 }
 
