@@ -34,8 +34,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::db::Db;
 use crate::projector::{
-    FILL_FROM, FILL_WAIT, MAX_BATCH, Pending, Projection, RECONNECT_CHECK, apply_batch,
-    ensure_checkpoint, raise,
+    FILL_FROM, FILL_WAIT, FollowError, MAX_BATCH, Pending, Projection, RECONNECT_CHECK,
+    apply_batch, ensure_checkpoint, raise,
 };
 
 /// Most events the reader takes from the consumer before handing them out.
@@ -134,7 +134,7 @@ impl Fanout {
 
     /// Reads until NATS reconnects (`Ok(true)`: resubscribe), every member
     /// has gone (`Ok(false)`) or the consumer fails.
-    async fn read_once(&self, after: &mut Option<u64>) -> Result<bool, ReaderError> {
+    async fn read_once(&self, after: &mut Option<u64>) -> Result<bool, FollowError> {
         let start = match *after {
             Some(seq) => seq,
             None => {
@@ -205,16 +205,6 @@ impl Fanout {
             }
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ReaderError {
-    #[error(transparent)]
-    Db(#[from] crate::db::DbError),
-    #[error(transparent)]
-    Sql(#[from] sqlx::Error),
-    #[error(transparent)]
-    Store(#[from] closeloop_eventstore::StoreError),
 }
 
 /// One member: gathers its events into batches as [`run_projector`] does

@@ -178,8 +178,9 @@ pub(crate) async fn ensure_checkpoint(db: &Db, name: &str) -> Result<(), sqlx::E
     Ok(())
 }
 
+/// Why following the stream stopped (the caller retries with backoff).
 #[derive(Debug, thiserror::Error)]
-enum FollowError {
+pub(crate) enum FollowError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
