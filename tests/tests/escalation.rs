@@ -4,8 +4,9 @@
 //! SMTP server, the weekly report; timers that survive restarts of the
 //! role and of NATS and an empty database, two escalation replicas on
 //! PostgreSQL that never fire a timer twice, `sla recompute` of open tickets
-//! after a workflow's policy changed, and notification retries that wait
-//! for the simulated clock.
+//! after a workflow's policy changed, notification retries that wait
+//! for the simulated clock, and timers that wait for the observer to see
+//! their ticket's latest events.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -1081,5 +1082,105 @@ async fn notification_retries_follow_the_simulated_clock() {
         assert!(Instant::now() < deadline, "{:#?}", r.notifications);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    app.stop().await.unwrap();
+}
+
+/// A timer never fires on an SLA that has not yet seen its ticket's
+/// latest events. The escalation role is down while a contact is logged
+/// (before any of the ticket's timers was due) behind a backlog of other
+/// tickets' events larger than the observer's window of unacknowledged
+/// messages, and the clock passes the first-contact due time. When the
+/// role comes back its timer worker finds the ticket's warnings and breach
+/// due before the observer has reached the contact: they wait (`deferred`)
+/// and, once the contact is observed, never fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_timer_waits_for_the_observer_to_see_the_tickets_latest_events() {
+    use futures::StreamExt;
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let app = start(&nats, &db, &prefix, dir.path(), None, "ingestion,ticketing").await;
+    let escalation = start(&nats, &db, &prefix, dir.path(), None, "escalation").await;
+    app.seed_ticket_directory().await;
+    let x = open(&app, "x", "dana@vendor.example").await;
+    sla_until(&app, &x, "clocks start", |s| s.clocks.len() == 2).await;
+    escalation.stop().await.unwrap();
+
+    // Behind the contact: more ticket events than the observer takes
+    // unacknowledged (1024), each a new SLA to write.
+    const BACKLOG: usize = 1500;
+    let tickets = app.tickets().await;
+    let opened = futures::stream::iter(0..BACKLOG)
+        .map(|i| {
+            let mut c = tickets.clone();
+            async move {
+                c.open_ticket(v1::OpenTicketRequest {
+                    request_id: format!("backlog-{i}"),
+                    account_id: "ACME-001".into(),
+                    owner_email: "dana@vendor.example".into(),
+                    program_id: "relationship-nps".into(),
+                    title: format!("backlog {i}"),
+                    actor: String::new(),
+                })
+                .await
+                .unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .count()
+        .await;
+    assert_eq!(opened, BACKLOG);
+    advance(&app, HOUR).await;
+    contact(&app, &x, "x1").await;
+    // Past the first-contact due time (48 h): both warnings and the breach
+    // are due.
+    advance(&app, 48 * HOUR).await;
+
+    let escalation = start(&nats, &db, &prefix, dir.path(), None, "escalation").await;
+    let s = sla_until(&app, &x, "the contact reaches the SLA", |s| {
+        clock(s, "first_contact").state == "met"
+    })
+    .await;
+    let fc = clock(&s, "first_contact");
+    assert!(fc.warned_pct.is_empty(), "{s:#?}");
+    assert!(fc.breached_at.is_none(), "{s:#?}");
+    // The backlog's own first-contact timers fire (they had no contact):
+    // the worker was running while the observer worked through them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let fired = firings(&sla_events(&nats, &prefix).await);
+        let breaches = fired
+            .keys()
+            .filter(|(_, k)| k == "first_contact/1/breach")
+            .count();
+        if breaches == BACKLOG {
+            assert!(
+                !fired.keys().any(|(t, _)| *t == x),
+                "a timer of the contacted ticket fired: {:?}",
+                fired.keys().filter(|(t, _)| *t == x).collect::<Vec<_>>()
+            );
+            assert!(fired.values().all(|n| *n == 1));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{breaches} of {BACKLOG} backlog breaches"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The window was real: the worker found timers due whose tickets'
+    // latest events the observer had not handled yet.
+    let (_, body) = closeloop_tests::http_get(escalation.http_addr, "/metrics")
+        .await
+        .unwrap();
+    let deferred: u64 = body
+        .lines()
+        .find(|l| l.starts_with("closeloop_sla_timers_total{outcome=\"deferred\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(deferred > 0, "no timer was deferred:\n{body}");
+    escalation.stop().await.unwrap();
     app.stop().await.unwrap();
 }
