@@ -88,10 +88,10 @@ impl PartialOrd for Id {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TicketFact {
     pub ticket_id: Id,
-    pub program_id: Arc<str>,
+    pub program_id: Name,
     /// `""` for a manual ticket.
-    pub workflow_id: Arc<str>,
-    pub account_id: Arc<str>,
+    pub workflow_id: Name,
+    pub account_id: Name,
     pub opened_at: i64,
     /// When first contact and closure are due (the SLA's first runs, in the
     /// ticket's calendar; else the policy's targets in calendar time).
@@ -101,7 +101,7 @@ pub struct TicketFact {
     pub first_close: Option<i64>,
     pub reopens: u32,
     /// The owner after the last event.
-    pub owner: Arc<str>,
+    pub owner: Name,
     /// The response it was opened from (`""` for a manual ticket).
     pub feedback_id: Id,
     /// Whether its workflow asks for an opportunity at the close.
@@ -128,7 +128,7 @@ impl TicketFact {
 pub struct Closure {
     pub at: i64,
     /// The owner at the close.
-    pub owner: Arc<str>,
+    pub owner: Name,
     pub root_cause_words: u32,
     pub actions_words: u32,
     pub opportunity: bool,
@@ -143,8 +143,9 @@ pub struct SlaMarks {
     pub warned_closure: bool,
     pub breached_first_contact: bool,
     pub breached_closure: bool,
-    /// Escalation levels reached (1: the owner's manager).
-    pub levels: std::collections::BTreeSet<u32>,
+    /// Escalation levels reached (1: the owner's manager), ascending.
+    /// Allocated only for an escalated ticket, and smaller than a set.
+    pub levels: Box<[u32]>,
 }
 
 impl SlaMarks {
@@ -172,11 +173,11 @@ pub struct AccountFact {
 pub struct ResponseFact {
     pub feedback_id: Id,
     pub response_id: Box<str>,
-    pub program_id: Arc<str>,
-    pub account_id: Arc<str>,
+    pub program_id: Name,
+    pub account_id: Name,
     pub submitted_at: i64,
     /// Its numeric answers, by question.
-    pub answers: Box<[(Arc<str>, f64)]>,
+    pub answers: Box<[(Name, f64)]>,
     /// Its routing decision (recorded by the query's time) matched no
     /// workflow.
     pub unmatched: bool,
@@ -194,16 +195,80 @@ impl ResponseFact {
 
 /// Shares equal strings (program and account ids, question names).
 #[derive(Debug, Default, Clone)]
-pub struct Interner(rustc_hash::FxHashSet<Arc<str>>);
+pub struct Interner(rustc_hash::FxHashSet<Name>);
 
 impl Interner {
-    pub fn get(&mut self, s: &str) -> Arc<str> {
+    pub fn get(&mut self, s: &str) -> Name {
         if let Some(a) = self.0.get(s) {
             return a.clone();
         }
-        let a: Arc<str> = Arc::from(s);
+        let a = Name::from(s);
         self.0.insert(a.clone());
         a
+    }
+}
+
+/// Shared text (a program, workflow, account, owner or question name) one
+/// pointer wide: an `Arc<str>` is two, and the cache holds several per
+/// ticket and response. Reads as the `str` it holds; equal, ordered and
+/// hashed as that text.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[allow(clippy::redundant_allocation)] // the inner box is what makes it thin
+pub struct Name(Arc<Box<str>>);
+
+impl Name {
+    /// The same shared text (not only equal text): a pointer comparison.
+    pub fn same(&self, other: &Name) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        self
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name(Arc::new(Box::from(s)))
+    }
+}
+
+impl Default for Name {
+    fn default() -> Name {
+        Name::from("")
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", &**self)
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
     }
 }
 
@@ -409,7 +474,12 @@ impl TicketFold {
             ("breached", "first_contact") => m.breached_first_contact = true,
             ("breached", _) => m.breached_closure = true,
             ("escalated", _) => {
-                m.levels.insert(detail.clamp(0, i64::from(u32::MAX)) as u32);
+                let level = detail.clamp(0, i64::from(u32::MAX)) as u32;
+                if let Err(at) = m.levels.binary_search(&level) {
+                    let mut levels = std::mem::take(&mut m.levels).into_vec();
+                    levels.insert(at, level);
+                    m.levels = levels.into_boxed_slice();
+                }
             }
             _ => {}
         }
@@ -690,5 +760,40 @@ mod tests {
         assert_eq!(Id::new(&text(&b)), Id::Uuid(b));
         assert!(matches!(Id::new(&text(&b).to_uppercase()), Id::Text(_)));
         assert_eq!(std::mem::size_of::<Id>(), 24);
+    }
+
+    /// The cache holds one of each per ticket and per response: their
+    /// sizes are the analytics process's memory (`make bench`).
+    #[test]
+    fn facts_stay_small() {
+        assert_eq!(std::mem::size_of::<Name>(), 8);
+        assert!(std::mem::size_of::<TicketFact>() <= 200);
+        assert!(std::mem::size_of::<ResponseFact>() <= 88);
+        let n = Name::from("nps");
+        assert_eq!(&*n, "nps");
+        assert_eq!(n, Name::from("nps"));
+        assert!(!n.same(&Name::from("nps")));
+        assert!(n.same(&n.clone()));
+    }
+
+    #[test]
+    fn escalation_levels_are_kept_once_in_order() {
+        let mut f = TicketFold::default();
+        f.mark("t1", "escalated".into(), "", 2);
+        f.open(TicketRow {
+            ticket_id: "t1".into(),
+            program_id: "p".into(),
+            workflow_id: String::new(),
+            feedback_id: String::new(),
+            account_id: "a".into(),
+            opened_at: 0,
+            fc_target_secs: 1,
+            close_target_secs: 1,
+            require_opportunity: false,
+        });
+        for level in [3, 1, 2, 3] {
+            f.mark("t1", "escalated".into(), "", level);
+        }
+        assert_eq!(&*f.tickets[0].sla.levels, &[1, 2, 3]);
     }
 }

@@ -47,7 +47,7 @@ pub fn response_score(r: &ResponseFact, questions: &[String]) -> Option<f64> {
 
 #[derive(Default)]
 struct Acc {
-    accounts: rustc_hash::FxHashSet<std::sync::Arc<str>>,
+    accounts: rustc_hash::FxHashSet<crate::facts::Name>,
     responses: u64,
     sum: f64,
 }

@@ -539,7 +539,7 @@ fn program_metric<'a>(program: &str, cx: &'a Context) -> (&'a str, &'a str) {
 /// looked up once (found again by its shared id), not once per response.
 pub(crate) struct Metrics<'a> {
     cx: &'a Context,
-    seen: Vec<(Arc<str>, &'a str, &'a str)>,
+    seen: Vec<(crate::facts::Name, &'a str, &'a str)>,
 }
 
 impl<'a> Metrics<'a> {
@@ -552,11 +552,7 @@ impl<'a> Metrics<'a> {
 
     /// What [`metric_of`] gives for `r`.
     pub(crate) fn of(&mut self, r: &ResponseFact) -> (&'a str, Option<f64>) {
-        let (kind, question) = match self
-            .seen
-            .iter()
-            .find(|(p, _, _)| Arc::ptr_eq(p, &r.program_id))
-        {
+        let (kind, question) = match self.seen.iter().find(|(p, _, _)| p.same(&r.program_id)) {
             Some(&(_, kind, question)) => (kind, question),
             None => {
                 let (kind, question) = program_metric(&r.program_id, self.cx);
