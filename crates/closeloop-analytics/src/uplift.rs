@@ -99,6 +99,13 @@ fn check(q: &Query) -> Result<(), ReportError> {
     Ok(())
 }
 
+/// One account's NPS answers in one period.
+struct Period<'a> {
+    /// Its first response (earliest; the smaller feedback id on a tie).
+    first: &'a ResponseFact,
+    counts: Counts,
+}
+
 /// Every account's pairs of consecutive periods in which it answered NPS.
 pub fn pairs(
     q: &Query,
@@ -107,9 +114,10 @@ pub fn pairs(
     cx: &Context,
 ) -> Result<Vec<Pair>, ReportError> {
     check(q)?;
-    // Per account, per period start: its NPS responses in time order.
-    type Answers<'a> = Vec<(i64, f64, &'a ResponseFact)>;
-    let mut by_account: HashMap<&str, BTreeMap<i64, Answers<'_>>> = HashMap::default();
+    // Per account, per period start: its first NPS response (earliest, then
+    // by feedback id) and the counts of all of them. Counting needs no
+    // order, so nothing per response is kept.
+    let mut by_account: HashMap<&str, BTreeMap<i64, Period<'_>>> = HashMap::default();
     let mut metrics = Metrics::new(cx);
     for r in responses {
         if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
@@ -121,29 +129,27 @@ pub fn pairs(
         let Some((start, _)) = q.bounds(r.submitted_at) else {
             continue;
         };
-        by_account
+        let p = by_account
             .entry(&r.account_id)
             .or_default()
             .entry(start)
-            .or_default()
-            .push((r.submitted_at, v, r));
-    }
-    // In account order (the bootstrap draws from the pairs in this order).
-    let mut by_account: Vec<(&str, BTreeMap<i64, Answers<'_>>)> = by_account.into_iter().collect();
-    by_account.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    for (_, periods) in &mut by_account {
-        for answers in periods.values_mut() {
-            answers.sort_by(|a, b| {
-                a.0.cmp(&b.0)
-                    .then_with(|| a.2.feedback_id.cmp(&b.2.feedback_id))
+            .or_insert(Period {
+                first: r,
+                counts: Counts::default(),
             });
+        p.counts.add(v);
+        if (r.submitted_at, &r.feedback_id) < (p.first.submitted_at, &p.first.feedback_id) {
+            p.first = r;
         }
     }
+    // In account order (the bootstrap draws from the pairs in this order).
+    let mut by_account: Vec<(&str, BTreeMap<i64, Period<'_>>)> = by_account.into_iter().collect();
+    by_account.sort_unstable_by(|a, b| a.0.cmp(b.0));
     // Tickets opened from the responses that can start a pair (each
     // account's first of a period), found in one pass over the tickets.
     let mut from_response: HashMap<&Id, Vec<&TicketFact>> = by_account
         .iter()
-        .flat_map(|(_, periods)| periods.values().map(|a| &a[0].2.feedback_id))
+        .flat_map(|(_, periods)| periods.values().map(|p| &p.first.feedback_id))
         .map(|id| (id, Vec::new()))
         .collect();
     for t in tickets {
@@ -160,16 +166,13 @@ pub fn pairs(
             let Some(later) = periods.get(&end) else {
                 continue;
             };
-            let first = earlier[0].2;
-            let next_at = later[0].0;
+            let first = earlier.first;
+            let next_at = later.first.submitted_at;
             let opened = from_response
                 .get(&first.feedback_id)
                 .map_or(&[][..], |v| v.as_slice());
             let closed_at = opened.iter().filter_map(|t| t.first_close).min();
-            let mut before = Counts::default();
-            earlier.iter().for_each(|(_, v, _)| before.add(*v));
-            let mut after = Counts::default();
-            later.iter().for_each(|(_, v, _)| after.add(*v));
+            let (before, after) = (earlier.counts, later.counts);
             let key =
                 q.by.iter()
                     .map(|d| response_slice(first, *d, q, cx))
@@ -436,6 +439,96 @@ mod tests {
             before: c(before),
             after: c(after),
         }
+    }
+
+    fn response(id: &str, account: &str, at: &str, nps: f64) -> ResponseFact {
+        ResponseFact {
+            feedback_id: id.into(),
+            response_id: id.into(),
+            program_id: "p".into(),
+            account_id: account.into(),
+            submitted_at: us(at),
+            answers: vec![("nps".into(), nps)].into_boxed_slice(),
+            unmatched: false,
+        }
+    }
+
+    fn us(t: &str) -> i64 {
+        t.parse::<jiff::Timestamp>().unwrap().as_microsecond()
+    }
+
+    fn closed_ticket(id: &str, from: &str, closed: &str) -> TicketFact {
+        TicketFact {
+            ticket_id: id.into(),
+            program_id: "p".into(),
+            workflow_id: "w".into(),
+            account_id: "a".into(),
+            opened_at: 0,
+            fc_due: 0,
+            close_due: 0,
+            first_contact: None,
+            first_close: Some(us(closed)),
+            reopens: 0,
+            owner: "o@x".into(),
+            feedback_id: from.into(),
+            require_opportunity: false,
+            closed: None,
+            sla: Default::default(),
+        }
+    }
+
+    /// Acting on feedback is judged on an account's first response of the
+    /// earlier period and up to its first of the later one, whatever order
+    /// the responses come in; every response of a period is counted.
+    #[test]
+    fn a_pair_starts_at_each_periods_first_response() {
+        let q = Query {
+            from: None,
+            to: None,
+            as_of: i64::MAX,
+            by: vec![],
+            period: crate::query::Period::Year,
+            tz: jiff::tz::TimeZone::UTC,
+            only: vec![],
+            memo: Default::default(),
+        };
+        let responses = [
+            // a: its first 2025 response is a2 (February), though listed
+            // after a1 (March), whose ticket closed in time.
+            response("a1", "a", "2025-03-01T00:00:00Z", 2.0),
+            response("a2", "a", "2025-02-01T00:00:00Z", 10.0),
+            response("a4", "a", "2026-06-01T00:00:00Z", 9.0),
+            response("a3", "a", "2026-02-01T00:00:00Z", 3.0),
+            // b: its first 2025 response's ticket closed before its first
+            // 2026 response (b4, listed last).
+            response("b2", "b", "2025-05-01T00:00:00Z", 8.0),
+            response("b1", "b", "2025-04-01T00:00:00Z", 0.0),
+            response("b3", "b", "2026-09-01T00:00:00Z", 10.0),
+            response("b4", "b", "2026-03-01T00:00:00Z", 10.0),
+        ];
+        let tickets = [
+            closed_ticket("t1", "a1", "2025-04-01T00:00:00Z"),
+            closed_ticket("t2", "b1", "2026-02-15T00:00:00Z"),
+        ];
+        let got = pairs(&q, &responses, &tickets, &Context::default()).unwrap();
+        assert_eq!(got.len(), 2, "{got:#?}");
+        let (a, b) = (&got[0], &got[1]);
+        assert_eq!((a.account_id.as_str(), b.account_id.as_str()), ("a", "b"));
+        assert_eq!(a.periods, "2025→2026");
+        assert_eq!(a.first_response, "a2");
+        assert!(a.tickets.is_empty() && !a.acted, "{a:#?}");
+        assert_eq!(a.next_response_at, us("2026-02-01T00:00:00Z"));
+        let c = |promoters, detractors, n| Counts {
+            promoters,
+            detractors,
+            n,
+        };
+        assert_eq!((a.before, a.after), (c(1, 1, 2), c(1, 1, 2)));
+        assert_eq!(b.first_response, "b1");
+        assert_eq!(b.tickets, ["t2"]);
+        assert!(b.acted, "{b:#?}");
+        assert_eq!(b.next_response_at, us("2026-03-01T00:00:00Z"));
+        assert_eq!((b.before, b.after), (c(0, 1, 2), c(2, 0, 2)));
     }
 
     /// The bootstrap as one loop over one sequence: what the split over
