@@ -12,7 +12,9 @@
 //!    view takes them), asked repeatedly. Reported: p50 / p99 / max per
 //!    view. Target p99 ≤ 100 ms.
 //! 3. **Memory**: the peak RSS of this process (the analytics process runs
-//!    in it) from /proc/self/status VmHWM. Target ≤ 150 MB.
+//!    in it) from /proc/self/status VmHWM. Target ≤ 150 MB. Also printed
+//!    after the rebuild, with the RSS then split into anonymous memory
+//!    (heap, stacks) and mapped files (the binary's pages read so far).
 //!
 //! Environment: BENCH_DB (sqlite|postgres), BENCH_RESPONSES (default
 //! 250 000: about 1 000 000 events in all), BENCH_REPORTS (asks per view,
@@ -54,13 +56,18 @@ fn env_usize(k: &str, d: usize) -> usize {
         .unwrap_or(d)
 }
 
-fn peak_rss_mb() -> f64 {
+/// A figure of /proc/self/status in MB (`VmHWM`: the peak RSS).
+fn status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM")
 }
 
 fn pct(v: &[Duration], p: f64) -> Duration {
@@ -593,6 +600,12 @@ async fn main() {
         w.written,
         took,
         w.written as f64 / took.as_secs_f64()
+    );
+    println!(
+        "  peak RSS after the rebuild: {:.0} MB (now: {:.0} MB anonymous, {:.0} MB of files)",
+        peak_rss_mb(),
+        status_mb("RssAnon"),
+        status_mb("RssFile")
     );
 
     // 2. Reports over the year.
