@@ -41,8 +41,11 @@ pub fn dims(q: &Query) -> Result<Vec<Dim>, ReportError> {
 /// A response's leaderboard score: the mean of its answers to the
 /// questions it answered (`None` when it answered none).
 pub fn response_score(r: &ResponseFact, questions: &[String]) -> Option<f64> {
-    let v: Vec<f64> = questions.iter().filter_map(|q| r.number(q)).collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    let (sum, n) = questions
+        .iter()
+        .filter_map(|q| r.number(q))
+        .fold((0.0, 0u32), |(sum, n), v| (sum + v, n + 1));
+    (n > 0).then(|| sum / f64::from(n))
 }
 
 #[derive(Default)]
@@ -52,18 +55,17 @@ struct Acc {
     sum: f64,
 }
 
-/// A response counted: its row key (the slices, then the team), and its score.
-type Scored<'a> = (Vec<Key<'a>>, &'a ResponseFact, f64);
-
-/// The rows of responses counted, keyed by the slices then the team.
-fn scored<'a>(
+/// Calls `f` with each response counted: its row key (the slices, then
+/// the team), the response and its score. One at a time: a year's
+/// responses are not gathered first (that was tens of MB per report).
+fn each_scored<'a>(
     q: &Query,
     by: &[Dim],
     responses: &'a [ResponseFact],
     cx: &'a Context,
-) -> Result<Vec<Scored<'a>>, ReportError> {
+    mut f: impl FnMut(Vec<Key<'a>>, &'a ResponseFact, f64),
+) -> Result<(), ReportError> {
     let lb = &cx.config.leaderboard;
-    let mut out = Vec::new();
     for r in responses {
         if !q.in_range(r.submitted_at) || !response_passes(q, r, cx)? {
             continue;
@@ -80,9 +82,9 @@ fn scored<'a>(
                 .and_then(|a| a.team.get(&lb.role))
                 .map_or(NO_TEAM, String::as_str),
         ));
-        out.push((key, r, score));
+        f(key, r, score);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Account teams ranked within each combination of the other slices (at
@@ -98,13 +100,13 @@ pub fn leaderboard(
     let min = u64::from(cx.config.leaderboard.min_responses);
     let mut keyed: rustc_hash::FxHashMap<Vec<Key<'_>>, Acc> = Default::default();
     let mut total = Acc::default();
-    for (key, r, score) in scored(q, &by, responses, cx)? {
+    each_scored(q, &by, responses, cx, |key, r, score| {
         for acc in [keyed.entry(key).or_default(), &mut total] {
             acc.accounts.insert(r.account_id.clone());
             acc.responses += 1;
             acc.sum += score;
         }
-    }
+    })?;
     let rows: BTreeMap<Vec<String>, Acc> = keyed.into_iter().map(|(k, a)| (owned(&k), a)).collect();
     // Scores of the ranked teams, per group (the key without the team).
     let mut groups: BTreeMap<Vec<String>, Vec<f64>> = BTreeMap::new();
@@ -175,10 +177,10 @@ pub fn explain(
     let by = dims(q)?;
     let qs = &cx.config.leaderboard.questions;
     let mut lines = Vec::new();
-    for (k, r, score) in scored(q, &by, responses, cx)? {
+    each_scored(q, &by, responses, cx, |k, r, score| {
         let k = owned(&k);
         if !key.is_empty() && k != key {
-            continue;
+            return;
         }
         let mut line = vec![
             r.feedback_id.to_string(),
@@ -194,7 +196,7 @@ pub fn explain(
         );
         line.push(format!("{score}"));
         lines.push(line);
-    }
+    })?;
     let mut columns = columns(&[
         "feedback_id",
         "response_id",
