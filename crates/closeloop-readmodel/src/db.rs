@@ -73,6 +73,12 @@ const SQLITE_PRAGMAS: [&str; 4] = [
 /// [`Db::connect`].
 const WAL_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint=16384";
 
+/// The page cache of each pooled (reading) SQLite connection: 512 KiB
+/// instead of SQLite's 2 MiB. The pages are in the kernel's page cache as
+/// well (a miss costs a `pread`, not a disk read), and eight connections
+/// would otherwise hold up to 16 MiB of them; the writer keeps the default.
+const READER_CACHE: &str = "PRAGMA cache_size=-512";
+
 /// How often the WAL is checkpointed into the database file.
 const WAL_CHECKPOINT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -144,7 +150,7 @@ impl Db {
                 .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        for pragma in SQLITE_PRAGMAS {
+                        for pragma in SQLITE_PRAGMAS.into_iter().chain([READER_CACHE]) {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }
                         Ok(())
