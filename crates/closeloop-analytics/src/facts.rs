@@ -266,12 +266,6 @@ impl std::fmt::Debug for Name {
     }
 }
 
-impl PartialEq<str> for Name {
-    fn eq(&self, other: &str) -> bool {
-        **self == *other
-    }
-}
-
 /// The fact of a response row whose first columns are `feedback_id,
 /// response_id, program_id, account_id, submitted_at, answers` (`answers`:
 /// the JSON object the projection wrote).
