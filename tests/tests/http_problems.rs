@@ -249,8 +249,18 @@ async fn ticket_commands_over_http_answer_json_or_problem_documents() {
         400,
         "malformed-json",
     );
-    // The write is the ticket's like any other: the view has it.
-    let view = app.wait_ticket(&ticket.id).await;
+    // The write is the ticket's like any other: the view has it (read at
+    // the contact's sequence: the ticket alone may be in the view before).
+    let view = app
+        .tickets()
+        .await
+        .get_ticket(v1::GetTicketRequest {
+            ticket_id: ticket.id.clone(),
+            min_sequence: first["sequence"].as_u64().unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(
         view.activity.iter().any(|a| a.kind == "contact_logged"),
         "{view:?}"
