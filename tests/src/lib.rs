@@ -540,7 +540,8 @@ pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// The value of an unlabelled Prometheus sample in a `/metrics` body (0 if absent).
+/// The value of a Prometheus sample in a `/metrics` body, named as it is
+/// written there, labels included (0 if absent).
 pub fn metric(body: &str, name: &str) -> u64 {
     body.lines()
         .filter(|l| !l.starts_with('#'))

@@ -1174,12 +1174,8 @@ async fn a_timer_waits_for_the_observer_to_see_the_tickets_latest_events() {
     let (_, body) = closeloop_tests::http_get(escalation.http_addr, "/metrics")
         .await
         .unwrap();
-    let deferred: u64 = body
-        .lines()
-        .find(|l| l.starts_with("closeloop_sla_timers_total{outcome=\"deferred\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let deferred =
+        closeloop_tests::metric(&body, "closeloop_sla_timers_total{outcome=\"deferred\"}");
     assert!(deferred > 0, "no timer was deferred:\n{body}");
     escalation.stop().await.unwrap();
     app.stop().await.unwrap();
