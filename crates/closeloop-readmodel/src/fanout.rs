@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 use crate::db::Db;
 use crate::projector::{
     FILL_FROM, FILL_WAIT, FollowError, MAX_BATCH, Pending, Projection, RECONNECT_CHECK,
-    apply_batch, ensure_checkpoint, raise,
+    apply_batch, raise, start_position,
 };
 
 /// Most events the reader takes from the consumer before handing them out.
@@ -140,8 +140,7 @@ impl Fanout {
             None => {
                 let mut lowest = u64::MAX;
                 for r in &self.routes {
-                    ensure_checkpoint(&self.db, r.name).await?;
-                    lowest = lowest.min(self.db.checkpoint(r.name).await?);
+                    lowest = lowest.min(start_position(&self.db, r.name).await?);
                 }
                 if lowest == u64::MAX { 0 } else { lowest }
             }
@@ -223,15 +222,10 @@ async fn member<P: Projection>(
     // there is applied already. Read until the database answers.
     let mut backoff = Duration::from_millis(100);
     let mut committed = loop {
-        match ensure_checkpoint(&db, name).await {
-            Ok(()) => match db.checkpoint(name).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    tracing::error!(projector = name, error = %e, "reading the checkpoint failed; retrying")
-                }
-            },
+        match start_position(&db, name).await {
+            Ok(c) => break c,
             Err(e) => {
-                tracing::error!(projector = name, error = %e, "creating the checkpoint failed; retrying")
+                tracing::error!(projector = name, error = %e, "reading the checkpoint failed; retrying")
             }
         }
         tokio::time::sleep(backoff).await;

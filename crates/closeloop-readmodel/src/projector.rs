@@ -164,9 +164,9 @@ pub(crate) fn raise(progress: &watch::Sender<u64>, to: u64) {
     });
 }
 
-/// Creates projection `name`'s checkpoint row (at 0) if it has none: from
-/// there on a batch only locks it.
-pub(crate) async fn ensure_checkpoint(db: &Db, name: &str) -> Result<(), sqlx::Error> {
+/// Projection `name`'s checkpoint: where it starts. Creates the row (at 0)
+/// if it has none, so that from there on a batch only locks it.
+pub(crate) async fn start_position(db: &Db, name: &str) -> Result<u64, FollowError> {
     sqlx::query(
         "INSERT INTO projector_checkpoints (name, sequence, updated_at) VALUES ($1, 0, $2) \
          ON CONFLICT (name) DO NOTHING",
@@ -175,7 +175,7 @@ pub(crate) async fn ensure_checkpoint(db: &Db, name: &str) -> Result<(), sqlx::E
     .bind(now_micros())
     .execute(db.pool())
     .await?;
-    Ok(())
+    Ok(db.checkpoint(name).await?)
 }
 
 /// Why following the stream stopped (the caller retries with backoff).
@@ -198,8 +198,7 @@ async fn follow_once<P: Projection>(
     pending: &Pending,
 ) -> Result<(), FollowError> {
     let name = projection.name();
-    ensure_checkpoint(db, name).await?;
-    let start = db.checkpoint(name).await?;
+    let start = start_position(db, name).await?;
     raise(progress, start);
     tracing::info!(
         projector = name,
