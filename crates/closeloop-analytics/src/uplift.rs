@@ -100,7 +100,7 @@ fn check(q: &Query) -> Result<(), ReportError> {
 }
 
 /// One account's NPS answers in one period.
-struct Period<'a> {
+struct InPeriod<'a> {
     /// Its first response (earliest; the smaller feedback id on a tie).
     first: &'a ResponseFact,
     counts: Counts,
@@ -117,7 +117,7 @@ pub fn pairs(
     // Per account, per period start: its first NPS response (earliest, then
     // by feedback id) and the counts of all of them. Counting needs no
     // order, so nothing per response is kept.
-    let mut by_account: HashMap<&str, BTreeMap<i64, Period<'_>>> = HashMap::default();
+    let mut by_account: HashMap<&str, BTreeMap<i64, InPeriod<'_>>> = HashMap::default();
     let mut metrics = Metrics::new(cx);
     for r in responses {
         if !q.in_range(r.submitted_at) || !passes(q, |d| response_slice(r, d, q, cx))? {
@@ -133,7 +133,7 @@ pub fn pairs(
             .entry(&r.account_id)
             .or_default()
             .entry(start)
-            .or_insert(Period {
+            .or_insert(InPeriod {
                 first: r,
                 counts: Counts::default(),
             });
@@ -143,7 +143,7 @@ pub fn pairs(
         }
     }
     // In account order (the bootstrap draws from the pairs in this order).
-    let mut by_account: Vec<(&str, BTreeMap<i64, Period<'_>>)> = by_account.into_iter().collect();
+    let mut by_account: Vec<(&str, BTreeMap<i64, InPeriod<'_>>)> = by_account.into_iter().collect();
     by_account.sort_unstable_by(|a, b| a.0.cmp(b.0));
     // Tickets opened from the responses that can start a pair (each
     // account's first of a period), found in one pass over the tickets.
