@@ -15,7 +15,9 @@
 //! cycle ≤ 5 ms at p99.
 //!
 //! Environment: BENCH_DB (sqlite|postgres), BENCH_CYCLES (per client with one
-//! client, default 300; 16 clients run BENCH_CYCLES / 4 each).
+//! client, default 300; 16 clients run BENCH_CYCLES / 4 each), BENCH_FIGURES
+//! (which figures to run, e.g. `16,16ryw`; default all four: `1,1ryw,16,16ryw`),
+//! BENCH_ROLES (default `ingestion,ticketing`).
 
 use std::time::{Duration, Instant};
 
@@ -165,8 +167,14 @@ async fn main() {
         "read99",
         "cycle99"
     );
+    let figures = std::env::var("BENCH_FIGURES").unwrap_or_else(|_| "1,1ryw,16,16ryw".into());
+    let figures: Vec<&str> = figures.split(',').map(str::trim).collect();
     for clients in [1usize, 16] {
         for read in [false, true] {
+            let name = format!("{clients}{}", if read { "ryw" } else { "" });
+            if !figures.contains(&name.as_str()) {
+                continue;
+            }
             let per = if clients == 1 { cycles } else { cycles / 4 };
             let t = Instant::now();
             let runs = (0..clients)
