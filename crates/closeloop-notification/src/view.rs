@@ -14,7 +14,7 @@ use closeloop_contracts::notification::{AttemptOutcome, NotificationEvent, proje
 use closeloop_domain::notification::next_attempt_delay;
 use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_readmodel::{Db, Projection, ProjectionError};
-use sqlx::{AnyConnection, Row as _};
+use sqlx::{AnyConnection, Connection as _, Row as _};
 
 /// Checkpoint name of the projection.
 pub const NAME: &str = "notifications";
@@ -308,7 +308,7 @@ pub async fn release(db: &Db, id: &str, me: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM notification_claims WHERE id = $1 AND claimed_by = $2")
         .bind(id)
         .bind(me)
-        .execute(db.writer())
+        .execute(&mut *db.writer().await?)
         .await?;
     Ok(())
 }
@@ -318,7 +318,7 @@ pub async fn sweep_claims(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
     Ok(
         sqlx::query("DELETE FROM notification_claims WHERE claimed_until < $1")
             .bind(now)
-            .execute(db.writer())
+            .execute(&mut *db.writer().await?)
             .await?
             .rows_affected(),
     )
@@ -361,7 +361,7 @@ pub async fn claim(db: &Db, id: &str, me: &str, now: i64, until: i64) -> Result<
     .bind(me)
     .bind(until)
     .bind(now)
-    .execute(db.writer())
+    .execute(&mut *db.writer().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -397,7 +397,8 @@ pub async fn claim_all(
     now: i64,
     until: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let mut tx = db.writer().begin().await?;
+    let mut writer = db.writer().await?;
+    let mut tx = writer.begin().await?;
     let mut got = Vec::with_capacity(ids.len());
     for id in ids {
         let done = sqlx::query(

@@ -18,7 +18,7 @@ mod fanout;
 mod insert;
 mod projector;
 
-pub use db::{Backend, Db, DbError, MIGRATOR};
+pub use db::{Backend, Db, DbError, MIGRATOR, Writer};
 pub use fanout::{Fanout, subject_matches};
 pub use insert::{Insert, Val};
 pub use projector::{

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use closeloop_eventstore::{EventStore, Prefix, StoredEvent};
 use futures::{FutureExt, StreamExt};
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 use tokio::sync::watch;
 
 use crate::db::{Backend, Db, DbError};
@@ -266,12 +266,38 @@ pub(crate) async fn apply_batch<P: Projection>(
     projection: &P,
     batch: &[StoredEvent],
 ) -> Result<u64, sqlx::Error> {
+    let prepared = projection.prepare(batch);
+    let mut writer = db.writer().await?;
+    let applied = apply_on(&mut writer, db.backend(), projection, batch, prepared).await;
+    if let Err(e) = &applied
+        && connection_lost(e)
+    {
+        // Opened again for the next batch.
+        writer.discard();
+    }
+    applied
+}
+
+/// Whether `e` says the connection itself is gone (not a refused statement).
+fn connection_lost(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)
+    )
+}
+
+async fn apply_on<P: Projection>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    projection: &P,
+    batch: &[StoredEvent],
+    prepared: Option<Prepared>,
+) -> Result<u64, sqlx::Error> {
     let name = projection.name();
     let (Some(first), Some(last_in_batch)) = (batch.first(), batch.last()) else {
         unreachable!("a batch holds at least one event");
     };
-    let prepared = projection.prepare(batch);
-    let mut tx = db.writer().begin().await?;
+    let mut tx = conn.begin().await?;
     // The common case in one statement: nobody has applied any of the batch
     // (the checkpoint is below its first event), so move the checkpoint to
     // its end now. The update also locks the row, so concurrent replicas
@@ -293,7 +319,7 @@ pub(crate) async fn apply_batch<P: Projection>(
     } else {
         // Someone (another replica, or this projector before a restart)
         // applied part of it: lock the row, read how far, apply the rest.
-        let lock = match db.backend() {
+        let lock = match backend {
             Backend::Postgres => {
                 "SELECT sequence FROM projector_checkpoints WHERE name = $1 FOR UPDATE"
             }
