@@ -414,19 +414,26 @@ mod tests {
     /// Under a steady stream of commits the WAL still starts over: it stays
     /// near the writer's checkpoint threshold instead of growing with what
     /// was written.
+    /// A SQLite file `rm.db` in a directory of its own (named after `tag`
+    /// and this process), with one table made by `create`.
+    async fn file_db(tag: &str, create: &'static str) -> (std::path::PathBuf, Db) {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+        let db = Db::connect(&format!("sqlite://{}", dir.join("rm.db").display()))
+            .await
+            .unwrap();
+        sqlx::query(create)
+            .execute(&mut *db.writer().await.unwrap())
+            .await
+            .unwrap();
+        (dir, db)
+    }
+
     /// SQLite's writer is one connection taken in turn; a writer given up
     /// after a failure (left mid-transaction here) is opened again, and
     /// what the abandoned transaction wrote is gone.
     #[tokio::test]
     async fn the_writer_is_taken_in_turn_and_opened_again_after_a_failure() {
-        let dir = std::env::temp_dir().join(format!("cl-writer-{}", std::process::id()));
-        let db = Db::connect(&format!("sqlite://{}/rm.db", dir.display()))
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-            .execute(&mut *db.writer().await.unwrap())
-            .await
-            .unwrap();
+        let (dir, db) = file_db("cl-writer", "CREATE TABLE t (id INTEGER PRIMARY KEY)").await;
 
         let held = db.writer().await.unwrap();
         let second = tokio::spawn({
@@ -467,15 +474,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_wal_stays_bounded_under_steady_writes() {
-        let dir = std::env::temp_dir().join(format!("cl-wal-{}", std::process::id()));
-        let path = dir.join("rm.db");
-        let db = Db::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB NOT NULL)")
-            .execute(&mut *db.writer().await.unwrap())
-            .await
-            .unwrap();
+        let (dir, db) = file_db(
+            "cl-wal",
+            "CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB NOT NULL)",
+        )
+        .await;
         let blob = vec![7u8; 4000];
         let mut largest = 0;
         // 3200 transactions of 16 new rows of 4 KB each: 200 MiB through
