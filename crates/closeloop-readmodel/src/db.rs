@@ -87,10 +87,14 @@ enum Held<'a> {
 }
 
 impl Writer<'_> {
-    /// Gives the connection up after a failure that may have left it in a
-    /// bad state (a transaction begun by hand and not ended): SQLite's
-    /// writer is closed (which rolls back) and opened again on next use;
-    /// a pooled connection is closed instead of going back to the pool.
+    /// Gives the connection up after a failure of the connection itself
+    /// (I/O, its thread gone) or one that left it in a state nobody should
+    /// write on after (a transaction begun and not ended): SQLite's writer
+    /// is closed (which rolls back) and opened again on next use; a pooled
+    /// connection is closed instead of going back to the pool. (A failed
+    /// statement inside a sqlx `Transaction` needs none of this: dropping
+    /// the transaction queues its rollback ahead of the connection's next
+    /// command.)
     pub fn discard(mut self) {
         match &mut self.held {
             Held::Own(guard) => {
@@ -411,9 +415,6 @@ mod tests {
         ));
     }
 
-    /// Under a steady stream of commits the WAL still starts over: it stays
-    /// near the writer's checkpoint threshold instead of growing with what
-    /// was written.
     /// A SQLite file `rm.db` in a directory of its own (named after `tag`
     /// and this process), with one table made by `create`.
     async fn file_db(tag: &str, create: &'static str) -> (std::path::PathBuf, Db) {
@@ -472,6 +473,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Under a steady stream of commits the WAL still starts over: it stays
+    /// near the writer's checkpoint threshold instead of growing with what
+    /// was written.
     #[tokio::test]
     async fn the_wal_stays_bounded_under_steady_writes() {
         let (dir, db) = file_db(
