@@ -140,10 +140,22 @@ async fn main() {
         _ => Backend::Sqlite,
     };
     let cycles = env_usize("BENCH_CYCLES", 300);
+    let per_client = match std::env::var("BENCH_CONNECTIONS").as_deref() {
+        Ok("per-client") => true,
+        Ok("shared") | Err(_) => false,
+        Ok(other) => panic!("BENCH_CONNECTIONS: shared or per-client, not {other}"),
+    };
+    const FIGURES: [&str; 4] = ["1", "1ryw", "16", "16ryw"];
+    let figures = std::env::var("BENCH_FIGURES").unwrap_or_else(|_| FIGURES.join(","));
+    let figures: Vec<&str> = figures.split(',').map(str::trim).collect();
+    if let Some(unknown) = figures.iter().find(|f| !FIGURES.contains(f)) {
+        panic!("BENCH_FIGURES: {unknown} is not a figure; the figures are {FIGURES:?}");
+    }
     let nats = Nats::start();
-    // Each rate is the median of three runs: one run of the same broker
-    // varied by a quarter between consecutive runs (46-63k msg/s with 16
-    // in flight), which moved the ratios more than any change measured.
+    // Each rate is the median of three runs, so one stalled run does not
+    // set the ratios. (Three runs of one broker agree within 10-15%;
+    // brokers started by consecutive runs of this bench differ by up to a
+    // quarter, which no number of runs here removes: docs/operations.md.)
     let (raw_1, raw_1_all) = median_of_3(|| raw_publish(&nats, 3000, 1)).await;
     let (raw_16, raw_16_all) = median_of_3(|| raw_publish(&nats, 20_000, 16)).await;
 
@@ -164,11 +176,6 @@ async fn main() {
     // Warm up: connections, caches, prepared statements.
     client(base.clone(), "warm".into(), 20, true).await;
 
-    let per_client = match std::env::var("BENCH_CONNECTIONS").as_deref() {
-        Ok("per-client") => true,
-        Ok("shared") | Err(_) => false,
-        Ok(other) => panic!("BENCH_CONNECTIONS: shared or per-client, not {other}"),
-    };
     println!(
         "command path ({backend:?}, roles {roles}, {} connection{}), open -> contact -> close over gRPC",
         if per_client { "one" } else { "one shared" },
@@ -200,8 +207,6 @@ async fn main() {
             base.clone()
         });
     }
-    let figures = std::env::var("BENCH_FIGURES").unwrap_or_else(|_| "1,1ryw,16,16ryw".into());
-    let figures: Vec<&str> = figures.split(',').map(str::trim).collect();
     for clients in [1usize, 16] {
         for read in [false, true] {
             let name = format!("{clients}{}", if read { "ryw" } else { "" });
