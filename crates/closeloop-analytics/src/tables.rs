@@ -1,11 +1,14 @@
 //! The fact tables of one generation. Generation 0's are created by the
 //! migrations (`analytics_tickets`, ...); a rebuild creates a new
-//! generation's (`analytics_tickets_g1`, ...) from the same DDL, fills them
-//! from the start of the stream, and switches readers over when they have
-//! caught up (see [`crate::generations`]).
+//! generation's (`analytics_tickets_g1`, ...) from `fact_tables.sql` (the
+//! schema the migrations bring generation 0 to), fills them from the start
+//! of the stream, and switches readers over when they have caught up (see
+//! [`crate::generations`]).
 
-/// The DDL of generation 0, which later generations copy with their names.
-const DDL: &str = include_str!("../migrations/5000_analytics.sql");
+/// The DDL of one generation, with generation 0's names: what migrations
+/// 5000 and 5002 made of generation 0 (an integration test compares the
+/// two schemas on SQLite and PostgreSQL).
+pub const DDL: &str = include_str!("fact_tables.sql");
 
 /// The fact tables, by their generation-0 names.
 pub const BASE: [&str; 7] = [
@@ -76,8 +79,8 @@ impl Tables {
         }
     }
 
-    /// The statements creating this generation's tables and indexes (the
-    /// migration's, renamed).
+    /// The statements creating this generation's tables and indexes
+    /// ([`DDL`], renamed).
     pub fn ddl(&self) -> String {
         let mut sql = DDL.to_string();
         // Longest names first: none is a prefix of another as a whole word,

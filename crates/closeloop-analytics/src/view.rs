@@ -11,10 +11,11 @@
 //! * [`ResponseFacts`] writes `analytics_responses` (every revision of every
 //!   response, with its numeric answers);
 //! * [`AccountFacts`] writes `analytics_accounts` (every version of every account);
-//! * [`RoutingFacts`] writes `analytics_routing` (whether each response's
-//!   routing decision matched no workflow).
+//! * [`RoutingFacts`] writes `analytics_routing` (the responses whose
+//!   routing decision matched no workflow: the views read no others).
 //!
-//! Rows are keyed by the event's stream sequence and inserted with
+//! Rows are keyed by the event's stream sequence (or, for a ticket's or a
+//! response's one row, its id: see `fact_tables.sql`) and inserted with
 //! `ON CONFLICT DO NOTHING`, so applying an event twice changes nothing. A
 //! batch's rows go in with multi-row `INSERT`s (a rebuild replays the whole
 //! stream through them).
@@ -232,7 +233,6 @@ impl Rows for TicketFacts {
                     "require_opportunity",
                     "sequence",
                 ],
-                "ticket_id",
             ),
             Insert::new(
                 &self.t.ticket_events,
@@ -246,7 +246,6 @@ impl Rows for TicketFacts {
                     "actions_words",
                     "opportunity",
                 ],
-                "ticket_id, sequence",
             ),
         ]
     }
@@ -326,12 +325,10 @@ impl Rows for SlaFacts {
             Insert::new(
                 &self.t.sla_due,
                 &["ticket_id", "fc_due", "close_due", "at", "sequence"],
-                "ticket_id",
             ),
             Insert::new(
                 &self.t.sla_events,
                 &["ticket_id", "sequence", "at", "kind", "clock", "detail"],
-                "ticket_id, sequence",
             ),
         ]
     }
@@ -422,7 +419,6 @@ impl Rows for ResponseFacts {
                 "submitted_at",
                 "answers",
             ],
-            "feedback_id, sequence",
         )]
     }
 
@@ -459,7 +455,6 @@ impl Rows for AccountFacts {
         vec![Insert::new(
             &self.t.accounts,
             &["account_id", "sequence", "at", "region", "segment", "team"],
-            "account_id, sequence",
         )]
     }
 
@@ -495,19 +490,24 @@ impl Rows for RoutingFacts {
         vec![Insert::new(
             &self.t.routing,
             &["feedback_id", "unmatched", "at", "sequence"],
-            "feedback_id",
         )]
     }
 
     fn rows(&self, ev: &StoredEvent, into: &mut [Insert]) -> Result<(), ProjectionError> {
         let r = RoutingContract::decode(ev).map_err(poison)?;
-        // Revisions attached later change nothing routing decided.
+        // Revisions attached later change nothing routing decided, and a
+        // decision that matched a workflow is what views assume: only the
+        // unmatched are written (a row per response would be 250 000 inserts
+        // at random places of the key's index for a year of a large install).
         let RoutingEvent::Decided(d) = &r.event else {
             return Ok(());
         };
+        if !d.unmatched {
+            return Ok(());
+        }
         into[0].rows.push(vec![
             aggregate_id(ev).into(),
-            i64::from(d.unmatched).into(),
+            1_i64.into(),
             recorded_at(ev)?.into(),
             (ev.sequence as i64).into(),
         ]);

@@ -1,5 +1,10 @@
 //! Multi-row `INSERT … ON CONFLICT DO NOTHING`: the way projections write
 //! a batch's rows in few statements, on SQLite and PostgreSQL.
+//!
+//! The conflict clause names no target: a row that would break any unique
+//! key of its table is left out, so a table may change its keys (as the
+//! analytics tables did, from `(id, sequence)` to `sequence`) without its
+//! writers changing, and tables of both shapes take the same statements.
 
 use sqlx::AnyConnection;
 
@@ -28,13 +33,12 @@ impl From<&str> for Val {
     }
 }
 
-/// Rows for one table: its name, columns and conflict target (rows whose
-/// key is already there are left as they are, so a row applies once).
+/// Rows for one table: its name and columns (rows whose key is already
+/// there are left as they are, so a row applies once).
 #[derive(Debug, Clone)]
 pub struct Insert {
     table: String,
     columns: &'static [&'static str],
-    conflict: &'static str,
     /// One value per column each, in the columns' order.
     pub rows: Vec<Vec<Val>>,
 }
@@ -58,17 +62,12 @@ fn chunk_size(left: usize) -> usize {
 }
 
 impl Insert {
-    /// Only constant names go into the SQL: `table`, `columns` and
-    /// `conflict` must not come from input.
-    pub fn new(
-        table: impl Into<String>,
-        columns: &'static [&'static str],
-        conflict: &'static str,
-    ) -> Self {
+    /// Only constant names go into the SQL: `table` and `columns` must not
+    /// come from input.
+    pub fn new(table: impl Into<String>, columns: &'static [&'static str]) -> Self {
         Insert {
             table: table.into(),
             columns,
-            conflict,
             rows: Vec::new(),
         }
     }
@@ -107,7 +106,7 @@ impl Insert {
                 }
                 sql.push(')');
             }
-            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", self.conflict));
+            sql.push_str(" ON CONFLICT DO NOTHING");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for row in chunk {
                 debug_assert_eq!(

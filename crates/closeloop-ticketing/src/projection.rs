@@ -71,7 +71,6 @@ fn activity_insert() -> Insert {
             "actor",
             "detail",
         ],
-        "ticket_id, sequence",
     )
 }
 
