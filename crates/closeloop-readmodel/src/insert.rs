@@ -72,8 +72,15 @@ impl Insert {
         }
     }
 
-    /// Writes the rows, [`CHUNK`] per statement.
-    pub async fn write(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    /// The table's columns, in the order of each row's values.
+    pub fn columns(&self) -> &'static [&'static str] {
+        self.columns
+    }
+
+    /// Writes the rows, [`CHUNK`] per statement, and returns how many went
+    /// in (fewer than `rows` when some were there already).
+    pub async fn write(self, conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
+        let mut inserted = 0;
         let n = self.columns.len();
         // SQLite looks numbered parameters up by name, one walk of the
         // statement's names per parameter: anonymous ones bind in order.
@@ -122,9 +129,9 @@ impl Insert {
                     };
                 }
             }
-            q.execute(&mut *conn).await?;
+            inserted += q.execute(&mut *conn).await?.rows_affected();
         }
-        Ok(())
+        Ok(inserted)
     }
 }
 
