@@ -9,21 +9,16 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use closeloop_readmodel::{Db, DbError};
 use sqlx::Row as _;
 use tokio::sync::{RwLock, RwLockReadGuard};
 
-use closeloop_readmodel::Val;
-
 use crate::facts::{
-    AccountFact, Cells, EVENT_COLUMNS, Id, Interner, ResponseFact, TICKET_COLUMNS, TicketFold,
-    event_row, find_by_id, id_hash, response_fact, ticket_row,
+    AccountFact, EVENT_COLUMNS, Id, Interner, ResponseFact, TICKET_COLUMNS, TicketFold, event_row,
+    find_by_id, id_hash, response_fact, ticket_row,
 };
-use crate::feed::{Batch, Feed};
 use crate::tables::Tables;
-use crate::view::ALL;
 
 /// What the cache holds: the facts at their newest.
 #[derive(Debug, Default)]
@@ -53,34 +48,6 @@ pub struct Facts {
 #[derive(Default)]
 pub struct Cache {
     facts: RwLock<Facts>,
-    /// The rows this process's projections committed (see [`crate::feed`]).
-    feed: Arc<Feed>,
-    /// Rows the facts took from the feed and read from the tables.
-    taken: Taken,
-}
-
-/// Rows the cache took, by where from.
-#[derive(Default)]
-struct Taken {
-    fed: AtomicU64,
-    read: AtomicU64,
-}
-
-impl closeloop_runtime::MetricsSource for Cache {
-    fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        use prometheus_client::metrics::counter::Counter;
-        use prometheus_client::metrics::family::Family;
-        let rows = Family::<Vec<(String, String)>, Counter>::default();
-        for (source, n) in [("fed", &self.taken.fed), ("read", &self.taken.read)] {
-            rows.get_or_create(&vec![("source".to_string(), source.to_string())])
-                .inc_by(n.load(Ordering::Relaxed));
-        }
-        registry.register(
-            "closeloop_analytics_cache_rows",
-            "Fact rows the in-memory facts took: fed (handed over by this process's projections as they committed) or read (from the tables: rows other processes wrote, or the feed could not give).",
-            rows,
-        );
-    }
 }
 
 impl Cache {
@@ -106,14 +73,8 @@ impl Cache {
                 ..Facts::default()
             };
         }
-        self.feed.holds(t.generation);
-        sync(db, &self.feed, &self.taken, t, &mut f, positions).await?;
+        sync(db, t, &mut f, positions).await?;
         Ok(f.downgrade())
-    }
-
-    /// Where this process's projections leave the rows they commit.
-    pub fn feed(&self) -> Arc<Feed> {
-        self.feed.clone()
     }
 }
 
@@ -181,7 +142,7 @@ async fn rows(
     table: &str,
     from: i64,
     to: i64,
-    each: &mut impl FnMut(&dyn Cells) -> Result<(), sqlx::Error>,
+    mut each: impl FnMut(&sqlx::any::AnyRow) -> Result<(), sqlx::Error>,
 ) -> Result<(), sqlx::Error> {
     let mut after = from;
     while after < to {
@@ -204,177 +165,70 @@ async fn rows(
     Ok(())
 }
 
-/// A row a projection of this process wrote, seen in the column order of
-/// a read: `at[i]` is the place of the read's column `i` among the row's.
-struct Fed<'a> {
-    row: &'a [Val],
-    at: &'a [usize],
-}
-
-fn decode_error(what: &str, i: usize) -> sqlx::Error {
-    sqlx::Error::Decode(format!("fed row: column {i} is not {what}").into())
-}
-
-impl Cells for Fed<'_> {
-    fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
-        match self.at.get(i).and_then(|&c| self.row.get(c)) {
-            Some(Val::I(v)) => Ok(*v),
-            _ => Err(decode_error("an integer", i)),
-        }
-    }
-
-    fn text(&self, i: usize) -> Result<&str, sqlx::Error> {
-        match self.at.get(i).and_then(|&c| self.row.get(c)) {
-            Some(Val::S(v)) => Ok(v),
-            _ => Err(decode_error("text", i)),
-        }
-    }
-}
-
-/// Calls `each` with table `k`'s rows of the fed `batches`, then with the
-/// rows of `table` after them (`from < sequence <= to`) read from the
-/// database: `columns` is the read's column list, which the fed rows are
-/// seen through.
-async fn fed_then_read(
-    db: &Db,
-    taken: &Taken,
-    batches: &[Batch],
-    k: usize,
-    columns: &str,
-    table: &str,
-    (from, to): (i64, i64),
-    mut each: impl FnMut(&dyn Cells) -> Result<(), sqlx::Error>,
-) -> Result<(), sqlx::Error> {
-    for b in batches {
-        let (names, fed) = &b.tables[k];
-        let at = columns
-            .split(',')
-            .map(|c| {
-                let c = c.trim();
-                names.iter().position(|n| *n == c).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("fed rows of {table} have no column {c}").into())
-                })
-            })
-            .collect::<Result<Vec<usize>, sqlx::Error>>()?;
-        for row in fed {
-            each(&Fed { row, at: &at })?;
-        }
-        taken.fed.fetch_add(fed.len() as u64, Ordering::Relaxed);
-    }
-    let mut read = 0;
-    let mut counted = |r: &dyn Cells| {
-        read += 1;
-        each(r)
-    };
-    let result = rows(db, columns, table, from, to, &mut counted).await;
-    taken.read.fetch_add(read, Ordering::Relaxed);
-    result
-}
-
-async fn sync(
-    db: &Db,
-    feed: &Feed,
-    taken: &Taken,
-    t: &Tables,
-    f: &mut Facts,
-    to: [i64; 5],
-) -> Result<(), sqlx::Error> {
-    // Each projection's committed batches this process still holds, from
-    // where the cache is; the rest of its rows come from its tables.
-    let take = |i: usize| {
-        let (batches, from) = feed.take(&t.checkpoint(ALL[i]), f.synced[i], to[i]);
-        (batches, (from, to[i]))
-    };
-    let tickets = take(0);
-    let sla = take(1);
-    let responses = take(2);
-    let accounts = take(3);
-    let routing = take(4);
-
+async fn sync(db: &Db, t: &Tables, f: &mut Facts, to: [i64; 5]) -> Result<(), sqlx::Error> {
     // Tickets (with their `at`: the opening), then their events.
-    let (batches, range) = tickets;
-    fed_then_read(
-        db,
-        taken,
-        &batches,
-        0,
-        TICKET_COLUMNS,
-        &t.tickets,
-        range,
-        |r| {
-            let row = ticket_row(r)?;
-            f.max_at = f.max_at.max(row.opened_at);
-            f.tickets.open(row);
-            Ok(())
-        },
-    )
+    let (from, upto) = (f.synced[0], to[0]);
+    rows(db, TICKET_COLUMNS, &t.tickets, from, upto, |r| {
+        let row = ticket_row(r)?;
+        f.max_at = f.max_at.max(row.opened_at);
+        f.tickets.open(row);
+        Ok(())
+    })
     .await?;
-    fed_then_read(
-        db,
-        taken,
-        &batches,
-        1,
-        EVENT_COLUMNS,
-        &t.ticket_events,
-        range,
-        |r| {
-            let e = event_row(r)?;
-            f.max_at = f.max_at.max(e.at);
-            f.tickets.event(e);
-            Ok(())
-        },
-    )
+    rows(db, EVENT_COLUMNS, &t.ticket_events, from, upto, |r| {
+        let e = event_row(r)?;
+        f.max_at = f.max_at.max(e.at);
+        f.tickets.event(e);
+        Ok(())
+    })
     .await?;
     // SLA: due times, then marks.
-    let (batches, range) = sla;
-    fed_then_read(
+    let (from, upto) = (f.synced[1], to[1]);
+    rows(
         db,
-        taken,
-        &batches,
-        0,
         "ticket_id, fc_due, close_due, at",
         &t.sla_due,
-        range,
+        from,
+        upto,
         |r| {
-            f.max_at = f.max_at.max(r.int(3)?);
-            f.tickets.due(r.text(0)?, r.int(1)?, r.int(2)?);
+            let id: String = r.try_get(0)?;
+            f.max_at = f.max_at.max(r.try_get(3)?);
+            f.tickets.due(&id, r.try_get(1)?, r.try_get(2)?);
             Ok(())
         },
     )
     .await?;
-    fed_then_read(
+    rows(
         db,
-        taken,
-        &batches,
-        1,
         "ticket_id, kind, clock, detail, at",
         &t.sla_events,
-        range,
+        from,
+        upto,
         |r| {
-            f.max_at = f.max_at.max(r.int(4)?);
-            f.tickets
-                .mark(r.text(0)?, r.text(1)?.to_string(), r.text(2)?, r.int(3)?);
+            let id: String = r.try_get(0)?;
+            let clock: String = r.try_get(2)?;
+            f.max_at = f.max_at.max(r.try_get(4)?);
+            f.tickets.mark(&id, r.try_get(1)?, &clock, r.try_get(3)?);
             Ok(())
         },
     )
     .await?;
     // Responses: each one's latest applied revision.
-    let (batches, range) = responses;
-    fed_then_read(
+    let (from, upto) = (f.synced[2], to[2]);
+    rows(
         db,
-        taken,
-        &batches,
-        0,
         "feedback_id, response_id, program_id, account_id, submitted_at, answers, applied, \
          revision_key, sequence, at",
         &t.responses,
-        range,
+        from,
+        upto,
         |r| {
-            f.max_at = f.max_at.max(r.int(9)?);
-            if r.int(6)? == 0 {
+            f.max_at = f.max_at.max(r.try_get(9)?);
+            let applied: i32 = r.try_get(6)?;
+            if applied == 0 {
                 return Ok(());
             }
-            let key: (i64, i64) = (r.int(7)?, r.int(8)?);
+            let key: (i64, i64) = (r.try_get(7)?, r.try_get(8)?);
             let mut fact = response_fact(&mut f.names, r)?;
             let responses = &mut f.responses;
             match find_response(&f.response_index, responses, &fact.feedback_id) {
@@ -401,28 +255,27 @@ async fn sync(
     )
     .await?;
     // Accounts: their latest version.
-    let (batches, range) = accounts;
-    if range.1 > f.synced[3] {
+    let (from, upto) = (f.synced[3], to[3]);
+    if upto > from {
         // Shared only while a report runs, and none does during a sync:
         // updated in place.
         let map = Arc::make_mut(&mut f.accounts);
         let mut max_at = f.max_at;
-        fed_then_read(
+        rows(
             db,
-            taken,
-            &batches,
-            0,
             "account_id, region, segment, team, at",
             &t.accounts,
-            range,
+            from,
+            upto,
             |r| {
-                max_at = max_at.max(r.int(4)?);
+                let team: String = r.try_get(3)?;
+                max_at = max_at.max(r.try_get(4)?);
                 map.insert(
-                    r.text(0)?.to_string(),
+                    r.try_get(0)?,
                     AccountFact {
-                        region: r.text(1)?.to_string(),
-                        segment: r.text(2)?.to_string(),
-                        team: serde_json::from_str(r.text(3)?).unwrap_or_default(),
+                        region: r.try_get(1)?,
+                        segment: r.try_get(2)?,
+                        team: serde_json::from_str(&team).unwrap_or_default(),
                     },
                 );
                 Ok(())
@@ -432,23 +285,22 @@ async fn sync(
         f.max_at = max_at;
     }
     // Routing: responses that matched no workflow.
-    let (batches, range) = routing;
-    if range.1 > f.synced[4] {
+    let (from, upto) = (f.synced[4], to[4]);
+    if upto > from {
         let (index, responses) = (&f.response_index, &mut f.responses);
         let early = &mut f.early_unmatched;
         let mut max_at = f.max_at;
-        fed_then_read(
+        rows(
             db,
-            taken,
-            &batches,
-            0,
             "feedback_id, unmatched, at",
             &t.routing,
-            range,
+            from,
+            upto,
             |r| {
-                max_at = max_at.max(r.int(2)?);
-                if r.int(1)? != 0 {
-                    let id = Id::new(r.text(0)?);
+                max_at = max_at.max(r.try_get(2)?);
+                let unmatched: i32 = r.try_get(1)?;
+                if unmatched != 0 {
+                    let id = Id::new(r.try_get(0)?);
                     match find_response(index, responses, &id) {
                         Some(i) => responses[i].unmatched = true,
                         None => {

@@ -266,44 +266,22 @@ impl std::fmt::Debug for Name {
     }
 }
 
-/// A row's values by position: a row read from a fact table, or one a
-/// projection of this process wrote ([`crate::feed`]), seen in the same
-/// column order.
-pub(crate) trait Cells {
-    /// An integer column (`BIGINT` or `INTEGER`).
-    fn int(&self, i: usize) -> Result<i64, sqlx::Error>;
-    /// A text column.
-    fn text(&self, i: usize) -> Result<&str, sqlx::Error>;
-}
-
-impl Cells for sqlx::any::AnyRow {
-    fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
-        // PostgreSQL's INTEGER columns are 32 bits wide.
-        self.try_get::<i64, _>(i)
-            .or_else(|_| self.try_get::<i32, _>(i).map(i64::from))
-    }
-
-    fn text(&self, i: usize) -> Result<&str, sqlx::Error> {
-        self.try_get(i)
-    }
-}
-
 /// The fact of a response row whose first columns are `feedback_id,
 /// response_id, program_id, account_id, submitted_at, answers` (`answers`:
 /// the JSON object the projection wrote).
 pub(crate) fn response_fact(
     names: &mut Interner,
-    r: &(impl Cells + ?Sized),
+    r: &sqlx::any::AnyRow,
 ) -> Result<ResponseFact, sqlx::Error> {
-    let answers = r.text(5)?;
+    let answers: &str = r.try_get(5)?;
     let parsed: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(answers).unwrap_or_default();
     Ok(ResponseFact {
-        feedback_id: Id::new(r.text(0)?),
-        response_id: Box::from(r.text(1)?),
-        program_id: names.get(r.text(2)?),
-        account_id: names.get(r.text(3)?),
-        submitted_at: r.int(4)?,
+        feedback_id: Id::new(r.try_get(0)?),
+        response_id: Box::from(r.try_get::<&str, _>(1)?),
+        program_id: names.get(r.try_get(2)?),
+        account_id: names.get(r.try_get(3)?),
+        submitted_at: r.try_get(4)?,
         answers: parsed
             .iter()
             .filter_map(|(k, v)| Some((names.get(k), v.as_f64()?)))
@@ -502,17 +480,18 @@ impl TicketFold {
     }
 }
 
-pub(crate) fn ticket_row(r: &(impl Cells + ?Sized)) -> Result<TicketRow, sqlx::Error> {
+pub(crate) fn ticket_row(r: &sqlx::any::AnyRow) -> Result<TicketRow, sqlx::Error> {
+    let require_opportunity: i32 = r.try_get(8)?;
     Ok(TicketRow {
-        ticket_id: r.text(0)?.to_string(),
-        program_id: r.text(1)?.to_string(),
-        workflow_id: r.text(2)?.to_string(),
-        feedback_id: r.text(3)?.to_string(),
-        account_id: r.text(4)?.to_string(),
-        opened_at: r.int(5)?,
-        fc_target_secs: r.int(6)?,
-        close_target_secs: r.int(7)?,
-        require_opportunity: r.int(8)? != 0,
+        ticket_id: r.try_get(0)?,
+        program_id: r.try_get(1)?,
+        workflow_id: r.try_get(2)?,
+        feedback_id: r.try_get(3)?,
+        account_id: r.try_get(4)?,
+        opened_at: r.try_get(5)?,
+        fc_target_secs: r.try_get(6)?,
+        close_target_secs: r.try_get(7)?,
+        require_opportunity: require_opportunity != 0,
     })
 }
 
@@ -520,15 +499,16 @@ pub(crate) fn ticket_row(r: &(impl Cells + ?Sized)) -> Result<TicketRow, sqlx::E
 pub(crate) const TICKET_COLUMNS: &str = "ticket_id, program_id, workflow_id, feedback_id, \
      account_id, opened_at, fc_target_secs, close_target_secs, require_opportunity";
 
-pub(crate) fn event_row(r: &(impl Cells + ?Sized)) -> Result<EventRow, sqlx::Error> {
+pub(crate) fn event_row(r: &sqlx::any::AnyRow) -> Result<EventRow, sqlx::Error> {
+    let opportunity: i32 = r.try_get(6)?;
     Ok(EventRow {
-        ticket_id: r.text(0)?.to_string(),
-        at: r.int(1)?,
-        kind: r.text(2)?.to_string(),
-        owner_email: r.text(3)?.to_string(),
-        root_cause_words: r.int(4)?,
-        actions_words: r.int(5)?,
-        opportunity: r.int(6)? != 0,
+        ticket_id: r.try_get(0)?,
+        at: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        owner_email: r.try_get(3)?,
+        root_cause_words: r.try_get(4)?,
+        actions_words: r.try_get(5)?,
+        opportunity: opportunity != 0,
     })
 }
 

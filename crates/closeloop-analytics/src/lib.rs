@@ -15,7 +15,6 @@
 pub mod cache;
 pub mod escalations;
 pub mod facts;
-pub mod feed;
 pub mod generations;
 pub mod grpc;
 pub mod journey;

@@ -15,7 +15,6 @@ use sqlx::migrate::Migrator;
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
-use crate::feed::Feed;
 use crate::generations;
 use crate::grpc::AnalyticsGrpc;
 use crate::tables::Tables;
@@ -44,8 +43,6 @@ impl Role for Analytics {
             let wake = Arc::new(Notify::new());
             let running = Arc::new(Running::default());
             s.metrics(running.clone());
-            let cache = Arc::new(crate::cache::Cache::default());
-            s.metrics(cache.clone());
             s.spawn(
                 supervise(
                     s.db.clone(),
@@ -53,11 +50,11 @@ impl Role for Analytics {
                     s.store.clock().clone(),
                     running,
                     wake.clone(),
-                    cache.feed(),
                     s.stopped(),
                 )
                 .instrument(tracing::info_span!("analytics_generations")),
             );
+            let cache = Arc::new(crate::cache::Cache::default());
             s.spawn(
                 crate::cache::keep_warm(cache.clone(), s.db.clone(), s.stopped())
                     .instrument(tracing::info_span!("analytics_cache")),
@@ -154,7 +151,6 @@ fn start_set(
     db: &Db,
     store: &EventStore,
     t: &Tables,
-    feed: &Arc<Feed>,
     stopped: &(impl Future<Output = ()> + Clone + Send + 'static),
     out: &mut Vec<(&'static str, Progress, Pending)>,
 ) -> Set {
@@ -164,41 +160,11 @@ fn start_set(
         tasks: tokio::task::JoinSet::new(),
     };
     let mut fanout = Fanout::new(db.clone(), store.clone(), store.prefix().events_filter());
-    member(
-        &mut set,
-        &mut fanout,
-        TicketFacts::new(t).feeding(feed.clone()),
-        stopped,
-        out,
-    );
-    member(
-        &mut set,
-        &mut fanout,
-        SlaFacts::new(t).feeding(feed.clone()),
-        stopped,
-        out,
-    );
-    member(
-        &mut set,
-        &mut fanout,
-        ResponseFacts::new(t).feeding(feed.clone()),
-        stopped,
-        out,
-    );
-    member(
-        &mut set,
-        &mut fanout,
-        AccountFacts::new(t).feeding(feed.clone()),
-        stopped,
-        out,
-    );
-    member(
-        &mut set,
-        &mut fanout,
-        RoutingFacts::new(t).feeding(feed.clone()),
-        stopped,
-        out,
-    );
+    member(&mut set, &mut fanout, TicketFacts::new(t), stopped, out);
+    member(&mut set, &mut fanout, SlaFacts::new(t), stopped, out);
+    member(&mut set, &mut fanout, ResponseFacts::new(t), stopped, out);
+    member(&mut set, &mut fanout, AccountFacts::new(t), stopped, out);
+    member(&mut set, &mut fanout, RoutingFacts::new(t), stopped, out);
     let shutdown = stopping(&set, stopped);
     set.tasks
         .spawn(fanout.reader(shutdown).instrument(tracing::info_span!(
@@ -218,7 +184,6 @@ async fn supervise(
     clock: Clock,
     running: Arc<Running>,
     wake: Arc<Notify>,
-    feed: Arc<Feed>,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) {
     let stopped = futures::FutureExt::shared(Box::pin(stopped));
@@ -235,14 +200,8 @@ async fn supervise(
                         sets.entry(g.generation)
                     {
                         let mut out = Vec::new();
-                        let set = start_set(
-                            &db,
-                            &store,
-                            &Tables::of(g.generation),
-                            &feed,
-                            &stopped,
-                            &mut out,
-                        );
+                        let set =
+                            start_set(&db, &store, &Tables::of(g.generation), &stopped, &mut out);
                         running
                             .projectors
                             .lock()

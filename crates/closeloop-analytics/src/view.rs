@@ -31,9 +31,7 @@ use closeloop_domain::{TicketEvent, Timestamp};
 use closeloop_eventstore::{Contract, Prefix, StoredEvent};
 use closeloop_readmodel::{Insert, Prepared, Projection, ProjectionError};
 use sqlx::AnyConnection;
-use std::sync::Arc;
 
-use crate::feed::Feed;
 use crate::tables::Tables;
 
 /// Checkpoint names.
@@ -117,8 +115,6 @@ async fn apply_one<R: Rows + Sync>(
 struct Built {
     ins: Vec<Insert>,
     poisoned: Vec<(u64, String)>,
-    /// The batch's last event.
-    last: u64,
 }
 
 /// Builds `events`' rows; `Err` with a database error (which pure row
@@ -126,7 +122,6 @@ struct Built {
 fn build<R: Rows>(r: &R, events: &[StoredEvent]) -> Result<Built, sqlx::Error> {
     let mut ins = r.inserts();
     let mut poisoned = Vec::new();
-    let last = events.last().map_or(0, |e| e.sequence);
     for ev in events {
         // An event's rows go in whole or not at all.
         let before: Vec<usize> = ins.iter().map(|i| i.rows.len()).collect();
@@ -141,38 +136,12 @@ fn build<R: Rows>(r: &R, events: &[StoredEvent]) -> Result<Built, sqlx::Error> {
             }
         }
     }
-    Ok(Built {
-        ins,
-        poisoned,
-        last,
-    })
+    Ok(Built { ins, poisoned })
 }
 
-/// Writes `built`'s rows; with `feed` (the cache wants them), leaves a copy
-/// there under checkpoint `name` when every row went in.
-async fn write(
-    built: Built,
-    conn: &mut AnyConnection,
-    feed: Option<(&Feed, &str)>,
-) -> Result<Vec<(u64, String)>, sqlx::Error> {
-    let copy: Option<Vec<_>> = feed.map(|_| {
-        built
-            .ins
-            .iter()
-            .map(|i| (i.columns(), i.rows.clone()))
-            .collect()
-    });
-    let rows: usize = built.ins.iter().map(|i| i.rows.len()).sum();
-    let mut inserted = 0;
+async fn write(built: Built, conn: &mut AnyConnection) -> Result<Vec<(u64, String)>, sqlx::Error> {
     for i in built.ins {
-        inserted += i.write(conn).await?;
-    }
-    // A row left out (its key was there) is not what the table holds: the
-    // cache reads the table instead.
-    if let (Some((feed, name)), Some(tables)) = (feed, copy)
-        && inserted == rows as u64
-    {
-        feed.written(name, built.last, tables);
+        i.write(conn).await?;
     }
     Ok(built.poisoned)
 }
@@ -182,7 +151,7 @@ async fn apply_many<R: Rows + Sync>(
     conn: &mut AnyConnection,
     events: &[StoredEvent],
 ) -> Result<Vec<(u64, String)>, sqlx::Error> {
-    write(build(r, events)?, conn, None).await
+    write(build(r, events)?, conn).await
 }
 
 macro_rules! projection {
@@ -193,19 +162,7 @@ macro_rules! projection {
                 $t {
                     t: t.clone(),
                     name: checkpoint_name(t, $base),
-                    feed: None,
                 }
-            }
-
-            /// Leaves the rows of each batch it commits in `feed`, for the
-            /// cache of this process, while the cache holds its generation.
-            pub fn feeding(mut self, feed: Arc<Feed>) -> Self {
-                self.feed = Some(feed);
-                self
-            }
-
-            fn feed(&self) -> Option<&Feed> {
-                self.feed.as_deref().filter(|f| f.wants(self.t.generation))
             }
         }
 
@@ -235,9 +192,6 @@ macro_rules! projection {
             }
 
             fn prepare(&self, events: &[StoredEvent]) -> Option<Prepared> {
-                if let (Some(feed), Some(last)) = (&self.feed, events.last()) {
-                    feed.forget(self.name, last.sequence);
-                }
                 build(self, events).ok().map(|b| Box::new(b) as Prepared)
             }
 
@@ -249,13 +203,7 @@ macro_rules! projection {
                 let built = prepared
                     .downcast::<Built>()
                     .expect("prepared by this projection");
-                write(*built, conn, self.feed().map(|f| (f, self.name))).await
-            }
-
-            fn applied(&self, after: u64, last: u64) {
-                if let Some(feed) = &self.feed {
-                    feed.committed(self.name, after, last);
-                }
+                write(*built, conn).await
             }
         }
     };
@@ -264,7 +212,6 @@ macro_rules! projection {
 pub struct TicketFacts {
     t: Tables,
     name: &'static str,
-    feed: Option<Arc<Feed>>,
 }
 
 projection!(TicketFacts, TICKETS);
@@ -368,7 +315,6 @@ impl Rows for TicketFacts {
 pub struct SlaFacts {
     t: Tables,
     name: &'static str,
-    feed: Option<Arc<Feed>>,
 }
 
 projection!(SlaFacts, SLA);
@@ -453,7 +399,6 @@ pub fn numeric_answers(answers: &BTreeMap<String, AnswerValue>) -> String {
 pub struct ResponseFacts {
     t: Tables,
     name: &'static str,
-    feed: Option<Arc<Feed>>,
 }
 
 projection!(ResponseFacts, RESPONSES);
@@ -501,7 +446,6 @@ impl Rows for ResponseFacts {
 pub struct AccountFacts {
     t: Tables,
     name: &'static str,
-    feed: Option<Arc<Feed>>,
 }
 
 projection!(AccountFacts, ACCOUNTS);
@@ -537,7 +481,6 @@ impl Rows for AccountFacts {
 pub struct RoutingFacts {
     t: Tables,
     name: &'static str,
-    feed: Option<Arc<Feed>>,
 }
 
 projection!(RoutingFacts, ROUTING);

@@ -298,7 +298,6 @@ async fn member<P: Projection>(
             }
         };
         batch.clear();
-        projection.applied(committed, last);
         committed = committed.max(last);
         pending.store(behind, Ordering::Relaxed);
         raise(&progress, last);

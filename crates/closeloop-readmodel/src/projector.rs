@@ -110,14 +110,6 @@ pub trait Projection: Send + Sync + 'static {
             ))
         }
     }
-
-    /// Called after a batch's transaction committed, with the checkpoint
-    /// before it (`after`) and the one it committed (`last`): the events of
-    /// this projection's subjects in `after < sequence <= last` are applied.
-    /// For in-process consumers of what the batch wrote (the analytics
-    /// cache takes rows from here instead of reading them back). The
-    /// default does nothing.
-    fn applied(&self, _after: u64, _last: u64) {}
 }
 
 /// What [`Projection::prepare`] built for a batch.
@@ -261,10 +253,8 @@ async fn follow_once<P: Projection>(
             events = batch.len(),
             first = batch[0].sequence
         );
-        let after = *progress.borrow();
         let last =
             tracing::Instrument::instrument(apply_batch(db, projection, &batch), span).await?;
-        projection.applied(after, last);
         pending.store(behind, std::sync::atomic::Ordering::Relaxed);
         raise(progress, last);
     }
