@@ -535,6 +535,29 @@ impl RoleProcess {
     }
 }
 
+/// Every row of `sql`'s answer as one line (`|`-separated columns; text
+/// and integers of either width as they are, anything else `NULL`).
+pub async fn dump(pool: &sqlx::AnyPool, sql: String) -> Vec<String> {
+    use sqlx::Row;
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (0..r.columns().len())
+                .map(|i| {
+                    r.try_get::<String, _>(i)
+                        .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
+                        .or_else(|_| r.try_get::<i32, _>(i).map(|v| v.to_string()))
+                        .unwrap_or_else(|_| "NULL".into())
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
 /// A unique prefix per test, so tests sharing a broker never meet.
 pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])

@@ -1619,28 +1619,6 @@ async fn check_more(app: &App, s: &Scenario, as_of: Option<i64>, end: i64) {
     assert_eq!(again.rows, r.rows);
 }
 
-/// Every row of `sql`'s answer as one line (`|`-separated columns).
-async fn dump(pool: &sqlx::AnyPool, sql: String) -> Vec<String> {
-    use sqlx::Row;
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (0..r.columns().len())
-                .map(|i| {
-                    r.try_get::<String, _>(i)
-                        .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
-                        .or_else(|_| r.try_get::<i32, _>(i).map(|v| v.to_string()))
-                        .unwrap_or_else(|_| "NULL".into())
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
-}
-
 /// A process running the analytics role alone on `db_url`, following the
 /// install `prefix`.
 async fn analytics_only(nats: &Nats, db_url: &str, prefix: &str) -> App {
@@ -1882,12 +1860,13 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
         ("analytics_routing", "feedback_id"),
     ];
     for (table, order) in tables {
-        let a = dump(
+        let a = closeloop_tests::dump(
             &incremental,
             format!("SELECT * FROM {table} ORDER BY {order}"),
         )
         .await;
-        let b = dump(&again, format!("SELECT * FROM {table} ORDER BY {order}")).await;
+        let b =
+            closeloop_tests::dump(&again, format!("SELECT * FROM {table} ORDER BY {order}")).await;
         assert!(!a.is_empty(), "{table} is empty");
         assert_eq!(a.len(), b.len(), "{table}");
         assert!(a == b, "{table} differs after a rebuild");
@@ -1931,12 +1910,12 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
             .all(|p| p.projection.ends_with("@g1"))
     );
     for (table, order) in tables {
-        let live = dump(
+        let live = closeloop_tests::dump(
             &incremental,
             format!("SELECT * FROM {table} ORDER BY {order}"),
         )
         .await;
-        let rebuilt = dump(
+        let rebuilt = closeloop_tests::dump(
             &incremental,
             format!("SELECT * FROM {table}_g1 ORDER BY {order}"),
         )

@@ -8,98 +8,69 @@ use closeloop_analytics::tables::{BASE, Tables};
 use closeloop_readmodel::{Backend, Db};
 use closeloop_runtime::MigrationSet;
 use closeloop_tests::{Backend as TestBackend, TestDb};
-use sqlx::Row;
 
 /// A table as the database describes it, names of indexes and of the
-/// table itself left out: each column (name, type, not null, part of the
-/// primary key), then each index (unique, its columns).
+/// table itself left out: each column (`name|type|not null|part of the
+/// primary key`), then each index (unique, its columns).
 async fn shape(db: &Db, table: &str) -> (Vec<String>, Vec<String>) {
+    use closeloop_tests::dump;
     let pool = db.pool();
-    let (columns, mut indexes): (Vec<String>, Vec<String>) = match db.backend() {
+    // Table names are the tests' own constants.
+    let (columns, mut indexes) = match db.backend() {
         Backend::Sqlite => {
-            let columns = sqlx::query(
-                "SELECT name, upper(type), \"notnull\", pk FROM pragma_table_info($1) ORDER BY cid",
-            )
-            .bind(table)
-            .fetch_all(pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| {
+            let columns = dump(
+                pool,
                 format!(
-                    "{} {} notnull={} pk={}",
-                    r.get::<String, _>(0),
-                    r.get::<String, _>(1),
-                    r.get::<i64, _>(2),
-                    r.get::<i64, _>(3)
-                )
-            })
-            .collect();
+                    "SELECT name, upper(type), \"notnull\", pk FROM pragma_table_info('{table}') \
+                     ORDER BY cid"
+                ),
+            )
+            .await;
             let mut indexes = Vec::new();
-            for r in sqlx::query("SELECT name, \"unique\" FROM pragma_index_list($1)")
-                .bind(table)
-                .fetch_all(pool)
-                .await
-                .unwrap()
+            for index in dump(
+                pool,
+                format!("SELECT name, \"unique\" FROM pragma_index_list('{table}')"),
+            )
+            .await
             {
-                let name: String = r.get(0);
-                let cols: Vec<String> =
-                    sqlx::query("SELECT name FROM pragma_index_info($1) ORDER BY seqno")
-                        .bind(&name)
-                        .fetch_all(pool)
-                        .await
-                        .unwrap()
-                        .iter()
-                        .map(|c| c.get(0))
-                        .collect();
-                indexes.push(format!(
-                    "unique={} ({})",
-                    r.get::<i64, _>(1),
-                    cols.join(", ")
-                ));
+                let (name, unique) = index.split_once('|').unwrap();
+                let cols = dump(
+                    pool,
+                    format!("SELECT name FROM pragma_index_info('{name}') ORDER BY seqno"),
+                )
+                .await;
+                indexes.push(format!("unique={unique} ({})", cols.join(", ")));
             }
             (columns, indexes)
         }
         Backend::Postgres => {
-            let columns = sqlx::query(
-                "SELECT c.column_name::text, c.data_type::text, c.is_nullable::text, \
-                 EXISTS (SELECT 1 FROM information_schema.table_constraints t \
-                   JOIN information_schema.key_column_usage k \
-                     ON k.constraint_name = t.constraint_name AND k.table_name = t.table_name \
-                   WHERE t.table_name = c.table_name AND t.constraint_type = 'PRIMARY KEY' \
-                     AND k.column_name = c.column_name)::int \
-                 FROM information_schema.columns c WHERE c.table_name = $1 \
-                 ORDER BY c.ordinal_position",
-            )
-            .bind(table)
-            .fetch_all(pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| {
+            let columns = dump(
+                pool,
                 format!(
-                    "{} {} nullable={} pk={}",
-                    r.get::<String, _>(0),
-                    r.get::<String, _>(1),
-                    r.get::<String, _>(2),
-                    r.get::<i32, _>(3)
-                )
+                    "SELECT c.column_name::text, c.data_type::text, c.is_nullable::text, \
+                     EXISTS (SELECT 1 FROM information_schema.table_constraints t \
+                       JOIN information_schema.key_column_usage k \
+                         ON k.constraint_name = t.constraint_name AND k.table_name = t.table_name \
+                       WHERE t.table_name = c.table_name AND t.constraint_type = 'PRIMARY KEY' \
+                         AND k.column_name = c.column_name)::int \
+                     FROM information_schema.columns c WHERE c.table_name = '{table}' \
+                     ORDER BY c.ordinal_position"
+                ),
+            )
+            .await;
+            let indexes = dump(
+                pool,
+                format!("SELECT indexdef::text FROM pg_indexes WHERE tablename = '{table}'"),
+            )
+            .await
+            .into_iter()
+            .map(|def| {
+                // "CREATE [UNIQUE] INDEX <name> ON <schema>.<table> USING btree (<columns>)"
+                let unique = def.starts_with("CREATE UNIQUE");
+                let cols = def.rsplit_once(" (").map(|(_, c)| c).unwrap_or_default();
+                format!("unique={} ({}", i32::from(unique), cols)
             })
             .collect();
-            let indexes = sqlx::query("SELECT indexdef::text FROM pg_indexes WHERE tablename = $1")
-                .bind(table)
-                .fetch_all(pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    // "CREATE [UNIQUE] INDEX <name> ON <schema>.<table> USING btree (<columns>)"
-                    let def: String = r.get(0);
-                    let unique = def.starts_with("CREATE UNIQUE");
-                    let cols = def.rsplit_once(" (").map(|(_, c)| c).unwrap_or_default();
-                    format!("unique={} ({}", i32::from(unique), cols)
-                })
-                .collect();
             (columns, indexes)
         }
     };
@@ -142,9 +113,15 @@ async fn generations_match(backend: TestBackend) {
         "analytics_sla_events",
     ] {
         let (columns, indexes) = shape(&db, table).await;
-        let keyed: Vec<_> = columns.iter().filter(|c| c.ends_with("pk=1")).collect();
+        // name|type|not null (SQLite: 1) or nullable (PostgreSQL: NO)|key
+        let keyed: Vec<_> = columns.iter().filter(|c| c.ends_with("|1")).collect();
         assert_eq!(keyed.len(), 1, "{table}: {columns:?}");
-        assert!(keyed[0].starts_with("sequence "), "{table}: {columns:?}");
+        assert!(
+            keyed[0].starts_with("sequence|")
+                && !keyed[0].contains("|0|")
+                && !keyed[0].contains("|YES|"),
+            "{table}: {columns:?}"
+        );
         assert!(
             indexes.iter().all(|i| !i.contains("_id")),
             "{table}: {indexes:?}"
@@ -220,26 +197,11 @@ async fn upgrade_keeps_rows(backend: TestBackend) {
         .await
         .unwrap();
     }
-    let dump = |table: &'static str, columns: &'static str| async move {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {columns} FROM {table} ORDER BY sequence"
-        )))
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (0..r.columns().len())
-                .map(|i| {
-                    r.try_get::<String, _>(i)
-                        .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
-                        .or_else(|_| r.try_get::<i32, _>(i).map(|v| v.to_string()))
-                        .unwrap()
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect::<Vec<_>>()
+    let dump = |table: &str, columns: &str| {
+        closeloop_tests::dump(
+            pool,
+            format!("SELECT {columns} FROM {table} ORDER BY sequence"),
+        )
     };
     let mut rows = Vec::new();
     for (table, columns, _) in OLD_ROWS {

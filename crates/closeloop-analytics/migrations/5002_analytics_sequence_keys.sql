@@ -11,7 +11,7 @@
 
 CREATE TABLE analytics_ticket_events_v2 (
     ticket_id        TEXT NOT NULL,
-    sequence         BIGINT PRIMARY KEY,
+    sequence         BIGINT NOT NULL PRIMARY KEY,
     at               BIGINT NOT NULL,
     kind             TEXT NOT NULL,
     owner_email      TEXT NOT NULL,
@@ -28,7 +28,7 @@ ALTER TABLE analytics_ticket_events_v2 RENAME TO analytics_ticket_events;
 
 CREATE TABLE analytics_responses_v2 (
     feedback_id  TEXT NOT NULL,
-    sequence     BIGINT PRIMARY KEY,
+    sequence     BIGINT NOT NULL PRIMARY KEY,
     at           BIGINT NOT NULL,
     applied      INTEGER NOT NULL,
     revision_key BIGINT NOT NULL,
@@ -50,7 +50,7 @@ CREATE INDEX analytics_responses_by_submitted ON analytics_responses (submitted_
 
 CREATE TABLE analytics_accounts_v2 (
     account_id TEXT NOT NULL,
-    sequence   BIGINT PRIMARY KEY,
+    sequence   BIGINT NOT NULL PRIMARY KEY,
     at         BIGINT NOT NULL,
     region     TEXT NOT NULL,
     segment    TEXT NOT NULL,
@@ -63,7 +63,7 @@ ALTER TABLE analytics_accounts_v2 RENAME TO analytics_accounts;
 
 CREATE TABLE analytics_sla_events_v2 (
     ticket_id TEXT NOT NULL,
-    sequence  BIGINT PRIMARY KEY,
+    sequence  BIGINT NOT NULL PRIMARY KEY,
     at        BIGINT NOT NULL,
     kind      TEXT NOT NULL,
     clock     TEXT NOT NULL,

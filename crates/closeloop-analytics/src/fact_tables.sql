@@ -41,7 +41,7 @@ CREATE INDEX analytics_tickets_by_opened ON analytics_tickets (opened_at);
 -- an opportunity (0 on other events).
 CREATE TABLE analytics_ticket_events (
     ticket_id        TEXT NOT NULL,
-    sequence         BIGINT PRIMARY KEY,
+    sequence         BIGINT NOT NULL PRIMARY KEY,
     at               BIGINT NOT NULL,
     kind             TEXT NOT NULL,
     owner_email      TEXT NOT NULL,
@@ -54,7 +54,7 @@ CREATE TABLE analytics_ticket_events (
 -- the answers views read.
 CREATE TABLE analytics_responses (
     feedback_id  TEXT NOT NULL,
-    sequence     BIGINT PRIMARY KEY,
+    sequence     BIGINT NOT NULL PRIMARY KEY,
     at           BIGINT NOT NULL,
     applied      INTEGER NOT NULL,          -- 0: a superseded (older) revision
     revision_key BIGINT NOT NULL,           -- when the revision was made (µs)
@@ -69,7 +69,7 @@ CREATE INDEX analytics_responses_by_submitted ON analytics_responses (submitted_
 -- Every version of every account (region, segment, account team).
 CREATE TABLE analytics_accounts (
     account_id TEXT NOT NULL,
-    sequence   BIGINT PRIMARY KEY,
+    sequence   BIGINT NOT NULL PRIMARY KEY,
     at         BIGINT NOT NULL,
     region     TEXT NOT NULL,
     segment    TEXT NOT NULL,
@@ -89,7 +89,7 @@ CREATE TABLE analytics_sla_due (
 
 CREATE TABLE analytics_sla_events (
     ticket_id TEXT NOT NULL,
-    sequence  BIGINT PRIMARY KEY,
+    sequence  BIGINT NOT NULL PRIMARY KEY,
     at        BIGINT NOT NULL,
     kind      TEXT NOT NULL,     -- warned, breached, escalated
     clock     TEXT NOT NULL,     -- first_contact, closure; '' for escalations
