@@ -2,7 +2,8 @@
 -- (id, sequence): ids are name-based UUIDs in no useful order, and an index
 -- on them took each insert to a random page, so a projection's transaction
 -- of thousands of rows rewrote most of the index into SQLite's WAL (a
--- rebuild of a million events wrote about 6 GB of WAL for a 300 MB file).
+-- rebuild of a million events wrote about 6 GB; a model of the same rows
+-- in a database of its own made a file of about 200 MB).
 -- Each event writes at most one row to each of these tables, so the
 -- sequence alone is a key; its index grows at its end and also serves the
 -- readers that fetch what is new by sequence (the separate `_by_sequence`
