@@ -8,7 +8,7 @@
 /// The DDL of one generation, with generation 0's names: what migrations
 /// 5000 and 5002 made of generation 0 (an integration test compares the
 /// two schemas on SQLite and PostgreSQL).
-pub const DDL: &str = include_str!("fact_tables.sql");
+const DDL: &str = include_str!("fact_tables.sql");
 
 /// The fact tables, by their generation-0 names.
 pub const BASE: [&str; 7] = [
