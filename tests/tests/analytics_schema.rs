@@ -104,8 +104,8 @@ async fn generations_match(backend: TestBackend) {
         assert!(!sa.0.is_empty(), "{a} has no columns");
         assert_eq!(sa, sb, "{a} (migrations) and {b} (fact_tables.sql) differ");
     }
-    // The event tables are keyed by sequence alone, and no table has an
-    // index that leads with an id but its own key.
+    // The event tables are keyed by sequence alone (not null), and none of
+    // them has an index on an id column: ids come in no useful order.
     for table in [
         "analytics_ticket_events",
         "analytics_responses",
@@ -225,14 +225,8 @@ async fn upgrade_keeps_rows(backend: TestBackend) {
     .unwrap()
     .rows_affected();
     assert_eq!(inserted, 1);
-    // And generation 0 now has the shape later generations are made with.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(Tables::of(2).ddl()))
-        .execute(pool)
-        .await
-        .unwrap();
-    for (a, b) in Tables::of(0).all().into_iter().zip(Tables::of(2).all()) {
-        assert_eq!(shape(&db, a).await, shape(&db, b).await, "{a}");
-    }
+    // (That generation 0 then has the shape of `fact_tables.sql` is
+    // `generations_match`: a fresh database runs the same migrations.)
 }
 
 #[tokio::test]
