@@ -503,6 +503,11 @@ async fn report(c: &mut AnalyticsServiceClient<tonic::transport::Channel>, view:
     r.unwrap();
 }
 
+/// The `closeloop` binary's allocator, so the process measured is the one
+/// shipped.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() {
     let responses = env_usize("BENCH_RESPONSES", 250_000);

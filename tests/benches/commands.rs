@@ -133,6 +133,11 @@ async fn median_of_3<F: std::future::Future<Output = f64>>(f: impl Fn() -> F) ->
     (v[1], all)
 }
 
+/// The `closeloop` binary's allocator, so the process measured is the one
+/// shipped.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let backend = match std::env::var("BENCH_DB").as_deref() {

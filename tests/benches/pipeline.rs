@@ -71,6 +71,11 @@ async fn count(db: &sqlx::AnyPool, sql: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The `closeloop` binary's allocator, so the process measured is the one
+/// shipped.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n = env_usize("BENCH_RESPONSES", 5000);

@@ -100,6 +100,11 @@ async fn ticks(db: &closeloop_readmodel::Db, ticks: usize) -> (Duration, Duratio
     (wall.elapsed() / ticks as u32, (cpu() - cpu0) / ticks as u32)
 }
 
+/// The `closeloop` binary's allocator, so the process measured is the one
+/// shipped.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let small = env_usize("BENCH_TIMER_TICKETS", 10_000);

@@ -23,6 +23,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// jemalloc, not the system's malloc: the services allocate and free many
+/// small, short-lived values (an event's decoded fields, a batch's rows), on
+/// which glibc's malloc spent a third of an analytics rebuild's CPU, and
+/// kept more memory (see `docs/operations.md`). The benches declare the same.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "closeloop", version, about = "Close the loop on customer feedback", long_about = None)]
 struct Cli {
