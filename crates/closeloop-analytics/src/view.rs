@@ -16,9 +16,9 @@
 //!
 //! Rows are keyed by the event's stream sequence (or, for a ticket's or a
 //! response's one row, its id: see `fact_tables.sql`) and inserted with
-//! `ON CONFLICT DO NOTHING`, so applying an event twice changes nothing. A
-//! batch's rows go in with multi-row `INSERT`s (a rebuild replays the whole
-//! stream through them).
+//! [`Insert`], which leaves out a row already there, so applying an event
+//! twice changes nothing. A batch's rows go in with multi-row `INSERT`s (a
+//! rebuild replays the whole stream through them).
 
 use std::collections::BTreeMap;
 

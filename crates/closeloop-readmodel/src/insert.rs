@@ -1,10 +1,21 @@
-//! Multi-row `INSERT … ON CONFLICT DO NOTHING`: the way projections write
-//! a batch's rows in few statements, on SQLite and PostgreSQL.
+//! Multi-row inserts that leave out rows already there: the way
+//! projections write a batch's rows in few statements, on SQLite and
+//! PostgreSQL.
 //!
-//! The conflict clause names no target: a row that would break any unique
-//! key of its table is left out, so a table may change its keys (as the
-//! analytics tables did, from `(id, sequence)` to `sequence`) without its
-//! writers changing, and tables of both shapes take the same statements.
+//! The statement names no conflict target: a row that would break any
+//! unique key of its table is left out, so a table may change its keys (as
+//! the analytics tables did, from `(id, sequence)` to `sequence`) without
+//! its writers changing, and tables of both shapes take the same statements.
+//!
+//! On PostgreSQL it is `INSERT … ON CONFLICT DO NOTHING`. On SQLite it is
+//! `INSERT OR IGNORE …`, which leaves out the same rows, because SQLite
+//! keeps a statement journal (a copy of every page the statement changes, to
+//! undo its own rows) for a multi-row statement that may abort, and `ON
+//! CONFLICT DO NOTHING` still may on a `NOT NULL` or `CHECK` constraint:
+//! that journal was 4% of an analytics rebuild's CPU, and the rebuild ran
+//! about 6% faster without it (`docs/operations.md`). `OR IGNORE` would
+//! also leave out a row that breaks `NOT NULL` or `CHECK`; none can here:
+//! a [`Val`] is never NULL, and the tables written this way have no `CHECK`.
 
 use sqlx::AnyConnection;
 
@@ -72,20 +83,24 @@ impl Insert {
         }
     }
 
-    /// Writes the rows, [`CHUNK`] per statement.
+    /// Writes the rows, [`CHUNK`] per statement, leaving out each row that
+    /// would break a unique key (one already there, or an earlier row of the
+    /// same call).
     pub async fn write(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         let n = self.columns.len();
         // SQLite looks numbered parameters up by name, one walk of the
         // statement's names per parameter: anonymous ones bind in order.
-        let anonymous = conn.backend_name() == "SQLite";
+        let sqlite = conn.backend_name() == "SQLite";
         let mut left = self.rows.len();
         let mut rows = self.rows.into_iter();
         while left > 0 {
             let size = chunk_size(left);
             left -= size;
             let chunk: Vec<Vec<Val>> = rows.by_ref().take(size).collect();
+            // SQLite: no statement journal (see the module's header).
             let mut sql = format!(
-                "INSERT INTO {} ({}) VALUES ",
+                "INSERT {}INTO {} ({}) VALUES ",
+                if sqlite { "OR IGNORE " } else { "" },
                 self.table,
                 self.columns.join(", ")
             );
@@ -98,7 +113,7 @@ impl Insert {
                     if c > 0 {
                         sql.push_str(", ");
                     }
-                    if anonymous {
+                    if sqlite {
                         sql.push('?');
                     } else {
                         sql.push_str(&format!("${}", i * n + c + 1));
@@ -106,7 +121,9 @@ impl Insert {
                 }
                 sql.push(')');
             }
-            sql.push_str(" ON CONFLICT DO NOTHING");
+            if !sqlite {
+                sql.push_str(" ON CONFLICT DO NOTHING");
+            }
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for row in chunk {
                 debug_assert_eq!(

@@ -58,8 +58,8 @@ impl Projection for TicketStateProjection {
     }
 }
 
-/// An empty insert of `ticket_activity` rows (each applies once: `ON
-/// CONFLICT DO NOTHING`).
+/// An empty insert of `ticket_activity` rows (each applies once: a row
+/// already there is left out).
 fn activity_insert() -> Insert {
     Insert::new(
         "ticket_activity",

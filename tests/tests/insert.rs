@@ -1,0 +1,87 @@
+//! `Insert`, the multi-row insert projections write with, on a real SQLite
+//! file and a real PostgreSQL database: every row goes in once, a row that
+//! would break a unique key (of any of the table's keys, already there or
+//! earlier in the same call) is left out and the first one kept, at every
+//! statement size; and a statement that fails for another reason fails.
+
+use closeloop_readmodel::{Db, Insert, Val};
+use closeloop_tests::{Backend, TestDb, dump};
+use sqlx::Connection;
+
+const COLUMNS: &[&str] = &["k", "id", "v"];
+
+fn rows(keys: impl IntoIterator<Item = (i64, &'static str)>, v: &str) -> Insert {
+    let mut ins = Insert::new("facts", COLUMNS);
+    for (k, id) in keys {
+        ins.rows.push(vec![Val::I(k), Val::from(id), Val::from(v)]);
+    }
+    ins
+}
+
+async fn leaves_out_rows_already_there(backend: Backend) {
+    sqlx::any::install_default_drivers();
+    let t = TestDb::new(backend).await;
+    // The writer projections use (on SQLite, its own connection with the
+    // install's settings).
+    let db = Db::connect(&t.url).await.unwrap();
+    let mut conn = db.writer().await.unwrap();
+    sqlx::query(
+        "CREATE TABLE facts (k BIGINT NOT NULL PRIMARY KEY, id TEXT NOT NULL UNIQUE, \
+         v TEXT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+
+    // 300 rows: three statements of 100.
+    let ids: Vec<&'static str> = (0..400)
+        .map(|i| &*Box::leak(format!("id-{i:03}").into_boxed_str()))
+        .collect();
+    rows((0..300).map(|k| (k, ids[k as usize])), "first")
+        .write(&mut conn)
+        .await
+        .unwrap();
+    // 7 rows (statements of 4, 2 and 1) in one transaction: two keys
+    // already there, an id already there under a new key, a key repeated
+    // within the call, and three new rows.
+    let mut tx = conn.begin().await.unwrap();
+    rows(
+        [
+            (5, "id-new-a"),
+            (300, ids[300]),
+            (299, ids[299]),
+            (301, ids[7]),
+            (302, ids[302]),
+            (302, "id-new-b"),
+            (303, ids[303]),
+        ],
+        "second",
+    )
+    .write(&mut tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let got = dump(db.pool(), "SELECT k, id, v FROM facts ORDER BY k".into()).await;
+    let mut want: Vec<String> = (0..300).map(|k| format!("{k}|{}|first", ids[k])).collect();
+    for k in [300, 302, 303] {
+        want.push(format!("{k}|{}|second", ids[k]));
+    }
+    assert_eq!(got, want);
+
+    // Anything else still fails: a table that is not there.
+    let mut err = Insert::new("no_such_table", COLUMNS);
+    err.rows
+        .push(vec![Val::I(1), Val::from("x"), Val::from("y")]);
+    assert!(err.write(&mut conn).await.is_err());
+}
+
+#[tokio::test]
+async fn leaves_out_rows_already_there_on_sqlite() {
+    leaves_out_rows_already_there(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn leaves_out_rows_already_there_on_postgres() {
+    leaves_out_rows_already_there(Backend::Postgres).await;
+}
