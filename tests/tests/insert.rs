@@ -3,6 +3,8 @@
 //! would break a unique key (of any of the table's keys, already there or
 //! earlier in the same call) is left out and the first one kept, at every
 //! statement size; and a statement that fails for another reason fails.
+//! And the tables written through it have no `CHECK`, which its SQLite
+//! statement (`INSERT OR IGNORE`) would turn into rows silently left out.
 
 use closeloop_readmodel::{Db, Insert, Val};
 use closeloop_tests::{Backend, TestDb, dump};
@@ -86,4 +88,40 @@ async fn leaves_out_rows_already_there_on_sqlite() {
 #[tokio::test]
 async fn leaves_out_rows_already_there_on_postgres() {
     leaves_out_rows_already_there(Backend::Postgres).await;
+}
+
+/// The tables projections write through `Insert`: the analytics facts
+/// (`closeloop_analytics::view`) and the ticket activity
+/// (`closeloop_ticketing::projection`). A new writer's table goes here.
+fn written_through_insert() -> Vec<&'static str> {
+    let mut tables = closeloop_analytics::tables::BASE.to_vec();
+    tables.push("ticket_activity");
+    tables
+}
+
+#[tokio::test]
+async fn tables_written_through_it_have_no_check() {
+    sqlx::any::install_default_drivers();
+    let t = TestDb::new(Backend::Sqlite).await;
+    let db = Db::connect(&t.url).await.unwrap();
+    let set = closeloop_runtime::MigrationSet::of([
+        &closeloop_readmodel::MIGRATOR,
+        &closeloop_analytics::MIGRATOR,
+    ])
+    .unwrap();
+    db.migrate(&set.migrator().await.unwrap()).await.unwrap();
+    for table in written_through_insert() {
+        let ddl = dump(
+            db.pool(),
+            format!("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
+        )
+        .await;
+        assert_eq!(ddl.len(), 1, "{table} is not there");
+        assert!(
+            !ddl[0].to_uppercase().contains("CHECK"),
+            "{table} has a CHECK, which Insert's INSERT OR IGNORE on SQLite would turn into \
+             rows silently left out: {}",
+            ddl[0]
+        );
+    }
 }

@@ -15,7 +15,8 @@
 //! that journal was 4% of an analytics rebuild's CPU, and the rebuild ran
 //! about 6% faster without it (`docs/operations.md`). `OR IGNORE` would
 //! also leave out a row that breaks `NOT NULL` or `CHECK`; none can here:
-//! a [`Val`] is never NULL, and the tables written this way have no `CHECK`.
+//! a [`Val`] is never NULL, and the tables written this way have no `CHECK`
+//! (`tests/tests/insert.rs` fails if one gets one).
 
 use sqlx::AnyConnection;
 
