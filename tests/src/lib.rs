@@ -535,10 +535,12 @@ impl RoleProcess {
     }
 }
 
-/// Every row of `sql`'s answer as one line (`|`-separated columns; text
-/// and integers of either width as they are, anything else `NULL`).
+/// Every row of `sql`'s answer as one line (`|`-separated columns: text,
+/// integers of either width and floats as they are, a NULL as `NULL`).
+/// Panics on a value of any other type, so two rows never compare equal
+/// because both hold something it cannot show.
 pub async fn dump(pool: &sqlx::AnyPool, sql: String) -> Vec<String> {
-    use sqlx::Row;
+    use sqlx::{Row, ValueRef};
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_all(pool)
         .await
@@ -547,10 +549,14 @@ pub async fn dump(pool: &sqlx::AnyPool, sql: String) -> Vec<String> {
         .map(|r| {
             (0..r.columns().len())
                 .map(|i| {
+                    if r.try_get_raw(i).unwrap().is_null() {
+                        return "NULL".to_string();
+                    }
                     r.try_get::<String, _>(i)
                         .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
                         .or_else(|_| r.try_get::<i32, _>(i).map(|v| v.to_string()))
-                        .unwrap_or_else(|_| "NULL".into())
+                        .or_else(|_| r.try_get::<f64, _>(i).map(|v| v.to_string()))
+                        .unwrap_or_else(|e| panic!("column {i}: {e}"))
                 })
                 .collect::<Vec<_>>()
                 .join("|")
