@@ -14,8 +14,9 @@ use std::collections::HashMap;
 
 use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 const HEADER: &str = "traceparent";
@@ -53,9 +54,11 @@ fn format(sc: &SpanContext) -> String {
     carrier.remove(HEADER).unwrap_or_default()
 }
 
-fn random_span_id() -> SpanId {
-    let b = uuid::Uuid::new_v4().into_bytes();
-    SpanId::from_bytes(b[..8].try_into().expect("8 bytes"))
+/// New ids come from the SDK's own generator (a random generator per
+/// thread, seeded from the OS once): `uuid`'s v4 asked the kernel for
+/// random bytes on every call, twice per command.
+fn ids() -> RandomIdGenerator {
+    RandomIdGenerator::default()
 }
 
 /// A child of `parent` (same trace, a new span id), or a new sampled root.
@@ -67,14 +70,14 @@ fn child_of_context(parent: Option<&SpanContext>) -> String {
     let sc = match parent {
         Some(p) => SpanContext::new(
             p.trace_id(),
-            random_span_id(),
+            ids().new_span_id(),
             p.trace_flags(),
             false,
             p.trace_state().clone(),
         ),
         None => SpanContext::new(
-            TraceId::from_bytes(uuid::Uuid::new_v4().into_bytes()),
-            random_span_id(),
+            ids().new_trace_id(),
+            ids().new_span_id(),
             TraceFlags::SAMPLED,
             false,
             TraceState::default(),
