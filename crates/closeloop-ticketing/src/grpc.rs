@@ -378,16 +378,20 @@ impl TicketService for TicketGrpc {
         let r = req.into_inner();
         let id = TicketId::parse("ticket_id", &r.ticket_id).map_err(TicketError::from)?;
         self.catch_up(r.min_sequence).await?;
-        match queries::get_ticket(&self.db, &id.to_string()).await? {
+        // One connection for the four reads: each connection taken from
+        // the pool costs a round trip to its thread when it is given back.
+        let read_model = |e: sqlx::Error| TicketError::ReadModel(e.to_string());
+        let mut conn = self.db.pool().acquire().await.map_err(read_model)?;
+        match queries::get_ticket(&mut conn, &id.to_string()).await? {
             Some((ticket, activity)) => Ok(Response::new(v1::GetTicketResponse {
                 ticket: Some(ticket),
                 activity,
-                notifications: crate::notifications::of_ticket(&self.db, &id.to_string())
+                notifications: crate::notifications::of_ticket(&mut conn, &id.to_string())
                     .await
-                    .map_err(|e| crate::errors::TicketError::ReadModel(e.to_string()))?,
-                sla: crate::sla::of_ticket(&self.db, id, self.clock.now())
+                    .map_err(read_model)?,
+                sla: crate::sla::of_ticket(&mut conn, id, self.clock.now())
                     .await
-                    .map_err(|e| crate::errors::TicketError::ReadModel(e.to_string()))?,
+                    .map_err(read_model)?,
             })),
             None => Err(TicketError::Rule(closeloop_domain::RuleViolation::NotFound(id)).into()),
         }

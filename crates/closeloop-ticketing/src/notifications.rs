@@ -6,7 +6,7 @@
 use closeloop_contracts::notification::{NotificationEvent, Projected, projected};
 use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_proto::{convert, v1};
-use closeloop_readmodel::{Db, Projection, ProjectionError};
+use closeloop_readmodel::{Projection, ProjectionError};
 use sqlx::{AnyConnection, Row as _};
 
 /// Checkpoint name of the projection.
@@ -96,7 +96,10 @@ impl Projection for TicketNotifications {
 }
 
 /// The notifications of ticket `id`, oldest first.
-pub async fn of_ticket(db: &Db, id: &str) -> Result<Vec<v1::TicketNotification>, sqlx::Error> {
+pub async fn of_ticket(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Vec<v1::TicketNotification>, sqlx::Error> {
     let ts = |us: i64| convert::timestamp(closeloop_domain::Timestamp::from_micros(us));
     sqlx::query(
         "SELECT id, recipient, channel, kind, status, attempts, last_error, requested_at, \
@@ -104,7 +107,7 @@ pub async fn of_ticket(db: &Db, id: &str) -> Result<Vec<v1::TicketNotification>,
          ORDER BY requested_at, id",
     )
     .bind(id)
-    .fetch_all(db.pool())
+    .fetch_all(&mut *conn)
     .await?
     .iter()
     .map(|r| {

@@ -3,8 +3,8 @@
 use closeloop_domain::{Status, Timestamp};
 use closeloop_proto::{convert, v1};
 use closeloop_readmodel::Db;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use crate::errors::TicketError;
 
@@ -147,14 +147,14 @@ fn sql_err(e: sqlx::Error) -> TicketError {
 
 /// One ticket and its activity, oldest first; `None` if the view has no such ticket.
 pub async fn get_ticket(
-    db: &Db,
+    conn: &mut AnyConnection,
     id: &str,
 ) -> Result<Option<(v1::Ticket, Vec<v1::TicketActivity>)>, TicketError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tickets WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut *conn)
     .await
     .map_err(sql_err)?;
     let Some(row) = row else { return Ok(None) };
@@ -164,7 +164,7 @@ pub async fn get_ticket(
          WHERE ticket_id = $1 ORDER BY sequence",
     )
     .bind(id)
-    .fetch_all(db.pool())
+    .fetch_all(&mut *conn)
     .await
     .map_err(sql_err)?
     .iter()

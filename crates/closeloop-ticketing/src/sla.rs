@@ -12,7 +12,7 @@ use closeloop_domain::sla::{self, ClockRun, Sla};
 use closeloop_domain::{TicketId, Timestamp};
 use closeloop_eventstore::{Prefix, StoredEvent};
 use closeloop_proto::{convert, v1};
-use closeloop_readmodel::{Db, Projection, ProjectionError};
+use closeloop_readmodel::{Projection, ProjectionError};
 use sqlx::{AnyConnection, Row as _};
 
 /// Checkpoint name of the projection.
@@ -52,12 +52,12 @@ impl Projection for TicketSla {
 
 /// The SLA state of ticket `id` as its events in the view say (`None`
 /// before its clocks started).
-pub async fn state(db: &Db, id: TicketId) -> Result<Option<Sla>, sqlx::Error> {
+pub async fn state(conn: &mut AnyConnection, id: TicketId) -> Result<Option<Sla>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT sequence, payload FROM ticket_sla_events WHERE ticket_id = $1 ORDER BY sequence",
     )
     .bind(id.to_string())
-    .fetch_all(db.pool())
+    .fetch_all(&mut *conn)
     .await?;
     let mut state = None;
     for r in rows {
@@ -136,9 +136,9 @@ pub fn to_proto(s: &Sla, now: SystemTime) -> v1::TicketSla {
 
 /// `GetTicket`'s `sla`.
 pub async fn of_ticket(
-    db: &Db,
+    conn: &mut AnyConnection,
     id: TicketId,
     now: SystemTime,
 ) -> Result<Option<v1::TicketSla>, sqlx::Error> {
-    Ok(state(db, id).await?.map(|s| to_proto(&s, now)))
+    Ok(state(conn, id).await?.map(|s| to_proto(&s, now)))
 }
