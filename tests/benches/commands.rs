@@ -220,15 +220,20 @@ async fn main() {
             }
             let per = if clients == 1 { cycles } else { cycles / 4 };
             let t = Instant::now();
+            // Each client is a task of its own, on the runtime's workers
+            // like the server's tasks (polled together on the main thread,
+            // every response to any client had to wake that thread).
             let runs = (0..clients).map(|k| {
-                client(
+                tokio::spawn(client(
                     clients_of[k].clone(),
                     format!("{clients}-{read}-{k}"),
                     per,
                     read,
-                )
+                ))
             });
-            let all = futures::future::join_all(runs).await;
+            let all = futures::future::try_join_all(runs)
+                .await
+                .expect("a client panicked");
             let elapsed = t.elapsed().as_secs_f64();
             let mut s = Samples::default();
             for r in all {

@@ -878,7 +878,6 @@ pub async fn subject_payloads(nats: &Nats, prefix: &str, subject: &str) -> Vec<V
 /// `n` 300-byte messages to a fresh file-backed R1 stream, with `in_flight`
 /// acks awaited at once. The yardstick `make bench` measures closeloop against.
 pub async fn raw_publish(nats: &Nats, n: usize, in_flight: usize) -> f64 {
-    use futures::StreamExt;
     let js = async_nats::jetstream::new(nats.client().await);
     let name = format!("RAW{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let subject = format!("{}.m", name.to_ascii_lowercase());
@@ -892,16 +891,24 @@ pub async fn raw_publish(nats: &Nats, n: usize, in_flight: usize) -> f64 {
     .unwrap();
     let payload = bytes::Bytes::from(vec![b'x'; 300]);
     let t = Instant::now();
-    futures::stream::iter(0..n)
-        .map(|_| {
-            let js = js.clone();
-            let p = payload.clone();
-            let s = subject.clone();
-            async move { js.publish(s, p).await.unwrap().await.unwrap() }
+    // `in_flight` publishers, each a task of its own awaiting each ack, as
+    // the command bench's clients are.
+    let publishers = (0..in_flight).map(|k| {
+        let (js, payload, subject) = (js.clone(), payload.clone(), subject.clone());
+        let count = n / in_flight + usize::from(k < n % in_flight);
+        tokio::spawn(async move {
+            for _ in 0..count {
+                js.publish(subject.clone(), payload.clone())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
         })
-        .buffer_unordered(in_flight)
-        .for_each(|_| async {})
-        .await;
+    });
+    futures::future::try_join_all(publishers)
+        .await
+        .expect("a publisher panicked");
     n as f64 / t.elapsed().as_secs_f64()
 }
 
