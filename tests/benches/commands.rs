@@ -8,7 +8,8 @@
 //! p99 and max, the read's p50 and p99 and the whole cycle's p99, next to the
 //! broker's raw publish rate with 1 and 16 acks in flight measured in the
 //! same run (the median of three runs each), and the ratio of commands/s to
-//! the raw rate with the same number in flight.
+//! the raw rate with the same number in flight. Each client, like each raw
+//! publisher, is a task of its own.
 //!
 //! Targets (issue 8): 16 clients ≥ 18% of raw-16 and p99 ≤ 10 ms; with
 //! read-your-writes ≥ 12% and p99 ≤ 15 ms; one client's read-your-writes
