@@ -535,6 +535,48 @@ impl RoleProcess {
     }
 }
 
+/// Every crate's migrations, with the version range its new migrations
+/// take (versions 1-4 predate the ranges and stay where they are;
+/// `docs/architecture.md`).
+pub fn migrators() -> Vec<(
+    &'static str,
+    &'static sqlx::migrate::Migrator,
+    std::ops::RangeInclusive<i64>,
+)> {
+    vec![
+        (
+            "closeloop-readmodel",
+            &closeloop_readmodel::MIGRATOR,
+            1..=999,
+        ),
+        (
+            "closeloop-directory",
+            &closeloop_directory::MIGRATOR,
+            1000..=1999,
+        ),
+        (
+            "closeloop-ticketing",
+            &closeloop_ticketing::MIGRATOR,
+            2000..=2999,
+        ),
+        (
+            "closeloop-escalation",
+            &closeloop_escalation::MIGRATOR,
+            3000..=3999,
+        ),
+        (
+            "closeloop-notification",
+            &closeloop_notification::MIGRATOR,
+            4000..=4999,
+        ),
+        (
+            "closeloop-analytics",
+            &closeloop_analytics::MIGRATOR,
+            5000..=5999,
+        ),
+    ]
+}
+
 /// Every row of `sql`'s answer as one line (`|`-separated columns: text,
 /// integers of either width and floats as they are, a NULL as `NULL`).
 /// Panics on a value of any other type, so two rows never compare equal

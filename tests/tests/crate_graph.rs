@@ -151,42 +151,11 @@ fn the_documented_crate_graph_is_the_real_one() {
     );
 }
 
-/// Every crate's migrations, with the version range its new migrations take
-/// (versions 1-4 predate the ranges and stay where they are).
-fn migrators() -> Vec<(
-    &'static str,
-    &'static sqlx::migrate::Migrator,
-    std::ops::RangeInclusive<i64>,
-)> {
-    vec![
-        (
-            "closeloop-readmodel",
-            &closeloop_readmodel::MIGRATOR,
-            1..=999,
-        ),
-        (
-            "closeloop-directory",
-            &closeloop_directory::MIGRATOR,
-            1000..=1999,
-        ),
-        (
-            "closeloop-ticketing",
-            &closeloop_ticketing::MIGRATOR,
-            2000..=2999,
-        ),
-        (
-            "closeloop-notification",
-            &closeloop_notification::MIGRATOR,
-            4000..=4999,
-        ),
-    ]
-}
-
 #[test]
 fn migration_versions_never_collide_and_stay_in_their_crates_range() {
     const BEFORE_RANGES: [i64; 4] = [1, 2, 3, 4];
     let mut seen = BTreeMap::new();
-    for (name, m, range) in migrators() {
+    for (name, m, range) in closeloop_tests::migrators() {
         for mig in m.iter() {
             if let Some(other) = seen.insert(mig.version, name) {
                 panic!("version {} is in {other} and {name}", mig.version);
@@ -198,6 +167,8 @@ fn migration_versions_never_collide_and_stay_in_their_crates_range() {
             );
         }
     }
-    closeloop_runtime::MigrationSet::of(migrators().into_iter().map(|(_, m, _)| m))
-        .expect("one migration history");
+    closeloop_runtime::MigrationSet::of(
+        closeloop_tests::migrators().into_iter().map(|(_, m, _)| m),
+    )
+    .expect("one migration history");
 }
