@@ -19,7 +19,8 @@
 //! Environment: BENCH_DB (sqlite|postgres), BENCH_RESPONSES (default
 //! 250 000: about 1 000 000 events in all), BENCH_REPORTS (asks per view,
 //! default 20), BENCH_VIEWS (comma-separated views to ask, default all: for
-//! profiling one).
+//! profiling one), BENCH_ALL_ASKS (set: print every ask's time, in order,
+//! to tell a one-off slow ask from a slow view).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -634,6 +635,13 @@ async fn main() {
             let t = Instant::now();
             report(&mut c, view).await;
             times.push(t.elapsed());
+        }
+        if std::env::var_os("BENCH_ALL_ASKS").is_some() {
+            let ms: Vec<String> = times
+                .iter()
+                .map(|t| format!("{:.0}", t.as_secs_f64() * 1000.0))
+                .collect();
+            println!("  {view} asks (ms, in order): {}", ms.join(" "));
         }
         times.sort();
         println!(

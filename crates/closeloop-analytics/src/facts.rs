@@ -221,6 +221,13 @@ impl Name {
     pub fn same(&self, other: &Name) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+
+    /// The shared text's address: equal for every clone of this name, and
+    /// not reused while one of them lives (memos key on it instead of
+    /// hashing and comparing the text).
+    pub fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
 }
 
 impl std::ops::Deref for Name {

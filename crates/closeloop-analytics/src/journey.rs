@@ -5,14 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap as HashMap;
-
 use crate::facts::{ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
 use crate::report::{
-    Band, Clock, Context, Explained, Key, Metrics, Outcome, ReportError, Row, Table, band, columns,
-    metric_of, owned, passes, ratio, response_key, response_passes, response_slice, ticket_key,
-    ticket_slice, time,
+    Band, Clock, Context, Explained, Key, Memo, Metrics, Outcome, Places, ReportError, Row, Table,
+    at, band, columns, counted, metric_of, owned, passes, ratio, response_ids, response_key,
+    response_passes, response_slice, ticket_ids, ticket_key, ticket_slice, time,
 };
 
 pub const MEASURES: [&str; 9] = [
@@ -166,43 +164,53 @@ pub fn journey(
 ) -> Result<Table, ReportError> {
     check(q)?;
     // Grouped by program then the slices, borrowed: the row keys are made
-    // once per row below.
-    let mut groups: HashMap<(Key<'_>, Vec<Key<'_>>), Acc> = HashMap::default();
+    // once per row below. An item's group is found by the ids its slices
+    // follow from (its key is computed once per distinct ids).
+    let mut places = Places::default();
+    let mut groups: Vec<Option<Acc>> = Vec::new();
     let mut total = Acc::default();
     let mut metrics = Metrics::new(cx);
+    let mut of_response: Memo<Option<u32>> = Memo::new();
     for r in responses {
-        if !q.in_range(r.submitted_at) || !response_passes(q, r, cx)? {
+        if !q.in_range(r.submitted_at) {
             continue;
         }
-        let slice =
-            q.by.iter()
-                .map(|d| response_key(r, *d, q, cx))
-                .collect::<Result<Vec<_>, _>>()?;
+        let g = of_response.get(response_ids(q, &q.by, r), || {
+            if !response_passes(q, r, cx)? {
+                return Ok(None);
+            }
+            let mut key = vec![Key::B(&r.program_id)];
+            for d in &q.by {
+                key.push(response_key(r, *d, q, cx)?);
+            }
+            Ok(Some(places.place(key)))
+        })?;
+        let Some(g) = g else { continue };
         let (kind, v) = metrics.of(r);
         let unmatched = r.unmatched;
-        groups
-            .entry((Key::B(&r.program_id), slice))
-            .or_default()
-            .add_response(kind, v, unmatched);
+        at(&mut groups, g).add_response(kind, v, unmatched);
         total.add_response(kind, v, unmatched);
     }
+    let mut of_ticket: Memo<Option<u32>> = Memo::new();
     for t in tickets {
-        if !q.in_range(t.opened_at) || !passes(q, |d| Ok(ticket_slice(t, d, q, cx)))? {
+        if !q.in_range(t.opened_at) {
             continue;
         }
-        let slice: Vec<Key<'_>> =
-            q.by.iter()
-                .map(|d| ticket_key(t, &t.owner, *d, q, cx))
-                .collect();
-        groups
-            .entry((Key::B(&t.program_id), slice))
-            .or_default()
-            .add_ticket(t, q.as_of);
+        let g = of_ticket.get(ticket_ids(q, t, &t.owner), || {
+            if !passes(q, |d| Ok(ticket_slice(t, d, q, cx)))? {
+                return Ok(None);
+            }
+            let mut key = vec![Key::B(&t.program_id)];
+            key.extend(q.by.iter().map(|d| ticket_key(t, &t.owner, *d, q, cx)));
+            Ok(Some(places.place(key)))
+        })?;
+        let Some(g) = g else { continue };
+        at(&mut groups, g).add_ticket(t, q.as_of);
         total.add_ticket(t, q.as_of);
     }
     let mut rows: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
-    for ((program, slice), a) in groups {
-        let key = key_of(program.as_str(), owned(&slice), q, cx);
+    for (key, a) in counted(&places, groups) {
+        let key = key_of(key[0].as_str(), owned(&key[1..]), q, cx);
         let row = rows.entry(key).or_default();
         row.merge(&a);
     }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use crate::facts::ResponseFact;
 use crate::query::{Dim, Query};
 use crate::report::{
-    Context, Explained, Key, ReportError, Row, Table, columns, owned, response_key,
-    response_passes, time,
+    Context, Explained, Key, Memo, Places, ReportError, Row, Table, at, columns, counted, owned,
+    response_ids, response_key, response_passes, time,
 };
 
 /// An account without a person in the leaderboard's role.
@@ -55,35 +55,45 @@ struct Acc {
     sum: f64,
 }
 
-/// Calls `f` with each response counted: its row key (the slices, then
-/// the team), the response and its score. One at a time: a year's
-/// responses are not gathered first (that raised the bench's peak RSS by
-/// 11 MB).
+/// Calls `f` with each response counted: the place of its row key (the
+/// slices, then the team) in `places`, the response and its score. One at
+/// a time: a year's responses are not gathered first (that raised the
+/// bench's peak RSS by 11 MB). A key is made once per distinct
+/// [`crate::report::Ids`].
 fn each_scored<'a>(
     q: &Query,
     by: &[Dim],
     responses: &'a [ResponseFact],
     cx: &'a Context,
-    mut f: impl FnMut(Vec<Key<'a>>, &'a ResponseFact, f64),
+    places: &mut Places<'a>,
+    mut f: impl FnMut(u32, &'a ResponseFact, f64),
 ) -> Result<(), ReportError> {
     let lb = &cx.config.leaderboard;
+    let mut place: Memo<Option<u32>> = Memo::new();
     for r in responses {
-        if !q.in_range(r.submitted_at) || !response_passes(q, r, cx)? {
+        if !q.in_range(r.submitted_at) {
             continue;
         }
+        let p = place.get(response_ids(q, by, r), || {
+            if !response_passes(q, r, cx)? {
+                return Ok(None);
+            }
+            let mut key = by
+                .iter()
+                .map(|d| response_key(r, *d, q, cx))
+                .collect::<Result<Vec<_>, _>>()?;
+            key.push(Key::B(
+                cx.account(&r.account_id)
+                    .and_then(|a| a.team.get(&lb.role))
+                    .map_or(NO_TEAM, String::as_str),
+            ));
+            Ok(Some(places.place(key)))
+        })?;
+        let Some(p) = p else { continue };
         let Some(score) = response_score(r, &lb.questions) else {
             continue;
         };
-        let mut key = by
-            .iter()
-            .map(|d| response_key(r, *d, q, cx))
-            .collect::<Result<Vec<_>, _>>()?;
-        key.push(Key::B(
-            cx.account(&r.account_id)
-                .and_then(|a| a.team.get(&lb.role))
-                .map_or(NO_TEAM, String::as_str),
-        ));
-        f(key, r, score);
+        f(p, r, score);
     }
     Ok(())
 }
@@ -99,16 +109,18 @@ pub fn leaderboard(
 ) -> Result<Table, ReportError> {
     let by = dims(q)?;
     let min = u64::from(cx.config.leaderboard.min_responses);
-    let mut keyed: rustc_hash::FxHashMap<Vec<Key<'_>>, Acc> = Default::default();
+    let mut places = Places::default();
+    let mut sums: Vec<Option<Acc>> = Vec::new();
     let mut total = Acc::default();
-    each_scored(q, &by, responses, cx, |key, r, score| {
-        for acc in [keyed.entry(key).or_default(), &mut total] {
+    each_scored(q, &by, responses, cx, &mut places, |p, r, score| {
+        for acc in [at(&mut sums, p), &mut total] {
             acc.accounts.insert(r.account_id.clone());
             acc.responses += 1;
             acc.sum += score;
         }
     })?;
-    let rows: BTreeMap<Vec<String>, Acc> = keyed.into_iter().map(|(k, a)| (owned(&k), a)).collect();
+    let rows: BTreeMap<Vec<String>, Acc> =
+        counted(&places, sums).map(|(k, a)| (owned(k), a)).collect();
     // Scores of the ranked teams, per group (the key without the team).
     let mut groups: BTreeMap<Vec<String>, Vec<f64>> = BTreeMap::new();
     let ranked =
@@ -178,10 +190,15 @@ pub fn explain(
     let by = dims(q)?;
     let qs = &cx.config.leaderboard.questions;
     let mut lines = Vec::new();
-    each_scored(q, &by, responses, cx, |k, r, score| {
-        let k = owned(&k);
+    let mut places = Places::default();
+    let mut items = Vec::new();
+    each_scored(q, &by, responses, cx, &mut places, |p, r, score| {
+        items.push((p, r, score))
+    })?;
+    for (p, r, score) in items {
+        let k = owned(&places.keys[p as usize]);
         if !key.is_empty() && k != key {
-            return;
+            continue;
         }
         let mut line = vec![
             r.feedback_id.to_string(),
@@ -197,7 +214,7 @@ pub fn explain(
         );
         line.push(format!("{score}"));
         lines.push(line);
-    })?;
+    }
     let mut columns = columns(&[
         "feedback_id",
         "response_id",

@@ -301,6 +301,116 @@ pub(crate) fn for_tickets_as<'a, X>(
     }
 }
 
+/// What an item's slice values and filters follow from: the addresses of
+/// the shared ids they are read from ([`crate::facts::Name::addr`]:
+/// program, account, and for tickets workflow and owner) and, when the
+/// query slices or filters by period, the start of the item's bucket.
+pub(crate) type Ids = (usize, usize, usize, usize, i64);
+
+/// A value computed once per distinct [`Ids`] (a row's place, whether the
+/// filters pass) and found again by them: a hash of five integers per item
+/// instead of reading and hashing its strings and looking its account up.
+pub(crate) struct Memo<V>(HashMap<Ids, V>);
+
+impl<V: Copy> Memo<V> {
+    pub(crate) fn new() -> Self {
+        Memo(HashMap::default())
+    }
+
+    /// The value for `ids`, computed by `f` the first time (every time when
+    /// `ids` is `None`: an item whose bucket has no bounds).
+    pub(crate) fn get(
+        &mut self,
+        ids: Option<Ids>,
+        f: impl FnOnce() -> Result<V, ReportError>,
+    ) -> Result<V, ReportError> {
+        let Some(ids) = ids else { return f() };
+        if let Some(v) = self.0.get(&ids) {
+            return Ok(*v);
+        }
+        let v = f()?;
+        self.0.insert(ids, v);
+        Ok(v)
+    }
+}
+
+/// The distinct row keys of a view, each with its place (in the order
+/// first seen): sums are kept in a `Vec` by place, and an item's place is
+/// remembered by its [`Ids`], so its key is made and hashed once per
+/// distinct ids, not once per item.
+#[derive(Default)]
+pub(crate) struct Places<'a> {
+    index: Rows<'a, u32>,
+    pub(crate) keys: Vec<Vec<Key<'a>>>,
+}
+
+impl<'a> Places<'a> {
+    /// The place of `key`, added when new (then `keys.len() - 1`).
+    pub(crate) fn place(&mut self, key: Vec<Key<'a>>) -> u32 {
+        if let Some(i) = self.index.get(&key) {
+            return *i;
+        }
+        let i = self.keys.len() as u32;
+        self.index.insert(key.clone(), i);
+        self.keys.push(key);
+        i
+    }
+}
+
+/// The sums at place `i`, started when none were (`None`: a place no item
+/// was counted in, which gives no row).
+pub(crate) fn at<A: Default>(sums: &mut Vec<Option<A>>, i: u32) -> &mut A {
+    let i = i as usize;
+    if sums.len() <= i {
+        sums.resize_with(i + 1, || None);
+    }
+    sums[i].get_or_insert_default()
+}
+
+/// Each place's key with its sums, for the places something was counted in.
+pub(crate) fn counted<'k, 'a, A>(
+    places: &'k Places<'a>,
+    sums: Vec<Option<A>>,
+) -> impl Iterator<Item = (&'k [Key<'a>], A)> {
+    places
+        .keys
+        .iter()
+        .zip(sums)
+        .filter_map(|(k, a)| Some((&k[..], a?)))
+}
+
+/// The start of the bucket of `at` when the slices `by` or the query's
+/// filters read the period (`Some(0)` when they do not; `None` when the
+/// bucket has no bounds).
+fn bucket_id(q: &Query, by: &[Dim], at: i64) -> Option<i64> {
+    if by.contains(&Dim::Period) || q.only.iter().any(|(d, _)| *d == Dim::Period) {
+        q.bounds(at).map(|(start, _)| start)
+    } else {
+        Some(0)
+    }
+}
+
+/// A response's [`Ids`] for slices `by` (the query's, or what a view
+/// slices by) and the query's filters: everything [`response_key`] reads
+/// of it.
+pub(crate) fn response_ids(q: &Query, by: &[Dim], r: &ResponseFact) -> Option<Ids> {
+    let b = bucket_id(q, by, r.submitted_at)?;
+    Some((r.program_id.addr(), r.account_id.addr(), 0, 0, b))
+}
+
+/// A ticket's [`Ids`] with `owner` as its owner, for the query's slices
+/// and filters: everything [`ticket_key`] reads of it.
+pub(crate) fn ticket_ids(q: &Query, t: &TicketFact, owner: &crate::facts::Name) -> Option<Ids> {
+    let b = bucket_id(q, &q.by, t.opened_at)?;
+    Some((
+        t.program_id.addr(),
+        t.account_id.addr(),
+        t.workflow_id.addr(),
+        owner.addr(),
+        b,
+    ))
+}
+
 /// A view's rows by key. Keys are found by the borrowed key of each item
 /// (`rows.entry_ref(key)`: hashed once, copied only for a new row).
 pub(crate) type Rows<'a, A> = hashbrown::HashMap<Vec<Key<'a>>, A, rustc_hash::FxBuildHasher>;
@@ -578,22 +688,29 @@ pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table,
             });
         }
     }
-    let mut rows: Rows<'_, NpsAcc> = Rows::default();
+    let mut places = Places::default();
+    let mut sums: Vec<Option<NpsAcc>> = Vec::new();
     let mut total = NpsAcc::default();
     let mut metrics = Metrics::new(cx);
-    // One key buffer for every response (no allocation per response).
-    let mut key: Vec<Key<'_>> = Vec::with_capacity(q.by.len());
+    let mut place: Memo<Option<u32>> = Memo::new();
     for r in responses {
-        if !q.in_range(r.submitted_at) || !response_passes(q, r, cx)? {
+        if !q.in_range(r.submitted_at) {
             continue;
         }
+        let p = place.get(response_ids(q, &q.by, r), || {
+            if !response_passes(q, r, cx)? {
+                return Ok(None);
+            }
+            let key =
+                q.by.iter()
+                    .map(|d| response_key(r, *d, q, cx))
+                    .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(places.place(key)))
+        })?;
+        let Some(p) = p else { continue };
         let (kind, value) = metrics.of(r);
         let Some(v) = value else { continue };
-        key.clear();
-        for d in &q.by {
-            key.push(response_key(r, *d, q, cx)?);
-        }
-        for acc in [rows.entry_ref(&key[..]).or_default(), &mut total] {
+        for acc in [at(&mut sums, p), &mut total] {
             match kind {
                 "nps" => match band(v) {
                     Band::Promoter => acc.promoters += 1,
@@ -615,7 +732,9 @@ pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table,
             }
         }
     }
-    let mut rows: Vec<Row> = rows.into_iter().map(|(k, a)| a.row(owned(&k))).collect();
+    let mut rows: Vec<Row> = counted(&places, sums)
+        .map(|(k, a)| a.row(owned(k)))
+        .collect();
     rows.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(Table {
         view: "nps",
@@ -818,6 +937,170 @@ mod tests {
         assert_eq!(needed(0, 1, 80), 1);
         assert_eq!(needed(0, 0, 80), 0);
         assert_eq!(needed(3, 4, 80), 3); // ceil(5.6) = 6
+    }
+
+    /// Facts for [`memoized_rows_equal_rows_made_per_item`]: with `share`,
+    /// every repeated id is one shared [`crate::facts::Name`] (as the
+    /// cache makes them); without, each fact has its own copy, so no item
+    /// finds another's memoized row and every key is made from the text.
+    fn scattered_facts(share: bool) -> (Vec<ResponseFact>, Vec<TicketFact>) {
+        use crate::facts::Name;
+        let mut names: HashMap<String, Name> = HashMap::default();
+        let mut name = |s: String| -> Name {
+            if share {
+                names
+                    .entry(s.clone())
+                    .or_insert_with(|| Name::from(&*s))
+                    .clone()
+            } else {
+                Name::from(&*s)
+            }
+        };
+        // Deterministic and spread: a small linear congruential sequence.
+        let mut x: u64 = 7;
+        let mut next = |n: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        const DAY: i64 = 86_400_000_000;
+        let start = 1_735_689_600_000_000; // 2025-01-01T00:00:00Z
+        let responses = (0..600)
+            .map(|i| {
+                let program = next(2);
+                let mut answers: Vec<(Name, f64)> = Vec::new();
+                for q in ["nps", "partnership", "future_plans", "csat"] {
+                    if next(4) != 0 {
+                        let top = if q == "csat" { 5 } else { 10 };
+                        answers.push((name(q.to_string()), next(top + 1) as f64));
+                    }
+                }
+                ResponseFact {
+                    feedback_id: format!("f{i:04}").as_str().into(),
+                    response_id: format!("r{i}").into(),
+                    program_id: name(format!("p{program}")),
+                    account_id: name(format!("a{}", next(12))),
+                    submitted_at: start + next(730) as i64 * DAY + next(1000) as i64,
+                    answers: answers.into_boxed_slice(),
+                    unmatched: next(5) == 0,
+                }
+            })
+            .collect();
+        let tickets = (0..200)
+            .map(|i| {
+                let opened_at = start + next(730) as i64 * DAY;
+                let closed = (next(3) != 0).then(|| opened_at + next(40) as i64 * DAY);
+                TicketFact {
+                    ticket_id: format!("t{i:04}").as_str().into(),
+                    program_id: name(format!("p{}", next(2))),
+                    workflow_id: name(["", "w1", "w2"][next(3) as usize].to_string()),
+                    account_id: name(format!("a{}", next(12))),
+                    opened_at,
+                    fc_due: opened_at + 2 * DAY,
+                    close_due: opened_at + 30 * DAY,
+                    first_contact: (next(2) == 0).then(|| opened_at + next(4) as i64 * DAY),
+                    first_close: closed,
+                    reopens: 0,
+                    owner: name(format!("o{}@x", next(5))),
+                    feedback_id: format!("f{:04}", next(600)).as_str().into(),
+                    require_opportunity: false,
+                    closed: None,
+                    sla: Default::default(),
+                }
+            })
+            .collect();
+        (responses, tickets)
+    }
+
+    /// Rows found by an item's shared ids ([`Memo`]) are the rows its
+    /// slice values give, for every slice and filter a view takes: the
+    /// same tables with shared ids as with an own copy per item (where
+    /// every key is made from the item's text).
+    #[test]
+    fn memoized_rows_equal_rows_made_per_item() {
+        let mut cx = Context::default();
+        let mut accounts = HashMap::default();
+        // a11 is not in the directory (its region is unknown).
+        for a in 0..11 {
+            accounts.insert(
+                format!("a{a}"),
+                AccountFact {
+                    region: format!("r{}", a % 3),
+                    segment: format!("s{}", a % 2),
+                    team: [("csm".to_string(), format!("o{}@x", a % 4))].into(),
+                },
+            );
+        }
+        cx.accounts = Arc::new(accounts);
+        // o4@x has no team; o0 and o1 share one.
+        for (o, t) in [
+            ("o0@x", "t0"),
+            ("o1@x", "t0"),
+            ("o2@x", "t1"),
+            ("o3@x", "t2"),
+        ] {
+            cx.teams.insert(o.into(), t.into());
+        }
+        cx.metrics
+            .insert("p1".into(), ("csat".into(), "csat".into()));
+        cx.config.leaderboard.min_responses = 2;
+        let (shared_r, shared_t) = scattered_facts(true);
+        let (own_r, own_t) = scattered_facts(false);
+        // The shared facts share; the others do not.
+        let last = |rs: &[ResponseFact]| {
+            let same_program = rs.iter().rfind(|r| *r.program_id == *rs[0].program_id);
+            same_program.unwrap().program_id.same(&rs[0].program_id)
+        };
+        assert!(last(&shared_r) && !last(&own_r));
+        let query = |by: Vec<Dim>, only: Vec<(Dim, &str)>| Query {
+            from: Some(1_735_689_600_000_000 + 30 * 86_400_000_000),
+            to: None,
+            as_of: i64::MAX,
+            by,
+            period: crate::query::Period::Quarter,
+            tz: jiff::tz::TimeZone::get("Europe/Berlin").unwrap(),
+            only: only.into_iter().map(|(d, v)| (d, v.to_string())).collect(),
+            memo: Default::default(),
+        };
+        let cases = [
+            (vec![], vec![]),
+            (vec![Dim::Region], vec![]),
+            (vec![Dim::Period], vec![]),
+            (vec![Dim::Region, Dim::Period], vec![]),
+            (vec![Dim::Segment, Dim::Program], vec![]),
+            (vec![Dim::Team], vec![]),
+            (vec![Dim::Region], vec![(Dim::Period, "2025-Q3")]),
+            (vec![Dim::Period], vec![(Dim::Region, "r1")]),
+            (vec![], vec![(Dim::Segment, "s0"), (Dim::Program, "p0")]),
+        ];
+        let mut rows = 0;
+        for (by, only) in cases {
+            let (a, b) = (query(by.clone(), only.clone()), query(by, only));
+            let nps = (nps(&a, &shared_r, &cx), nps(&b, &own_r, &cx));
+            assert_eq!(nps.0, nps.1, "nps {a:?}");
+            let lb = (
+                crate::leaderboard::leaderboard(&a, &shared_r, &cx),
+                crate::leaderboard::leaderboard(&b, &own_r, &cx),
+            );
+            assert_eq!(lb.0, lb.1, "leaderboard {a:?}");
+            let j = (
+                crate::journey::journey(&a, &shared_r, &shared_t, &cx),
+                crate::journey::journey(&b, &own_r, &own_t, &cx),
+            );
+            assert_eq!(j.0, j.1, "journey {a:?}");
+            let u = (
+                crate::uplift::uplift(&a, &shared_r, &shared_t, &cx),
+                crate::uplift::uplift(&b, &own_r, &own_t, &cx),
+            );
+            assert_eq!(u.0, u.1, "uplift {a:?}");
+            rows += [nps.0, lb.0, j.0, u.0]
+                .into_iter()
+                .map(|t| t.map_or(0, |t| t.rows.len()))
+                .sum::<usize>();
+        }
+        // Not a comparison of empty tables.
+        assert!(rows > 200, "{rows} rows");
     }
 
     #[test]
