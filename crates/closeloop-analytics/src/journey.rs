@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use crate::facts::{ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
 use crate::report::{
-    Band, Clock, Context, Explained, Key, Memo, Metrics, Outcome, Places, ReportError, Row, Table,
-    at, band, columns, counted, metric_of, owned, passes, ratio, response_ids, response_key,
-    response_passes, response_slice, ticket_ids, ticket_key, ticket_slice, time,
+    Band, Clock, Context, Explained, IdsOf, Items, Key, Memo, Metrics, Outcome, Places,
+    ReportError, Row, Table, at, band, columns, counted, metric_of, owned, passes, ratio,
+    response_key, response_passes, response_slice, ticket_key, ticket_slice, time,
 };
 
 pub const MEASURES: [&str; 9] = [
@@ -171,11 +171,12 @@ pub fn journey(
     let mut total = Acc::default();
     let mut metrics = Metrics::new(cx);
     let mut of_response: Memo<Option<u32>> = Memo::new();
+    let mut ids = IdsOf::new(q, cx, &q.by, Items::Responses { role: None }, true);
     for r in responses {
         if !q.in_range(r.submitted_at) {
             continue;
         }
-        let g = of_response.get(response_ids(q, &q.by, r), || {
+        let g = of_response.get(ids.response(r), || {
             if !response_passes(q, r, cx)? {
                 return Ok(None);
             }
@@ -192,11 +193,12 @@ pub fn journey(
         total.add_response(kind, v, unmatched);
     }
     let mut of_ticket: Memo<Option<u32>> = Memo::new();
+    let mut ticket_ids = IdsOf::new(q, cx, &q.by, Items::Tickets, true);
     for t in tickets {
         if !q.in_range(t.opened_at) {
             continue;
         }
-        let g = of_ticket.get(ticket_ids(q, t, &t.owner), || {
+        let g = of_ticket.get(ticket_ids.ticket(t, &t.owner), || {
             if !passes(q, |d| Ok(ticket_slice(t, d, q, cx)))? {
                 return Ok(None);
             }

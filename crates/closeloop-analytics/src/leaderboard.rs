@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use crate::facts::ResponseFact;
 use crate::query::{Dim, Query};
 use crate::report::{
-    Context, Explained, Key, Memo, Places, ReportError, Row, Table, at, columns, counted, owned,
-    response_ids, response_key, response_passes, time,
+    Context, Explained, IdsOf, Items, Key, Memo, Places, ReportError, Row, Table, at, columns,
+    counted, owned, response_key, response_passes, time,
 };
 
 /// An account without a person in the leaderboard's role.
@@ -70,11 +70,15 @@ fn each_scored<'a>(
 ) -> Result<(), ReportError> {
     let lb = &cx.config.leaderboard;
     let mut place: Memo<Option<u32>> = Memo::new();
+    let role = Items::Responses {
+        role: Some(&lb.role),
+    };
+    let mut ids = IdsOf::new(q, cx, by, role, false);
     for r in responses {
         if !q.in_range(r.submitted_at) {
             continue;
         }
-        let p = place.get(response_ids(q, by, r), || {
+        let p = place.get(ids.response(r), || {
             if !response_passes(q, r, cx)? {
                 return Ok(None);
             }
@@ -112,9 +116,14 @@ pub fn leaderboard(
     let mut places = Places::default();
     let mut sums: Vec<Option<Acc>> = Vec::new();
     let mut total = Acc::default();
+    // The (place, account id) pairs already in a place's accounts, by the
+    // id's address: its text is hashed once per pair, not per response.
+    let mut known: rustc_hash::FxHashSet<(u32, usize)> = Default::default();
     each_scored(q, &by, responses, cx, &mut places, |p, r, score| {
-        for acc in [at(&mut sums, p), &mut total] {
-            acc.accounts.insert(r.account_id.clone());
+        for (p, acc) in [(p, at(&mut sums, p)), (u32::MAX, &mut total)] {
+            if known.insert((p, r.account_id.addr())) {
+                acc.accounts.insert(r.account_id.clone());
+            }
             acc.responses += 1;
             acc.sum += score;
         }

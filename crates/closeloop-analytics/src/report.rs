@@ -301,10 +301,11 @@ pub(crate) fn for_tickets_as<'a, X>(
     }
 }
 
-/// What an item's slice values and filters follow from: the addresses of
-/// the shared ids they are read from ([`crate::facts::Name::addr`]:
-/// program, account, and for tickets workflow and owner) and, when the
-/// query slices or filters by period, the start of the item's bucket.
+/// What an item's slice values and filters follow from ([`IdsOf`]): the
+/// addresses of the shared ids its slices read ([`crate::facts::Name::addr`]:
+/// program, workflow, owner), the class of its account (accounts alike in
+/// everything the slices read of them share one), and the start of its
+/// period bucket; 0 for what the slices do not read.
 pub(crate) type Ids = (usize, usize, usize, usize, i64);
 
 /// A value computed once per distinct [`Ids`] (a row's place, whether the
@@ -379,36 +380,151 @@ pub(crate) fn counted<'k, 'a, A>(
         .filter_map(|(k, a)| Some((&k[..], a?)))
 }
 
-/// The start of the bucket of `at` when the slices `by` or the query's
-/// filters read the period (`Some(0)` when they do not; `None` when the
-/// bucket has no bounds).
-fn bucket_id(q: &Query, by: &[Dim], at: i64) -> Option<i64> {
-    if by.contains(&Dim::Period) || q.only.iter().any(|(d, _)| *d == Dim::Period) {
-        q.bounds(at).map(|(start, _)| start)
-    } else {
-        Some(0)
+/// What kind of items an [`IdsOf`] makes ids of: the slices read
+/// different things of each (a response's team is its account's, a
+/// ticket's its owner's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Items<'a> {
+    Tickets,
+    /// `role`: a view keying responses by the person in this account-team
+    /// role too (the leaderboard).
+    Responses {
+        role: Option<&'a str>,
+    },
+}
+
+/// What of an account the slices read: whether it is in the directory,
+/// then its region, segment, CSM and person in the view's role (`None`
+/// where not read or absent).
+type AccountClass<'a> = (
+    bool,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+/// Makes the [`Ids`] of items for one view: everything its slices `by`
+/// (the query's, or what the view slices by) and the query's filters read
+/// of an item, and nothing else, so that items with the same row share
+/// ids as far as they can (fewer distinct ids, a memo that stays in the
+/// cache).
+pub(crate) struct IdsOf<'a> {
+    q: &'a Query,
+    cx: &'a Context,
+    items: Items<'a>,
+    period: bool,
+    program: bool,
+    workflow: bool,
+    owner: bool,
+    region: bool,
+    segment: bool,
+    team: bool,
+    /// Account id's address → its class's number.
+    accounts: HashMap<usize, usize>,
+    classes: HashMap<AccountClass<'a>, usize>,
+    /// The last bucket found (`[start, end)`): items come mostly in time
+    /// order, so the next one is often in it.
+    last: Option<(i64, i64)>,
+}
+
+impl<'a> IdsOf<'a> {
+    /// For slices `by`, the query's filters, and with `program` the
+    /// program whether sliced by or not (a view keyed by it).
+    pub(crate) fn new(
+        q: &'a Query,
+        cx: &'a Context,
+        by: &[Dim],
+        items: Items<'a>,
+        program: bool,
+    ) -> Self {
+        let reads = |d: Dim| by.contains(&d) || q.only.iter().any(|(o, _)| *o == d);
+        let tickets = items == Items::Tickets;
+        IdsOf {
+            q,
+            cx,
+            items,
+            period: reads(Dim::Period),
+            program: program || reads(Dim::Program),
+            workflow: tickets && reads(Dim::Workflow),
+            owner: tickets && (reads(Dim::Owner) || reads(Dim::Team)),
+            region: reads(Dim::Region),
+            segment: reads(Dim::Segment),
+            team: !tickets && reads(Dim::Team),
+            accounts: HashMap::default(),
+            classes: HashMap::default(),
+            last: None,
+        }
     }
-}
 
-/// A response's [`Ids`] for slices `by` (the query's, or what a view
-/// slices by) and the query's filters: everything [`response_key`] reads
-/// of it.
-pub(crate) fn response_ids(q: &Query, by: &[Dim], r: &ResponseFact) -> Option<Ids> {
-    let b = bucket_id(q, by, r.submitted_at)?;
-    Some((r.program_id.addr(), r.account_id.addr(), 0, 0, b))
-}
+    /// The start of the bucket of `at` when the period is read (`Some(0)`
+    /// when it is not; `None` when the bucket has no bounds).
+    fn bucket(&mut self, at: i64) -> Option<i64> {
+        if !self.period {
+            return Some(0);
+        }
+        if let Some((start, end)) = self.last
+            && start <= at
+            && at < end
+        {
+            return Some(start);
+        }
+        let (start, end) = self.q.bounds(at)?;
+        self.last = Some((start, end));
+        Some(start)
+    }
 
-/// A ticket's [`Ids`] with `owner` as its owner, for the query's slices
-/// and filters: everything [`ticket_key`] reads of it.
-pub(crate) fn ticket_ids(q: &Query, t: &TicketFact, owner: &crate::facts::Name) -> Option<Ids> {
-    let b = bucket_id(q, &q.by, t.opened_at)?;
-    Some((
-        t.program_id.addr(),
-        t.account_id.addr(),
-        t.workflow_id.addr(),
-        owner.addr(),
-        b,
-    ))
+    /// The number of `account`'s class (0: nothing of it is read).
+    fn class(&mut self, account: &crate::facts::Name) -> usize {
+        let role = match self.items {
+            Items::Responses { role } => role,
+            Items::Tickets => None,
+        };
+        if !(self.region || self.segment || self.team || role.is_some()) {
+            return 0;
+        }
+        if let Some(c) = self.accounts.get(&account.addr()) {
+            return *c;
+        }
+        let a = self.cx.account(account);
+        let person = |role: &str| a.and_then(|a| a.team.get(role)).map(String::as_str);
+        let class = (
+            a.is_some(),
+            a.filter(|_| self.region).map(|a| a.region.as_str()),
+            a.filter(|_| self.segment).map(|a| a.segment.as_str()),
+            if self.team { person("csm") } else { None },
+            role.and_then(person),
+        );
+        let next = self.classes.len() + 1;
+        let c = *self.classes.entry(class).or_insert(next);
+        self.accounts.insert(account.addr(), c);
+        c
+    }
+
+    /// A response's ids: what [`response_key`] (and the view's role)
+    /// reads of it.
+    pub(crate) fn response(&mut self, r: &ResponseFact) -> Option<Ids> {
+        let b = self.bucket(r.submitted_at)?;
+        let program = if self.program { r.program_id.addr() } else { 0 };
+        Some((program, self.class(&r.account_id), 0, 0, b))
+    }
+
+    /// A ticket's ids with `owner` as its owner: what [`ticket_key`] reads
+    /// of it.
+    pub(crate) fn ticket(&mut self, t: &TicketFact, owner: &crate::facts::Name) -> Option<Ids> {
+        let b = self.bucket(t.opened_at)?;
+        Some((
+            if self.program { t.program_id.addr() } else { 0 },
+            self.class(&t.account_id),
+            if self.workflow {
+                t.workflow_id.addr()
+            } else {
+                0
+            },
+            if self.owner { owner.addr() } else { 0 },
+            b,
+        ))
+    }
 }
 
 /// A view's rows by key. Keys are found by the borrowed key of each item
@@ -693,11 +809,12 @@ pub fn nps(q: &Query, responses: &[ResponseFact], cx: &Context) -> Result<Table,
     let mut total = NpsAcc::default();
     let mut metrics = Metrics::new(cx);
     let mut place: Memo<Option<u32>> = Memo::new();
+    let mut ids = IdsOf::new(q, cx, &q.by, Items::Responses { role: None }, false);
     for r in responses {
         if !q.in_range(r.submitted_at) {
             continue;
         }
-        let p = place.get(response_ids(q, &q.by, r), || {
+        let p = place.get(ids.response(r), || {
             if !response_passes(q, r, cx)? {
                 return Ok(None);
             }
@@ -1073,6 +1190,11 @@ mod tests {
             (vec![Dim::Region], vec![(Dim::Period, "2025-Q3")]),
             (vec![Dim::Period], vec![(Dim::Region, "r1")]),
             (vec![], vec![(Dim::Segment, "s0"), (Dim::Program, "p0")]),
+            // A response's team is its account's, a ticket's its owner's.
+            (vec![Dim::Region], vec![(Dim::Team, "t0")]),
+            (vec![Dim::Period, Dim::Segment], vec![(Dim::Team, "t1")]),
+            (vec![], vec![(Dim::Owner, "o1@x")]),
+            (vec![], vec![(Dim::Workflow, "w2")]),
         ];
         let mut rows = 0;
         for (by, only) in cases {

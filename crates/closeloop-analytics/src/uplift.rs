@@ -11,8 +11,8 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::facts::{Id, ResponseFact, TicketFact};
 use crate::query::{Dim, Query};
 use crate::report::{
-    Band, Context, Explained, Memo, Metrics, ReportError, Row, Table, band, columns, passes,
-    response_ids, response_slice, time,
+    Band, Context, Explained, IdsOf, Items, Memo, Metrics, ReportError, Row, Table, band, columns,
+    passes, response_slice, time,
 };
 
 pub const MEASURES: [&str; 11] = [
@@ -126,11 +126,12 @@ pub fn pairs(
     let mut account_place: HashMap<&str, u32> = HashMap::default();
     let mut place: Memo<u32> = Memo::new();
     let mut passing: Memo<bool> = Memo::new();
+    let mut ids = IdsOf::new(q, cx, &[], Items::Responses { role: None }, false);
     let mut metrics = Metrics::new(cx);
     for r in responses {
         if !q.in_range(r.submitted_at)
             || !(q.only.is_empty()
-                || passing.get(response_ids(q, &q.by, r), || {
+                || passing.get(ids.response(r), || {
                     passes(q, |d| response_slice(r, d, q, cx))
                 })?)
         {
