@@ -66,14 +66,28 @@ impl Cache {
                 return Ok(f);
             }
         }
+        let asked = std::time::Instant::now();
         let mut f = self.facts.write().await;
+        let locked = asked.elapsed();
         if f.generation != t.generation {
             *f = Facts {
                 generation: t.generation,
                 ..Facts::default()
             };
         }
+        let from = f.synced;
         sync(db, t, &mut f, positions).await?;
+        tracing::debug!(
+            generation = t.generation,
+            positions = from
+                .iter()
+                .zip(positions)
+                .map(|(a, b)| (b - a).max(0))
+                .sum::<i64>(),
+            waited_ms = locked.as_secs_f64() * 1e3,
+            took_ms = asked.elapsed().as_secs_f64() * 1e3,
+            "analytics: facts brought up to date"
+        );
         Ok(f.downgrade())
     }
 }

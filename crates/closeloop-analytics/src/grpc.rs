@@ -263,7 +263,9 @@ impl AnalyticsGrpc {
         r: Option<&v1::ReportRequest>,
     ) -> Result<v1::Report, Status> {
         let q = self.query(view, r)?;
+        let asked = std::time::Instant::now();
         let (source, cx, positions) = self.source(view, &q).await?;
+        let read = asked.elapsed();
         let (tickets, responses, cx) = (source.tickets(), source.responses(), &cx);
         let table = match view {
             "closure" => report::rate(RateClock::Closure, &q, tickets, cx),
@@ -276,6 +278,12 @@ impl AnalyticsGrpc {
             "journey" => journey::journey(&q, responses, tickets, cx).map_err(refused)?,
             other => return Err(bad_view(other)),
         };
+        tracing::debug!(
+            view,
+            read_ms = read.as_secs_f64() * 1e3,
+            took_ms = asked.elapsed().as_secs_f64() * 1e3,
+            "analytics: report"
+        );
         Ok(to_proto(&table, &q, &positions))
     }
 
