@@ -6,8 +6,10 @@
 //!    contacted, reassigned, closed and reopened, SLA clocks, warnings,
 //!    breaches and escalations); then a process running the analytics role
 //!    starts on an empty database and projects all of it. Reported: events
-//!    and seconds until every analytics projection reached the stream's end,
-//!    events/s. Target ≥ 50 000/s on SQLite.
+//!    and seconds until every analytics projection reached the stream's end
+//!    and a first report has answered (reports read the facts from memory,
+//!    and that report reads the last of them), events/s. Target ≥ 50 000/s
+//!    on SQLite.
 //! 2. **Reports**: each view over the year (by team and quarter where the
 //!    view takes them), asked repeatedly. Reported: p50 / p99 / max per
 //!    view. Target p99 ≤ 100 ms.
@@ -600,6 +602,13 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(conn);
+    // The views answer from facts kept in memory, brought up to date with
+    // what the projections committed (every second, and every 50 ms while
+    // they catch up); the last of a catch-up is read by the next report.
+    // The rebuild is done when a report has answered: its time includes
+    // that last read, which otherwise fell on the first ask measured below
+    // (one ask in about ten runs waited 80-100 ms for it).
+    report(&mut c, "closure").await;
     let took = started.elapsed();
     println!(
         "  rebuild: {} events in {:.1?}: {:.0} events/s (target ≥ 50000/s on SQLite)",
