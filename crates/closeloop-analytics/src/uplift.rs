@@ -122,12 +122,17 @@ pub fn pairs(
     // order, so nothing per response is kept.
     // Accounts in the order first seen, found by text once per distinct
     // shared id, then by the id's address.
-    let mut by_account: Vec<(&str, BTreeMap<i64, InPeriod<'_>>)> = Vec::new();
+    // Each account's periods in the order first seen (sorted below): a few
+    // per account, so a list searched from its end (responses come mostly
+    // in time order) rather than a tree.
+    let mut by_account: Vec<(&str, Vec<(i64, InPeriod<'_>)>)> = Vec::new();
     let mut account_place: HashMap<&str, u32> = HashMap::default();
     let mut place: Memo<u32> = Memo::new();
     let mut passing: Memo<bool> = Memo::new();
     let mut ids = IdsOf::new(q, cx, &[], Items::Responses { role: None }, false);
     let mut metrics = Metrics::new(cx);
+    // The last bucket found: responses come mostly in time order.
+    let mut bucket: Option<(i64, i64)> = None;
     for r in responses {
         if !q.in_range(r.submitted_at)
             || !(q.only.is_empty()
@@ -140,20 +145,38 @@ pub fn pairs(
         let ("nps", Some(v)) = metrics.of(r) else {
             continue;
         };
-        let Some((start, _)) = q.bounds(r.submitted_at) else {
-            continue;
+        let start = match bucket {
+            Some((start, end)) if start <= r.submitted_at && r.submitted_at < end => start,
+            _ => {
+                let Some(b) = q.bounds(r.submitted_at) else {
+                    continue;
+                };
+                bucket = Some(b);
+                b.0
+            }
         };
         let a = place.get(Some((r.account_id.addr(), 0, 0, 0, 0)), || {
             Ok(*account_place.entry(&r.account_id).or_insert_with(|| {
-                by_account.push((&r.account_id, BTreeMap::new()));
+                by_account.push((&r.account_id, Vec::new()));
                 (by_account.len() - 1) as u32
             }))
         })?;
-        let p = by_account[a as usize].1.entry(start).or_insert(InPeriod {
-            first: r,
-            first_at: r.submitted_at,
-            counts: Counts::default(),
-        });
+        let periods = &mut by_account[a as usize].1;
+        let i = match periods.iter().rposition(|(s, _)| *s == start) {
+            Some(i) => i,
+            None => {
+                periods.push((
+                    start,
+                    InPeriod {
+                        first: r,
+                        first_at: r.submitted_at,
+                        counts: Counts::default(),
+                    },
+                ));
+                periods.len() - 1
+            }
+        };
+        let p = &mut periods[i].1;
         p.counts.add(v);
         if r.submitted_at < p.first_at
             || (r.submitted_at == p.first_at && r.feedback_id < p.first.feedback_id)
@@ -162,13 +185,17 @@ pub fn pairs(
             p.first_at = r.submitted_at;
         }
     }
-    // In account order (the bootstrap draws from the pairs in this order).
+    // In account order (the bootstrap draws from the pairs in this order),
+    // each account's periods in time order.
     by_account.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (_, periods) in &mut by_account {
+        periods.sort_unstable_by_key(|(start, _)| *start);
+    }
     // Tickets opened from the responses that can start a pair (each
     // account's first of a period), found in one pass over the tickets.
     let mut from_response: HashMap<&Id, Vec<&TicketFact>> = by_account
         .iter()
-        .flat_map(|(_, periods)| periods.values().map(|p| &p.first.feedback_id))
+        .flat_map(|(_, periods)| periods.iter().map(|(_, p)| &p.first.feedback_id))
         .map(|id| (id, Vec::new()))
         .collect();
     for t in tickets {
@@ -182,11 +209,12 @@ pub fn pairs(
             let Some((_, end)) = q.bounds(*start) else {
                 continue;
             };
-            let Some(later) = periods.get(&end) else {
+            let Ok(later) = periods.binary_search_by_key(&end, |(s, _)| *s) else {
                 continue;
             };
+            let later = &periods[later].1;
             let first = earlier.first;
-            let next_at = later.first.submitted_at;
+            let next_at = later.first_at;
             let opened = from_response
                 .get(&first.feedback_id)
                 .map_or(&[][..], |v| v.as_slice());
