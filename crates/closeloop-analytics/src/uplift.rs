@@ -318,20 +318,17 @@ fn bootstrap_on(acted: &[&Pair], not_acted: &[&Pair], workers: usize) -> Option<
             .collect()
     };
     let (a, n) = (flat(acted), flat(not_acted));
-    // As 32-bit numbers when every one fits (they are one account's
-    // answers in one period): half the memory, so a resample's random
-    // reads stay in the core's cache. The sums are the same.
+    // As 32-bit numbers, summed as 32-bit numbers, when no resample's sum
+    // can leave that range (they are one account's answers in one period,
+    // and a resample sums as many as the group has): half the memory, so
+    // a resample's random reads stay in the core's cache, and four sums in
+    // one vector addition. The sums are the same.
     let narrow = |g: &[[i64; 4]]| -> Option<Vec<[i32; 4]>> {
-        g.iter()
-            .map(|x| {
-                Some([
-                    i32::try_from(x[0]).ok()?,
-                    i32::try_from(x[1]).ok()?,
-                    i32::try_from(x[2]).ok()?,
-                    i32::try_from(x[3]).ok()?,
-                ])
-            })
-            .collect()
+        let most = g.iter().flatten().map(|v| v.unsigned_abs()).max()?;
+        if most.checked_mul(g.len() as u64)? > i32::MAX as u64 {
+            return None;
+        }
+        Some(g.iter().map(|x| x.map(|v| v as i32)).collect())
     };
     match (narrow(&a), narrow(&n)) {
         (Some(a), Some(n)) => resamples(&a, &n, workers),
@@ -339,22 +336,27 @@ fn bootstrap_on(acted: &[&Pair], not_acted: &[&Pair], workers: usize) -> Option<
     }
 }
 
-/// The sums of one resample of `g` (with replacement), as an NPS change.
-fn resample<T: Copy + Into<i64>>(rng: &mut SplitMix, g: &[[T; 4]]) -> Option<f64> {
-    let mut sum = [0i64; 4];
+/// The sums of one resample of `g` (with replacement), as an NPS change
+/// (summed as `T`: the caller makes sure no sum leaves its range).
+fn resample<T>(rng: &mut SplitMix, g: &[[T; 4]]) -> Option<f64>
+where
+    T: Copy + Default + std::ops::AddAssign + Into<i64>,
+{
+    let mut sum = [T::default(); 4];
     for _ in 0..g.len() {
         let x = &g[rng.below(g.len())];
         for k in 0..4 {
-            sum[k] += x[k].into();
+            sum[k] += x[k];
         }
     }
+    let sum = sum.map(Into::into);
     let nps = |net: i64, n: i64| (n > 0).then(|| 100.0 * net as f64 / n as f64);
     Some(nps(sum[2], sum[3])? - nps(sum[0], sum[1])?)
 }
 
 /// [`bootstrap_on`] over each account's counts, flat: promoters less
 /// detractors, and answers, before then after.
-fn resamples<T: Copy + Into<i64> + Sync>(
+fn resamples<T: Copy + Default + std::ops::AddAssign + Into<i64> + Sync>(
     a: &[[T; 4]],
     n: &[[T; 4]],
     workers: usize,
@@ -630,6 +632,25 @@ mod tests {
         diffs.sort_by(f64::total_cmp);
         let at = |p: f64| diffs[((p * (diffs.len() - 1) as f64).round()) as usize];
         Some((at(0.025), at(0.975)))
+    }
+
+    /// Counts whose resampled sums could leave 32 bits are summed as 64-bit
+    /// numbers: the interval is the one loop over the sequence gives.
+    #[test]
+    fn counts_too_large_for_32_bit_sums_give_the_same_interval() {
+        let pairs: Vec<Pair> = (0..40u64)
+            .map(|i| {
+                let n = 1_000_000_000 + i * 7_919;
+                pair(i % 2 == 0, (n / 2, n / 3 + i, n), (n / 3, n / 2, n + i))
+            })
+            .collect();
+        let acted: Vec<&Pair> = pairs.iter().filter(|p| p.acted).collect();
+        let not_acted: Vec<&Pair> = pairs.iter().filter(|p| !p.acted).collect();
+        let expected = sequential(&acted, &not_acted);
+        assert!(expected.is_some());
+        for workers in [1, 2] {
+            assert_eq!(bootstrap_on(&acted, &not_acted, workers), expected);
+        }
     }
 
     #[test]
