@@ -380,18 +380,17 @@ impl TicketService for TicketGrpc {
         self.catch_up(r.min_sequence).await?;
         // One connection for the four reads: each connection taken from
         // the pool costs a round trip to its thread when it is given back.
-        let read_model = |e: sqlx::Error| TicketError::ReadModel(e.to_string());
-        let mut conn = self.db.pool().acquire().await.map_err(read_model)?;
+        let mut conn = self.db.pool().acquire().await.map_err(queries::sql_err)?;
         match queries::get_ticket(&mut conn, &id.to_string()).await? {
             Some((ticket, activity)) => Ok(Response::new(v1::GetTicketResponse {
                 ticket: Some(ticket),
                 activity,
                 notifications: crate::notifications::of_ticket(&mut conn, &id.to_string())
                     .await
-                    .map_err(read_model)?,
+                    .map_err(queries::sql_err)?,
                 sla: crate::sla::of_ticket(&mut conn, id, self.clock.now())
                     .await
-                    .map_err(read_model)?,
+                    .map_err(queries::sql_err)?,
             })),
             None => Err(TicketError::Rule(closeloop_domain::RuleViolation::NotFound(id)).into()),
         }

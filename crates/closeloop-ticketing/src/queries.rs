@@ -141,7 +141,8 @@ fn row_to_ticket(r: &AnyRow) -> Result<v1::Ticket, sqlx::Error> {
     })
 }
 
-fn sql_err(e: sqlx::Error) -> TicketError {
+/// A read-model query's failure as the service reports it.
+pub(crate) fn sql_err(e: sqlx::Error) -> TicketError {
     TicketError::ReadModel(e.to_string())
 }
 
