@@ -212,6 +212,33 @@ impl Query {
     }
 }
 
+/// [`Query::bounds`] for a loop over many items, which come mostly in time
+/// order: the last bucket found is tried first, without taking the
+/// query's shared memo.
+pub(crate) struct LastBucket<'q> {
+    q: &'q Query,
+    last: Option<(i64, i64)>,
+}
+
+impl<'q> LastBucket<'q> {
+    pub(crate) fn new(q: &'q Query) -> Self {
+        LastBucket { q, last: None }
+    }
+
+    /// What [`Query::bounds`] gives for `micros`.
+    pub(crate) fn bounds(&mut self, micros: i64) -> Option<(i64, i64)> {
+        if let Some((start, end)) = self.last
+            && start <= micros
+            && micros < end
+        {
+            return self.last;
+        }
+        let b = self.q.bounds(micros)?;
+        self.last = Some(b);
+        Some(b)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -410,7 +410,6 @@ type AccountClass<'a> = (
 /// ids as far as they can (fewer distinct ids, a memo that stays in the
 /// cache).
 pub(crate) struct IdsOf<'a> {
-    q: &'a Query,
     cx: &'a Context,
     items: Items<'a>,
     period: bool,
@@ -423,9 +422,7 @@ pub(crate) struct IdsOf<'a> {
     /// Account id's address → its class's number.
     accounts: HashMap<usize, usize>,
     classes: HashMap<AccountClass<'a>, usize>,
-    /// The last bucket found (`[start, end)`): items come mostly in time
-    /// order, so the next one is often in it.
-    last: Option<(i64, i64)>,
+    buckets: crate::query::LastBucket<'a>,
 }
 
 impl<'a> IdsOf<'a> {
@@ -441,7 +438,6 @@ impl<'a> IdsOf<'a> {
         let reads = |d: Dim| by.contains(&d) || q.only.iter().any(|(o, _)| *o == d);
         let tickets = items == Items::Tickets;
         IdsOf {
-            q,
             cx,
             items,
             period: reads(Dim::Period),
@@ -453,7 +449,7 @@ impl<'a> IdsOf<'a> {
             team: !tickets && reads(Dim::Team),
             accounts: HashMap::default(),
             classes: HashMap::default(),
-            last: None,
+            buckets: crate::query::LastBucket::new(q),
         }
     }
 
@@ -463,15 +459,7 @@ impl<'a> IdsOf<'a> {
         if !self.period {
             return Some(0);
         }
-        if let Some((start, end)) = self.last
-            && start <= at
-            && at < end
-        {
-            return Some(start);
-        }
-        let (start, end) = self.q.bounds(at)?;
-        self.last = Some((start, end));
-        Some(start)
+        self.buckets.bounds(at).map(|(start, _)| start)
     }
 
     /// The number of `account`'s class (0: nothing of it is read).

@@ -127,12 +127,12 @@ pub fn pairs(
     // in time order) rather than a tree.
     let mut by_account: Vec<(&str, Vec<(i64, InPeriod<'_>)>)> = Vec::new();
     let mut account_place: HashMap<&str, u32> = HashMap::default();
-    let mut place: Memo<u32> = Memo::new();
+    // Account id's address → its place in `by_account`.
+    let mut place: HashMap<usize, u32> = HashMap::default();
     let mut passing: Memo<bool> = Memo::new();
     let mut ids = IdsOf::new(q, cx, &[], Items::Responses { role: None }, false);
     let mut metrics = Metrics::new(cx);
-    // The last bucket found: responses come mostly in time order.
-    let mut bucket: Option<(i64, i64)> = None;
+    let mut buckets = crate::query::LastBucket::new(q);
     for r in responses {
         if !q.in_range(r.submitted_at)
             || !(q.only.is_empty()
@@ -145,22 +145,15 @@ pub fn pairs(
         let ("nps", Some(v)) = metrics.of(r) else {
             continue;
         };
-        let start = match bucket {
-            Some((start, end)) if start <= r.submitted_at && r.submitted_at < end => start,
-            _ => {
-                let Some(b) = q.bounds(r.submitted_at) else {
-                    continue;
-                };
-                bucket = Some(b);
-                b.0
-            }
+        let Some((start, _)) = buckets.bounds(r.submitted_at) else {
+            continue;
         };
-        let a = place.get(Some((r.account_id.addr(), 0, 0, 0, 0)), || {
-            Ok(*account_place.entry(&r.account_id).or_insert_with(|| {
+        let a = *place.entry(r.account_id.addr()).or_insert_with(|| {
+            *account_place.entry(&r.account_id).or_insert_with(|| {
                 by_account.push((&r.account_id, Vec::new()));
                 (by_account.len() - 1) as u32
-            }))
-        })?;
+            })
+        });
         let periods = &mut by_account[a as usize].1;
         let i = match periods.iter().rposition(|(s, _)| *s == start) {
             Some(i) => i,
