@@ -93,9 +93,9 @@ async fn leaves_out_rows_already_there_on_postgres() {
 /// No table of any crate's migrations has a `CHECK`: `Insert`'s SQLite
 /// statement (`INSERT OR IGNORE`) would turn a row breaking one into a row
 /// silently left out. Every table is checked, not only those written
-/// through `Insert` today, so a new writer cannot miss this; a table that
-/// is never written through it and needs a `CHECK` is named here as an
-/// exception.
+/// through `Insert` today, so a new writer cannot miss this. A table that
+/// is never written through it and needs a `CHECK` would have to be named
+/// here as an exception; none is today.
 #[tokio::test]
 async fn no_table_has_a_check() {
     sqlx::any::install_default_drivers();
