@@ -64,8 +64,9 @@ const CHUNK: usize = 100;
 /// at most eight sizes, and each size's SQL is prepared once and found in
 /// the connection's statement cache after (one statement per row count
 /// would be a new SQL text for nearly every batch: parsed and planned
-/// again, and pushing the others out of the cache).
-fn chunk_size(left: usize) -> usize {
+/// again, and pushing the others out of the cache). For every multi-row
+/// statement a projection writes, not only [`Insert`]'s.
+pub fn chunk_size(left: usize) -> usize {
     if left >= CHUNK {
         CHUNK
     } else {

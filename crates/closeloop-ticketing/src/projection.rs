@@ -2,9 +2,11 @@
 //! `ticket_activity` (one row per event).
 
 use closeloop_domain::ticket::Origin;
-use closeloop_domain::{RecordedEvent, TicketEvent};
+use std::collections::HashMap;
+
+use closeloop_domain::{RecordedEvent, TicketEvent, TicketId};
 use closeloop_eventstore::{Prefix, StoredEvent};
-use closeloop_readmodel::{Insert, Projection, ProjectionError, Val};
+use closeloop_readmodel::{Insert, Projection, ProjectionError, Val, chunk_size};
 use sqlx::AnyConnection;
 
 /// Checkpoint name of the ticket-state projection.
@@ -35,24 +37,24 @@ impl Projection for TicketStateProjection {
         Ok(())
     }
 
-    /// Each event's ticket row change on its own (they depend on the row);
-    /// the batch's activity lines in one multi-row `INSERT`.
+    /// The batch's ticket rows in few statements ([`apply_grouped`]), its
+    /// activity lines in one multi-row `INSERT`.
     async fn apply_batch(
         &self,
         conn: &mut AnyConnection,
         events: &[StoredEvent],
     ) -> Result<Vec<(u64, String)>, sqlx::Error> {
         let mut poisoned = Vec::new();
-        let mut lines = activity_insert();
+        let mut recs = Vec::with_capacity(events.len());
         for ev in events {
             match closeloop_contracts::ticket::decode(ev) {
-                Ok(rec) => {
-                    apply(conn, &rec).await?;
-                    lines.rows.push(activity(&rec));
-                }
+                Ok(rec) => recs.push(rec),
                 Err(e) => poisoned.push((ev.sequence, e.to_string())),
             }
         }
+        apply_grouped(conn, &recs).await?;
+        let mut lines = activity_insert();
+        lines.rows.extend(recs.iter().map(activity));
         lines.write(conn).await?;
         Ok(poisoned)
     }
@@ -147,6 +149,20 @@ pub fn describe(e: &TicketEvent) -> String {
 /// `last_touched_at = max(last_touched_at, at)`, portable to SQLite and PostgreSQL.
 const TOUCH: &str =
     "last_touched_at = CASE WHEN last_touched_at < $3 THEN $3 ELSE last_touched_at END";
+
+/// An opportunity's amount as two parameters that are never NULL: whether
+/// there is one (1 or 0), and the number (0 when there is none). sqlx's
+/// `Any` driver declares a NULL `f64` to PostgreSQL as a 4-byte `real`
+/// (sqlx 0.9 swaps `Real` and `Double` for NULLs), and PostgreSQL keeps the
+/// statement prepared with that type: after a close without an amount, the
+/// next close with one failed on that connection ("incorrect binary data
+/// format"), and the ticket view stopped there, retrying that batch.
+fn amount_param(amount: Option<f64>) -> (i64, f64) {
+    match amount {
+        Some(a) => (1, a),
+        None => (0, 0.0),
+    }
+}
 
 /// Applies `r` to its ticket's row (its activity line is written apart).
 async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::Error> {
@@ -276,9 +292,11 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
                 Some((k, a)) => (Some(k.as_str()), *a),
                 None => (None, None),
             };
+            let (has, amount) = amount_param(amount);
             sqlx::query(update(&format!(
                 "status = 'closed', closed_at = $3, root_cause_category = $4, root_cause = $5, \
-                 actions_taken = $6, opportunity_kind = $7, opportunity_amount = $8, {TOUCH}"
+                 actions_taken = $6, opportunity_kind = $7, \
+                 opportunity_amount = CASE WHEN $8 = 1 THEN $9 END, {TOUCH}"
             )))
             .bind(&id)
             .bind(seq)
@@ -287,6 +305,7 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
             .bind(root_cause.as_str())
             .bind(actions_taken.as_str())
             .bind(kind)
+            .bind(has)
             .bind(amount)
             .execute(&mut *conn)
             .await?;
@@ -304,5 +323,230 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Applies `recs` (in stream order) to their tickets' rows in few
+/// statements. The batch is cut into rounds: each ticket's first event in
+/// the batch, then each one's second, and so on, so that a round names a
+/// ticket at most once and a ticket's events keep their order. Within a
+/// round, the openings, contacts and closes (nearly all of a live batch)
+/// are written as multi-row statements of [`chunk_size`] rows, the rest one
+/// by one. A live batch of ten events took fourteen statements, each a
+/// round trip to SQLite's thread (which sleeps between them), and now
+/// takes about half as many (`docs/operations.md`, the command path).
+async fn apply_grouped(
+    conn: &mut AnyConnection,
+    recs: &[RecordedEvent],
+) -> Result<(), sqlx::Error> {
+    let sqlite = conn.backend_name() == "SQLite";
+    let mut round_of: HashMap<TicketId, usize> = HashMap::with_capacity(recs.len());
+    let mut rounds: Vec<Vec<&RecordedEvent>> = Vec::new();
+    for r in recs {
+        let k = round_of.entry(r.ticket_id).or_insert(0);
+        if *k == rounds.len() {
+            rounds.push(Vec::new());
+        }
+        rounds[*k].push(r);
+        *k += 1;
+    }
+    for round in rounds {
+        let (mut opened, mut contacts, mut closes) = (Vec::new(), Vec::new(), Vec::new());
+        for r in round {
+            match &r.event {
+                TicketEvent::Opened { .. } => opened.push(r),
+                TicketEvent::ContactLogged { .. } => contacts.push(r),
+                TicketEvent::Closed { .. } => closes.push(r),
+                _ => apply(conn, r).await?,
+            }
+        }
+        for chunk in chunks(&opened) {
+            open_rows(conn, sqlite, chunk).await?;
+        }
+        for chunk in chunks(&contacts) {
+            contact_rows(conn, sqlite, chunk).await?;
+        }
+        for chunk in chunks(&closes) {
+            close_rows(conn, sqlite, chunk).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `items` in pieces of [`chunk_size`], so each statement's SQL is one of a
+/// few texts, prepared once.
+fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let (head, rest) = items.split_at(chunk_size(items.len()));
+        items = rest;
+        Some(head)
+    })
+}
+
+/// `n` copies of `row` (a parenthesised list whose parameters are `?`),
+/// comma-separated; on PostgreSQL the parameters are numbered `$1`, `$2`, ...
+/// across the copies. `row` must hold no other `?`.
+fn rows_sql(sqlite: bool, row: &str, n: usize) -> String {
+    let mut out = String::with_capacity((row.len() + 8) * n);
+    let mut k = 0;
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if sqlite {
+            out.push_str(row);
+            continue;
+        }
+        for ch in row.chars() {
+            if ch == '?' {
+                k += 1;
+                out.push('$');
+                out.push_str(&k.to_string());
+            } else {
+                out.push(ch);
+            }
+        }
+    }
+    out
+}
+
+/// The `tickets` rows of `rs` (all `Opened`; a row already there stays).
+async fn open_rows(
+    conn: &mut AnyConnection,
+    sqlite: bool,
+    rs: &[&RecordedEvent],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO tickets (id, sequence, opened_at, last_touched_at, status, account_id, \
+         owner_email, program_id, title, source, feedback_id, workflow_id, stakeholders, \
+         guide, first_contact_secs, escalate_after_secs, close_within_secs, \
+         owner_fallback_reason, config_version, require_opportunity) VALUES {} \
+         ON CONFLICT (id) DO NOTHING",
+        rows_sql(
+            sqlite,
+            "(?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rs.len()
+        )
+    );
+    let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rs {
+        let TicketEvent::Opened {
+            account_id,
+            owner_email,
+            program_id,
+            title,
+            origin,
+            plan,
+        } = &r.event
+        else {
+            unreachable!("open_rows takes openings only");
+        };
+        let (source, feedback_id, workflow_id) = origin.parts();
+        let at = r.occurred_at.as_micros();
+        q = q
+            .bind(r.ticket_id.to_string())
+            .bind(r.sequence as i64)
+            .bind(at)
+            .bind(at)
+            .bind(account_id.as_str())
+            .bind(owner_email.as_str())
+            .bind(program_id.as_str())
+            .bind(title.as_str())
+            .bind(source)
+            .bind(feedback_id)
+            .bind(workflow_id)
+            .bind(crate::plan_json::stakeholders_to_json(&plan.stakeholders))
+            .bind(plan.guide.as_ref().map(crate::plan_json::guide_to_json))
+            .bind(secs(plan.sla.first_contact_secs))
+            .bind(secs(plan.sla.escalate_after_secs))
+            .bind(secs(plan.sla.close_within_secs))
+            .bind(plan.fallback_reason.clone().unwrap_or_default())
+            .bind(plan.config_version.as_str())
+            .bind(i64::from(plan.require_opportunity));
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Applies `rs` (all `ContactLogged`, one per ticket) in one statement,
+/// each once (sequence guard), as [`apply`] does one.
+async fn contact_rows(
+    conn: &mut AnyConnection,
+    sqlite: bool,
+    rs: &[&RecordedEvent],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE tickets SET status = 'contacted', contact_count = contact_count + 1, \
+         first_contact_at = COALESCE(first_contact_at, v.column3), \
+         last_touched_at = CASE WHEN last_touched_at < v.column3 THEN v.column3 \
+         ELSE last_touched_at END, sequence = v.column2 \
+         FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND tickets.sequence < v.column2",
+        rows_sql(sqlite, "(?, ?, ?)", rs.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rs {
+        q = q
+            .bind(r.ticket_id.to_string())
+            .bind(r.sequence as i64)
+            .bind(r.occurred_at.as_micros());
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Applies `rs` (all `Closed`, one per ticket) in one statement, each once
+/// (sequence guard), as [`apply`] does one.
+async fn close_rows(
+    conn: &mut AnyConnection,
+    sqlite: bool,
+    rs: &[&RecordedEvent],
+) -> Result<(), sqlx::Error> {
+    // The cast tells PostgreSQL the type of a kind that may be NULL in
+    // every row (a VALUES column takes one type for all its rows); the
+    // amount is bound as `amount_param`'s flag and number.
+    let sql = format!(
+        "UPDATE tickets SET status = 'closed', closed_at = v.column3, \
+         root_cause_category = v.column4, root_cause = v.column5, actions_taken = v.column6, \
+         opportunity_kind = v.column7, opportunity_amount = v.column8, \
+         last_touched_at = CASE WHEN last_touched_at < v.column3 THEN v.column3 \
+         ELSE last_touched_at END, sequence = v.column2 \
+         FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND tickets.sequence < v.column2",
+        rows_sql(
+            sqlite,
+            "(?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CASE WHEN ? = 1 THEN ? END)",
+            rs.len()
+        )
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rs {
+        let TicketEvent::Closed {
+            root_cause_category,
+            root_cause,
+            actions_taken,
+            opportunity,
+        } = &r.event
+        else {
+            unreachable!("close_rows takes closes only");
+        };
+        let (kind, amount) = match opportunity {
+            Some((k, a)) => (Some(k.as_str()), *a),
+            None => (None, None),
+        };
+        q = q
+            .bind(r.ticket_id.to_string())
+            .bind(r.sequence as i64)
+            .bind(r.occurred_at.as_micros())
+            .bind(root_cause_category.as_str())
+            .bind(root_cause.as_str())
+            .bind(actions_taken.as_str())
+            .bind(kind);
+        let (has, amount) = amount_param(amount);
+        q = q.bind(has).bind(amount);
+    }
+    q.execute(&mut *conn).await?;
     Ok(())
 }
