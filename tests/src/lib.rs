@@ -611,6 +611,26 @@ pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
+/// The event store on `nats` under a prefix of the test's own.
+pub async fn event_store(
+    nats: &Nats,
+) -> (
+    closeloop_eventstore::Prefix,
+    closeloop_eventstore::EventStore,
+) {
+    let prefix = closeloop_eventstore::Prefix::parse(&unique_prefix()).unwrap();
+    let store = closeloop_eventstore::EventStore::open(
+        nats.client().await,
+        closeloop_eventstore::StoreConfig {
+            prefix: prefix.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    (prefix, store)
+}
+
 /// The value of a Prometheus sample in a `/metrics` body, named as it is
 /// written there, labels included (0 if absent).
 pub fn metric(body: &str, name: &str) -> u64 {

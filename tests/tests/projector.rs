@@ -6,11 +6,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use closeloop_eventstore::{Envelope, EventContext, EventStore, Prefix, StoreConfig, StoredEvent};
+use closeloop_eventstore::{Envelope, EventContext, EventStore, Prefix, StoredEvent};
 use closeloop_readmodel::{
     Db, Fanout, MIGRATOR, Pending, Projection, ProjectionError, run_projector,
 };
-use closeloop_tests::{Backend, Nats, TestDb, unique_prefix};
+use closeloop_tests::{Backend, Nats, TestDb, event_store};
 use futures::StreamExt;
 use sqlx::{AnyConnection, Row};
 
@@ -51,16 +51,7 @@ impl Projection for Counting {
 async fn broker_and_database(backend: Backend) -> (Nats, TestDb, Prefix, EventStore) {
     let nats = Nats::start();
     let db = TestDb::new(backend).await;
-    let prefix = Prefix::parse(&unique_prefix()).unwrap();
-    let store = EventStore::open(
-        nats.client().await,
-        StoreConfig {
-            prefix: prefix.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (prefix, store) = event_store(&nats).await;
     (nats, db, prefix, store)
 }
 

@@ -8,9 +8,9 @@
 use closeloop_domain::ticket::{Closure, Origin, Plan};
 use closeloop_domain::values::Channel;
 use closeloop_domain::{AccountId, Email, RequestId, Text, TicketCommand, TicketId};
-use closeloop_eventstore::{EventContext, EventStore, Prefix, StoreConfig, StoredEvent};
+use closeloop_eventstore::{EventContext, EventStore, Prefix, StoredEvent};
 use closeloop_readmodel::{Db, Projection};
-use closeloop_tests::{Backend, Nats, TestDb, unique_prefix};
+use closeloop_tests::{Backend, Nats, TestDb, event_store};
 use closeloop_ticketing::commands::TicketCommands;
 use closeloop_ticketing::projection::TicketStateProjection;
 use futures::StreamExt;
@@ -253,16 +253,7 @@ fn same(got: &[String], want: &[String], what: &str) {
 
 async fn batches_equal_one_at_a_time(backend: Backend) {
     let nats = Nats::start();
-    let prefix = Prefix::parse(&unique_prefix()).unwrap();
-    let store = EventStore::open(
-        nats.client().await,
-        StoreConfig {
-            prefix: prefix.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (prefix, store) = event_store(&nats).await;
     let written = write_events(&store, 30).await;
     let events = read_events(&store, &prefix, written).await;
     assert_eq!(events.len(), written);

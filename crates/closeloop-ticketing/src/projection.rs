@@ -176,46 +176,13 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
             "UPDATE tickets SET {set}, sequence = $2 WHERE id = $1 AND sequence < $2"
         ))
     };
+    let sqlite = conn.backend_name() == "SQLite";
     match &r.event {
-        TicketEvent::Opened {
-            account_id,
-            owner_email,
-            program_id,
-            title,
-            origin,
-            plan,
-        } => {
-            let (source, feedback_id, workflow_id) = origin.parts();
-            let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
-            sqlx::query(
-                "INSERT INTO tickets (id, sequence, opened_at, last_touched_at, status, account_id, \
-                 owner_email, program_id, title, source, feedback_id, workflow_id, stakeholders, \
-                 guide, first_contact_secs, escalate_after_secs, close_within_secs, \
-                 owner_fallback_reason, config_version, require_opportunity) \
-                 VALUES ($1, $2, $3, $3, 'open', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                 $15, $16, $17, $18) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&id)
-            .bind(seq)
-            .bind(at)
-            .bind(account_id.as_str())
-            .bind(owner_email.as_str())
-            .bind(program_id.as_str())
-            .bind(title.as_str())
-            .bind(source)
-            .bind(feedback_id)
-            .bind(workflow_id)
-            .bind(crate::plan_json::stakeholders_to_json(&plan.stakeholders))
-            .bind(plan.guide.as_ref().map(crate::plan_json::guide_to_json))
-            .bind(secs(plan.sla.first_contact_secs))
-            .bind(secs(plan.sla.escalate_after_secs))
-            .bind(secs(plan.sla.close_within_secs))
-            .bind(plan.fallback_reason.clone().unwrap_or_default())
-            .bind(plan.config_version.as_str())
-            .bind(i64::from(plan.require_opportunity))
-            .execute(&mut *conn)
-            .await?;
-        }
+        // The kinds a live batch is made of: the grouped statements' own
+        // code, with one row.
+        TicketEvent::Opened { .. } => open_rows(conn, sqlite, &[r]).await?,
+        TicketEvent::ContactLogged { .. } => contact_rows(conn, sqlite, &[r]).await?,
+        TicketEvent::Closed { .. } => close_rows(conn, sqlite, &[r]).await?,
         TicketEvent::FeedbackRevised { revision, .. } => {
             // Not an owner action: last_touched_at stays.
             sqlx::query(update(
@@ -225,17 +192,6 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
             .bind(&id)
             .bind(seq)
             .bind(i64::from(*revision))
-            .execute(&mut *conn)
-            .await?;
-        }
-        TicketEvent::ContactLogged { .. } => {
-            sqlx::query(update(&format!(
-                "status = 'contacted', contact_count = contact_count + 1, \
-                 first_contact_at = COALESCE(first_contact_at, $3), {TOUCH}"
-            )))
-            .bind(&id)
-            .bind(seq)
-            .bind(at)
             .execute(&mut *conn)
             .await?;
         }
@@ -281,34 +237,6 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
                 .bind(seq)
                 .execute(&mut *conn)
                 .await?;
-        }
-        TicketEvent::Closed {
-            root_cause_category,
-            root_cause,
-            actions_taken,
-            opportunity,
-        } => {
-            let (kind, amount) = match opportunity {
-                Some((k, a)) => (Some(k.as_str()), *a),
-                None => (None, None),
-            };
-            let (has, amount) = amount_param(amount);
-            sqlx::query(update(&format!(
-                "status = 'closed', closed_at = $3, root_cause_category = $4, root_cause = $5, \
-                 actions_taken = $6, opportunity_kind = $7, \
-                 opportunity_amount = CASE WHEN $8 = 1 THEN $9 END, {TOUCH}"
-            )))
-            .bind(&id)
-            .bind(seq)
-            .bind(at)
-            .bind(root_cause_category.as_str())
-            .bind(root_cause.as_str())
-            .bind(actions_taken.as_str())
-            .bind(kind)
-            .bind(has)
-            .bind(amount)
-            .execute(&mut *conn)
-            .await?;
         }
         TicketEvent::Reopened { .. } => {
             sqlx::query(update(&format!(
