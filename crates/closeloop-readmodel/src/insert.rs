@@ -74,6 +74,35 @@ pub fn chunk_size(left: usize) -> usize {
     }
 }
 
+/// `n` copies of `row` (a parenthesised list of values whose parameters
+/// are `?`), comma-separated, for a multi-row `VALUES`: SQLite binds `?`
+/// in order (numbered parameters are looked up by name, one walk of the
+/// statement's names per parameter); on PostgreSQL they become `$1`, `$2`,
+/// ... across the copies. `row` must hold no other `?`.
+pub fn values_sql(sqlite: bool, row: &str, n: usize) -> String {
+    let mut out = String::with_capacity((row.len() + 8) * n);
+    let mut k = 0;
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if sqlite {
+            out.push_str(row);
+            continue;
+        }
+        for ch in row.chars() {
+            if ch == '?' {
+                k += 1;
+                out.push('$');
+                out.push_str(&k.to_string());
+            } else {
+                out.push(ch);
+            }
+        }
+    }
+    out
+}
+
 impl Insert {
     /// Only constant names go into the SQL: `table` and `columns` must not
     /// come from input.
@@ -90,9 +119,8 @@ impl Insert {
     /// same call).
     pub async fn write(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         let n = self.columns.len();
-        // SQLite looks numbered parameters up by name, one walk of the
-        // statement's names per parameter: anonymous ones bind in order.
         let sqlite = conn.backend_name() == "SQLite";
+        let row = format!("({})", vec!["?"; n].join(", "));
         let mut left = self.rows.len();
         let mut rows = self.rows.into_iter();
         while left > 0 {
@@ -101,28 +129,12 @@ impl Insert {
             let chunk: Vec<Vec<Val>> = rows.by_ref().take(size).collect();
             // SQLite: no statement journal (see the module's header).
             let mut sql = format!(
-                "INSERT {}INTO {} ({}) VALUES ",
+                "INSERT {}INTO {} ({}) VALUES {}",
                 if sqlite { "OR IGNORE " } else { "" },
                 self.table,
-                self.columns.join(", ")
+                self.columns.join(", "),
+                values_sql(sqlite, &row, chunk.len())
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for c in 0..n {
-                    if c > 0 {
-                        sql.push_str(", ");
-                    }
-                    if sqlite {
-                        sql.push('?');
-                    } else {
-                        sql.push_str(&format!("${}", i * n + c + 1));
-                    }
-                }
-                sql.push(')');
-            }
             if !sqlite {
                 sql.push_str(" ON CONFLICT DO NOTHING");
             }
@@ -150,6 +162,19 @@ impl Insert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_numbered_across_rows_on_postgres_only() {
+        assert_eq!(
+            values_sql(true, "(?, 'x', ?)", 2),
+            "(?, 'x', ?), (?, 'x', ?)"
+        );
+        assert_eq!(
+            values_sql(false, "(?, 'x', ?)", 2),
+            "($1, 'x', $2), ($3, 'x', $4)"
+        );
+        assert_eq!(values_sql(false, "(?)", 1), "($1)");
+    }
 
     #[test]
     fn statements_come_in_a_few_sizes_and_take_every_row() {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use closeloop_domain::ticket::Origin;
 use closeloop_domain::{RecordedEvent, TicketEvent, TicketId};
 use closeloop_eventstore::{Prefix, StoredEvent};
-use closeloop_readmodel::{Insert, Projection, ProjectionError, Val, chunk_size};
+use closeloop_readmodel::{Insert, Projection, ProjectionError, Val, chunk_size, values_sql};
 use sqlx::AnyConnection;
 
 /// Checkpoint name of the ticket-state projection.
@@ -315,33 +315,6 @@ fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// `n` copies of `row` (a parenthesised list whose parameters are `?`),
-/// comma-separated; on PostgreSQL the parameters are numbered `$1`, `$2`, ...
-/// across the copies. `row` must hold no other `?`.
-fn rows_sql(sqlite: bool, row: &str, n: usize) -> String {
-    let mut out = String::with_capacity((row.len() + 8) * n);
-    let mut k = 0;
-    for i in 0..n {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        if sqlite {
-            out.push_str(row);
-            continue;
-        }
-        for ch in row.chars() {
-            if ch == '?' {
-                k += 1;
-                out.push('$');
-                out.push_str(&k.to_string());
-            } else {
-                out.push(ch);
-            }
-        }
-    }
-    out
-}
-
 /// The `tickets` rows of `rs` (all `Opened`; a row already there stays).
 async fn open_rows(
     conn: &mut AnyConnection,
@@ -354,7 +327,7 @@ async fn open_rows(
          guide, first_contact_secs, escalate_after_secs, close_within_secs, \
          owner_fallback_reason, config_version, require_opportunity) VALUES {} \
          ON CONFLICT (id) DO NOTHING",
-        rows_sql(
+        values_sql(
             sqlite,
             "(?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rs.len()
@@ -402,7 +375,7 @@ async fn open_rows(
 }
 
 /// Applies `rs` (all `ContactLogged`, one per ticket) in one statement,
-/// each once (sequence guard), as [`apply`] does one.
+/// each once (sequence guard).
 async fn contact_rows(
     conn: &mut AnyConnection,
     sqlite: bool,
@@ -414,7 +387,7 @@ async fn contact_rows(
          last_touched_at = CASE WHEN last_touched_at < v.column3 THEN v.column3 \
          ELSE last_touched_at END, sequence = v.column2 \
          FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND tickets.sequence < v.column2",
-        rows_sql(sqlite, "(?, ?, ?)", rs.len())
+        values_sql(sqlite, "(?, ?, ?)", rs.len())
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for r in rs {
@@ -428,7 +401,7 @@ async fn contact_rows(
 }
 
 /// Applies `rs` (all `Closed`, one per ticket) in one statement, each once
-/// (sequence guard), as [`apply`] does one.
+/// (sequence guard).
 async fn close_rows(
     conn: &mut AnyConnection,
     sqlite: bool,
@@ -444,7 +417,7 @@ async fn close_rows(
          last_touched_at = CASE WHEN last_touched_at < v.column3 THEN v.column3 \
          ELSE last_touched_at END, sequence = v.column2 \
          FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND tickets.sequence < v.column2",
-        rows_sql(
+        values_sql(
             sqlite,
             "(?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CASE WHEN ? = 1 THEN ? END)",
             rs.len()
