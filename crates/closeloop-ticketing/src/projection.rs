@@ -150,20 +150,6 @@ pub fn describe(e: &TicketEvent) -> String {
 const TOUCH: &str =
     "last_touched_at = CASE WHEN last_touched_at < $3 THEN $3 ELSE last_touched_at END";
 
-/// An opportunity's amount as two parameters that are never NULL: whether
-/// there is one (1 or 0), and the number (0 when there is none). sqlx's
-/// `Any` driver declares a NULL `f64` to PostgreSQL as a 4-byte `real`
-/// (sqlx 0.9 swaps `Real` and `Double` for NULLs), and PostgreSQL keeps the
-/// statement prepared with that type: after a close without an amount, the
-/// next close with one failed on that connection ("incorrect binary data
-/// format"), and the ticket view stopped there, retrying that batch.
-fn amount_param(amount: Option<f64>) -> (i64, f64) {
-    match amount {
-        Some(a) => (1, a),
-        None => (0, 0.0),
-    }
-}
-
 /// Applies `r` to its ticket's row (its activity line is written apart).
 async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::Error> {
     let id = r.ticket_id.to_string();
@@ -408,8 +394,14 @@ async fn close_rows(
     rs: &[&RecordedEvent],
 ) -> Result<(), sqlx::Error> {
     // The cast tells PostgreSQL the type of a kind that may be NULL in
-    // every row (a VALUES column takes one type for all its rows); the
-    // amount is bound as `amount_param`'s flag and number.
+    // every row (a VALUES column takes one type for all its rows). The
+    // amount is bound as two values that are never NULL: whether there is
+    // one (1 or 0), and the number (0 when there is none). sqlx's `Any`
+    // driver declares a NULL `f64` to PostgreSQL as a 4-byte `real` (sqlx
+    // 0.9 swaps `Real` and `Double` for NULLs), and PostgreSQL keeps the
+    // statement prepared with that type: after a close without an amount,
+    // the next close with one failed on that connection ("incorrect binary
+    // data format"), and the ticket view stopped there, retrying that batch.
     let sql = format!(
         "UPDATE tickets SET status = 'closed', closed_at = v.column3, \
          root_cause_category = v.column4, root_cause = v.column5, actions_taken = v.column6, \
@@ -434,9 +426,10 @@ async fn close_rows(
         else {
             unreachable!("close_rows takes closes only");
         };
-        let (kind, amount) = match opportunity {
-            Some((k, a)) => (Some(k.as_str()), *a),
-            None => (None, None),
+        let (kind, has_amount, amount) = match opportunity {
+            Some((k, Some(a))) => (Some(k.as_str()), 1i64, *a),
+            Some((k, None)) => (Some(k.as_str()), 0, 0.0),
+            None => (None, 0, 0.0),
         };
         q = q
             .bind(r.ticket_id.to_string())
@@ -445,9 +438,9 @@ async fn close_rows(
             .bind(root_cause_category.as_str())
             .bind(root_cause.as_str())
             .bind(actions_taken.as_str())
-            .bind(kind);
-        let (has, amount) = amount_param(amount);
-        q = q.bind(has).bind(amount);
+            .bind(kind)
+            .bind(has_amount)
+            .bind(amount);
     }
     q.execute(&mut *conn).await?;
     Ok(())
