@@ -32,7 +32,7 @@ run: build
 demo: build
 	@deploy/local/demo.sh
 
-## test: needs nats-server on PATH and the Prometheus text parser (both installed if missing)
+## test: needs nats-server on PATH and the test tools (install-test-tools.sh: the Prometheus text parser, an SMTP server, the Standard Webhooks verifier; all installed if missing)
 ## and PostgreSQL on 127.0.0.1:5432 (started or installed by ensure-postgres.sh).
 test:
 	@deploy/local/install-nats.sh
