@@ -330,42 +330,9 @@ fn print_report(r: &v1::Report, format: Format) {
                 lines.clear();
             }
             lines.push(t);
-            table(&head, &lines, r.dimensions.len());
+            let keys = r.dimensions.len();
+            output::table(&head, &lines, |i| i >= keys);
         }
-    }
-}
-
-/// Aligned columns: the first `left` left-aligned (keys), the rest right.
-fn table(head: &[String], lines: &[Vec<String>], left: usize) {
-    let widths: Vec<usize> = (0..head.len())
-        .map(|i| {
-            lines
-                .iter()
-                .map(|l| l.get(i).map_or(0, |c| c.chars().count()))
-                .chain([head[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let fmt = |cells: &[String]| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i < left {
-                    format!("{c:<w$}", w = widths[i])
-                } else {
-                    format!("{c:>w$}", w = widths[i])
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    outln!("{}", fmt(head));
-    for l in lines {
-        outln!("{}", fmt(l));
     }
 }
 
@@ -395,7 +362,7 @@ fn print_explained(r: &v1::ExplainResponse, format: Format) {
                 text(&rfc3339(&r.as_of))
             );
             let lines: Vec<Vec<String>> = r.lines.iter().map(|l| l.cells.clone()).collect();
-            table(&r.columns, &lines, r.columns.len());
+            output::table(&r.columns, &lines, |_| false);
         }
     }
 }
@@ -543,7 +510,7 @@ fn print_generations(s: &v1::ViewGenerations, format: Format) {
                 let bytes = w.into_inner().unwrap_or_default();
                 output::write_stdout(format_args!("{}", String::from_utf8_lossy(&bytes)));
             } else {
-                table(&head, &lines, 3);
+                output::table(&head, &lines, |i| i >= 3);
             }
         }
     }

@@ -98,27 +98,32 @@ async fn failed(
         outln!("no notification gave up");
         return Ok(());
     }
-    outln!(
-        "{:<36}  {:<36}  {:<16}  {:<5}  {:<30}  {:>8}  REASON",
+    let head = [
         "ID",
         "TICKET",
         "KIND",
         "CHAN",
         "RECIPIENT",
-        "ATTEMPTS"
-    );
-    for n in &r.notifications {
-        outln!(
-            "{:<36}  {:<36}  {:<16}  {:<5}  {:<30}  {:>8}  {}",
-            n.id,
-            n.ticket_id,
-            n.kind,
-            n.channel,
-            n.recipient,
-            n.attempts,
-            n.last_error
-        );
-    }
+        "ATTEMPTS",
+        "REASON",
+    ]
+    .map(String::from);
+    let lines: Vec<Vec<String>> = r
+        .notifications
+        .iter()
+        .map(|n| {
+            vec![
+                n.id.clone(),
+                n.ticket_id.clone(),
+                n.kind.clone(),
+                n.channel.clone(),
+                n.recipient.clone(),
+                n.attempts.to_string(),
+                n.last_error.clone(),
+            ]
+        })
+        .collect();
+    crate::output::table(&head, &lines, |i| i == 5);
     Ok(())
 }
 

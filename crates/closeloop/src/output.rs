@@ -396,35 +396,102 @@ pub fn print_notifications(ns: &[v1::TicketNotification]) {
 }
 
 pub fn print_list(r: &v1::ListTicketsResponse) {
-    outln!(
-        "{:<36}  {:<9}  {:<28}  {:<14}  {:<18}  {:<20}  TITLE",
-        "ID",
-        "STATUS",
-        "OWNER",
-        "ACCOUNT",
-        "PROGRAM",
-        "OPENED"
-    );
-    for t in &r.tickets {
-        outln!(
-            "{:<36}  {:<9}  {:<28}  {:<14}  {:<18}  {:<20}  {}",
-            t.id,
-            status_word(t.status),
-            t.owner_email,
-            t.account_id,
-            if t.program_id.is_empty() {
-                "-"
-            } else {
-                &t.program_id
-            },
-            text(&rfc3339(&t.opened_at))
-                .chars()
-                .take(19)
-                .collect::<String>(),
-            t.title
-        );
-    }
+    let head = [
+        "ID", "STATUS", "OWNER", "ACCOUNT", "PROGRAM", "OPENED", "TITLE",
+    ]
+    .map(String::from);
+    let lines: Vec<Vec<String>> = r
+        .tickets
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                status_word(t.status).to_string(),
+                t.owner_email.clone(),
+                t.account_id.clone(),
+                if t.program_id.is_empty() {
+                    "-".to_string()
+                } else {
+                    t.program_id.clone()
+                },
+                text(&rfc3339(&t.opened_at)).chars().take(19).collect(),
+                t.title.clone(),
+            ]
+        })
+        .collect();
+    table(&head, &lines, |_| false);
     if !r.next_page_token.is_empty() {
         outln!("\nmore: --page-token {}", r.next_page_token);
+    }
+}
+
+/// Aligned columns two spaces apart, each as wide as its widest cell on
+/// this page (a long program id or URL pushes its column out, not the
+/// columns after it); `right(i)` right-aligns column `i` (numbers).
+pub fn table(head: &[String], lines: &[Vec<String>], right: impl Fn(usize) -> bool) {
+    for line in aligned(head, lines, right) {
+        outln!("{line}");
+    }
+}
+
+/// [`table`]'s lines: the head, then one per line, without trailing spaces.
+fn aligned(head: &[String], lines: &[Vec<String>], right: impl Fn(usize) -> bool) -> Vec<String> {
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l.get(i).map_or(0, |c| c.chars().count()))
+                .chain([head[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let fmt = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let w = widths.get(i).copied().unwrap_or(0);
+                if right(i) {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    std::iter::once(fmt(head))
+        .chain(lines.iter().map(|l| fmt(l)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn a_long_cell_widens_its_own_column_and_numbers_align_right() {
+        let head = s(&["ID", "PROGRAM", "N", "TITLE"]);
+        let lines = vec![
+            s(&["a", "relationship-nps", "7", "x"]),
+            s(&["b", "implementation-csat", "12", "y"]),
+            s(&["c", "-", "100", ""]),
+        ];
+        assert_eq!(
+            aligned(&head, &lines, |i| i == 2),
+            [
+                "ID  PROGRAM                N  TITLE",
+                "a   relationship-nps       7  x",
+                "b   implementation-csat   12  y",
+                "c   -                    100",
+            ]
+        );
     }
 }

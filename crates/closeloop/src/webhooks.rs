@@ -190,32 +190,36 @@ async fn run_inner(args: &WebhooksArgs) -> Result<ExitCode, CliError> {
             } else if r.webhooks.is_empty() {
                 outln!("no webhook endpoint (add one with `closeloop webhooks add URL`)");
             } else {
-                outln!(
-                    "{:<36}  {:<8}  {:>9}  {:>7}  {:>7}  {:<40}  EVENTS",
+                let head = [
                     "ID",
                     "STATUS",
                     "DELIVERED",
                     "PENDING",
                     "GAVE_UP",
-                    "URL"
-                );
-                for w in &r.webhooks {
-                    outln!(
-                        "{:<36}  {:<8}  {:>9}  {:>7}  {:>7}  {:<40}  {}{}",
-                        w.id,
-                        w.status,
-                        w.delivered,
-                        w.pending,
-                        w.gave_up,
-                        w.url,
-                        events_text(w),
-                        if w.disabled_reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!("  ({})", w.disabled_reason)
-                        }
-                    );
-                }
+                    "URL",
+                    "EVENTS",
+                ]
+                .map(String::from);
+                let lines: Vec<Vec<String>> = r
+                    .webhooks
+                    .iter()
+                    .map(|w| {
+                        vec![
+                            w.id.clone(),
+                            w.status.clone(),
+                            w.delivered.to_string(),
+                            w.pending.to_string(),
+                            w.gave_up.to_string(),
+                            w.url.clone(),
+                            if w.disabled_reason.is_empty() {
+                                events_text(w)
+                            } else {
+                                format!("{}  ({})", events_text(w), w.disabled_reason)
+                            },
+                        ]
+                    })
+                    .collect();
+                crate::output::table(&head, &lines, |i| (2..=4).contains(&i));
             }
         }
         WebhooksCommand::Remove { id } => {
