@@ -3,7 +3,9 @@
 //! the rows that applying the same events one at a time (`apply`) leaves,
 //! on SQLite and PostgreSQL: for batches of every size from one event to
 //! the whole stream, where one ticket has several events in a batch and
-//! every kind of event is mixed in.
+//! every kind of event is mixed in. And a ticket's read shows its activity
+//! only up to its row, whatever the projector commits between the read's
+//! two statements.
 
 use closeloop_domain::ticket::{Closure, Origin, Plan};
 use closeloop_domain::values::Channel;
@@ -273,6 +275,8 @@ async fn batches_equal_one_at_a_time(backend: Backend) {
     }
     assert!(want_tickets.iter().any(|r| r.contains("|upsell|1200.5|")));
 
+    reads_never_show_activity_past_the_ticket(&one).await;
+
     for sizes in [
         &[1][..],
         &[2, 3, 5, 7],
@@ -300,6 +304,51 @@ async fn batches_equal_one_at_a_time(backend: Backend) {
             &format!("tickets, batches of {sizes:?}, applied twice"),
         );
     }
+}
+
+/// `GetTicket` reads the ticket's row, then its activity: two statements,
+/// between which the projector may commit the ticket's next events. What a
+/// commit in between leaves is made here directly (an activity line past
+/// every ticket's row), and each ticket must read as before: its activity
+/// up to its row's sequence, never a line the row does not reflect yet.
+async fn reads_never_show_activity_past_the_ticket(db: &Db) {
+    let mut conn = db.pool().acquire().await.unwrap();
+    let ids: Vec<String> = sqlx::query("SELECT id FROM tickets ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut before = Vec::new();
+    for id in &ids {
+        let read = closeloop_ticketing::queries::get_ticket(&mut conn, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!read.1.is_empty(), "{id} has no activity");
+        before.push(read);
+    }
+    let ahead = sqlx::query(
+        "INSERT INTO ticket_activity (ticket_id, sequence, occurred_at, kind, actor, detail) \
+         SELECT id, sequence + 1000000, opened_at, 'note', 'dana@vendor.example', 'later' \
+         FROM tickets",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(ahead.rows_affected(), ids.len() as u64);
+    for (id, want) in ids.iter().zip(&before) {
+        let got = closeloop_ticketing::queries::get_ticket(&mut conn, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, want, "{id}: a line past the ticket's row was read");
+    }
+    sqlx::query("DELETE FROM ticket_activity WHERE sequence >= 1000000")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

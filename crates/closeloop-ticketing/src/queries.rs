@@ -160,11 +160,16 @@ pub async fn get_ticket(
     .map_err(sql_err)?;
     let Some(row) = row else { return Ok(None) };
     let ticket = row_to_ticket(&row).map_err(sql_err)?;
+    // The two reads are two statements, and the projector may commit
+    // between them: the activity is read up to the ticket row's own
+    // sequence, so the lines always match the ticket shown (never a close
+    // line beside a ticket still shown open).
     let activity = sqlx::query(
         "SELECT sequence, occurred_at, kind, actor, detail FROM ticket_activity \
-         WHERE ticket_id = $1 ORDER BY sequence",
+         WHERE ticket_id = $1 AND sequence <= $2 ORDER BY sequence",
     )
     .bind(id)
+    .bind(ticket.sequence as i64)
     .fetch_all(&mut *conn)
     .await
     .map_err(sql_err)?
