@@ -267,10 +267,127 @@ async fn request_ids_name_one_request(backend: Backend) {
     app.stop().await.unwrap();
 }
 
+/// An account's row and its account team are one version of the account,
+/// and a team's row and its members one version of the team: reads racing
+/// upserts that alternate between two versions never see one version's
+/// region (or name) beside the other's CSM (or members). The projector
+/// rewrites a record's rows in one transaction; a read of them in two
+/// statements saw such a commit between them.
+async fn reads_see_one_version(backend: Backend) {
+    let nats = Nats::start();
+    let db = TestDb::new(backend).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    let mut d = app.directory().await;
+    let version = |i: usize| {
+        let mut a = acme(if i % 2 == 0 {
+            "a@vendor.example"
+        } else {
+            "b@vendor.example"
+        });
+        a.region = if i % 2 == 0 { "EMEA" } else { "APAC" }.into();
+        let t = v1::Team {
+            id: "partner-success".into(),
+            name: if i % 2 == 0 { "Alpha" } else { "Beta" }.into(),
+            members: if i % 2 == 0 {
+                vec!["a@vendor.example".into(), "b@vendor.example".into()]
+            } else {
+                vec!["c@vendor.example".into()]
+            },
+            ..Default::default()
+        };
+        (a, t)
+    };
+    let (a, t) = version(0);
+    d.upsert_account(v1::UpsertAccountRequest {
+        account: Some(a),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let first = d
+        .upsert_team(v1::UpsertTeamRequest {
+            team: Some(t),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let mut r = app.directory().await;
+        let done = done.clone();
+        let min_sequence = first.sequence;
+        readers.push(tokio::spawn(async move {
+            let (mut reads, mut torn) = (0, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let a = r
+                    .get_account(v1::GetAccountRequest {
+                        account_id: "ACME-001".into(),
+                        min_sequence,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let csm = &a.team.iter().find(|m| m.role == "csm").unwrap().email;
+                if (a.region == "EMEA") != (csm == "a@vendor.example") {
+                    torn.push(format!("account: {} beside {csm}", a.region));
+                }
+                let t = r
+                    .get_team(v1::GetTeamRequest {
+                        team_id: "partner-success".into(),
+                        min_sequence,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                if (t.name == "Alpha") != (t.members.len() == 2) {
+                    torn.push(format!("team: {} beside {:?}", t.name, t.members));
+                }
+                reads += 1;
+            }
+            (reads, torn)
+        }));
+    }
+    for i in 1..=150 {
+        let (a, t) = version(i);
+        d.upsert_account(v1::UpsertAccountRequest {
+            account: Some(a),
+            request_id: format!("account-{i}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        d.upsert_team(v1::UpsertTeamRequest {
+            team: Some(t),
+            request_id: format!("team-{i}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut reads, mut torn) = (0, Vec::new());
+    for r in readers {
+        let (n, t) = r.await.unwrap();
+        reads += n;
+        torn.extend(t);
+    }
+    assert!(reads >= 50, "only {reads} reads raced the upserts");
+    assert!(
+        torn.is_empty(),
+        "{} of {reads} reads mixed two versions, e.g. {:?}",
+        torn.len(),
+        &torn[..torn.len().min(3)]
+    );
+    app.stop().await.unwrap();
+}
+
 closeloop_tests::on_both_backends!(
     upsert_get_and_idempotency,
     bad_input,
-    request_ids_name_one_request
+    request_ids_name_one_request,
+    reads_see_one_version
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

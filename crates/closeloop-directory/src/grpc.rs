@@ -189,31 +189,21 @@ impl DirectoryService for DirectoryGrpc {
             AccountId::parse("account_id", &r.account_id).map_err(|v| invalid_argument(vec![v]))?;
         self.catch_up(ACCOUNT_VIEW, &self.progress.accounts, r.min_sequence)
             .await?;
-        let row = sqlx::query("SELECT name, region, segment, sequence FROM accounts WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(self.db.pool())
+        let a = crate::lookup::account_view(self.db.pool(), id.as_str())
             .await
             .map_err(sql_error)?
             .ok_or_else(|| Status::not_found(format!("account {id} is not in the directory")))?;
-        let team =
-            sqlx::query("SELECT role, email FROM account_team WHERE account_id = $1 ORDER BY role")
-                .bind(id.as_str())
-                .fetch_all(self.db.pool())
-                .await
-                .map_err(sql_error)?
-                .iter()
-                .map(|t| v1::AccountTeamMember {
-                    role: t.get(0),
-                    email: t.get(1),
-                })
-                .collect();
         Ok(Response::new(v1::Account {
             id: id.to_string(),
-            name: row.get(0),
-            region: row.get(1),
-            segment: row.get(2),
-            team,
-            sequence: row.get::<i64, _>(3) as u64,
+            name: a.name,
+            region: a.region,
+            segment: a.segment,
+            team: a
+                .team
+                .into_iter()
+                .map(|(role, email)| v1::AccountTeamMember { role, email })
+                .collect(),
+            sequence: a.sequence as u64,
         }))
     }
 
@@ -250,31 +240,16 @@ impl DirectoryService for DirectoryGrpc {
             .map_err(|v| invalid_argument(vec![v]))?;
         self.catch_up(TEAM_VIEW, &self.progress.teams, r.min_sequence)
             .await?;
-        let row =
-            sqlx::query("SELECT name, sequence, chat_kind, chat_url FROM teams WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(self.db.pool())
-                .await
-                .map_err(sql_error)?
-                .ok_or_else(|| Status::not_found(format!("team {id} is not in the directory")))?;
-        let members =
-            sqlx::query("SELECT email FROM team_members WHERE team_id = $1 ORDER BY position")
-                .bind(id.as_str())
-                .fetch_all(self.db.pool())
-                .await
-                .map_err(sql_error)?
-                .iter()
-                .map(|m| m.get(0))
-                .collect();
+        let t = crate::lookup::team_view(self.db.pool(), id.as_str())
+            .await
+            .map_err(sql_error)?
+            .ok_or_else(|| Status::not_found(format!("team {id} is not in the directory")))?;
         Ok(Response::new(v1::Team {
             id,
-            name: row.get(0),
-            members,
-            sequence: row.get::<i64, _>(1) as u64,
-            chat: match (
-                row.get::<Option<String>, _>(2),
-                row.get::<Option<String>, _>(3),
-            ) {
+            name: t.name,
+            members: t.members,
+            sequence: t.sequence as u64,
+            chat: match (t.chat_kind, t.chat_url) {
                 (Some(kind), Some(url)) => Some(v1::ChatWebhook { kind, url }),
                 _ => None,
             },

@@ -127,26 +127,11 @@ impl DirectoryLookup {
     /// Account `id` with its account team: from its view, else (not
     /// projected here yet) from its events.
     pub async fn account(&self, id: &str) -> Result<Option<Account>, LookupError> {
-        let pool = self.db.pool();
-        let row = sqlx::query("SELECT name, region, segment FROM accounts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-        let Some(row) = row else {
+        let Some(v) = account_view(self.db.pool(), id).await? else {
             let stored = self.accounts.load(AccountKind::key(id)).await?;
             return Ok(stored.map(|s| s.record));
         };
-        let team = sqlx::query("SELECT role, email FROM account_team WHERE account_id = $1")
-            .bind(id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?;
-        let name: String = row.try_get(0)?;
-        let region: String = row.try_get(1)?;
-        let segment: String = row.try_get(2)?;
-        Account::parse(id, &name, &region, &segment, &team)
+        Account::parse(id, &v.name, &v.region, &v.segment, &v.team)
             .map(Some)
             .map_err(unreadable)
     }
@@ -154,28 +139,12 @@ impl DirectoryLookup {
     /// Team `id` with its members in rotation order: from its view, else
     /// from its events.
     pub async fn team(&self, id: &str) -> Result<Option<Team>, LookupError> {
-        let pool = self.db.pool();
-        let row = sqlx::query("SELECT name, chat_kind, chat_url FROM teams WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-        let Some(row) = row else {
+        let Some(v) = team_view(self.db.pool(), id).await? else {
             let stored = self.teams.load(TeamKind::key(id)).await?;
             return Ok(stored.map(|s| s.record));
         };
-        let members =
-            sqlx::query("SELECT email FROM team_members WHERE team_id = $1 ORDER BY position")
-                .bind(id)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<Vec<String>, sqlx::Error>>()?;
-        let name: String = row.try_get(0)?;
-        let chat_kind: Option<String> = row.try_get(1)?;
-        let chat_url: Option<String> = row.try_get(2)?;
-        let mut team = Team::parse(id, &name, &members).map_err(unreadable)?;
-        if let (Some(k), Some(u)) = (chat_kind, chat_url) {
+        let mut team = Team::parse(id, &v.name, &v.members).map_err(unreadable)?;
+        if let (Some(k), Some(u)) = (v.chat_kind, v.chat_url) {
             team.chat = Some(ChatHook::parse("chat", &k, &u).map_err(unreadable)?);
         }
         Ok(Some(team))
@@ -261,6 +230,94 @@ impl DirectoryLookup {
             .map(Some)
             .map_err(unreadable)
     }
+}
+
+/// An account as its view holds it, with its account team (by role).
+pub(crate) struct AccountView {
+    pub name: String,
+    pub region: String,
+    pub segment: String,
+    pub sequence: i64,
+    pub team: Vec<(String, String)>,
+}
+
+/// Account `id` and its team from the views, in one statement: the
+/// projector rewrites an account's row and its team rows in one
+/// transaction, and two statements could read the row before such a
+/// commit and the team after it (one version's region beside the next
+/// version's CSM).
+pub(crate) async fn account_view(
+    pool: &sqlx::AnyPool,
+    id: &str,
+) -> Result<Option<AccountView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT a.name, a.region, a.segment, a.sequence, t.role, t.email \
+         FROM accounts a LEFT JOIN account_team t ON t.account_id = a.id \
+         WHERE a.id = $1 ORDER BY t.role",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut team = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let (Some(role), Some(email)) = (
+            r.try_get::<Option<String>, _>(4)?,
+            r.try_get::<Option<String>, _>(5)?,
+        ) {
+            team.push((role, email));
+        }
+    }
+    Ok(Some(AccountView {
+        name: first.try_get(0)?,
+        region: first.try_get(1)?,
+        segment: first.try_get(2)?,
+        sequence: first.try_get(3)?,
+        team,
+    }))
+}
+
+/// A team as its view holds it, members in rotation order.
+pub(crate) struct TeamView {
+    pub name: String,
+    pub sequence: i64,
+    pub chat_kind: Option<String>,
+    pub chat_url: Option<String>,
+    pub members: Vec<String>,
+}
+
+/// Team `id` and its members from the views, in one statement (see
+/// [`account_view`]).
+pub(crate) async fn team_view(
+    pool: &sqlx::AnyPool,
+    id: &str,
+) -> Result<Option<TeamView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT t.name, t.sequence, t.chat_kind, t.chat_url, m.email \
+         FROM teams t LEFT JOIN team_members m ON m.team_id = t.id \
+         WHERE t.id = $1 ORDER BY m.position",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut members = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let Some(email) = r.try_get::<Option<String>, _>(4)? {
+            members.push(email);
+        }
+    }
+    Ok(Some(TeamView {
+        name: first.try_get(0)?,
+        sequence: first.try_get(1)?,
+        chat_kind: first.try_get(2)?,
+        chat_url: first.try_get(3)?,
+        members,
+    }))
 }
 
 pub(crate) const PERSON_COLUMNS: &str = "email, name, manager_email, notify_channels, digest_hour, digest_time_zone, chat_kind, chat_url";
