@@ -279,16 +279,17 @@ async fn reads_see_one_version(backend: Backend) {
     let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
     let mut d = app.directory().await;
     let version = |i: usize| {
-        let mut a = acme(if i % 2 == 0 {
+        let even = i.is_multiple_of(2);
+        let mut a = acme(if even {
             "a@vendor.example"
         } else {
             "b@vendor.example"
         });
-        a.region = if i % 2 == 0 { "EMEA" } else { "APAC" }.into();
+        a.region = if even { "EMEA" } else { "APAC" }.into();
         let t = v1::Team {
             id: "partner-success".into(),
-            name: if i % 2 == 0 { "Alpha" } else { "Beta" }.into(),
-            members: if i % 2 == 0 {
+            name: if even { "Alpha" } else { "Beta" }.into(),
+            members: if even {
                 vec!["a@vendor.example".into(), "b@vendor.example".into()]
             } else {
                 vec!["c@vendor.example".into()]
