@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use closeloop_domain::sla::{self, ClockKind, Sla};
 use closeloop_domain::{TicketId, Timestamp};
 use closeloop_readmodel::Db;
+use futures::TryStreamExt as _;
 use sqlx::Row as _;
 
 /// How close to a breach a ticket must be to be listed.
@@ -96,8 +97,12 @@ pub fn evaluate(s: &Sla, as_of: Timestamp) -> Option<(String, ReportTicket)> {
     ))
 }
 
-/// The report of `region` (empty: all) as of `as_of`; `now` says whether
-/// `as_of` is the present (then only open tickets are looked at).
+/// The report of `region` (empty: all) as of `as_of`; `present` says
+/// whether `as_of` is the present (then only open tickets are looked at).
+///
+/// One statement reads the selected tickets' SLA events, ticket by ticket
+/// in sequence order, as a stream: one round trip to the database rather
+/// than one per ticket, and one snapshot of the view.
 pub async fn weekly(
     db: &Db,
     region: &str,
@@ -105,54 +110,61 @@ pub async fn weekly(
     present: bool,
 ) -> Result<Report, String> {
     let sql = if present {
-        "SELECT ticket_id FROM sla_tickets WHERE closed = 0 AND opened_at <= $1 \
-         AND ($2 = '' OR LOWER(region) = LOWER($2)) ORDER BY ticket_id"
+        "SELECT h.ticket_id, h.sequence, h.payload FROM sla_tickets t \
+         JOIN sla_history h ON h.ticket_id = t.ticket_id \
+         WHERE t.closed = 0 AND t.opened_at <= $1 AND ($2 = '' OR LOWER(t.region) = LOWER($2)) \
+         ORDER BY h.ticket_id, h.sequence"
     } else {
-        "SELECT ticket_id FROM sla_tickets WHERE opened_at <= $1 \
-         AND ($2 = '' OR LOWER(region) = LOWER($2)) ORDER BY ticket_id"
+        "SELECT h.ticket_id, h.sequence, h.payload FROM sla_tickets t \
+         JOIN sla_history h ON h.ticket_id = t.ticket_id \
+         WHERE t.opened_at <= $1 AND ($2 = '' OR LOWER(t.region) = LOWER($2)) \
+         ORDER BY h.ticket_id, h.sequence"
     };
-    let ids: Vec<String> = sqlx::query(sql)
-        .bind(as_of.as_micros())
-        .bind(region)
-        .fetch_all(db.pool())
-        .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
     let mut report = Report {
         region: region.to_string(),
         as_of,
         owners: BTreeMap::new(),
     };
-    let mut conn = db.pool().acquire().await.map_err(|e| e.to_string())?;
-    for id in ids {
-        let Ok(tid) = TicketId::parse("ticket_id", &id) else {
-            continue;
-        };
-        let rows = sqlx::query(
-            "SELECT sequence, payload FROM sla_history WHERE ticket_id = $1 ORDER BY sequence",
-        )
-        .bind(&id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut state = None;
-        for r in rows {
-            let rec = crate::view::decode_row(
-                tid,
-                r.try_get(0).map_err(|e| e.to_string())?,
-                &r.try_get::<String, _>(1).map_err(|e| e.to_string())?,
-            )?;
-            if rec.occurred_at > as_of {
-                break;
-            }
-            state = sla::evolve(state, &rec);
-        }
+    let mut finish = |state: Option<Sla>| {
         if let Some((owner, t)) = state.as_ref().and_then(|s| evaluate(s, as_of)) {
             report.owners.entry(owner).or_default().push(t);
         }
+    };
+    let mut rows = sqlx::query(sql)
+        .bind(as_of.as_micros())
+        .bind(region)
+        .fetch(db.pool());
+    // The ticket being folded (None: its id is not a ticket id, skipped),
+    // its state so far, and whether its events have passed `as_of`.
+    let mut current: Option<(String, Option<TicketId>)> = None;
+    let mut state = None;
+    let mut past = false;
+    while let Some(r) = rows.try_next().await.map_err(|e| e.to_string())? {
+        let id: String = r.try_get(0).map_err(|e| e.to_string())?;
+        if current.as_ref().is_none_or(|(c, _)| *c != id) {
+            finish(state.take());
+            past = false;
+            let tid = TicketId::parse("ticket_id", &id).ok();
+            current = Some((id, tid));
+        }
+        let Some((_, Some(tid))) = &current else {
+            continue;
+        };
+        if past {
+            continue;
+        }
+        let rec = crate::view::decode_row(
+            *tid,
+            r.try_get(1).map_err(|e| e.to_string())?,
+            &r.try_get::<String, _>(2).map_err(|e| e.to_string())?,
+        )?;
+        if rec.occurred_at > as_of {
+            past = true;
+            continue;
+        }
+        state = sla::evolve(state, &rec);
     }
+    drop(rows);
+    finish(state);
     Ok(report)
 }
