@@ -409,6 +409,29 @@ async fn broker_outage_is_unavailable_and_loses_nothing() {
     app.stop().await.unwrap();
 }
 
+/// SIGTERM while the broker is unreachable: the process still stops (after
+/// at most the exit's flush timeout), instead of waiting for a reconnect
+/// that may never come until the kubelet kills it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_while_the_broker_is_down() {
+    let mut nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&nats.url(), &db.url, &unique_prefix()).await;
+    app.seed_ticket_directory().await;
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), app.stop())
+        .await
+        .expect("the server did not stop within 20 s of its shutdown signal")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+}
+
 /// `/metrics` as a scraper reads it: parsed by the reference parser (the
 /// Python `prometheus_client`, Debian's python3-prometheus-client), with
 /// request counts and latency histograms for gRPC and HTTP.

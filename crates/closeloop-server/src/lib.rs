@@ -21,6 +21,9 @@ use tokio::sync::watch;
 
 pub use roles::{Role, Roles, RolesError};
 
+/// Longest the exit waits to flush the NATS connection.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Everything `closeloop serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -295,8 +298,20 @@ async fn serve(
     let http_result = http_task.await.expect("http task panicked");
     let mut tasks = parts.tasks;
     while tasks.join_next().await.is_some() {}
-    // Flush anything buffered to the broker before exiting.
-    let _ = nats.flush().await;
+    // Flush anything buffered to the broker before exiting, but not
+    // forever: with the broker unreachable the flush waits for a reconnect
+    // that may never come, and the process would hang until killed. What
+    // could be left unflushed is never something a client was told was
+    // accepted (events are acknowledged by JetStream before a request is
+    // answered).
+    match tokio::time::timeout(FLUSH_TIMEOUT, nats.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "NATS flush failed at exit"),
+        Err(_) => tracing::warn!(
+            timeout_secs = FLUSH_TIMEOUT.as_secs(),
+            "NATS unreachable: exiting without flushing the connection"
+        ),
+    }
     grpc_result?;
     http_result.map_err(ServerError::Http)?;
     tracing::info!("closeloop stopped");
