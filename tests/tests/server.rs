@@ -432,6 +432,25 @@ async fn stops_while_the_broker_is_down() {
     );
 }
 
+/// A PostgreSQL server that does not answer fails the start (after the
+/// patience given to a database still starting) naming why, not with the
+/// pool's "pool timed out while waiting for an open connection".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_fails_naming_why() {
+    // A port nothing listens on: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = closeloop_readmodel::Db::connect(&format!("postgres://postgres@127.0.0.1:{port}/x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Connection refused"), "{e}");
+    assert!(!e.contains("pool timed out"), "{e}");
+}
+
 /// `/metrics` as a scraper reads it: parsed by the reference parser (the
 /// Python `prometheus_client`, Debian's python3-prometheus-client), with
 /// request counts and latency histograms for gRPC and HTTP.

@@ -187,6 +187,39 @@ async fn checkpoint_wal(pool: AnyPool) {
 /// their crates (`closeloop-directory`, `closeloop-ticketing`, ...).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long a server that does not answer yet (refused, unreachable: a
+/// database still starting) is tried again before [`Db::connect`] fails.
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long one connection attempt may take.
+const CONNECT_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens and closes one connection to `url`, trying again every second
+/// for up to [`CONNECT_PATIENCE`] while the server does not answer (I/O
+/// errors), and failing at once on anything else (authentication, no
+/// such database), with that error.
+async fn first_connection(url: &str) -> Result<(), sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    loop {
+        let error = match tokio::time::timeout(CONNECT_ATTEMPT, AnyConnection::connect(url)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Ok(Err(e @ sqlx::Error::Io(_))) => e,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", CONNECT_ATTEMPT.as_secs()),
+            )),
+        };
+        if tokio::time::Instant::now() + std::time::Duration::from_secs(1) >= deadline {
+            return Err(error);
+        }
+        tracing::warn!(url = %redact(url), error = %error, "database not reachable yet; trying again");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 impl Db {
     /// Connects, creating a SQLite file (and its directory) if needed.
     /// Apply the schema with [`Db::migrate`].
@@ -262,6 +295,18 @@ impl Db {
         // also checkpoints, rarely: when the WAL reaches
         // `WAL_AUTOCHECKPOINT` pages, and then it only copies what the
         // background task has not.
+        if backend == Backend::Postgres {
+            // The pool retries a failing connection until its acquire
+            // timeout and then reports only that it timed out; one
+            // connection made first reports why (refused, unknown host,
+            // authentication, no such database).
+            first_connection(&connect_url)
+                .await
+                .map_err(|source| DbError::Connect {
+                    url: redact(url),
+                    source,
+                })?;
+        }
         let pool = connect(opts).await?;
         let (writer, checkpointer) = if own_writer {
             let conn = OwnWriter::open(&connect_url)
