@@ -81,13 +81,58 @@ pub async fn channel(server: &str) -> Result<Channel, CliError> {
         .map_err(|e| CliError::Connect(source_chain(&e)))
 }
 
-fn source_chain(e: &dyn std::error::Error) -> String {
+/// `e` and its causes, each once: a cause whose text the message so far
+/// already holds (error messages that name their cause, and layers that
+/// repeat the one beneath, e.g. "tcp connect error: tcp connect error") is
+/// not repeated, as printing every source would.
+pub fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_chain;
+
+    /// An error whose message names its cause, as many library errors'
+    /// do, and which also returns it as its source.
+    #[derive(Debug)]
+    struct Names(std::io::Error);
+
+    impl std::fmt::Display for Names {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot connect to db: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Names {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let refused = || std::io::Error::other("connection refused");
+        let named = anyhow::Error::new(Names(refused()));
+        assert_eq!(
+            format!("{named:#}"),
+            "cannot connect to db: connection refused: connection refused"
+        );
+        assert_eq!(
+            source_chain(named.as_ref()),
+            "cannot connect to db: connection refused"
+        );
+        let wrapped = anyhow::Error::new(refused()).context("serve");
+        assert_eq!(source_chain(wrapped.as_ref()), "serve: connection refused");
+    }
 }

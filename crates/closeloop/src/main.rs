@@ -260,21 +260,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `e` and its causes, each once: a cause whose text the message before
-/// it already holds (error messages that name their cause) is not repeated,
-/// as `{:#}` would.
-fn causes(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !out.contains(&c) {
-            out.push_str(": ");
-            out.push_str(&c);
-        }
-    }
-    out
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -284,7 +269,7 @@ async fn main() -> ExitCode {
             match serve(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    let text = causes(&e);
+                    let text = client::source_chain(e.as_ref());
                     tracing::error!(error = %text, "closeloop serve failed");
                     eprintln!("error: {text}");
                     ExitCode::FAILURE
@@ -320,40 +305,5 @@ async fn main() -> ExitCode {
             init_logging(cli.log_format, "warn");
             intake::run_dlq(args).await
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::causes;
-
-    /// An error whose message names its cause, as many library errors'
-    /// do, and which also returns it as its source.
-    #[derive(Debug)]
-    struct Names(std::io::Error);
-
-    impl std::fmt::Display for Names {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "cannot connect to db: {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Names {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn each_cause_is_printed_once() {
-        let refused = || std::io::Error::other("connection refused");
-        let named = anyhow::Error::new(Names(refused()));
-        assert_eq!(
-            format!("{named:#}"),
-            "cannot connect to db: connection refused: connection refused"
-        );
-        assert_eq!(causes(&named), "cannot connect to db: connection refused");
-        let wrapped = anyhow::Error::new(refused()).context("serve");
-        assert_eq!(causes(&wrapped), "serve: connection refused");
     }
 }
