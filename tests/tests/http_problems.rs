@@ -195,6 +195,44 @@ async fn ticket_commands_over_http_answer_json_or_problem_documents() {
     for f in ["root_cause_category", "root_cause", "actions_taken"] {
         assert!(fields.contains(&f), "{p}");
     }
+    // A channel word it does not know is named back, in this API's words,
+    // beside the other bad fields; a missing one is required.
+    let p = problem(
+        post("contact", json!({"channel": "pigeon", "summary": " "})).await,
+        422,
+        "invalid-command",
+    );
+    let detail = |p: &Value, field: &str| {
+        p["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["field"] == field)
+            .map(|e| e["detail"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {field} in {p}"))
+    };
+    assert_eq!(
+        detail(&p, "channel"),
+        "\"pigeon\" is not a channel: use phone, email, meeting or other"
+    );
+    detail(&p, "request_id");
+    detail(&p, "summary");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"pigeon\" is not a channel"),
+        "{p}"
+    );
+    let p = problem(
+        post("contact", json!({"request_id": "c-2", "summary": "called"})).await,
+        422,
+        "invalid-command",
+    );
+    assert_eq!(
+        detail(&p, "channel"),
+        "is required: phone, email, meeting or other"
+    );
     problem(
         post("note", json!({"request_id": 7, "text": "x"})).await,
         422,

@@ -732,6 +732,24 @@ async fn bad_input_gets_specific_errors(backend: Backend) {
         .unwrap_err();
     let f: Vec<_> = fields(&e).into_iter().map(|(f, _)| f).collect();
     assert_eq!(f, ["request_id", "channel"]);
+    // A channel number the enum does not have is named, not "required".
+    let e = c
+        .log_contact(v1::LogContactRequest {
+            request_id: rid(),
+            ticket_id: id.clone(),
+            channel: 42,
+            summary: "x".into(),
+            actor: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        fields(&e),
+        [(
+            "channel".to_string(),
+            "42 is not a contact channel: use PHONE, EMAIL, MEETING or OTHER".to_string()
+        )]
+    );
 
     // Reopen an open ticket; close before contact on a fresh ticket.
     let e = c

@@ -260,7 +260,14 @@ impl TicketService for TicketGrpc {
             if channel.is_none() {
                 v.push(FieldViolation::new(
                     "channel",
-                    "is required: PHONE, EMAIL, MEETING or OTHER",
+                    if r.channel == v1::ContactChannel::Unspecified as i32 {
+                        "is required: PHONE, EMAIL, MEETING or OTHER".to_string()
+                    } else {
+                        format!(
+                            "{} is not a contact channel: use PHONE, EMAIL, MEETING or OTHER",
+                            r.channel
+                        )
+                    },
                 ));
             }
             let summary = text(v, "summary", &r.summary, TEXT_MAX);

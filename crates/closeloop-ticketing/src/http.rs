@@ -51,16 +51,24 @@ fn wrong_types(body: &Value, fields: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-fn channel(word: &str) -> i32 {
+/// The channel a word names (any case); `None` for any other word, and
+/// [`v1::ContactChannel::Unspecified`] for none at all (the service then
+/// says it is required).
+fn channel(word: &str) -> Option<i32> {
     match word.trim().to_ascii_lowercase().as_str() {
-        "phone" => v1::ContactChannel::Phone as i32,
-        "email" => v1::ContactChannel::Email as i32,
-        "meeting" => v1::ContactChannel::Meeting as i32,
-        "other" => v1::ContactChannel::Other as i32,
-        // Refused by the service with the field named.
-        _ => v1::ContactChannel::Unspecified as i32,
+        "phone" => Some(v1::ContactChannel::Phone as i32),
+        "email" => Some(v1::ContactChannel::Email as i32),
+        "meeting" => Some(v1::ContactChannel::Meeting as i32),
+        "other" => Some(v1::ContactChannel::Other as i32),
+        "" => Some(v1::ContactChannel::Unspecified as i32),
+        _ => None,
     }
 }
+
+/// What the service says of `channel`, in this API's words: the JSON
+/// names a channel by a lowercase word (the service knows the proto's
+/// enum), and a word it does not know is named back.
+const CHANNEL_WORDS: &str = "phone, email, meeting or other";
 
 async fn command(
     State(grpc): State<TicketGrpc>,
@@ -157,12 +165,19 @@ async fn command(
         id.to_string(),
         text(&body, "actor"),
     );
+    let word = text(&body, "channel");
+    let channel_detail = match channel(&word) {
+        Some(_) => format!("is required: {CHANNEL_WORDS}"),
+        None => format!("{word:?} is not a channel: use {CHANNEL_WORDS}"),
+    };
     let answer = match verb {
         "contact" => {
             grpc.log_contact(tonic::Request::new(v1::LogContactRequest {
                 request_id,
                 ticket_id,
-                channel: channel(&text(&body, "channel")),
+                // An unknown word goes as no channel: the service then
+                // names every bad field, the channel's detail rewritten below.
+                channel: channel(&word).unwrap_or(v1::ContactChannel::Unspecified as i32),
                 summary: text(&body, "summary"),
                 actor,
             }))
@@ -259,7 +274,7 @@ async fn command(
             )
                 .into_response()
         }
-        Err(s) => status_problem(&s),
+        Err(s) => status_problem(&s, &[("channel", channel_detail)]),
     }
 }
 
@@ -285,19 +300,47 @@ fn invalid(detail: String, errors: Vec<Value>) -> Response {
     )
 }
 
-/// The gRPC answer as a problem document, with the same details.
-fn status_problem(s: &tonic::Status) -> Response {
-    let fields: Vec<Value> = s
+/// The gRPC answer as a problem document, with the same details, except
+/// that a bad field named in `own_words` is described as given there (the
+/// HTTP form of a field the service knows in its gRPC form).
+fn status_problem(s: &tonic::Status, own_words: &[(&str, String)]) -> Response {
+    let violations: Vec<(String, String)> = s
         .get_details_bad_request()
         .map(|b| {
             b.field_violations
                 .iter()
-                .map(|v| json!({"field": v.field, "detail": v.description}))
+                .map(|v| {
+                    let detail = own_words
+                        .iter()
+                        .find(|(f, _)| *f == v.field)
+                        .map_or_else(|| v.description.clone(), |(_, d)| d.clone());
+                    (v.field.clone(), detail)
+                })
                 .collect()
         })
         .unwrap_or_default();
+    let rewritten = violations
+        .iter()
+        .any(|(f, _)| own_words.iter().any(|(o, _)| o == f));
+    let fields: Vec<Value> = violations
+        .iter()
+        .map(|(f, d)| json!({"field": f, "detail": d}))
+        .collect();
     let reason = s.get_details_error_info().map(|i| i.reason);
     match s.code() {
+        // The service's message lists its details; when one was rewritten,
+        // so is the message, in the service's form.
+        Code::InvalidArgument if rewritten => invalid(
+            format!(
+                "invalid request: {}",
+                violations
+                    .iter()
+                    .map(|(f, d)| format!("{f}: {d}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            fields,
+        ),
         Code::InvalidArgument => invalid(s.message().to_string(), fields),
         Code::NotFound => problem(
             StatusCode::NOT_FOUND,
