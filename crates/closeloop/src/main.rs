@@ -109,8 +109,9 @@ enum ClockKind {
 struct ServeArgs {
     /// Roles to run: `all` or a comma-separated subset of
     /// ingestion,routing,ticketing,escalation,notification,analytics.
-    #[arg(long, env = "CLOSELOOP_ROLES", default_value = "all")]
-    roles: String,
+    #[arg(long, env = "CLOSELOOP_ROLES", default_value = "all",
+          value_parser = closeloop_server::Roles::parse)]
+    roles: closeloop_server::Roles,
     /// NATS server with JetStream.
     #[arg(
         long,
@@ -141,8 +142,9 @@ struct ServeArgs {
     /// Secrets are read from the environment variables it names.
     #[arg(long, env = "CLOSELOOP_WEBHOOKS")]
     webhooks: Option<PathBuf>,
-    /// JetStream replicas for the event stream (3 on a NATS cluster).
-    #[arg(long, env = "CLOSELOOP_STREAM_REPLICAS", default_value_t = 1)]
+    /// JetStream replicas for the event stream, 1 to 5 (3 on a NATS cluster).
+    #[arg(long, env = "CLOSELOOP_STREAM_REPLICAS", default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5))]
     stream_replicas: usize,
     /// SMTP server for notification e-mail: smtp://HOST:PORT,
     /// smtp://HOST:PORT?tls=required (STARTTLS) or smtps://HOST:PORT; user
@@ -204,7 +206,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let roles = closeloop_server::Roles::parse(&args.roles)?;
+    let roles = args.roles.clone();
     let clock = match (args.clock, &args.clock_start) {
         (ClockKind::Wall, None) => closeloop_server::ClockConfig::Wall,
         (ClockKind::Wall, Some(_)) => {

@@ -786,6 +786,34 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
     assert_eq!(down.status.code(), Some(6));
 }
 
+/// `serve` refuses a bad command line before connecting to anything, with
+/// exit code 2 (bad command line) and the flag named: an unknown role, a
+/// replica count JetStream does not have.
+#[test]
+fn serve_refuses_a_bad_command_line_with_exit_2() {
+    let serve = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_closeloop"));
+        cmd.arg("serve").args(args);
+        for v in ["CLOSELOOP_ROLES", "CLOSELOOP_STREAM_REPLICAS"] {
+            cmd.env_remove(v);
+        }
+        cmd.output().unwrap()
+    };
+    for (args, says) in [
+        (
+            &["--roles", "ticketing,bogus"][..],
+            "unknown role \"bogus\"",
+        ),
+        (&["--stream-replicas", "0"], "0 is not in 1..=5"),
+        (&["--stream-replicas", "6"], "6 is not in 1..=5"),
+    ] {
+        let o = serve(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn notification_templates_are_checked_before_a_start() {
     let check = |dir: Option<&std::path::Path>| {
