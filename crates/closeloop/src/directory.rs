@@ -217,9 +217,9 @@ fn read(path: &Path) -> Result<Vec<Record>, CliError> {
 async fn import(
     c: &mut DirectoryServiceClient<Channel>,
     file: &Path,
+    records: Vec<Record>,
     actor: String,
 ) -> Result<bool, CliError> {
-    let records = read(file)?;
     let (mut changed, mut unchanged, mut failed) = (0, 0, 0);
     for rec in records {
         let (place, result) = match rec {
@@ -271,10 +271,23 @@ async fn import(
 
 pub async fn run(args: DirectoryArgs) -> ExitCode {
     let result = async {
+        // A file to import is read and checked before the server is asked:
+        // a missing or malformed file is the error to report, not an
+        // unreachable server.
+        let records = match &args.command {
+            DirectoryCommand::Import { file } => read(file)?,
+            _ => Vec::new(),
+        };
         let mut c = DirectoryServiceClient::new(client::channel(&args.server).await?);
         match &args.command {
             DirectoryCommand::Import { file } => {
-                let ok = import(&mut c, file, args.actor.clone().unwrap_or_default()).await?;
+                let ok = import(
+                    &mut c,
+                    file,
+                    records,
+                    args.actor.clone().unwrap_or_default(),
+                )
+                .await?;
                 return Ok(if ok {
                     ExitCode::SUCCESS
                 } else {

@@ -48,7 +48,12 @@ pub fn run(args: ProgramsArgs) -> ExitCode {
             }
             Err(errors) => {
                 for e in &errors {
-                    eprintln!("{}: {e}", file.display());
+                    // A whole-file error (unreadable) is located at the file.
+                    if e.location == file.display().to_string() {
+                        eprintln!("{}: {}", file.display(), e.message);
+                    } else {
+                        eprintln!("{}: {e}", file.display());
+                    }
                 }
                 eprintln!(
                     "{}: {} error{}",

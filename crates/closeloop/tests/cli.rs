@@ -359,7 +359,35 @@ async fn programs_validate_reports_every_error_and_exits_3() {
         .await
         .unwrap();
     assert_eq!(missing.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("cannot read"), "{err}");
+    // The file is named once per line, not once by the CLI and again as
+    // the error's location.
+    assert!(
+        err.lines()
+            .all(|l| l.matches("/nonexistent/programs.yaml").count() == 1),
+        "{err}"
+    );
+
+    // A directory file that cannot be read is the error, with exit 3, even
+    // when no server answers (the file is read before the server is asked).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = tokio::process::Command::new(bin)
+        .args(["directory", "--server", &format!("http://127.0.0.1:{port}")])
+        .args(["import", "/nonexistent/directory.yaml"])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("cannot read /nonexistent/directory.yaml"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
