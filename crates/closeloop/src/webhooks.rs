@@ -143,16 +143,22 @@ fn changed(json_out: bool, r: v1::WebhookResponse, what: &str) {
 
 async fn run_inner(args: &WebhooksArgs) -> Result<ExitCode, CliError> {
     let json_out = args.output == "json";
+    // A secret file is read before the server is asked: an unreadable file
+    // is the error to report (exit 3), whether or not a server answers.
+    let secret = match &args.command {
+        WebhooksCommand::Add { secret_file, .. }
+        | WebhooksCommand::RotateSecret { secret_file, .. } => read_secret(secret_file)?,
+        _ => String::new(),
+    };
     let mut c = NotificationServiceClient::new(client::channel(&args.server).await?);
     match &args.command {
         WebhooksCommand::Add {
             url,
             events,
-            secret_file,
+            secret_file: _,
             description,
             request_id,
         } => {
-            let secret = read_secret(secret_file)?;
             let r = c
                 .add_webhook(v1::AddWebhookRequest {
                     url: url.clone(),
@@ -231,10 +237,9 @@ async fn run_inner(args: &WebhooksArgs) -> Result<ExitCode, CliError> {
         }
         WebhooksCommand::RotateSecret {
             id,
-            secret_file,
+            secret_file: _,
             keep_old,
         } => {
-            let secret = read_secret(secret_file)?;
             let r = c
                 .rotate_webhook_secret(v1::RotateWebhookSecretRequest {
                     id: id.clone(),

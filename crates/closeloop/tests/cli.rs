@@ -368,26 +368,54 @@ async fn programs_validate_reports_every_error_and_exits_3() {
             .all(|l| l.matches("/nonexistent/programs.yaml").count() == 1),
         "{err}"
     );
+}
 
-    // A directory file that cannot be read is the error, with exit 3, even
-    // when no server answers (the file is read before the server is asked).
+/// A file a command reads (a directory to import, a webhook secret) is read
+/// before the server is asked: an unreadable one is the error, exit 3, even
+/// when no server answers (not exit 6, "cannot reach").
+#[tokio::test]
+async fn files_are_read_before_the_server_is_asked() {
+    let bin = env!("CARGO_BIN_EXE_closeloop");
+    // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let o = tokio::process::Command::new(bin)
-        .args(["directory", "--server", &format!("http://127.0.0.1:{port}")])
-        .args(["import", "/nonexistent/directory.yaml"])
-        .output()
-        .await
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(3), "{err}");
-    assert!(
-        err.contains("cannot read /nonexistent/directory.yaml"),
-        "{err}"
-    );
+    let server = format!("http://127.0.0.1:{port}");
+    for (args, says) in [
+        (
+            vec![
+                "directory",
+                "--server",
+                &server,
+                "import",
+                "/nonexistent/directory.yaml",
+            ],
+            "cannot read /nonexistent/directory.yaml",
+        ),
+        (
+            vec![
+                "webhooks",
+                "--server",
+                &server,
+                "add",
+                "https://crm.example/hook",
+                "--secret-file",
+                "/nonexistent/secret",
+            ],
+            "cannot read --secret-file /nonexistent/secret",
+        ),
+    ] {
+        let o = tokio::process::Command::new(bin)
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
