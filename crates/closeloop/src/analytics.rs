@@ -90,11 +90,12 @@ struct ViewArgs {
     only_items: String,
     /// quality: list the N best-scored closed tickets (all rows, or the
     /// row of --explain).
-    #[arg(long, value_name = "N", conflicts_with = "worst")]
+    #[arg(long, value_name = "N", conflicts_with = "worst",
+          value_parser = clap::value_parser!(u32).range(1..))]
     best: Option<u32>,
     /// quality: list the N worst-scored closed tickets, with the criteria
     /// they missed.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     worst: Option<u32>,
     /// With --explain: at most N lines.
     #[arg(long, value_name = "N")]

@@ -842,14 +842,14 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
     assert_eq!(down.status.code(), Some(6));
 }
 
-/// `serve` refuses a bad command line before connecting to anything, with
-/// exit code 2 (bad command line) and the flag named: an unknown role, a
-/// replica count JetStream does not have.
+/// A bad command line is refused before anything is connected to, with
+/// exit code 2 and the flag named: `serve` with an unknown role or a
+/// replica count JetStream does not have, a report asking for no tickets.
 #[test]
-fn serve_refuses_a_bad_command_line_with_exit_2() {
-    let serve = |args: &[&str]| {
+fn a_bad_command_line_exits_2_naming_the_flag() {
+    let run = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_closeloop"));
-        cmd.arg("serve").args(args);
+        cmd.args(args);
         for v in ["CLOSELOOP_ROLES", "CLOSELOOP_STREAM_REPLICAS"] {
             cmd.env_remove(v);
         }
@@ -857,13 +857,15 @@ fn serve_refuses_a_bad_command_line_with_exit_2() {
     };
     for (args, says) in [
         (
-            &["--roles", "ticketing,bogus"][..],
+            &["serve", "--roles", "ticketing,bogus"][..],
             "unknown role \"bogus\"",
         ),
-        (&["--stream-replicas", "0"], "0 is not in 1..=5"),
-        (&["--stream-replicas", "6"], "6 is not in 1..=5"),
+        (&["serve", "--stream-replicas", "0"], "0 is not in 1..=5"),
+        (&["serve", "--stream-replicas", "6"], "6 is not in 1..=5"),
+        (&["report", "quality", "--best", "0"], "'--best <N>'"),
+        (&["report", "quality", "--worst", "0"], "'--worst <N>'"),
     ] {
-        let o = serve(args);
+        let o = run(args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
