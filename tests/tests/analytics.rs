@@ -19,6 +19,7 @@ use closeloop_proto::v1::clock_service_client::ClockServiceClient;
 use closeloop_proto::v1::feedback_service_client::FeedbackServiceClient;
 use closeloop_server::{ClockConfig, Roles};
 use closeloop_tests::{App, AppOptions, Backend, Nats, TestDb, spawn_app_with, unique_prefix};
+use tonic_types::StatusExt as _;
 
 const DAY_US: i64 = 86_400_000_000;
 /// The scenario moves in ticks of two days.
@@ -1746,6 +1747,29 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
         .collect();
     assert!(!want.is_empty());
     assert_eq!(got, want);
+    // A key of the wrong length is refused, saying what was given and
+    // how long a row's key is.
+    let refused = AnalyticsServiceClient::connect(app.grpc_url())
+        .await
+        .unwrap()
+        .explain(v1::ExplainRequest {
+            view: "closure".into(),
+            request: Some(request(&["team"], None)),
+            key: vec![team.clone(), "2026-Q1".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let why = &refused.get_details_bad_request().unwrap().field_violations[0];
+    assert_eq!(why.field, "key");
+    assert!(
+        why.description.starts_with(
+            "\"cs-team-b,2026-Q1\" is 2 values, and this report's rows have keys of 1"
+        ),
+        "{}",
+        why.description
+    );
 
     // The escalated tickets of that team: every surely escalated one, and
     // none that surely was not.

@@ -515,7 +515,12 @@ impl AnalyticsService for AnalyticsGrpc {
                 FieldViolation::new(
                     "key",
                     format!(
-                        "give the row's key as the report shows it ({key_len} values), or none for every row"
+                        "{:?} is {} value{}, and this report's rows have keys of {key_len} \
+                         (its key columns, comma-separated, as the report shows them); \
+                         give one row's key, or none for every row",
+                        r.key.join(","),
+                        r.key.len(),
+                        if r.key.len() == 1 { "" } else { "s" }
                     ),
                 ),
             ]));
