@@ -285,16 +285,6 @@ impl Db {
                     })
             }
         };
-        // The WAL is checkpointed by a background task (a checkpoint is
-        // what fsyncs; on the writer it would stall the commit that crossed
-        // the threshold). But only a checkpoint between the writer's
-        // transactions lets the WAL start over: under a steady stream of
-        // commits the background one never catches the writer, and the WAL
-        // would grow without bound (every frame then lands on a newly
-        // allocated block, which the kernel zeroes first). So the writer
-        // also checkpoints, rarely: when the WAL reaches
-        // `WAL_AUTOCHECKPOINT` pages, and then it only copies what the
-        // background task has not.
         if backend == Backend::Postgres {
             // The pool retries a failing connection until its acquire
             // timeout and then reports only that it timed out; one
@@ -307,6 +297,16 @@ impl Db {
                     source,
                 })?;
         }
+        // The WAL is checkpointed by a background task (a checkpoint is
+        // what fsyncs; on the writer it would stall the commit that crossed
+        // the threshold). But only a checkpoint between the writer's
+        // transactions lets the WAL start over: under a steady stream of
+        // commits the background one never catches the writer, and the WAL
+        // would grow without bound (every frame then lands on a newly
+        // allocated block, which the kernel zeroes first). So the writer
+        // also checkpoints, rarely: when the WAL reaches
+        // `WAL_AUTOCHECKPOINT` pages, and then it only copies what the
+        // background task has not.
         let pool = connect(opts).await?;
         let (writer, checkpointer) = if own_writer {
             let conn = OwnWriter::open(&connect_url)
