@@ -65,9 +65,8 @@ fn channel(word: &str) -> Option<i32> {
     }
 }
 
-/// What the service says of `channel`, in this API's words: the JSON
-/// names a channel by a lowercase word (the service knows the proto's
-/// enum), and a word it does not know is named back.
+/// The channel words this API takes, for its problem details (the
+/// service's own details name the proto's enum values instead).
 const CHANNEL_WORDS: &str = "phone, email, meeting or other";
 
 async fn command(
