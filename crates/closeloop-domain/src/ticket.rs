@@ -558,9 +558,10 @@ pub enum RuleViolation {
     #[error("ticket is already owned by {0}")]
     SameOwner(String),
     #[error(
-        "request_id {request_id:?} was already used on this ticket for a {previous} command{}; \
-         a retry must repeat its request exactly: use a new request_id for a new request",
-        if *.same_kind { " with other content" } else { "" }
+        "request_id {request_id:?} was already used on this ticket by an earlier request \
+         ({previous}{}); a retry must repeat its request exactly: use a new request_id for a \
+         new request",
+        if *.same_kind { ", with other content" } else { "" }
     )]
     RequestIdReused {
         request_id: String,
@@ -900,7 +901,12 @@ mod tests {
                 same_kind: true
             })
         );
-        assert!(d.unwrap_err().to_string().contains("with other content"));
+        assert_eq!(
+            d.unwrap_err().to_string(),
+            "request_id \"n1\" was already used on this ticket by an earlier request \
+             (note_added, with other content); a retry must repeat its request exactly: use a \
+             new request_id for a new request"
+        );
         // The open itself: same request id, another owner.
         let (s, d) = run(id, s, &mut seq, "r0", &open_cmd("b@x.io"));
         assert!(matches!(
