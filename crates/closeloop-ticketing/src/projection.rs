@@ -360,6 +360,20 @@ async fn open_rows(
     Ok(())
 }
 
+/// An owner action on `n` tickets in one statement: each row of `row`
+/// gives the ticket id (`v.column1`), the event's sequence (`v.column2`)
+/// and its time (`v.column3`), then what `set` reads. Every row also
+/// touches its ticket and takes the sequence, once (sequence guard).
+fn grouped_update(sqlite: bool, set: &str, row: &str, n: usize) -> String {
+    format!(
+        "UPDATE tickets SET {set}, \
+         last_touched_at = CASE WHEN last_touched_at < v.column3 THEN v.column3 \
+         ELSE last_touched_at END, sequence = v.column2 \
+         FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND tickets.sequence < v.column2",
+        values_sql(sqlite, row, n)
+    )
+}
+
 /// Applies `rs` (all `ContactLogged`, one per ticket) in one statement,
 /// each once (sequence guard).
 async fn contact_rows(
@@ -367,13 +381,12 @@ async fn contact_rows(
     sqlite: bool,
     rs: &[&RecordedEvent],
 ) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "UPDATE tickets SET status = 'contacted', contact_count = contact_count + 1, \
-         first_contact_at = COALESCE(first_contact_at, v.column3), \
-         last_touched_at = CASE WHEN last_touched_at < v.column3 THEN v.column3 \
-         ELSE last_touched_at END, sequence = v.column2 \
-         FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND tickets.sequence < v.column2",
-        values_sql(sqlite, "(?, ?, ?)", rs.len())
+    let sql = grouped_update(
+        sqlite,
+        "status = 'contacted', contact_count = contact_count + 1, \
+         first_contact_at = COALESCE(first_contact_at, v.column3)",
+        "(?, ?, ?)",
+        rs.len(),
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for r in rs {
@@ -402,18 +415,13 @@ async fn close_rows(
     // statement prepared with that type: after a close without an amount,
     // the next close with one failed on that connection ("incorrect binary
     // data format"), and the ticket view stopped there, retrying that batch.
-    let sql = format!(
-        "UPDATE tickets SET status = 'closed', closed_at = v.column3, \
-         root_cause_category = v.column4, root_cause = v.column5, actions_taken = v.column6, \
-         opportunity_kind = v.column7, opportunity_amount = v.column8, \
-         last_touched_at = CASE WHEN last_touched_at < v.column3 THEN v.column3 \
-         ELSE last_touched_at END, sequence = v.column2 \
-         FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND tickets.sequence < v.column2",
-        values_sql(
-            sqlite,
-            "(?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CASE WHEN ? = 1 THEN ? END)",
-            rs.len()
-        )
+    let sql = grouped_update(
+        sqlite,
+        "status = 'closed', closed_at = v.column3, root_cause_category = v.column4, \
+         root_cause = v.column5, actions_taken = v.column6, opportunity_kind = v.column7, \
+         opportunity_amount = v.column8",
+        "(?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CASE WHEN ? = 1 THEN ? END)",
+        rs.len(),
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for r in rs {
