@@ -165,9 +165,14 @@ async fn command(
         text(&body, "actor"),
     );
     let word = text(&body, "channel");
-    let channel_detail = match channel(&word) {
-        Some(_) => format!("is required: {CHANNEL_WORDS}"),
-        None => format!("{word:?} is not a channel: use {CHANNEL_WORDS}"),
+    // The channel's problem detail in this API's words (contacts only).
+    let own_words = match (verb, channel(&word)) {
+        ("contact", Some(_)) => vec![("channel", format!("is required: {CHANNEL_WORDS}"))],
+        ("contact", None) => vec![(
+            "channel",
+            format!("{word:?} is not a channel: use {CHANNEL_WORDS}"),
+        )],
+        _ => Vec::new(),
     };
     let answer = match verb {
         "contact" => {
@@ -273,7 +278,7 @@ async fn command(
             )
                 .into_response()
         }
-        Err(s) => status_problem(&s, &[("channel", channel_detail)]),
+        Err(s) => status_problem(&s, &own_words),
     }
 }
 
