@@ -74,6 +74,19 @@ pub fn chunk_size(left: usize) -> usize {
     }
 }
 
+/// `items` in pieces of [`chunk_size`], for multi-row statements whose SQL
+/// is then one of a few texts, each prepared once.
+pub fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let (head, rest) = items.split_at(chunk_size(items.len()));
+        items = rest;
+        Some(head)
+    })
+}
+
 /// `n` copies of `row` (a parenthesised list of values whose parameters
 /// are `?`), comma-separated, for a multi-row `VALUES`: SQLite binds `?`
 /// in order (numbered parameters are looked up by name, one walk of the
@@ -190,6 +203,11 @@ mod tests {
             }
             // Whole chunks, then one statement per bit of the remainder.
             assert_eq!(taken, n / CHUNK + (n % CHUNK).count_ones() as usize);
+            // `chunks` cuts the same pieces, in order, covering every item.
+            let items: Vec<usize> = (0..n).collect();
+            let pieces: Vec<&[usize]> = chunks(&items).collect();
+            assert_eq!(pieces.len(), taken);
+            assert_eq!(pieces.concat(), items);
         }
         assert_eq!(
             sizes.into_iter().collect::<Vec<_>>(),

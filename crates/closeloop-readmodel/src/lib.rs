@@ -20,7 +20,7 @@ mod projector;
 
 pub use db::{Backend, Db, DbError, MIGRATOR, Writer};
 pub use fanout::{Fanout, subject_matches};
-pub use insert::{Insert, Val, chunk_size, values_sql};
+pub use insert::{Insert, Val, chunks, values_sql};
 pub use projector::{
     Pending, Prepared, Progress, Projection, ProjectionError, run_projector, wait_for,
 };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use closeloop_domain::ticket::Origin;
 use closeloop_domain::{RecordedEvent, TicketEvent, TicketId};
 use closeloop_eventstore::{Prefix, StoredEvent};
-use closeloop_readmodel::{Insert, Projection, ProjectionError, Val, chunk_size, values_sql};
+use closeloop_readmodel::{Insert, Projection, ProjectionError, Val, chunks, values_sql};
 use sqlx::AnyConnection;
 
 /// Checkpoint name of the ticket-state projection.
@@ -245,7 +245,7 @@ async fn apply(conn: &mut AnyConnection, r: &RecordedEvent) -> Result<(), sqlx::
 /// the batch, then each one's second, and so on, so that a round names a
 /// ticket at most once and a ticket's events keep their order. Within a
 /// round, the openings, contacts and closes (nearly all of a live batch)
-/// are written as multi-row statements of [`chunk_size`] rows, the rest one
+/// are written as multi-row statements in [`chunks`], the rest one
 /// by one. A live batch of ten events took fourteen statements, each a
 /// round trip to SQLite's thread (which sleeps between them); with 16
 /// clients that thread now goes to sleep 0.74 times per command instead of
@@ -286,19 +286,6 @@ async fn apply_grouped(
         }
     }
     Ok(())
-}
-
-/// `items` in pieces of [`chunk_size`], so each statement's SQL is one of a
-/// few texts, prepared once.
-fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if items.is_empty() {
-            return None;
-        }
-        let (head, rest) = items.split_at(chunk_size(items.len()));
-        items = rest;
-        Some(head)
-    })
 }
 
 /// The `tickets` rows of `rs` (all `Opened`; a row already there stays).
