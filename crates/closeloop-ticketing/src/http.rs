@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use closeloop_domain::FieldViolation;
 use closeloop_proto::v1;
 use closeloop_proto::v1::ticket_service_server::TicketService;
 use closeloop_runtime::problem;
@@ -308,7 +309,7 @@ fn invalid(detail: String, errors: Vec<Value>) -> Response {
 /// that a bad field named in `own_words` is described as given there (the
 /// HTTP form of a field the service knows in its gRPC form).
 fn status_problem(s: &tonic::Status, own_words: &[(&str, String)]) -> Response {
-    let violations: Vec<(String, String)> = s
+    let violations: Vec<FieldViolation> = s
         .get_details_bad_request()
         .map(|b| {
             b.field_violations
@@ -318,31 +319,24 @@ fn status_problem(s: &tonic::Status, own_words: &[(&str, String)]) -> Response {
                         .iter()
                         .find(|(f, _)| *f == v.field)
                         .map_or_else(|| v.description.clone(), |(_, d)| d.clone());
-                    (v.field.clone(), detail)
+                    FieldViolation::new(v.field.clone(), detail)
                 })
                 .collect()
         })
         .unwrap_or_default();
     let rewritten = violations
         .iter()
-        .any(|(f, _)| own_words.iter().any(|(o, _)| o == f));
+        .any(|v| own_words.iter().any(|(o, _)| *o == v.field));
     let fields: Vec<Value> = violations
         .iter()
-        .map(|(f, d)| json!({"field": f, "detail": d}))
+        .map(|v| json!({"field": v.field, "detail": v.description}))
         .collect();
     let reason = s.get_details_error_info().map(|i| i.reason);
     match s.code() {
         // The service's message lists its details; when one was rewritten,
         // so is the message, in the service's form.
         Code::InvalidArgument if rewritten => invalid(
-            format!(
-                "invalid request: {}",
-                violations
-                    .iter()
-                    .map(|(f, d)| format!("{f}: {d}"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
+            closeloop_proto::status::invalid_message(&violations),
             fields,
         ),
         Code::InvalidArgument => invalid(s.message().to_string(), fields),
