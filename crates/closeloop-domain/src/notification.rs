@@ -441,15 +441,20 @@ pub fn notices(
     out
 }
 
-/// The notices SLA event `event` causes: a warning or a breach tells the
-/// ticket's owner; an escalation tells its target with the owner in copy.
-/// Pure.
+/// The notices SLA event `event`, recorded at `at`, causes: a warning or a
+/// breach tells the ticket's owner; an escalation tells its target with the
+/// owner in copy. A warning recorded at or after its clock's due time (its
+/// timer fired late: the role was down, or a simulated clock jumped past
+/// the due time) tells nobody: the breach recorded with it does, and "due
+/// soon" would no longer be true. Pure.
 pub fn sla_notices(
     event: &crate::sla::SlaEvent,
+    at: Timestamp,
     prefs: &dyn Fn(&str) -> Preferences,
 ) -> Vec<Notice> {
     use crate::sla::SlaEvent;
     let who: Vec<(&str, NoticeKind)> = match event {
+        SlaEvent::Warned { due_at, .. } if at >= *due_at => Vec::new(),
         SlaEvent::Warned { owner, .. } => vec![(owner.as_str(), NoticeKind::SlaWarning)],
         SlaEvent::Breached { owner, .. } => vec![(owner.as_str(), NoticeKind::SlaBreach)],
         SlaEvent::Escalated { to, owner, .. } => {
@@ -1282,5 +1287,48 @@ mod tests {
                 attempt: 2
             }))
         ));
+    }
+
+    #[test]
+    fn a_warning_recorded_after_its_due_time_tells_nobody() {
+        use crate::sla::{ClockKind, SlaEvent};
+        let due = Timestamp::from_micros(48 * 3_600_000_000);
+        let warned = SlaEvent::Warned {
+            kind: ClockKind::FirstContact,
+            run: 1,
+            pct: 75,
+            due_at: due,
+            owner: "dana@vendor.example".into(),
+        };
+        let prefs = |_: &str| Preferences::default();
+        let told = |at: i64| {
+            sla_notices(&warned, Timestamp::from_micros(at), &prefs)
+                .into_iter()
+                .map(|n| (n.recipient, n.kind))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            told(due.as_micros() - 1),
+            vec![("dana@vendor.example".to_string(), NoticeKind::SlaWarning)]
+        );
+        assert!(told(due.as_micros()).is_empty());
+        assert!(told(due.as_micros() + 86_400_000_000).is_empty());
+        // A breach is told whenever it is recorded.
+        let breached = SlaEvent::Breached {
+            kind: ClockKind::FirstContact,
+            run: 1,
+            original_due: due,
+            due_at: due,
+            owner: "dana@vendor.example".into(),
+        };
+        assert_eq!(
+            sla_notices(
+                &breached,
+                Timestamp::from_micros(due.as_micros() + 1),
+                &prefs
+            )
+            .len(),
+            1
+        );
     }
 }

@@ -647,7 +647,7 @@ impl EventHandler for SlaRequester {
             return Verdict::DeadLetter("SLA event without an envelope (no event id)".into());
         };
         let default_prefs = |_: &str| Preferences::default();
-        let candidates: Vec<String> = sla_notices(&rec.event, &default_prefs)
+        let candidates: Vec<String> = sla_notices(&rec.event, rec.occurred_at, &default_prefs)
             .into_iter()
             .map(|n| n.recipient)
             .collect();
@@ -669,7 +669,7 @@ impl EventHandler for SlaRequester {
                 .unwrap_or_default()
         };
         let ctx = EventContext::caused_by(Some(env), ACTOR);
-        for n in sla_notices(&rec.event, &prefs)
+        for n in sla_notices(&rec.event, rec.occurred_at, &prefs)
             .into_iter()
             .filter(|n| r.email || n.channel != NotifyChannel::Email)
         {
