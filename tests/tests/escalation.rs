@@ -649,6 +649,111 @@ async fn two_replicas_on_postgres_never_fire_a_timer_twice() {
     app.stop().await.unwrap();
 }
 
+/// A clock that jumps past a ticket's first-contact due time (as after a
+/// day with no escalation role running) fires both warnings and the
+/// breach at once: the owner is told of the breach only, not that the
+/// ticket is "due soon" when it is already overdue. The warnings are
+/// still recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn warnings_fired_after_the_due_time_are_not_sent() {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let sink = SmtpSink::start();
+    let app = start(&nats, &db, &prefix, dir.path(), Some(&sink), "all").await;
+    app.seed_ticket_directory().await;
+    let late = open(&app, "late", "dana@vendor.example").await;
+    sla_until(&app, &late, "clocks start", |s| s.clocks.len() == 2).await;
+    sink.wait_for(1).await; // the owner's "assigned" e-mail
+    advance(&app, 3 * DAY).await;
+    let s = sla_until(&app, &late, "first contact breached", |s| {
+        clock(s, "first_contact").state == "breached"
+    })
+    .await;
+    assert_eq!(clock(&s, "first_contact").warned_pct, [50, 75]);
+    let subjects = |to: &str| -> Vec<String> {
+        sink.messages()
+            .iter()
+            .filter(|m| m["rcpt_to"].as_str() == Some(to))
+            .map(|m| m["subject"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !subjects("dana@vendor.example")
+        .iter()
+        .any(|s| s.starts_with("[closeloop] Overdue (first contact)"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:#?}",
+            subjects("dana@vendor.example")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The warnings came before the breach on the ticket's SLA subject; give
+    // their e-mails, had they been requested, time to arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let told = subjects("dana@vendor.example");
+    assert!(
+        !told.iter().any(|s| s.starts_with("[closeloop] Due soon")),
+        "{told:#?}"
+    );
+    // Nor is one requested. The ticket's notifications and timers are
+    // listed by its id in any case; an id that is not a ticket id is refused.
+    let mut n =
+        closeloop_proto::v1::notification_service_client::NotificationServiceClient::connect(
+            app.grpc_url(),
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<String> = n
+        .list_notifications(v1::ListNotificationsRequest {
+            ticket_id: late.to_uppercase(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications
+        .into_iter()
+        .map(|n| n.kind)
+        .collect();
+    assert!(kinds.iter().any(|k| k == "sla_breach"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "sla_warning"), "{kinds:?}");
+    let mut esc = EscalationServiceClient::connect(app.grpc_url())
+        .await
+        .unwrap();
+    let timers = esc
+        .list_timers(v1::ListTimersRequest {
+            limit: 100,
+            ticket_id: late.to_uppercase(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .timers;
+    assert!(timers.iter().all(|t| t.ticket_id == late) && !timers.is_empty());
+    let bad = n
+        .list_notifications(v1::ListNotificationsRequest {
+            ticket_id: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    let bad = esc
+        .list_timers(v1::ListTimersRequest {
+            limit: 1,
+            ticket_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert!(bad.message().contains("is not a ticket id"), "{bad:?}");
+    app.stop().await.unwrap();
+}
+
 /// The weekly report of a region: generated at its scheduled time (Monday
 /// 08:00 London) once, however often the role restarts, and e-mailed to
 /// the region's list.

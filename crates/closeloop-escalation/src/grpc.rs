@@ -138,11 +138,19 @@ impl EscalationService for EscalationGrpc {
                 ]));
             }
         };
+        // A ticket id as stored (lowercase); a typo is refused, not listed as
+        // a ticket without timers.
+        let ticket = match r.ticket_id.trim() {
+            "" => String::new(),
+            t => TicketId::parse("ticket_id", t)
+                .map_err(|v| closeloop_proto::status::invalid_argument(vec![v]))?
+                .to_string(),
+        };
         let rows = sqlx::query(
             "SELECT ticket_id, timer_key, due_at FROM sla_timers \
              WHERE ($1 = '' OR ticket_id = $1) ORDER BY due_at, ticket_id, timer_key LIMIT $2",
         )
-        .bind(r.ticket_id.trim())
+        .bind(ticket)
         .bind(limit)
         .fetch_all(self.db.pool())
         .await

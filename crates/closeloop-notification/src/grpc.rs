@@ -218,10 +218,20 @@ impl NotificationService for NotificationGrpc {
             0 => 100,
             n => i64::from(n.min(1000)),
         };
+        // A ticket id as stored (lowercase); a typo is refused, not listed as
+        // a ticket without notifications.
+        let ticket = match r.ticket_id.trim() {
+            "" => None,
+            t => Some(
+                closeloop_domain::TicketId::parse("ticket_id", t)
+                    .map_err(|v| closeloop_proto::status::invalid_argument(vec![v]))?
+                    .to_string(),
+            ),
+        };
         let rows = view::list(
             &self.db,
             Some(status).filter(|s| !s.is_empty()),
-            Some(r.ticket_id.trim()).filter(|t| !t.is_empty()),
+            ticket.as_deref(),
             limit,
         )
         .await
