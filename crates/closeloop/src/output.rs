@@ -395,6 +395,16 @@ pub fn print_notifications(ns: &[v1::TicketNotification]) {
     }
 }
 
+/// An RFC 3339 UTC time to the second, keeping its zone
+/// (`2026-11-09T09:00:00.000000Z` → `2026-11-09T09:00:00Z`); anything else
+/// (`-` for none) as it is.
+fn to_seconds(t: &str) -> String {
+    match (t.get(..19), t.ends_with('Z')) {
+        (Some(s), true) => format!("{s}Z"),
+        _ => t.to_string(),
+    }
+}
+
 pub fn print_list(r: &v1::ListTicketsResponse) {
     let head = [
         "ID", "STATUS", "OWNER", "ACCOUNT", "PROGRAM", "OPENED", "TITLE",
@@ -414,7 +424,7 @@ pub fn print_list(r: &v1::ListTicketsResponse) {
                 } else {
                     t.program_id.clone()
                 },
-                text(&rfc3339(&t.opened_at)).chars().take(19).collect(),
+                to_seconds(&text(&rfc3339(&t.opened_at))),
                 t.title.clone(),
             ]
         })
@@ -470,7 +480,16 @@ fn aligned(head: &[String], lines: &[Vec<String>], right: impl Fn(usize) -> bool
 
 #[cfg(test)]
 mod tests {
-    use super::aligned;
+    use super::{aligned, to_seconds};
+
+    #[test]
+    fn list_times_keep_their_zone() {
+        assert_eq!(
+            to_seconds("2026-11-09T09:00:00.000000Z"),
+            "2026-11-09T09:00:00Z"
+        );
+        assert_eq!(to_seconds("-"), "-");
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|c| c.to_string()).collect()
