@@ -1770,6 +1770,25 @@ async fn every_view_matches_the_scenario_now_as_of_a_past_time_on_both_backends(
         "{}",
         why.description
     );
+    // Without slices only the total row is there, and it has no key.
+    let refused = AnalyticsServiceClient::connect(app.grpc_url())
+        .await
+        .unwrap()
+        .explain(v1::ExplainRequest {
+            view: "closure".into(),
+            request: Some(request(&[], None)),
+            key: vec![team.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let why = &refused.get_details_bad_request().unwrap().field_violations[0];
+    assert!(
+        why.description
+            .starts_with("\"cs-team-b\": without slices this report has only its total row"),
+        "{}",
+        why.description
+    );
 
     // The escalated tickets of that team: every surely escalated one, and
     // none that surely was not.

@@ -514,14 +514,24 @@ impl AnalyticsService for AnalyticsGrpc {
             return Err(closeloop_proto::status::invalid_argument(vec![
                 FieldViolation::new(
                     "key",
-                    format!(
-                        "{:?} is {} value{}, and this report's rows have keys of {key_len} \
-                         (its key columns, comma-separated, as the report shows them); \
-                         give one row's key, or none for every row",
-                        r.key.join(","),
-                        r.key.len(),
-                        if r.key.len() == 1 { "" } else { "s" }
-                    ),
+                    if key_len == 0 {
+                        format!(
+                            "{:?}: without slices this report has only its total row, \
+                             which has no key; give none for it, or slice the report \
+                             (by) and give one row's key",
+                            r.key.join(",")
+                        )
+                    } else {
+                        format!(
+                            "{:?} is {} value{}, and this report's rows have keys of \
+                             {key_len} value{} (its key columns, comma-separated, as the \
+                             report shows them); give one row's key, or none for every row",
+                            r.key.join(","),
+                            r.key.len(),
+                            if r.key.len() == 1 { "" } else { "s" },
+                            if key_len == 1 { "" } else { "s" }
+                        )
+                    },
                 ),
             ]));
         }
