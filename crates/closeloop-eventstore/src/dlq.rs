@@ -118,6 +118,49 @@ pub async fn list(
     Ok(out)
 }
 
+/// The durable consumers on `streams` (not the ephemeral ones readers
+/// make), by the name their dead letters carry
+/// (a consumer over several filters is one name: its server-side siblings
+/// `NAME-1`, `NAME-2`, ... are folded into it), sorted. A stream that does
+/// not exist (its role never ran) has none.
+pub async fn consumer_names(
+    js: &jetstream::Context,
+    streams: &[String],
+) -> Result<Vec<String>, DlqError> {
+    let mut names = std::collections::BTreeSet::new();
+    for stream in streams {
+        let s = match js.get_stream(stream).await {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(_)
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        // Durable ones only: readers' ordered consumers are ephemeral.
+        let mut listed = s.consumers();
+        while let Some(info) = listed.next().await {
+            if let Some(name) = info.map_err(unavailable)?.config.durable_name {
+                names.insert(name);
+            }
+        }
+    }
+    let folded = names
+        .iter()
+        .filter(|n| {
+            !n.rsplit_once('-').is_some_and(|(base, k)| {
+                !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) && names.contains(base)
+            })
+        })
+        .cloned()
+        .collect();
+    Ok(folded)
+}
+
 /// Publishes a parked intake message to its original subject again (after
 /// the cause was fixed, e.g. the account imported) and removes it from the
 /// dead letters; returns that subject.

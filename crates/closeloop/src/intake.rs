@@ -68,7 +68,8 @@ enum DlqCommand {
     /// List parked messages: sequence, time, consumer, original subject and
     /// sequence, and the reason.
     List {
-        /// Only those this durable consumer parked (e.g. routing, feedback-intake).
+        /// Only those this durable consumer parked (e.g. routing,
+        /// feedback-intake); a name that is no consumer's is refused (exit 4).
         #[arg(long)]
         consumer: Option<String>,
     },
@@ -83,7 +84,8 @@ enum DlqCommand {
     /// (after fixing what made it park one); its handler skips what it had
     /// already done.
     Replay {
-        /// The durable consumer: routing or ticketing-routes.
+        /// The durable consumer, as `list` and `closeloop status` name it
+        /// (e.g. routing, ticketing-routes, escalation, notification).
         #[arg(long)]
         consumer: String,
         /// The stream sequence to start from (a dead letter's original sequence).
@@ -150,6 +152,12 @@ async fn list(a: &NatsArgs, consumer: Option<&str>, json_key: &str) -> ExitCode 
         }
         Ok(list) => {
             if list.is_empty() {
+                if let Some(c) = consumer {
+                    match known_consumer(&js, &prefix, c).await {
+                        Ok(()) => {}
+                        Err(code) => return code,
+                    }
+                }
                 outln!("no dead letters");
             }
             for r in list {
@@ -168,6 +176,40 @@ async fn list(a: &NatsArgs, consumer: Option<&str>, json_key: &str) -> ExitCode 
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(code(&e))
+        }
+    }
+}
+
+/// `Ok` when `consumer` is a durable consumer of the events or the intake
+/// stream; else says which there are (exit 4): a consumer given wrong would
+/// otherwise look like one without dead letters.
+async fn known_consumer(
+    js: &async_nats::jetstream::Context,
+    prefix: &Prefix,
+    consumer: &str,
+) -> Result<(), ExitCode> {
+    let streams = [
+        prefix.events_stream(),
+        closeloop_ingestion::nats::intake_stream(prefix),
+    ];
+    match dlq::consumer_names(js, &streams).await {
+        Ok(names) if names.iter().any(|n| n == consumer) => Ok(()),
+        Ok(names) => {
+            eprintln!(
+                "error: no consumer {consumer:?} on {} or {}; the consumers are: {}",
+                streams[0],
+                streams[1],
+                if names.is_empty() {
+                    "none (has closeloop run with this --prefix?)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+            Err(ExitCode::from(exit::NOT_FOUND))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(code(&e)))
         }
     }
 }

@@ -588,6 +588,17 @@ async fn nats_intake_parks_bad_messages_and_redrive_retries_them() {
     let o = dlq(&["list", "--consumer", "routing", "-o", "json"]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["dead_letters"].as_array().unwrap().is_empty(), "{v}");
+    // A name that is no consumer's is not taken for one without dead
+    // letters: exit 4, naming the durable consumers there are.
+    let o = dlq(&["list", "--consumer", "routnig"]);
+    assert_eq!(o.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no consumer \"routnig\"")
+            && err.contains("feedback-intake")
+            && err.contains(", routing"),
+        "{err}"
+    );
     let o = dlq(&["replay", "--consumer", "feedback-intake", "--from", "1"]);
     assert_eq!(o.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&o.stderr).contains("dlq redrive"));
