@@ -59,10 +59,12 @@ struct ViewArgs {
     /// segment, period.
     #[arg(long, value_delimiter = ',')]
     by: Vec<String>,
-    /// Start of the period (RFC 3339 or a date; inclusive).
+    /// Start of the period, inclusive: an RFC 3339 time, or a date (its
+    /// midnight in --tz).
     #[arg(long)]
     from: Option<String>,
-    /// End of the period (exclusive).
+    /// End of the period, exclusive: an RFC 3339 time, or a date (its
+    /// midnight in --tz).
     #[arg(long)]
     to: Option<String>,
     /// Buckets of the period slice: day, week, month, quarter, year
@@ -72,7 +74,8 @@ struct ViewArgs {
     /// Time zone of the period buckets (IANA, default UTC).
     #[arg(long, default_value = "")]
     tz: String,
-    /// Evaluate as of this time (default: now).
+    /// Evaluate as of this time (default: now): an RFC 3339 time, or a date
+    /// (its midnight in --tz).
     #[arg(long)]
     as_of: Option<String>,
     /// Only items whose slice has this value: DIMENSION=VALUE (repeatable).
@@ -112,14 +115,32 @@ pub async fn run(args: ReportArgs) -> ExitCode {
     }
 }
 
-/// A date (`2026-01-01`) is its midnight UTC.
-fn time_arg(field: &str, s: &str) -> Result<prost_types::Timestamp, CliError> {
+/// An RFC 3339 time, or a date (`2026-01-01`): the first instant of that day
+/// in the report's time zone `tz` (`--tz`; UTC when empty), so that
+/// `--from`/`--to` dates bound the same days the period buckets show. Where
+/// the clocks skip midnight, the day starts at the instant they jump to.
+fn time_arg(field: &str, s: &str, tz: &str) -> Result<prost_types::Timestamp, CliError> {
     let s = s.trim();
-    if s.len() == 10 && s.as_bytes()[4] == b'-' {
-        parse_time(field, &format!("{s}T00:00:00Z"))
-    } else {
-        parse_time(field, s)
+    if s.len() != 10 || s.as_bytes()[4] != b'-' {
+        return parse_time(field, s);
     }
+    let bad = |e: jiff::Error| {
+        CliError::Usage(format!(
+            "{field} {s:?} is not a date (YYYY-MM-DD) or an RFC 3339 time: {e}"
+        ))
+    };
+    let date: jiff::civil::Date = s.parse().map_err(bad)?;
+    // A zone the tz database does not know is refused by the server, naming
+    // it; the date is not what is wrong then.
+    let zone = match tz.trim() {
+        "" => jiff::tz::TimeZone::UTC,
+        z => jiff::tz::TimeZone::get(z).unwrap_or(jiff::tz::TimeZone::UTC),
+    };
+    let start = date.to_zoned(zone).map_err(bad)?;
+    Ok(prost_types::Timestamp {
+        seconds: start.timestamp().as_second(),
+        nanos: 0,
+    })
 }
 
 fn request(a: &ViewArgs) -> Result<v1::ReportRequest, CliError> {
@@ -145,15 +166,19 @@ fn request(a: &ViewArgs) -> Result<v1::ReportRequest, CliError> {
         from: a
             .from
             .as_deref()
-            .map(|t| time_arg("--from", t))
+            .map(|t| time_arg("--from", t, &a.tz))
             .transpose()?,
-        to: a.to.as_deref().map(|t| time_arg("--to", t)).transpose()?,
+        to: a
+            .to
+            .as_deref()
+            .map(|t| time_arg("--to", t, &a.tz))
+            .transpose()?,
         period: a.period.clone(),
         time_zone: a.tz.clone(),
         as_of: a
             .as_of
             .as_deref()
-            .map(|t| time_arg("--as-of", t))
+            .map(|t| time_arg("--as-of", t, &a.tz))
             .transpose()?,
         only,
     })
@@ -514,5 +539,44 @@ fn print_generations(s: &v1::ViewGenerations, format: Format) {
                 output::table(&head, &lines, |i| i >= 3);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_arg;
+
+    fn at(field: &str, s: &str, tz: &str) -> String {
+        let Ok(t) = time_arg(field, s, tz) else {
+            panic!("{field} {s} refused")
+        };
+        humantime::format_rfc3339(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.seconds as u64),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn a_date_is_its_midnight_in_the_reports_time_zone() {
+        assert_eq!(at("--from", "2026-11-09", ""), "2026-11-09T00:00:00Z");
+        assert_eq!(
+            at("--from", "2026-11-09", "Pacific/Honolulu"),
+            "2026-11-09T10:00:00Z"
+        );
+        assert_eq!(
+            at("--to", "2026-07-01", "Europe/Paris"),
+            "2026-06-30T22:00:00Z"
+        );
+        // Sao Paulo skipped midnight on 2018-11-04: the day began at 01:00.
+        assert_eq!(
+            at("--from", "2018-11-04", "America/Sao_Paulo"),
+            "2018-11-04T03:00:00Z"
+        );
+        // A time says its own zone.
+        assert_eq!(
+            at("--as-of", "2026-11-09T12:00:00Z", "Pacific/Honolulu"),
+            "2026-11-09T12:00:00Z"
+        );
+        assert!(time_arg("--from", "2026-13-01", "").is_err());
     }
 }
