@@ -161,7 +161,8 @@ pub struct ConsumerMetrics {
     pub done: std::sync::atomic::AtomicU64,
     pub dead_lettered: std::sync::atomic::AtomicU64,
     pub retried: std::sync::atomic::AtomicU64,
-    /// Stream sequence of the last message delivered.
+    /// Stream sequence of the last message delivered to the durable (as the
+    /// server has it when consuming starts, then as messages arrive).
     pub position: std::sync::atomic::AtomicU64,
     /// Messages still to deliver after it (the consumer's lag).
     pub pending: std::sync::atomic::AtomicU64,
@@ -355,9 +356,13 @@ async fn consume<H: Handler>(
             reason: e.to_string(),
         })?;
     let mut streams = Vec::with_capacity(spec.filters.len());
+    // Where each durable stands on the server (its last delivered stream
+    // sequence, and what is left): `/metrics` shows that from the start,
+    // not 0 until the first message after a restart.
+    let mut standing = Vec::with_capacity(spec.filters.len());
     for (i, filter) in spec.filters.iter().enumerate() {
         let durable = spec.durable_for(i);
-        let consumer = stream
+        let mut consumer = stream
             .get_or_create_consumer(
                 &durable,
                 pull::Config {
@@ -379,6 +384,12 @@ async fn consume<H: Handler>(
                 durable: durable.clone(),
                 reason: e.to_string(),
             })?;
+        // Fresh from the server (the handle's copy may be from its creation).
+        let info = consumer.info().await.map_err(|e| ConsumeError::Durable {
+            durable: durable.clone(),
+            reason: e.to_string(),
+        })?;
+        standing.push((info.delivered.stream_sequence, info.num_pending));
         streams.push(
             consumer
                 .stream()
@@ -409,8 +420,18 @@ async fn consume<H: Handler>(
         lanes.push(lane(js, prefix, spec, handler, rx));
     }
     let mut lanes = std::pin::pin!(futures::future::try_join_all(lanes));
-    let backlog: std::sync::Arc<[std::sync::atomic::AtomicU64]> =
-        spec.filters.iter().map(|_| Default::default()).collect();
+    let backlog: std::sync::Arc<[std::sync::atomic::AtomicU64]> = standing
+        .iter()
+        .map(|(_, pending)| std::sync::atomic::AtomicU64::new(*pending))
+        .collect();
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let delivered = standing.iter().map(|(d, _)| *d).max().unwrap_or(0);
+        spec.metrics.position.fetch_max(delivered, Relaxed);
+        spec.metrics
+            .pending
+            .store(standing.iter().map(|(_, p)| *p).sum(), Relaxed);
+    }
     let reader = futures::future::try_join_all(
         streams
             .into_iter()

@@ -851,6 +851,38 @@ async fn status_shows_every_projector_and_consumer_with_its_lag() {
     app.stop().await.unwrap();
     let down = status(&[]);
     assert_eq!(down.status.code(), Some(6));
+
+    // Restarted, with nothing new to read: each consumer shows where its
+    // durable stands, not 0 until its next message.
+    let routed_to = v["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["consumer"] == "routing")
+        .and_then(|c| c["position"].as_u64())
+        .unwrap();
+    let app = spawn_app(&nats.url(), &db.url, &prefix).await;
+    let url = format!("http://{}", app.http_addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .args(["status", "--url", &url, "-o", "json"])
+            .env_remove("CLOSELOOP_HTTP_URL")
+            .output()
+            .unwrap();
+        let all: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let routing = all["processes"][0]["consumers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["consumer"] == "routing").cloned())
+            .unwrap_or(Value::Null);
+        if routing["position"].as_u64() == Some(routed_to) {
+            assert_eq!(routing["pending"], 0, "{routing}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{all}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.stop().await.unwrap();
 }
 
 /// A bad command line is refused before anything is connected to, with
