@@ -859,6 +859,27 @@ async fn the_weekly_report_is_generated_once_on_schedule_and_mailed() {
     );
     assert!(!text.contains("ticket amer"), "{text}");
 
+    // Asked for a region: its name in any case; a region no ticket has is
+    // said to be one, with the regions there are.
+    let mut esc = EscalationServiceClient::connect(app.grpc_url())
+        .await
+        .unwrap();
+    let mut ask = async |region: &str| {
+        esc.weekly_report(v1::WeeklyReportRequest {
+            region: region.into(),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    };
+    let r = ask("emea").await;
+    assert_eq!((r.tickets, r.region_unknown), (1, false), "{r:#?}");
+    assert!(r.known_regions.is_empty());
+    let r = ask("Atlantis").await;
+    assert_eq!((r.tickets, r.region_unknown), (0, true), "{r:#?}");
+    assert_eq!(r.known_regions, ["AMER", "EMEA"]);
+
     // The report is in the log, once; a restart does not write it again.
     let reports = || async {
         closeloop_tests::subject_payloads(

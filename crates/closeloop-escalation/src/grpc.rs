@@ -118,10 +118,19 @@ impl EscalationService for EscalationGrpc {
             Some(t) => (convert::from_timestamp(t), false),
             None => (Timestamp::from_system_time(self.clock.now()), true),
         };
-        let report = crate::report::weekly(&self.db, r.region.trim(), as_of, present)
+        let region = r.region.trim();
+        let report = crate::report::weekly(&self.db, region, as_of, present)
             .await
             .map_err(internal)?;
-        Ok(Response::new(to_proto(&report)))
+        let mut answer = to_proto(&report);
+        if report.tickets() == 0 && !region.is_empty() {
+            let known = crate::report::regions(&self.db).await.map_err(internal)?;
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(region)) {
+                answer.region_unknown = true;
+                answer.known_regions = known;
+            }
+        }
+        Ok(Response::new(answer))
     }
 
     async fn list_timers(
@@ -206,5 +215,7 @@ pub fn to_proto(report: &crate::report::Report) -> v1::WeeklyReportResponse {
                     .collect(),
             })
             .collect(),
+        region_unknown: false,
+        known_regions: Vec::new(),
     }
 }

@@ -97,6 +97,24 @@ pub fn evaluate(s: &Sla, as_of: Timestamp) -> Option<(String, ReportTicket)> {
     ))
 }
 
+/// The regions the tracked tickets have (as the directory gave them, in
+/// their first spelling by case), sorted: what a region asked for can be.
+pub async fn regions(db: &Db) -> Result<Vec<String>, String> {
+    let rows = sqlx::query("SELECT DISTINCT region FROM sla_tickets WHERE region <> ''")
+        .fetch_all(db.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out: Vec<String> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let region: String = r.try_get(0).map_err(|e| e.to_string())?;
+        if !out.iter().any(|k| k.eq_ignore_ascii_case(&region)) {
+            out.push(region);
+        }
+    }
+    out.sort_by_key(|r| r.to_lowercase());
+    Ok(out)
+}
+
 /// The report of `region` (empty: all) as of `as_of`; `present` says
 /// whether `as_of` is the present (then only open tickets are looked at).
 ///

@@ -189,6 +189,18 @@ async fn reports(args: ReportsArgs) -> Result<(), CliError> {
         .weekly_report(v1::WeeklyReportRequest { region, as_of })
         .await?
         .into_inner();
+    if r.region_unknown {
+        // On stderr: the report itself (empty) stays what a script reads.
+        eprintln!(
+            "note: no ticket is in region {:?}; {}",
+            r.region,
+            if r.known_regions.is_empty() {
+                "no ticket has a region (an account's region is set in the directory)".to_string()
+            } else {
+                format!("the regions of tickets are: {}", r.known_regions.join(", "))
+            }
+        );
+    }
     match format {
         Format::Json => output::print_json(&json!({
             "region": r.region,

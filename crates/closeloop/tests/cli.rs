@@ -1332,6 +1332,21 @@ async fn sla_reports_waits_and_the_clock_from_the_command_line() {
     );
     let o = run(&s, &["reports", "weekly", "--as-of", "yesterday"]).await;
     assert_eq!(o.status.code(), Some(3));
+    // A region no ticket has is said to be one (its accounts have no region
+    // here), not only reported as needing nothing.
+    let o = run(&s, &["reports", "weekly", "--region", "Atlantis"]).await;
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Atlantis, as of"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("no ticket is in region \"Atlantis\"; no ticket has a region"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // Pending timers, and a refused recompute.
     let o = run(&s, &["sla", "timers", "--ticket", &id]).await;
