@@ -558,25 +558,32 @@ mod tests {
 
     #[test]
     fn a_date_is_its_midnight_in_the_reports_time_zone() {
-        assert_eq!(at("--from", "2026-11-09", ""), "2026-11-09T00:00:00Z");
-        assert_eq!(
-            at("--from", "2026-11-09", "Pacific/Honolulu"),
-            "2026-11-09T10:00:00Z"
-        );
-        assert_eq!(
-            at("--to", "2026-07-01", "Europe/Paris"),
-            "2026-06-30T22:00:00Z"
-        );
-        // Sao Paulo skipped midnight on 2018-11-04: the day began at 01:00.
-        assert_eq!(
-            at("--from", "2018-11-04", "America/Sao_Paulo"),
-            "2018-11-04T03:00:00Z"
-        );
-        // A time says its own zone.
-        assert_eq!(
-            at("--as-of", "2026-11-09T12:00:00Z", "Pacific/Honolulu"),
-            "2026-11-09T12:00:00Z"
-        );
+        for (field, given, tz, want) in [
+            ("--from", "2026-11-09", "", "2026-11-09T00:00:00Z"),
+            (
+                "--from",
+                "2026-11-09",
+                "Pacific/Honolulu",
+                "2026-11-09T10:00:00Z",
+            ),
+            ("--to", "2026-07-01", "Europe/Paris", "2026-06-30T22:00:00Z"),
+            // Sao Paulo skipped midnight on 2018-11-04: the day began at 01:00.
+            (
+                "--from",
+                "2018-11-04",
+                "America/Sao_Paulo",
+                "2018-11-04T03:00:00Z",
+            ),
+            // A time says its own zone.
+            (
+                "--as-of",
+                "2026-11-09T12:00:00Z",
+                "Pacific/Honolulu",
+                "2026-11-09T12:00:00Z",
+            ),
+        ] {
+            assert_eq!(at(field, given, tz), want, "{field} {given} in {tz:?}");
+        }
         assert!(time_arg("--from", "2026-13-01", "").is_err());
     }
 }
