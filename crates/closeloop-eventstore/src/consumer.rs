@@ -362,7 +362,7 @@ async fn consume<H: Handler>(
     let mut standing = Vec::with_capacity(spec.filters.len());
     for (i, filter) in spec.filters.iter().enumerate() {
         let durable = spec.durable_for(i);
-        let mut consumer = stream
+        let consumer = stream
             .get_or_create_consumer(
                 &durable,
                 pull::Config {
@@ -384,11 +384,9 @@ async fn consume<H: Handler>(
                 durable: durable.clone(),
                 reason: e.to_string(),
             })?;
-        // Fresh from the server (the handle's copy may be from its creation).
-        let info = consumer.info().await.map_err(|e| ConsumeError::Durable {
-            durable: durable.clone(),
-            reason: e.to_string(),
-        })?;
+        // As the server answered just now (looking the durable up, or
+        // creating it): no second round trip.
+        let info = consumer.cached_info();
         standing.push((info.delivered.stream_sequence, info.num_pending));
         streams.push(
             consumer
