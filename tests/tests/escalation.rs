@@ -76,6 +76,21 @@ async fn start(
     .await
 }
 
+/// The setup of the tests that read e-mail: a broker, a SQLite database, a
+/// directory for the programs file, a prefix and an SMTP sink, with every
+/// role started on them and the ticket directory seeded. Keep each part
+/// alive (bind it, `_name` if unused) for as long as the test runs.
+async fn with_mail() -> (Nats, TestDb, tempfile::TempDir, String, SmtpSink, App) {
+    let nats = Nats::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let sink = SmtpSink::start();
+    let app = start(&nats, &db, &prefix, dir.path(), Some(&sink), "all").await;
+    app.seed_ticket_directory().await;
+    (nats, db, dir, prefix, sink, app)
+}
+
 async fn advance(app: &App, secs: u64) {
     ClockServiceClient::connect(app.grpc_url())
         .await
@@ -227,13 +242,7 @@ fn firings(events: &[RecordedSla]) -> BTreeMap<(String, String), usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clocks_warn_breach_escalate_and_pause_on_the_simulated_clock() {
-    let nats = Nats::start();
-    let db = TestDb::new(Backend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix();
-    let sink = SmtpSink::start();
-    let app = start(&nats, &db, &prefix, dir.path(), Some(&sink), "all").await;
-    app.seed_ticket_directory().await;
+    let (nats, _db, _dir, prefix, sink, app) = with_mail().await;
     // dana reports to lee, lee to mia; solo has no manager.
     app.seed_person("mia@vendor.example", None).await;
     app.seed_person("lee@vendor.example", Some("mia@vendor.example"))
@@ -656,13 +665,7 @@ async fn two_replicas_on_postgres_never_fire_a_timer_twice() {
 /// still recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn warnings_fired_after_the_due_time_are_not_sent() {
-    let nats = Nats::start();
-    let db = TestDb::new(Backend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix();
-    let sink = SmtpSink::start();
-    let app = start(&nats, &db, &prefix, dir.path(), Some(&sink), "all").await;
-    app.seed_ticket_directory().await;
+    let (_nats, _db, _dir, _prefix, sink, app) = with_mail().await;
     let late = open(&app, "late", "dana@vendor.example").await;
     sla_until(&app, &late, "clocks start", |s| s.clocks.len() == 2).await;
     sink.wait_for(1).await; // the owner's "assigned" e-mail
@@ -759,13 +762,7 @@ async fn warnings_fired_after_the_due_time_are_not_sent() {
 /// the region's list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_weekly_report_is_generated_once_on_schedule_and_mailed() {
-    let nats = Nats::start();
-    let db = TestDb::new(Backend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix();
-    let sink = SmtpSink::start();
-    let app = start(&nats, &db, &prefix, dir.path(), Some(&sink), "all").await;
-    app.seed_ticket_directory().await;
+    let (nats, db, dir, prefix, sink, app) = with_mail().await;
     let mut d = app.directory().await;
     for (id, region) in [("ACME-001", "EMEA"), ("WAYNE-7", "AMER")] {
         d.upsert_account(v1::UpsertAccountRequest {
