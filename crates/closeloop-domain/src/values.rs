@@ -302,6 +302,17 @@ impl TicketId {
         })
     }
 
+    /// A ticket id a list may be filtered by: `None` when blank, else as
+    /// [`TicketId::parse`] (any case; a typo is refused, not taken for a
+    /// ticket with nothing to list).
+    pub fn parse_filter(field: &str, value: &str) -> Result<Option<Self>, FieldViolation> {
+        if value.trim().is_empty() {
+            Ok(None)
+        } else {
+            Self::parse(field, value).map(Some)
+        }
+    }
+
     /// The id of the ticket a manual `open` with this request id creates.
     pub fn for_manual_request(request_id: &RequestId) -> Self {
         TicketId(Uuid::new_v5(

@@ -147,14 +147,10 @@ impl EscalationService for EscalationGrpc {
                 ]));
             }
         };
-        // A ticket id as stored (lowercase); a typo is refused, not listed as
-        // a ticket without timers.
-        let ticket = match r.ticket_id.trim() {
-            "" => String::new(),
-            t => TicketId::parse("ticket_id", t)
-                .map_err(|v| closeloop_proto::status::invalid_argument(vec![v]))?
-                .to_string(),
-        };
+        let ticket = TicketId::parse_filter("ticket_id", &r.ticket_id)
+            .map_err(|v| closeloop_proto::status::invalid_argument(vec![v]))?
+            .map(|t| t.to_string())
+            .unwrap_or_default();
         let rows = sqlx::query(
             "SELECT ticket_id, timer_key, due_at FROM sla_timers \
              WHERE ($1 = '' OR ticket_id = $1) ORDER BY due_at, ticket_id, timer_key LIMIT $2",

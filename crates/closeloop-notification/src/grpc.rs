@@ -218,16 +218,9 @@ impl NotificationService for NotificationGrpc {
             0 => 100,
             n => i64::from(n.min(1000)),
         };
-        // A ticket id as stored (lowercase); a typo is refused, not listed as
-        // a ticket without notifications.
-        let ticket = match r.ticket_id.trim() {
-            "" => None,
-            t => Some(
-                closeloop_domain::TicketId::parse("ticket_id", t)
-                    .map_err(|v| closeloop_proto::status::invalid_argument(vec![v]))?
-                    .to_string(),
-            ),
-        };
+        let ticket = closeloop_domain::TicketId::parse_filter("ticket_id", &r.ticket_id)
+            .map_err(|v| closeloop_proto::status::invalid_argument(vec![v]))?
+            .map(|t| t.to_string());
         let rows = view::list(
             &self.db,
             Some(status).filter(|s| !s.is_empty()),
